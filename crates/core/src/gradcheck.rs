@@ -1,0 +1,379 @@
+//! Numerical gradients: central differences in `f64`, compared entry by entry.
+//!
+//! The numeric derivative of a scalar loss L with respect to one entry θ is
+//!
+//! ```text
+//! dL/dθ ≈ (L(θ + h) - L(θ - h)) / 2h        h = 1e-5, error O(h²)
+//! ```
+//!
+//! and analytic `a` and numeric `n` agree when the relative error
+//! `|a - n| / max(1e-8, |a| + |n|)` is small: about 1e-10 for one `Linear` layer, 1e-7 or less
+//! for a small net. Above 1e-2 the backward pass is wrong.
+//!
+//! ReLU is not differentiable at 0. When a perturbation of ±h moves some ReLU input across 0,
+//! the difference quotient measures a blend of two slopes; such an entry is a **kink**, reported
+//! and left out of the worst-entry search rather than failed.
+//!
+//! Run these checks in `f64` only: in `f32` the rounding error of L (about 1e-7 · |L|) divided by
+//! 2h swamps the derivative, and correct code fails.
+
+use std::fmt;
+
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Dimension, IxDyn};
+
+use crate::{Activation, Layer, LinearParams, Loss, Model, Targets};
+
+/// The finite-difference step h.
+pub const STEP: f64 = 1e-5;
+
+/// `|a - n| / max(1e-8, |a| + |n|)`; NaN or infinite inputs give infinity.
+pub fn relative_error(analytic: f64, numeric: f64) -> f64 {
+    let error = (analytic - numeric).abs() / (analytic.abs() + numeric.abs()).max(1e-8);
+    if error.is_finite() {
+        error
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// The comparison of one tensor's analytic gradient with its numeric one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradReport {
+    /// Which tensor: `"input"`, `"weight"`, `"linear1.bias"`.
+    pub tensor: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// The largest relative error over the entries that are not kinks.
+    pub relative_error: f64,
+    /// Where it occurs.
+    pub worst_index: Vec<usize>,
+    /// dL/dθ from `backward` at that entry.
+    pub analytic: f64,
+    /// dL/dθ from central differences at that entry.
+    pub numeric: f64,
+    /// Entries where a ReLU input crossed 0 within ±h (skipped).
+    pub kinks: Vec<Vec<usize>>,
+}
+
+impl GradReport {
+    /// Compares `analytic` with `numeric` entry by entry, skipping entries marked in `kinks`.
+    ///
+    /// # Panics
+    /// If the three arrays differ in shape.
+    #[track_caller]
+    pub fn compare(
+        tensor: &str,
+        analytic: ArrayViewD<'_, f64>,
+        numeric: ArrayViewD<'_, f64>,
+        kinks: ArrayViewD<'_, bool>,
+    ) -> Self {
+        assert_eq!(
+            analytic.shape(),
+            numeric.shape(),
+            "{tensor}: analytic vs numeric shape"
+        );
+        assert_eq!(
+            analytic.shape(),
+            kinks.shape(),
+            "{tensor}: analytic vs kink mask shape"
+        );
+        let mut report = GradReport {
+            tensor: tensor.to_string(),
+            shape: analytic.shape().to_vec(),
+            relative_error: 0.0,
+            worst_index: vec![0; analytic.ndim()],
+            analytic: analytic.iter().next().copied().unwrap_or(0.0),
+            numeric: numeric.iter().next().copied().unwrap_or(0.0),
+            kinks: Vec::new(),
+        };
+        for ((index, &a), (&n, &kink)) in analytic.indexed_iter().zip(numeric.iter().zip(&kinks)) {
+            if kink {
+                report.kinks.push(index.slice().to_vec());
+                continue;
+            }
+            let error = relative_error(a, n);
+            if error > report.relative_error {
+                report.relative_error = error;
+                report.worst_index = index.slice().to_vec();
+                report.analytic = a;
+                report.numeric = n;
+            }
+        }
+        report
+    }
+
+    /// True when the worst non-kink entry is within `tolerance`.
+    pub fn passes(&self, tolerance: f64) -> bool {
+        self.relative_error <= tolerance
+    }
+}
+
+impl fmt::Display for GradReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dL/d{} {:?}: relative error {:.2e} at {:?} (analytic {:.10e}, numeric {:.10e})",
+            self.tensor,
+            self.shape,
+            self.relative_error,
+            self.worst_index,
+            self.analytic,
+            self.numeric
+        )?;
+        if !self.kinks.is_empty() {
+            write!(
+                f,
+                "; {} ReLU kink(s) skipped, first at {:?}",
+                self.kinks.len(),
+                self.kinks[0]
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Central difference of `loss_at(delta)` around delta = 0; also tells whether the ReLU
+/// pattern that `loss_at` returns differs between +h and -h (a kink).
+fn central_difference(mut loss_at: impl FnMut(f64) -> (f64, Vec<bool>)) -> (f64, bool) {
+    let (plus, pattern_plus) = loss_at(STEP);
+    let (minus, pattern_minus) = loss_at(-STEP);
+    loss_at(0.0); // restore the entry (and every cache) to the unperturbed point
+    ((plus - minus) / (2.0 * STEP), pattern_plus != pattern_minus)
+}
+
+/// Checks one layer under the scalar loss `L = Σ upstream ⊙ layer(input)`, so that
+/// dL/d(output) = `upstream` (pick it non-uniform: a plain sum hides transposes).
+///
+/// Returns one report for `input` and one per parameter. With `kink_at_zero`, input entries
+/// within ±h of 0 are kinks (for ReLU).
+pub fn layer_gradients<L: Layer<f64>>(
+    layer: &mut L,
+    input: ArrayView2<'_, f64>,
+    upstream: ArrayView2<'_, f64>,
+    kink_at_zero: bool,
+) -> Vec<GradReport> {
+    let objective = |layer: &mut L, input: ArrayView2<'_, f64>| -> f64 {
+        (&layer.forward(input) * &upstream).sum()
+    };
+
+    // Phase 1: analytic gradients from one forward and one backward.
+    layer.zero_grad();
+    layer.forward(input);
+    let grad_input = layer.backward(upstream);
+    let analytic_params: Vec<(String, ArrayD<f64>)> = layer
+        .params_mut()
+        .into_iter()
+        .map(|param| (param.name, param.grad.to_owned()))
+        .collect();
+
+    // Phase 2: the input, entry by entry.
+    let mut perturbed = input.to_owned();
+    let mut numeric_input = Array2::zeros(input.dim());
+    for (index, numeric) in numeric_input.indexed_iter_mut() {
+        let original = input[index];
+        *numeric = central_difference(|delta| {
+            perturbed[index] = original + delta;
+            (objective(layer, perturbed.view()), Vec::new())
+        })
+        .0;
+    }
+    let input_kinks = input.mapv(|x| kink_at_zero && x.abs() <= STEP);
+    let mut reports = vec![GradReport::compare(
+        "input",
+        grad_input.view().into_dyn(),
+        numeric_input.view().into_dyn(),
+        input_kinks.view().into_dyn(),
+    )];
+
+    // Phase 3: every parameter, entry by entry.
+    for (param_index, (name, analytic)) in analytic_params.iter().enumerate() {
+        let mut numeric = ArrayD::zeros(analytic.raw_dim());
+        for (index, slot) in numeric.indexed_iter_mut() {
+            let original = layer.params_mut().swap_remove(param_index).value[&index];
+            *slot = central_difference(|delta| {
+                set_entry(
+                    layer.params_mut().swap_remove(param_index).value,
+                    &index,
+                    original + delta,
+                );
+                let loss = objective(layer, input);
+                set_entry(
+                    layer.params_mut().swap_remove(param_index).value,
+                    &index,
+                    original,
+                );
+                (loss, Vec::new())
+            })
+            .0;
+        }
+        let no_kinks = ArrayD::from_elem(analytic.raw_dim(), false);
+        reports.push(GradReport::compare(
+            name,
+            analytic.view(),
+            numeric.view(),
+            no_kinks.view(),
+        ));
+    }
+    reports
+}
+
+/// Checks dL/d(input) of a loss against central differences.
+pub fn loss_gradients<L: Loss<f64>>(
+    loss: &mut L,
+    input: ArrayView2<'_, f64>,
+    targets: Targets<'_, f64>,
+) -> GradReport {
+    loss.forward(input, targets);
+    let analytic = loss.backward();
+    let mut perturbed = input.to_owned();
+    let mut numeric = Array2::zeros(input.dim());
+    for (index, slot) in numeric.indexed_iter_mut() {
+        let original = input[index];
+        *slot = central_difference(|delta| {
+            perturbed[index] = original + delta;
+            (loss.forward(perturbed.view(), targets), Vec::new())
+        })
+        .0;
+    }
+    let no_kinks = ArrayD::from_elem(IxDyn(&[input.nrows(), input.ncols()]), false);
+    GradReport::compare(
+        "input",
+        analytic.view().into_dyn(),
+        numeric.view().into_dyn(),
+        no_kinks.view(),
+    )
+}
+
+/// Checks every parameter of `model` and its input against central differences of
+/// `model.loss(targets)`.
+///
+/// Returns one report for `input` and one per parameter, in `params_mut` order. For a ReLU
+/// model, an entry is a kink when its ±h perturbation flips the sign of any hidden
+/// pre-activation (recomputed here from the parameters, independently of the model's code).
+pub fn model_gradients<M: Model<f64>>(
+    model: &mut M,
+    input: ArrayView2<'_, f64>,
+    targets: Targets<'_, f64>,
+) -> Vec<GradReport> {
+    let watch_relu = model.activation() == Activation::Relu;
+    let evaluate = |model: &mut M, input: ArrayView2<'_, f64>| -> (f64, Vec<bool>) {
+        model.forward(input);
+        let loss = model.loss(targets);
+        let pattern = if watch_relu {
+            relu_pattern(&model.linear_params(), input)
+        } else {
+            Vec::new()
+        };
+        (loss, pattern)
+    };
+
+    // Phase 1: analytic gradients.
+    model.zero_grad();
+    model.forward(input);
+    model.loss(targets);
+    let grad_input = model.backward();
+    let analytic_params: Vec<(String, ArrayD<f64>)> = model
+        .params_mut()
+        .into_iter()
+        .map(|param| (param.name, param.grad.to_owned()))
+        .collect();
+
+    // Phase 2: the input.
+    let mut perturbed = input.to_owned();
+    let mut numeric_input = Array2::zeros(input.dim());
+    let mut input_kinks = Array2::from_elem(input.dim(), false);
+    for (index, numeric) in numeric_input.indexed_iter_mut() {
+        let original = input[index];
+        let (slope, kink) = central_difference(|delta| {
+            perturbed[index] = original + delta;
+            evaluate(model, perturbed.view())
+        });
+        *numeric = slope;
+        input_kinks[index] = kink;
+    }
+    let mut reports = vec![GradReport::compare(
+        "input",
+        grad_input.view().into_dyn(),
+        numeric_input.view().into_dyn(),
+        input_kinks.view().into_dyn(),
+    )];
+
+    // Phase 3: every parameter.
+    for (param_index, (name, analytic)) in analytic_params.iter().enumerate() {
+        let mut numeric = ArrayD::zeros(analytic.raw_dim());
+        let mut kinks = ArrayD::from_elem(analytic.raw_dim(), false);
+        for (index, slot) in numeric.indexed_iter_mut() {
+            let original = model.params_mut().swap_remove(param_index).value[&index];
+            let (slope, kink) = central_difference(|delta| {
+                set_entry(
+                    model.params_mut().swap_remove(param_index).value,
+                    &index,
+                    original + delta,
+                );
+                let result = evaluate(model, input);
+                set_entry(
+                    model.params_mut().swap_remove(param_index).value,
+                    &index,
+                    original,
+                );
+                result
+            });
+            *slot = slope;
+            kinks[&index] = kink;
+        }
+        reports.push(GradReport::compare(
+            name,
+            analytic.view(),
+            numeric.view(),
+            kinks.view(),
+        ));
+    }
+    reports
+}
+
+/// Sets one entry of a parameter (restoring it exactly afterwards: no `+h - h` round-off).
+fn set_entry(mut value: ndarray::ArrayViewMutD<'_, f64>, index: &IxDyn, entry: f64) {
+    value[index] = entry;
+}
+
+/// The sign pattern `z > 0` of every hidden pre-activation `z = h W + b` of a ReLU MLP.
+fn relu_pattern(layers: &LinearParams<f64>, input: ArrayView2<'_, f64>) -> Vec<bool> {
+    let mut pattern = Vec::new();
+    let mut hidden = input.to_owned();
+    for (weight, bias) in &layers[..layers.len() - 1] {
+        let pre_activation = hidden.dot(weight) + bias;
+        pattern.extend(pre_activation.iter().map(|&z| z > 0.0));
+        hidden = pre_activation.mapv(|z| z.max(0.0));
+    }
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn relative_error_follows_the_cs231n_definition() {
+        assert_eq!(relative_error(1.0, 1.0), 0.0);
+        assert!((relative_error(1.0, 3.0) - 0.5).abs() < 1e-15); // |1-3| / (1+3)
+        assert_eq!(relative_error(0.0, 0.0), 0.0); // 0 / max(1e-8, 0)
+        assert_eq!(relative_error(f64::NAN, 1.0), f64::INFINITY);
+    }
+
+    #[test]
+    fn report_names_the_worst_entry_and_skips_kinks() {
+        let analytic = array![[1.0, 2.0], [3.0, 10.0]].into_dyn();
+        let numeric = array![[1.0, 2.5], [3.0, -10.0]].into_dyn();
+        let kinks = array![[false, false], [false, true]].into_dyn();
+        let report = GradReport::compare("weight", analytic.view(), numeric.view(), kinks.view());
+        assert_eq!(report.worst_index, vec![0, 1]);
+        assert_eq!((report.analytic, report.numeric), (2.0, 2.5));
+        assert_eq!(report.kinks, vec![vec![1, 1]]);
+        let text = report.to_string();
+        assert!(
+            text.contains("dL/dweight [2, 2]") && text.contains("[0, 1]"),
+            "{text}"
+        );
+    }
+}

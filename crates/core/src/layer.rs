@@ -1,0 +1,185 @@
+//! The layer and loss contracts, and the parameter view shared by both.
+//!
+//! # The gradient rule
+//!
+//! Every level follows one rule, the one PyTorch follows:
+//!
+//! - **outputs are overwritten**: `forward` and `backward` return fresh arrays, and the `*_into`
+//!   forms overwrite every element of the caller's buffer (they never read it);
+//! - **parameter gradients accumulate**: each `backward` *adds* dL/dW and dL/db into the stored
+//!   gradients, which keep growing until [`Layer::zero_grad`] sets them back to zero.
+//!
+//! So a training step is `zero_grad`, `forward`, `loss`, `backward`, `update`; calling
+//! `backward` twice without `zero_grad` in between doubles the gradients, and the harness tests
+//! exactly that.
+
+use std::fmt::Debug;
+
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, ArrayViewMutD};
+
+use crate::Float;
+
+/// One learnable tensor and its gradient, borrowed from a layer or a model.
+///
+/// `value` and `grad` have the same shape: `(fan_in, fan_out)` for a weight, `(fan_out,)` for a
+/// bias.
+#[derive(Debug)]
+pub struct Param<'a, F> {
+    /// Where the tensor lives: `"weight"`, `"bias"`, or `"linear1.weight"` inside a model.
+    pub name: String,
+    /// The parameter itself, writable (optimisers and gradient checks change it).
+    pub value: ArrayViewMutD<'a, F>,
+    /// dL/d(value), accumulated by `backward` since the last `zero_grad`.
+    pub grad: ArrayViewMutD<'a, F>,
+}
+
+/// A differentiable layer acting on a batch: one sample per row.
+///
+/// Inputs have shape `(batch, in_features)` and outputs `(batch, out_features)`. `forward`
+/// caches what `backward` needs (the input for `Linear`, the output for `Sigmoid`), so
+/// `backward` always refers to the latest `forward`.
+///
+/// Levels 1 and 2 implement the allocating `forward`/`backward`; the provided `*_into` forms copy
+/// their result into the caller's buffer. Level 3 overrides the `*_into` forms to compute in
+/// place. See the [module docs](self) for the gradient rule.
+pub trait Layer<F: Float>: Debug {
+    /// The number of output columns for `in_features` input columns.
+    fn out_features(&self, in_features: usize) -> usize;
+
+    /// Computes the output for `input` of shape `(batch, in_features)` and caches what
+    /// `backward` needs.
+    ///
+    /// # Panics
+    /// If the input width does not fit the layer; the message names both shapes.
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F>;
+
+    /// Takes dL/d(output) of shape `(batch, out_features)`, *adds* the parameter gradients into
+    /// the stored ones, and returns dL/d(input) of shape `(batch, in_features)`.
+    ///
+    /// # Panics
+    /// If called before `forward`, or if `grad_output` does not match the last output's shape.
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F>;
+
+    /// [`forward`](Layer::forward), writing every element of `output` (never reading it).
+    ///
+    /// # Panics
+    /// If `output` is not `(batch, out_features)`.
+    #[track_caller]
+    fn forward_into(&mut self, input: ArrayView2<'_, F>, mut output: ArrayViewMut2<'_, F>) {
+        let result = self.forward(input);
+        crate::assert_same_shape("forward_into output", output.dim(), result.dim());
+        output.assign(&result);
+    }
+
+    /// [`backward`](Layer::backward), writing dL/d(input) into `grad_input`.
+    ///
+    /// # Panics
+    /// If `grad_input` is not `(batch, in_features)`.
+    #[track_caller]
+    fn backward_into(
+        &mut self,
+        grad_output: ArrayView2<'_, F>,
+        mut grad_input: ArrayViewMut2<'_, F>,
+    ) {
+        let result = self.backward(grad_output);
+        crate::assert_same_shape("backward_into grad_input", grad_input.dim(), result.dim());
+        grad_input.assign(&result);
+    }
+
+    /// The learnable tensors with their gradients, in a fixed order (`weight`, then `bias`).
+    /// Activations have none.
+    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
+        Vec::new()
+    }
+
+    /// Sets every parameter gradient to zero.
+    fn zero_grad(&mut self) {
+        for param in self.params_mut() {
+            let mut grad = param.grad;
+            grad.fill(F::zero());
+        }
+    }
+}
+
+/// What a loss compares its input against.
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a, F> {
+    /// One class index per row, each below the number of columns (softmax cross-entropy).
+    Classes(&'a [usize]),
+    /// One target value per element, same shape as the prediction (mean squared error).
+    Values(ArrayView2<'a, F>),
+}
+
+impl<'a, F: Float> Targets<'a, F> {
+    /// The class indices, checked against logits of shape `(batch, classes)`.
+    ///
+    /// # Panics
+    /// On an empty batch, on [`Targets::Values`], on a count other than `batch`, or on a class
+    /// index `>= classes`; the message says which and where.
+    #[track_caller]
+    pub fn expect_classes(self, (batch, classes): (usize, usize)) -> &'a [usize] {
+        assert!(
+            batch > 0,
+            "empty batch: the mean loss over 0 rows is undefined"
+        );
+        let Targets::Classes(targets) = self else {
+            panic!("softmax cross-entropy takes Targets::Classes (one class index per row)");
+        };
+        assert!(
+            targets.len() == batch,
+            "{} class targets for logits of shape ({batch}, {classes})",
+            targets.len()
+        );
+        if let Some((row, &class)) = targets.iter().enumerate().find(|(_, c)| **c >= classes) {
+            panic!("target class {class} at row {row} is out of range for {classes} classes");
+        }
+        targets
+    }
+
+    /// The dense targets, checked against predictions of shape `shape`.
+    ///
+    /// # Panics
+    /// On an empty batch, on [`Targets::Classes`], or on a shape other than `shape`.
+    #[track_caller]
+    pub fn expect_values(self, shape: (usize, usize)) -> ArrayView2<'a, F> {
+        assert!(
+            shape.0 > 0,
+            "empty batch: the mean loss over 0 rows is undefined"
+        );
+        let Targets::Values(targets) = self else {
+            panic!("mean squared error takes Targets::Values (one target per output)");
+        };
+        crate::assert_same_shape("MSE targets", targets.dim(), shape);
+        targets
+    }
+}
+
+/// A scalar loss over a batch, with the gradient with respect to its input.
+///
+/// `forward` returns the loss and caches what `backward` needs; `backward` returns dL/d(input)
+/// of the same shape as the input. Losses have no parameters.
+pub trait Loss<F: Float>: Debug {
+    /// The mean loss of `input` (shape `(batch, outputs)`) against `targets`.
+    ///
+    /// # Panics
+    /// On an empty batch (the mean over no rows is undefined), on a target kind this loss does
+    /// not take, on a class index out of range, or on mismatched shapes.
+    fn forward(&mut self, input: ArrayView2<'_, F>, targets: Targets<'_, F>) -> F;
+
+    /// dL/d(input) for the last `forward`.
+    ///
+    /// # Panics
+    /// If called before `forward`.
+    fn backward(&mut self) -> Array2<F>;
+
+    /// [`backward`](Loss::backward), overwriting `grad_input`.
+    ///
+    /// # Panics
+    /// If `grad_input` does not have the input's shape.
+    #[track_caller]
+    fn backward_into(&mut self, mut grad_input: ArrayViewMut2<'_, F>) {
+        let result = self.backward();
+        crate::assert_same_shape("backward_into grad_input", grad_input.dim(), result.dim());
+        grad_input.assign(&result);
+    }
+}

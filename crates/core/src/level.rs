@@ -1,0 +1,66 @@
+//! The `Level` trait: the one thing a level crate exports for the harness.
+
+use ndarray::{Array1, Array2};
+
+use crate::{Activation, Float, Layer, LinearParams, Loss, LossKind, MlpSpec, Model};
+
+/// Names a level's layer, loss and model types and builds them.
+///
+/// A level crate defines a zero-sized marker type and implements `Level<F>` for the float types
+/// it supports (usually `impl<F: Float> Level<F> for Level02`). The harness, the benches and the
+/// CLI only ever see this trait, so `backprop_harness::suite!(my_level::MyLevel);` is the whole
+/// integration.
+///
+/// Weights are always made by [`crate::init`] and handed in, so the same seed gives the same
+/// network in every level.
+pub trait Level<F: Float>: 'static {
+    /// A short name for messages and bench groups: `"level02"`.
+    const NAME: &'static str;
+
+    /// True when a training step at a steady batch size makes a bounded number of heap
+    /// allocations, whatever the batch size and the number of steps. The stress suite then
+    /// counts them.
+    const ALLOCATION_BOUNDED: bool = false;
+
+    /// `y = x W + b`.
+    type Linear: Layer<F>;
+    /// `y = max(0, x)`.
+    type Relu: Layer<F>;
+    /// `y = 1 / (1 + e^-x)`.
+    type Sigmoid: Layer<F>;
+    /// `y = tanh x`.
+    type Tanh: Layer<F>;
+    /// Softmax then cross-entropy, mean over the batch.
+    type SoftmaxCrossEntropy: Loss<F>;
+    /// Mean squared error, mean over every element.
+    type Mse: Loss<F>;
+    /// The multi-layer perceptron.
+    type Mlp: Model<F>;
+
+    /// A `Linear` layer owning `weight` `(fan_in, fan_out)` and `bias` `(fan_out,)`, with zero
+    /// gradients.
+    ///
+    /// # Panics
+    /// If `bias.len() != weight.ncols()`.
+    fn linear(weight: Array2<F>, bias: Array1<F>) -> Self::Linear;
+    /// A ReLU layer.
+    fn relu() -> Self::Relu;
+    /// A sigmoid layer.
+    fn sigmoid() -> Self::Sigmoid;
+    /// A tanh layer.
+    fn tanh() -> Self::Tanh;
+    /// The softmax cross-entropy loss.
+    fn softmax_cross_entropy() -> Self::SoftmaxCrossEntropy;
+    /// The mean squared error loss.
+    fn mse() -> Self::Mse;
+    /// An MLP from the `(weight, bias)` of each `Linear` layer, input layer first.
+    ///
+    /// # Panics
+    /// If `layers` is empty or two consecutive layers' shapes do not chain.
+    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp;
+
+    /// An MLP initialised from `spec` (its seed decides every weight).
+    fn mlp_from_spec(spec: &MlpSpec) -> Self::Mlp {
+        Self::mlp(spec.initial_params(), spec.activation, spec.loss)
+    }
+}

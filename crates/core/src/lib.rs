@@ -1,0 +1,97 @@
+//! # backprop-core: the contract every level implements
+//!
+//! A *level* is one implementation of the backward pass of a multi-layer perceptron: level01
+//! with explicit loops, level02 with ndarray, level03 in place. They all implement the traits
+//! here, so one test harness, one CLI and one bench suite serve them all.
+//!
+//! | PyTorch / NumPy                        | backprop                                      |
+//! |----------------------------------------|-----------------------------------------------|
+//! | `nn.Linear(fan_in, fan_out)`           | [`Level::linear`]`(weight (fan_in, fan_out), bias)` (y = x W + b, W not transposed) |
+//! | `F.relu`, `torch.sigmoid`, `torch.tanh`| [`Level::relu`], [`Level::sigmoid`], [`Level::tanh`] |
+//! | `F.cross_entropy(reduction="mean")`    | [`Level::softmax_cross_entropy`] with [`Targets::Classes`] |
+//! | `F.mse_loss(reduction="mean")`         | [`Level::mse`] with [`Targets::Values`]        |
+//! | `loss.backward()`                      | [`Model::backward`] (after [`Model::loss`])   |
+//! | `param.grad`, `optimizer.zero_grad()`  | [`Param::grad`], [`Model::zero_grad`]         |
+//! | `optim.SGD(lr).step()`                 | [`Model::update`]                             |
+//! | `torch.manual_seed(s)`                 | [`MlpSpec::seed`], [`init::seeded_rng`]       |
+//!
+//! ## Training a tiny MLP
+//!
+//! Every level names its types through a zero-sized marker that implements [`Level`]. Build a
+//! network from an [`MlpSpec`] (sizes, activation, loss, init, seed), then repeat
+//! `zero_grad -> forward -> loss -> backward -> update`:
+//!
+//! ```
+//! use backprop_core::{Level, Model, MlpSpec, Targets};
+//! use level02::Level02;
+//! use ndarray::array;
+//!
+//! // Four points in 2-D, two classes: the sign of x0 * x1 (XOR).
+//! let inputs = array![[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]];
+//! let classes = [0, 1, 1, 0];
+//!
+//! // [2, 8, 2]: Linear(2, 8), ReLU, Linear(8, 2), softmax cross-entropy.
+//! let mut model = <Level02 as Level<f64>>::mlp_from_spec(&MlpSpec::classifier(&[2, 8, 2], 7));
+//!
+//! let mut first_loss = None;
+//! for _step in 0..200 {
+//!     model.zero_grad();                         // gradients accumulate: clear them first
+//!     model.forward(inputs.view());              // logits (4, 2); caches each layer's input
+//!     let loss = model.loss(Targets::Classes(&classes));
+//!     model.backward();                          // dL/dW and dL/db for every layer
+//!     model.update(0.5);                         // W <- W - 0.5 dL/dW
+//!     first_loss.get_or_insert(loss);
+//! }
+//! model.forward(inputs.view());
+//! let last_loss = model.loss(Targets::Classes(&classes));
+//! assert!(last_loss < 0.1 * first_loss.unwrap(), "{first_loss:?} -> {last_loss}");
+//! ```
+//!
+//! ## The gradient rule
+//!
+//! Outputs (`forward`, `backward`, and the buffers of the `*_into` forms) are always
+//! overwritten. Parameter gradients **accumulate** across `backward` calls until `zero_grad`,
+//! as in PyTorch. The [`layer`] module says it in full; every level follows it and the harness
+//! tests it.
+//!
+//! ## What else lives here
+//!
+//! - [`init`]: PyTorch's `nn.Linear` default, He and Xavier initialisers over a seeded
+//!   ChaCha8 generator, so one seed gives one network in every level;
+//! - [`gradcheck`]: central differences in `f64` and reports that name the tensor, the worst
+//!   entry, analytic against numeric, and the ReLU kinks they skipped;
+//! - [`mnist`]: the IDX reader (raw or gzip'd) with errors that name the file and the problem;
+//! - [`StackedMlp`]: the MLP assembled from any level's layers, for levels that need no fused
+//!   model of their own.
+#![warn(missing_docs)]
+
+pub mod float;
+pub mod gradcheck;
+pub mod init;
+pub mod layer;
+pub mod level;
+pub mod mnist;
+pub mod model;
+pub mod stacked;
+
+pub use float::Float;
+pub use init::{Init, MlpSpec};
+pub use layer::{Layer, Loss, Param, Targets};
+pub use level::Level;
+pub use model::{Activation, LinearParams, LossKind, Model};
+pub use stacked::StackedMlp;
+
+/// Panics unless `got == expected`, naming `what` and both shapes.
+///
+/// Shape errors are programmer errors: every level reports them the same way, at the caller's
+/// line.
+///
+/// # Panics
+/// When the shapes differ: `"Linear forward input: shape (4, 3) but expected (4, 5)"`.
+#[track_caller]
+pub fn assert_same_shape(what: &str, got: (usize, usize), expected: (usize, usize)) {
+    assert!(
+        got == expected,
+        "{what}: shape {got:?} but expected {expected:?}"
+    );
+}

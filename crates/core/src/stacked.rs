@@ -1,0 +1,194 @@
+//! `StackedMlp`: an MLP assembled from any level's own layers and loss.
+//!
+//! Composing layers is the same code in every level (the chain rule in reverse order), so levels
+//! that do not fuse layers (levels 1 and 2, a learner's first crate) use this model as their
+//! `Level::Mlp`. Level 3 brings its own, because it shares buffers across layers.
+
+use std::fmt;
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::{Activation, Float, Layer, Level, LinearParams, Loss, LossKind, Model, Param, Targets};
+
+/// `Linear, act, Linear, act, ..., Linear, loss`, built from level `L`'s types.
+pub struct StackedMlp<F: Float, L: Level<F>> {
+    sizes: Vec<usize>,
+    activation: Activation,
+    /// `linears[i]` maps width `sizes[i]` to `sizes[i + 1]`.
+    linears: Vec<L::Linear>,
+    /// `activations[i]` follows `linears[i]`; the last `Linear` has none.
+    activations: Vec<ActivationLayer<F, L>>,
+    loss: LossLayer<F, L>,
+    /// The output of the last `forward`, which `loss` reads.
+    logits: Option<Array2<F>>,
+}
+
+enum ActivationLayer<F: Float, L: Level<F>> {
+    Relu(L::Relu),
+    Sigmoid(L::Sigmoid),
+    Tanh(L::Tanh),
+}
+
+enum LossLayer<F: Float, L: Level<F>> {
+    SoftmaxCrossEntropy(L::SoftmaxCrossEntropy),
+    Mse(L::Mse),
+}
+
+impl<F: Float, L: Level<F>> StackedMlp<F, L> {
+    /// Wraps each `(weight, bias)` in `L::linear` and puts `activation` between them.
+    ///
+    /// # Panics
+    /// If `layers` is empty or a layer's `fan_in` differs from the previous layer's `fan_out`.
+    #[track_caller]
+    pub fn new(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self {
+        assert!(!layers.is_empty(), "an MLP needs at least one Linear layer");
+        let mut sizes = vec![layers[0].0.nrows()];
+        for (index, (weight, _)) in layers.iter().enumerate() {
+            assert_eq!(
+                weight.nrows(),
+                sizes[index],
+                "layer {index}: weight {:?} does not take the previous layer's {} outputs",
+                weight.dim(),
+                sizes[index]
+            );
+            sizes.push(weight.ncols());
+        }
+        let hidden_layers = layers.len() - 1;
+        let activations = (0..hidden_layers)
+            .map(|_| match activation {
+                Activation::Relu => ActivationLayer::Relu(L::relu()),
+                Activation::Sigmoid => ActivationLayer::Sigmoid(L::sigmoid()),
+                Activation::Tanh => ActivationLayer::Tanh(L::tanh()),
+            })
+            .collect();
+        let loss = match loss {
+            LossKind::SoftmaxCrossEntropy => {
+                LossLayer::SoftmaxCrossEntropy(L::softmax_cross_entropy())
+            }
+            LossKind::Mse => LossLayer::Mse(L::mse()),
+        };
+        let linears = layers
+            .into_iter()
+            .map(|(weight, bias)| L::linear(weight, bias))
+            .collect();
+        StackedMlp {
+            sizes,
+            activation,
+            linears,
+            activations,
+            loss,
+            logits: None,
+        }
+    }
+}
+
+impl<F: Float, L: Level<F>> Model<F> for StackedMlp<F, L> {
+    fn layer_sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    #[track_caller]
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        assert_eq!(
+            input.ncols(),
+            self.sizes[0],
+            "MLP input has shape {:?} but the first layer takes {} features",
+            input.dim(),
+            self.sizes[0]
+        );
+        // Phase 1: Linear then activation, layer after layer; each caches its own input.
+        let mut hidden = self.linears[0].forward(input);
+        for (linear, activation) in self.linears[1..].iter_mut().zip(&mut self.activations) {
+            hidden = activation.forward(hidden.view());
+            hidden = linear.forward(hidden.view());
+        }
+        // Phase 2: keep the logits for `loss`.
+        self.logits = Some(hidden.clone());
+        hidden
+    }
+
+    #[track_caller]
+    fn loss(&mut self, targets: Targets<'_, F>) -> F {
+        let logits = self
+            .logits
+            .as_ref()
+            .expect("MLP loss called before forward");
+        match &mut self.loss {
+            LossLayer::SoftmaxCrossEntropy(loss) => loss.forward(logits.view(), targets),
+            LossLayer::Mse(loss) => loss.forward(logits.view(), targets),
+        }
+    }
+
+    fn backward(&mut self) -> Array2<F> {
+        // The chain rule in reverse: dL/dlogits, then through each Linear and the activation
+        // before it, down to dL/dinput.
+        let mut grad = match &mut self.loss {
+            LossLayer::SoftmaxCrossEntropy(loss) => loss.backward(),
+            LossLayer::Mse(loss) => loss.backward(),
+        };
+        for index in (0..self.linears.len()).rev() {
+            grad = self.linears[index].backward(grad.view());
+            if index > 0 {
+                grad = self.activations[index - 1].backward(grad.view());
+            }
+        }
+        grad
+    }
+
+    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
+        let mut params = Vec::with_capacity(2 * self.linears.len());
+        for (index, linear) in self.linears.iter_mut().enumerate() {
+            params.extend(linear.params_mut().into_iter().map(|param| Param {
+                name: format!("linear{index}.{}", param.name),
+                ..param
+            }));
+        }
+        params
+    }
+}
+
+impl<F: Float, L: Level<F>> Layer<F> for ActivationLayer<F, L> {
+    fn out_features(&self, in_features: usize) -> usize {
+        in_features
+    }
+
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        match self {
+            ActivationLayer::Relu(layer) => layer.forward(input),
+            ActivationLayer::Sigmoid(layer) => layer.forward(input),
+            ActivationLayer::Tanh(layer) => layer.forward(input),
+        }
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        match self {
+            ActivationLayer::Relu(layer) => layer.backward(grad_output),
+            ActivationLayer::Sigmoid(layer) => layer.backward(grad_output),
+            ActivationLayer::Tanh(layer) => layer.backward(grad_output),
+        }
+    }
+}
+
+impl<F: Float, L: Level<F>> fmt::Debug for StackedMlp<F, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StackedMlp")
+            .field("level", &L::NAME)
+            .field("sizes", &self.sizes)
+            .field("activation", &self.activation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Float, L: Level<F>> fmt::Debug for ActivationLayer<F, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActivationLayer::Relu(layer) => layer.fmt(f),
+            ActivationLayer::Sigmoid(layer) => layer.fmt(f),
+            ActivationLayer::Tanh(layer) => layer.fmt(f),
+        }
+    }
+}

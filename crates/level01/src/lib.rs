@@ -1,0 +1,81 @@
+//! # level01: the backward pass in explicit loops
+//!
+//! The code a learner reads in one sitting. Every product and sum is a plain `for` loop over
+//! rows, columns and the inner dimension, with the formula beside it; ndarray is used only to
+//! store numbers and index them (`x[[row, col]]`). Each layer sits in its own file with its
+//! derivative right under its forward:
+//!
+//! - `linear.rs`: y = x W + b, and dW = x^T g, db = Σ_rows g, dx = g W^T;
+//! - `relu.rs`, `sigmoid.rs`, `tanh.rs`: elementwise, dx = g * f'(x);
+//! - `softmax_cross_entropy.rs`: the stable log-softmax and the fused (p - onehot) / N;
+//! - `mse.rs`: mean((p - t)^2) and 2 (p - t) / (N M).
+//!
+//! The model is [`backprop_core::StackedMlp`] over these layers. Read level02 next to see the
+//! same math as whole-array operations.
+//!
+//! ```
+//! use backprop_core::{Level, Model, MlpSpec, Targets};
+//! use level01::Level01;
+//!
+//! let mut model = <Level01 as Level<f64>>::mlp_from_spec(&MlpSpec::classifier(&[3, 4, 2], 5));
+//! let x = ndarray::array![[0.5, -1.0, 2.0]];
+//! let before = model.train_step(x.view(), Targets::Classes(&[1]), 0.1);
+//! model.forward(x.view());
+//! assert!(model.loss(Targets::Classes(&[1])) < before);
+//! ```
+#![warn(missing_docs)]
+
+mod linear;
+mod mse;
+mod relu;
+mod sigmoid;
+mod softmax_cross_entropy;
+mod tanh;
+
+pub use linear::Linear;
+pub use mse::Mse;
+pub use relu::Relu;
+pub use sigmoid::Sigmoid;
+pub use softmax_cross_entropy::SoftmaxCrossEntropy;
+pub use tanh::Tanh;
+
+use backprop_core::{Activation, Float, Level, LinearParams, LossKind, StackedMlp};
+use ndarray::{Array1, Array2};
+
+/// The level-1 marker: names this crate's types for the harness, the CLI and the benches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Level01;
+
+impl<F: Float> Level<F> for Level01 {
+    const NAME: &'static str = "level01";
+
+    type Linear = Linear<F>;
+    type Relu = Relu<F>;
+    type Sigmoid = Sigmoid<F>;
+    type Tanh = Tanh<F>;
+    type SoftmaxCrossEntropy = SoftmaxCrossEntropy<F>;
+    type Mse = Mse<F>;
+    type Mlp = StackedMlp<F, Level01>;
+
+    fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
+        Linear::new(weight, bias)
+    }
+    fn relu() -> Relu<F> {
+        Relu::default()
+    }
+    fn sigmoid() -> Sigmoid<F> {
+        Sigmoid::default()
+    }
+    fn tanh() -> Tanh<F> {
+        Tanh::default()
+    }
+    fn softmax_cross_entropy() -> SoftmaxCrossEntropy<F> {
+        SoftmaxCrossEntropy::default()
+    }
+    fn mse() -> Mse<F> {
+        Mse::default()
+    }
+    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
+        StackedMlp::new(layers, activation, loss)
+    }
+}

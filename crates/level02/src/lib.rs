@@ -1,0 +1,83 @@
+//! # level02: the backward pass, vectorised with ndarray
+//!
+//! The same math as level01, written as whole-array operations: `dot` for the matrix products,
+//! broadcasting for the bias, `sum_axis` for the batch sums, `mapv` for elementwise functions.
+//! No per-element loops in the hot paths. Each layer sits in its own file with its derivative
+//! beside its forward:
+//!
+//! | file                        | forward                     | backward                                  |
+//! |-----------------------------|-----------------------------|-------------------------------------------|
+//! | `linear.rs`                 | `y = x.dot(W) + b`          | `dW += x^T.dot(g)`, `db += g.sum_axis(0)`, `dx = g.dot(W^T)` |
+//! | `relu.rs`                   | `y = max(0, x)`             | `dx = g * (x > 0)`                        |
+//! | `sigmoid.rs`                | `y = 1 / (1 + e^-x)`        | `dx = g * y (1 - y)`                      |
+//! | `tanh.rs`                   | `y = tanh x`                | `dx = g * (1 - y^2)`                      |
+//! | `softmax_cross_entropy.rs`  | `L = mean(lse(z) - z[t])`   | `dz = (softmax(z) - onehot(t)) / N`       |
+//! | `mse.rs`                    | `L = mean((p - t)^2)`       | `dp = 2 (p - t) / (N M)`                  |
+//!
+//! The model is [`backprop_core::StackedMlp`] over these layers.
+//!
+//! ```
+//! use backprop_core::{Level, Model, MlpSpec, Targets};
+//! use level02::Level02;
+//!
+//! let mut model = <Level02 as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[4, 3, 2], 1));
+//! let x = ndarray::Array2::<f32>::ones((5, 4));
+//! let loss = model.train_step(x.view(), Targets::Classes(&[0, 1, 0, 1, 1]), 0.1);
+//! assert!(loss.is_finite());
+//! ```
+#![warn(missing_docs)]
+
+mod linear;
+mod mse;
+mod relu;
+mod sigmoid;
+mod softmax_cross_entropy;
+mod tanh;
+
+pub use linear::Linear;
+pub use mse::Mse;
+pub use relu::Relu;
+pub use sigmoid::Sigmoid;
+pub use softmax_cross_entropy::SoftmaxCrossEntropy;
+pub use tanh::Tanh;
+
+use backprop_core::{Activation, Float, Level, LinearParams, LossKind, StackedMlp};
+use ndarray::{Array1, Array2};
+
+/// The level-2 marker: names this crate's types for the harness, the CLI and the benches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Level02;
+
+impl<F: Float> Level<F> for Level02 {
+    const NAME: &'static str = "level02";
+
+    type Linear = Linear<F>;
+    type Relu = Relu<F>;
+    type Sigmoid = Sigmoid<F>;
+    type Tanh = Tanh<F>;
+    type SoftmaxCrossEntropy = SoftmaxCrossEntropy<F>;
+    type Mse = Mse<F>;
+    type Mlp = StackedMlp<F, Level02>;
+
+    fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
+        Linear::new(weight, bias)
+    }
+    fn relu() -> Relu<F> {
+        Relu::default()
+    }
+    fn sigmoid() -> Sigmoid<F> {
+        Sigmoid::default()
+    }
+    fn tanh() -> Tanh<F> {
+        Tanh::default()
+    }
+    fn softmax_cross_entropy() -> SoftmaxCrossEntropy<F> {
+        SoftmaxCrossEntropy::default()
+    }
+    fn mse() -> Mse<F> {
+        Mse::default()
+    }
+    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
+        StackedMlp::new(layers, activation, loss)
+    }
+}
