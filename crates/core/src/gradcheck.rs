@@ -112,13 +112,13 @@ impl fmt::Display for GradReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "dL/d{} {:?}: relative error {:.2e} at {:?} (analytic {:.10e}, numeric {:.10e})",
+            "dL/d{} {:?}: worst entry {:?}: analytic {:.10e}, numeric {:.10e}, relative error {:.2e}",
             self.tensor,
             self.shape,
-            self.relative_error,
             self.worst_index,
             self.analytic,
-            self.numeric
+            self.numeric,
+            self.relative_error
         )?;
         if !self.kinks.is_empty() {
             write!(

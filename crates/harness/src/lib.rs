@@ -1,1 +1,112 @@
-//! placeholder
+//! # backprop-harness: one test suite for every level
+//!
+//! The harness runs the same checks against any crate that implements
+//! [`backprop_core::Level`]. A level crate's whole integration is one line in a test file:
+//!
+//! ```ignore
+//! // crates/level02/tests/harness.rs
+//! backprop_harness::suite!(level02::Level02);
+//! ```
+//!
+//! which stamps one `#[test]` per check, grouped as `basic::`, `edge::` and `stress::`, so a
+//! group or a single check runs on its own: `cargo test -p level02 edge::`.
+//!
+//! ## The success levels
+//!
+//! A learner's crate climbs four levels; the `basic` group holds their gates:
+//!
+//! 1. `basic::gate1_single_layer_backward`: each layer's and loss's backward is right (against
+//!    the harness's own [`reference`] formulas on random data);
+//! 2. `basic::gate2_multi_layer_backward`: a whole MLP's backward is right;
+//! 3. `basic::gate3_finite_differences_layers` and `basic::gate3_finite_differences_mlp`: every
+//!    gradient matches central differences in `f64`;
+//! 4. PyTorch parity: the fixtures and their gate come with their own issue.
+//!
+//! ## The groups
+//!
+//! - [`basic`]: hand-checkable values for each layer and loss, through a non-uniform upstream
+//!   gradient, and the gates;
+//! - [`edge`]: batch of one, empty batch, zeros, ReLU at exactly 0, huge logits, one class,
+//!   bad targets, NaN, the `*_into` forms, the accumulate-until-`zero_grad` rule, stale caches,
+//!   shape errors;
+//! - [`stress`]: a 30-layer tanh net, random shapes (proptest), 1024-wide layers, training runs
+//!   and MNIST. Sizes stay small unless `BACKPROP_STRESS=full`.
+//!
+//! Every failure names the tensor, its shape, the worst entry, what the level gave and what was
+//! expected. The harness's own tests feed it deliberately broken levels to prove each check can
+//! fail.
+#![warn(missing_docs)]
+
+pub mod basic;
+pub mod edge;
+pub mod expect;
+pub mod fixtures;
+pub mod reference;
+pub mod stress;
+pub mod tolerance;
+
+/// Stamps the whole suite into `#[test]` functions for one level.
+///
+/// `$level` must implement `Level<f64>` (and `Level<f32>` for the f32 training checks).
+#[macro_export]
+macro_rules! suite {
+    ($level:ty) => {
+        mod basic {
+            $crate::__stamp!($level; basic;
+                linear_forward_matches_hand_computation,
+                linear_backward_matches_hand_computation,
+                relu_matches_hand_computation,
+                sigmoid_matches_hand_computation,
+                tanh_matches_hand_computation,
+                softmax_cross_entropy_matches_hand_computation,
+                mse_matches_hand_computation,
+                gate1_single_layer_backward,
+                gate2_multi_layer_backward,
+                gate3_finite_differences_layers,
+                gate3_finite_differences_mlp,
+            );
+        }
+        mod edge {
+            $crate::__stamp!($level; edge;
+                batch_of_one,
+                empty_batch_layers_give_empty_outputs,
+                empty_batch_loss_panics,
+                zero_inputs,
+                relu_at_exactly_zero_has_zero_gradient,
+                huge_logits_give_finite_loss_and_gradient,
+                all_targets_same_class,
+                single_output_class,
+                out_of_range_target_panics,
+                nan_input_propagates_to_the_loss,
+                into_forms_agree_with_allocating_forms,
+                gradients_accumulate_until_zero_grad,
+                backward_uses_the_latest_forward,
+                shape_mismatch_panics_with_both_shapes,
+            );
+        }
+        mod stress {
+            $crate::__stamp!($level; stress;
+                deep_tanh_mlp_passes_finite_differences,
+                random_shapes_pass_finite_differences,
+                wide_layers_match_reference,
+                training_reduces_the_loss,
+                initial_loss_is_near_ln_10,
+                overfits_64_mnist_images,
+            );
+        }
+    };
+}
+
+/// Stamps `#[test] fn check() { $crate::group::check::<Level>() }` for each check.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stamp {
+    ($level:ty; $group:ident; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                $crate::$group::$check::<$level>();
+            }
+        )*
+    };
+}

@@ -1,0 +1,97 @@
+//! Assertions whose failure messages teach: the check, the tensor, its shape, the worst entry,
+//! what the level gave and what was expected.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use backprop_core::gradcheck::{GradReport, relative_error};
+use backprop_core::{Float, Model};
+use ndarray::{ArrayD, ArrayViewD, Dimension};
+
+/// Panics unless `got` matches `expected` entry by entry within `tolerance` (relative error).
+///
+/// # Panics
+/// `"{check}: dL/dweight [3, 2]: worst entry [2, 0]: got 4.5, expected 9 (relative error
+/// 3.3e-1 > tolerance 1e-12)"`, or a message naming both shapes when they differ.
+#[track_caller]
+pub fn close(
+    check: &str,
+    tensor: &str,
+    got: ArrayViewD<'_, f64>,
+    expected: ArrayViewD<'_, f64>,
+    tolerance: f64,
+) {
+    if got.shape() != expected.shape() {
+        let mut reversed = expected.shape().to_vec();
+        reversed.reverse();
+        let hint = if got.shape() == reversed.as_slice() && got.ndim() == 2 {
+            " (transposed: was x^T g written as g^T x?)"
+        } else {
+            ""
+        };
+        panic!(
+            "{check}: {tensor} has shape {:?} but expected {:?}{hint}",
+            got.shape(),
+            expected.shape()
+        );
+    }
+    let mut worst: Option<(f64, Vec<usize>, f64, f64)> = None;
+    for ((index, &ours), &theirs) in got.indexed_iter().zip(expected.iter()) {
+        let error = relative_error(ours, theirs);
+        if worst
+            .as_ref()
+            .is_none_or(|(worst_error, ..)| error > *worst_error)
+        {
+            worst = Some((error, index.slice().to_vec(), ours, theirs));
+        }
+    }
+    if let Some((error, index, ours, theirs)) = worst
+        && error > tolerance
+    {
+        panic!(
+            "{check}: {tensor} {:?}: worst entry {index:?}: got {ours:.10e}, expected \
+             {theirs:.10e} (relative error {error:.1e} > tolerance {tolerance:.0e})",
+            got.shape()
+        );
+    }
+}
+
+/// Panics with the first report whose worst entry exceeds `tolerance`.
+#[track_caller]
+pub fn gradients_pass(check: &str, reports: &[GradReport], tolerance: f64) {
+    if let Some(report) = reports.iter().find(|report| !report.passes(tolerance)) {
+        panic!("{check}: {report} > tolerance {tolerance:.0e} (central differences, h = 1e-5)");
+    }
+}
+
+/// Runs `action` and requires it to panic with a message containing `fragment`.
+#[track_caller]
+pub fn panics_with(check: &str, fragment: &str, action: impl FnOnce()) {
+    let outcome = catch_unwind(AssertUnwindSafe(action));
+    let payload = match outcome {
+        Ok(()) => panic!("{check}: expected a panic mentioning {fragment:?}, but it returned"),
+        Err(payload) => payload,
+    };
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
+        .unwrap_or_default();
+    assert!(
+        message.contains(fragment),
+        "{check}: panicked with {message:?}, but the message should mention {fragment:?}"
+    );
+}
+
+/// Widens any float array to `f64` for comparison.
+pub fn widen<F: Float>(array: ArrayViewD<'_, F>) -> ArrayD<f64> {
+    array.mapv(F::as_f64)
+}
+
+/// Every parameter gradient of `model` as `(name, gradient)`, widened to `f64`.
+pub fn model_gradients<F: Float, M: Model<F>>(model: &mut M) -> Vec<(String, ArrayD<f64>)> {
+    model
+        .params_mut()
+        .into_iter()
+        .map(|param| (param.name, param.grad.mapv(F::as_f64)))
+        .collect()
+}

@@ -1,0 +1,190 @@
+//! Stress checks: depth, width, random shapes, and real training runs.
+//!
+//! Sizes stay small enough for CI; `BACKPROP_STRESS=full` runs the big ones.
+
+use backprop_core::gradcheck::model_gradients;
+use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Targets};
+use ndarray::{Array2, Axis};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use crate::basic::check_model_against_reference;
+use crate::expect::gradients_pass;
+use crate::fixtures::{classes, full_stress, mnist_train, uniform};
+use crate::tolerance::{FINITE_DIFFERENCE_NETWORK, REFERENCE_F64};
+
+/// A 30-layer tanh MLP (Xavier init, so the gradient reaching layer 1 is not lost in rounding)
+/// passes central differences over every parameter and the input.
+pub fn deep_tanh_mlp_passes_finite_differences<L: Level<f64>>() {
+    let width = if full_stress() { 16 } else { 6 };
+    let mut sizes = vec![4];
+    sizes.extend(std::iter::repeat_n(width, 29));
+    sizes.push(3);
+    let spec = MlpSpec {
+        activation: Activation::Tanh,
+        init: Init::Xavier,
+        ..MlpSpec::classifier(&sizes, 100)
+    };
+    let input = uniform(3, 4, 101);
+    let targets = classes(3, 3, 102);
+    let reports = model_gradients(
+        &mut L::mlp_from_spec(&spec),
+        input.view(),
+        Targets::Classes(&targets),
+    );
+    assert_eq!(
+        reports.len(),
+        1 + 2 * 30,
+        "30 Linear layers: input + weight and bias each"
+    );
+    gradients_pass("30-layer tanh MLP", &reports, FINITE_DIFFERENCE_NETWORK);
+}
+
+/// Random depths, widths, batch sizes, activations and losses pass central differences
+/// (proptest; 16 cases, 128 with `BACKPROP_STRESS=full`).
+pub fn random_shapes_pass_finite_differences<L: Level<f64>>() {
+    let cases = if full_stress() { 128 } else { 16 };
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let shapes = (
+        prop::collection::vec(1usize..8, 2..5), // layer sizes [in, hidden.., out]
+        1usize..6,                              // batch
+        0usize..3,                              // activation
+        any::<bool>(),                          // MSE instead of cross-entropy
+        any::<u64>(),                           // seed
+    );
+    let outcome = runner.run(&shapes, |(sizes, batch, activation, mse, seed)| {
+        let activation = Activation::ALL[activation];
+        let loss = if mse {
+            LossKind::Mse
+        } else {
+            LossKind::SoftmaxCrossEntropy
+        };
+        let spec = MlpSpec {
+            activation,
+            loss,
+            ..MlpSpec::classifier(&sizes, seed)
+        };
+        let input = uniform(batch, sizes[0], seed ^ 1);
+        let outputs = *sizes.last().unwrap();
+        let class_targets = classes(batch, outputs, seed ^ 2);
+        let value_targets = uniform(batch, outputs, seed ^ 3);
+        let targets = if mse {
+            Targets::Values(value_targets.view())
+        } else {
+            Targets::Classes(&class_targets)
+        };
+        let reports = model_gradients(&mut L::mlp_from_spec(&spec), input.view(), targets);
+        for report in reports {
+            prop_assert!(
+                report.passes(FINITE_DIFFERENCE_NETWORK),
+                "{activation} MLP {sizes:?}, batch {batch}, {loss:?}: {report}"
+            );
+        }
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("random shapes against finite differences: {failure}");
+    }
+}
+
+/// 1024-unit layers agree with the reference pass (sums over 1024 terms).
+pub fn wide_layers_match_reference<L: Level<f64>>() {
+    let (sizes, batch): (&[usize], usize) = if full_stress() {
+        (&[784, 1024, 1024, 10], 128)
+    } else {
+        (&[64, 1024, 10], 16)
+    };
+    let input = uniform(batch, sizes[0], 110);
+    let targets = classes(batch, 10, 111);
+    check_model_against_reference(
+        &format!("wide MLP {sizes:?}"),
+        &mut L::mlp_from_spec(&MlpSpec::classifier(sizes, 112)),
+        LossKind::SoftmaxCrossEntropy,
+        &input,
+        Targets::Classes(&targets),
+        REFERENCE_F64,
+    );
+}
+
+/// Full-batch SGD in f32 on three Gaussian blobs: the loss falls below a fifth of its start.
+pub fn training_reduces_the_loss<L: Level<f64> + Level<f32>>() {
+    // 3 clusters of 20 points around (2, 0), (-1, 1.7), (-1, -1.7), spread 0.5.
+    let centres = [[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]];
+    let noise = uniform(60, 2, 120) * 0.5;
+    let targets: Vec<usize> = (0..60).map(|row| row % 3).collect();
+    let points = Array2::from_shape_fn((60, 2), |(row, col)| {
+        (centres[targets[row]][col] + noise[[row, col]]) as f32
+    });
+    let mut model = <L as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[2, 16, 3], 121));
+    let losses: Vec<f32> = (0..200)
+        .map(|_| model.train_step(points.view(), Targets::Classes(&targets), 0.5))
+        .collect();
+    let (first, last) = (losses[0], losses[199]);
+    assert!(
+        last.is_finite() && last < 0.2 * first,
+        "SGD on three blobs: loss went from {first} to {last} in 200 steps (expected below {})",
+        0.2 * first
+    );
+}
+
+/// At PyTorch's default init, [784, 256, 10] on MNIST predicts nearly uniform probabilities:
+/// the loss is close to ln 10 = 2.3026.
+pub fn initial_loss_is_near_ln_10<L: Level<f64> + Level<f32>>() {
+    let data = mnist_train(64);
+    let mut model = <L as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 130));
+    model.forward(data.images());
+    let loss = model.loss(Targets::Classes(&data.labels));
+    // The logits have a spread of a few hundredths, which moves the loss by about 0.01.
+    let ln10 = 10f32.ln();
+    assert!(
+        (loss - ln10).abs() < 0.05,
+        "initial loss {loss} on 10 classes, expected about ln 10 = {ln10}: check the init scale \
+         and the mean over the batch"
+    );
+}
+
+/// Full-batch SGD drives 64 MNIST images to 100% training accuracy.
+pub fn overfits_64_mnist_images<L: Level<f64> + Level<f32>>() {
+    let hidden = if full_stress() { 256 } else { 64 };
+    let data = mnist_train(64);
+    let mut model = <L as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[784, hidden, 10], 140));
+    let mut accuracy = 0.0;
+    for step in 0..400 {
+        let logits = model.forward(data.images());
+        accuracy = training_accuracy(&logits, &data.labels);
+        if accuracy == 1.0 {
+            return;
+        }
+        let loss = model.loss(Targets::Classes(&data.labels));
+        assert!(
+            loss.is_finite(),
+            "overfitting 64 MNIST images: loss {loss} at step {step}"
+        );
+        model.zero_grad();
+        model.backward_params_only();
+        model.update(0.5);
+    }
+    panic!("overfitting 64 MNIST images: training accuracy {accuracy} after 400 steps, expected 1");
+}
+
+/// The fraction of rows whose largest logit is the target class.
+fn training_accuracy(logits: &Array2<f32>, labels: &[usize]) -> f64 {
+    let correct = logits
+        .axis_iter(Axis(0))
+        .zip(labels)
+        .filter(|(row, label)| {
+            let best = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (class, &z)| {
+                    if z > best.1 { (class, z) } else { best }
+                });
+            best.0 == **label
+        })
+        .count();
+    correct as f64 / labels.len() as f64
+}
