@@ -158,8 +158,8 @@ pub fn load_mnist(dir: impl AsRef<Path>) -> Result<Mnist, DataError> {
 /// As [`load_mnist`].
 pub fn load_split(dir: &Path, prefix: &str) -> Result<Dataset, DataError> {
     let images_path = locate(&dir.join(format!("{prefix}-images-idx3-ubyte")))?;
-    let labels_path = locate(&dir.join(format!("{prefix}-labels-idx1-ubyte")))?;
     let (images, rows, cols) = read_idx_images(&images_path)?;
+    let labels_path = locate(&dir.join(format!("{prefix}-labels-idx1-ubyte")))?;
     let labels = read_idx_labels(&labels_path)?;
     if images.nrows() != labels.len() {
         return Err(DataError::CountMismatch {
@@ -335,7 +335,9 @@ mod tests {
     #[test]
     fn each_fault_names_the_file_and_the_problem() {
         let good_images = idx_images(2, 1, 2, &[0, 1, 2, 3]);
-        let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, &str)> = vec![
+        // (case, the files in the folder, what the error must say)
+        type Case<'a> = (&'a str, Vec<(&'a str, Vec<u8>)>, &'a str);
+        let cases: Vec<Case> = vec![
             (
                 "missing",
                 vec![("train-labels-idx1-ubyte", idx_labels(&[1, 2]))],

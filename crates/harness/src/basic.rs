@@ -14,6 +14,13 @@ use crate::tolerance::{
     EXACT_F64, FINITE_DIFFERENCE_LAYER, FINITE_DIFFERENCE_NETWORK, REFERENCE_F64,
 };
 
+/// What a layer should give: its output, dL/d(input), and each parameter's gradient.
+struct Expected<'a> {
+    output: &'a Array2<f64>,
+    grad_input: &'a Array2<f64>,
+    param_grads: &'a [ArrayD<f64>],
+}
+
 /// Runs `layer` forward on `input` and backward under `upstream`, and compares the output,
 /// dL/d(input) and each parameter gradient (in `params_mut` order) with the expected values.
 #[track_caller]
@@ -22,11 +29,14 @@ fn check_layer<Ly: Layer<f64>>(
     layer: &mut Ly,
     input: &Array2<f64>,
     upstream: &Array2<f64>,
-    expected_output: &Array2<f64>,
-    expected_grad_input: &Array2<f64>,
-    expected_param_grads: &[ArrayD<f64>],
+    expected: Expected<'_>,
     tolerance: f64,
 ) {
+    let Expected {
+        output: expected_output,
+        grad_input: expected_grad_input,
+        param_grads,
+    } = expected;
     layer.zero_grad();
     let output = layer.forward(input.view());
     close(
@@ -47,10 +57,10 @@ fn check_layer<Ly: Layer<f64>>(
     let params = layer.params_mut();
     assert_eq!(
         params.len(),
-        expected_param_grads.len(),
+        param_grads.len(),
         "{check}: number of parameters"
     );
-    for (param, expected) in params.iter().zip(expected_param_grads) {
+    for (param, expected) in params.iter().zip(param_grads) {
         let tensor = format!("dL/d{}", param.name);
         close(
             check,
@@ -126,9 +136,11 @@ pub fn linear_backward_matches_hand_computation<L: Level<f64>>() {
         &mut L::linear(weight, array![0.1, -0.2]),
         &x,
         &upstream,
-        &array![[1.6, 1.8], [-2.4, 2.8]],
-        &grad_input,
-        &[grad_weight.into_dyn(), grad_bias.into_dyn()],
+        Expected {
+            output: &array![[1.6, 1.8], [-2.4, 2.8]],
+            grad_input: &grad_input,
+            param_grads: &[grad_weight.into_dyn(), grad_bias.into_dyn()],
+        },
         EXACT_F64,
     );
 }
@@ -145,9 +157,11 @@ pub fn relu_matches_hand_computation<L: Level<f64>>() {
         &mut L::relu(),
         &x,
         &upstream,
-        &output,
-        &grad_input,
-        &[],
+        Expected {
+            output: &output,
+            grad_input: &grad_input,
+            param_grads: &[],
+        },
         EXACT_F64,
     );
 }
@@ -166,9 +180,11 @@ pub fn sigmoid_matches_hand_computation<L: Level<f64>>() {
         &mut L::sigmoid(),
         &x,
         &upstream,
-        &output,
-        &grad_input,
-        &[],
+        Expected {
+            output: &output,
+            grad_input: &grad_input,
+            param_grads: &[],
+        },
         EXACT_F64,
     );
 }
@@ -187,9 +203,11 @@ pub fn tanh_matches_hand_computation<L: Level<f64>>() {
         &mut L::tanh(),
         &x,
         &upstream,
-        &output,
-        &grad_input,
-        &[],
+        Expected {
+            output: &output,
+            grad_input: &grad_input,
+            param_grads: &[],
+        },
         EXACT_F64,
     );
 }
@@ -251,9 +269,11 @@ pub fn gate1_single_layer_backward<L: Level<f64>>() {
             &mut L::linear(weight.clone(), bias.clone()),
             &x,
             &upstream,
-            &reference::linear_forward(x.view(), &weight, &bias),
-            &grad_input,
-            &[grad_weight.into_dyn(), grad_bias.into_dyn()],
+            Expected {
+                output: &reference::linear_forward(x.view(), &weight, &bias),
+                grad_input: &grad_input,
+                param_grads: &[grad_weight.into_dyn(), grad_bias.into_dyn()],
+            },
             REFERENCE_F64,
         );
     }
@@ -270,9 +290,11 @@ pub fn gate1_single_layer_backward<L: Level<f64>>() {
                 &mut L::relu(),
                 &x,
                 &upstream,
-                &output,
-                &grad_input,
-                &[],
+                Expected {
+                    output: &output,
+                    grad_input: &grad_input,
+                    param_grads: &[],
+                },
                 REFERENCE_F64,
             ),
             Activation::Sigmoid => check_layer(
@@ -280,9 +302,11 @@ pub fn gate1_single_layer_backward<L: Level<f64>>() {
                 &mut L::sigmoid(),
                 &x,
                 &upstream,
-                &output,
-                &grad_input,
-                &[],
+                Expected {
+                    output: &output,
+                    grad_input: &grad_input,
+                    param_grads: &[],
+                },
                 REFERENCE_F64,
             ),
             Activation::Tanh => check_layer(
@@ -290,9 +314,11 @@ pub fn gate1_single_layer_backward<L: Level<f64>>() {
                 &mut L::tanh(),
                 &x,
                 &upstream,
-                &output,
-                &grad_input,
-                &[],
+                Expected {
+                    output: &output,
+                    grad_input: &grad_input,
+                    param_grads: &[],
+                },
                 REFERENCE_F64,
             ),
         }

@@ -16,7 +16,7 @@
 //! A learner's crate climbs four levels; the `basic` group holds their gates:
 //!
 //! 1. `basic::gate1_single_layer_backward`: each layer's and loss's backward is right (against
-//!    the harness's own [`reference`] formulas on random data);
+//!    the harness's own [`reference`](mod@reference) formulas on random data);
 //! 2. `basic::gate2_multi_layer_backward`: a whole MLP's backward is right;
 //! 3. `basic::gate3_finite_differences_layers` and `basic::gate3_finite_differences_mlp`: every
 //!    gradient matches central differences in `f64`;

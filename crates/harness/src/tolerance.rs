@@ -6,7 +6,7 @@
 /// Against values derived by hand in `f64`: only the rounding of a few operations may differ.
 pub const EXACT_F64: f64 = 1e-12;
 
-/// Against the harness's [`reference`](crate::reference) pass in `f64`: the same math summed in
+/// Against the harness's [`reference`](mod@crate::reference) pass in `f64`: the same math summed in
 /// another order. Over a 1024-term sum whose terms cancel, entries of 4e-9 already differ by
 /// 1e-11 relative, so the bound is the one the PyTorch parity gate uses for `f64`.
 pub const REFERENCE_F64: f64 = 1e-10;

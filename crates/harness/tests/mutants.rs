@@ -1,0 +1,333 @@
+//! The harness proves it can fail: deliberately broken levels, each built by patching one
+//! method of level02, must be rejected by a named check whose message names the tensor and the
+//! worst entry.
+//!
+//! | mutant              | the bug                                          | rejected by                |
+//! |---------------------|--------------------------------------------------|----------------------------|
+//! | `MISSING_MEAN`      | softmax-CE gradient without the 1/N               | gates 1, 2, 3              |
+//! | `RELU_MASK_GE`      | ReLU mask `x >= 0`: gradient 1 at exactly 0       | edge: ReLU at 0            |
+//! | `TRANSPOSED_WEIGHT` | dL/dx = g W instead of g W^T                      | gate 1 (square Linear)     |
+//! | `OVERWRITE_GRAD`    | `grad = ...` instead of `grad += ...`             | edge: accumulation         |
+//! | `NO_MAX_SHIFT`      | softmax as e^z / Σ e^z, no max subtracted         | edge: huge logits          |
+//! | `BIAS_NOT_SUMMED`   | dL/db from the first row only, not Σ over rows    | gates 1, 2, 3              |
+//! | `STALE_CACHE`       | Linear keeps the input of its first forward       | edge: latest forward       |
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use backprop_core::{
+    Activation, Float, Layer, Level, LinearParams, Loss, LossKind, Param, StackedMlp, Targets,
+};
+use backprop_harness::{basic, edge};
+use ndarray::{Array1, Array2, ArrayView2, Axis, Ix2, Zip};
+
+const MISSING_MEAN: u8 = 1;
+const RELU_MASK_GE: u8 = 2;
+const TRANSPOSED_WEIGHT: u8 = 3;
+const OVERWRITE_GRAD: u8 = 4;
+const NO_MAX_SHIFT: u8 = 5;
+const BIAS_NOT_SUMMED: u8 = 6;
+const STALE_CACHE: u8 = 7;
+
+/// level02 with bug number `BUG` planted.
+#[derive(Debug)]
+struct Mutant<const BUG: u8>;
+
+impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
+    const NAME: &'static str = "mutant";
+    type Linear = MutantLinear<F, BUG>;
+    type Relu = MutantRelu<F, BUG>;
+    type Sigmoid = level02::Sigmoid<F>;
+    type Tanh = level02::Tanh<F>;
+    type SoftmaxCrossEntropy = MutantSoftmaxCrossEntropy<F, BUG>;
+    type Mse = level02::Mse<F>;
+    type Mlp = StackedMlp<F, Self>;
+
+    fn linear(weight: Array2<F>, bias: Array1<F>) -> Self::Linear {
+        MutantLinear {
+            inner: level02::Linear::new(weight, bias),
+            first_input: None,
+        }
+    }
+    fn relu() -> Self::Relu {
+        MutantRelu {
+            inner: level02::Relu::default(),
+            input: None,
+        }
+    }
+    fn sigmoid() -> Self::Sigmoid {
+        level02::Sigmoid::default()
+    }
+    fn tanh() -> Self::Tanh {
+        level02::Tanh::default()
+    }
+    fn softmax_cross_entropy() -> Self::SoftmaxCrossEntropy {
+        MutantSoftmaxCrossEntropy {
+            inner: level02::SoftmaxCrossEntropy::default(),
+            probs: None,
+        }
+    }
+    fn mse() -> Self::Mse {
+        level02::Mse::default()
+    }
+    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
+        StackedMlp::new(layers, activation, loss)
+    }
+}
+
+#[derive(Debug)]
+struct MutantLinear<F, const BUG: u8> {
+    inner: level02::Linear<F>,
+    first_input: Option<Array2<F>>,
+}
+
+impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
+    fn out_features(&self, in_features: usize) -> usize {
+        self.inner.out_features(in_features)
+    }
+
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        let output = self.inner.forward(input);
+        if BUG == STALE_CACHE {
+            // The bug: the cache is filled once and never refreshed.
+            match &self.first_input {
+                Some(stale) => {
+                    self.inner.forward(stale.view());
+                }
+                None => self.first_input = Some(input.to_owned()),
+            }
+        }
+        output
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        if BUG == OVERWRITE_GRAD {
+            self.inner.zero_grad(); // the bug: `=` where the rule says `+=`
+        }
+        let grad_input = self.inner.backward(grad_output);
+        let mut params = self.inner.params_mut();
+        match BUG {
+            BIAS_NOT_SUMMED => {
+                // The bug: db += g[0] instead of db += Σ_rows g.
+                let mut grad_bias = params.remove(1).grad;
+                grad_bias -= &grad_output.sum_axis(Axis(0)).into_dyn();
+                grad_bias += &grad_output.row(0).into_dyn();
+                grad_input
+            }
+            TRANSPOSED_WEIGHT => {
+                // The bug: dx = g W. It only type-checks when W is square, as in ndarray.
+                let weight = params.remove(0).value.into_dimensionality::<Ix2>().unwrap();
+                grad_output.dot(&weight)
+            }
+            _ => grad_input,
+        }
+    }
+
+    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
+        self.inner.params_mut()
+    }
+}
+
+#[derive(Debug)]
+struct MutantRelu<F, const BUG: u8> {
+    inner: level02::Relu<F>,
+    input: Option<Array2<F>>,
+}
+
+impl<F: Float, const BUG: u8> Layer<F> for MutantRelu<F, BUG> {
+    fn out_features(&self, in_features: usize) -> usize {
+        in_features
+    }
+
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        self.input = Some(input.to_owned());
+        self.inner.forward(input)
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        if BUG != RELU_MASK_GE {
+            return self.inner.backward(grad_output);
+        }
+        // The bug: `x >= 0` lets the gradient through at exactly 0 (as `clamp` does).
+        let input = self.input.as_ref().unwrap();
+        Zip::from(&grad_output)
+            .and(input)
+            .map_collect(|&grad, &x| if x >= F::zero() { grad } else { F::zero() })
+    }
+}
+
+#[derive(Debug)]
+struct MutantSoftmaxCrossEntropy<F, const BUG: u8> {
+    inner: level02::SoftmaxCrossEntropy<F>,
+    /// For NO_MAX_SHIFT: (probabilities, targets) of the unshifted softmax.
+    probs: Option<(Array2<F>, Vec<usize>)>,
+}
+
+impl<F: Float, const BUG: u8> Loss<F> for MutantSoftmaxCrossEntropy<F, BUG> {
+    fn forward(&mut self, logits: ArrayView2<'_, F>, targets: Targets<'_, F>) -> F {
+        if BUG != NO_MAX_SHIFT {
+            return self.inner.forward(logits, targets);
+        }
+        // The bug: p = e^z / Σ e^z straight away; e^(1e4) overflows to inf, inf/inf = NaN.
+        let targets = targets.expect_classes(logits.dim());
+        let exp = logits.mapv(F::exp);
+        let probs = &exp / &exp.sum_axis(Axis(1)).insert_axis(Axis(1));
+        let picked: F = targets
+            .iter()
+            .enumerate()
+            .map(|(row, &t)| probs[[row, t]].ln())
+            .sum();
+        self.probs = Some((probs, targets.to_vec()));
+        -picked / F::of(targets.len() as f64)
+    }
+
+    fn backward(&mut self) -> Array2<F> {
+        match BUG {
+            MISSING_MEAN => {
+                // The bug: (p - onehot) without the 1/N, i.e. N times too large.
+                let grad = self.inner.backward();
+                let batch = F::of(grad.nrows() as f64);
+                grad * batch
+            }
+            NO_MAX_SHIFT => {
+                let (probs, targets) = self.probs.as_ref().unwrap();
+                let mut grad = probs.clone();
+                for (row, &target) in targets.iter().enumerate() {
+                    grad[[row, target]] -= F::one();
+                }
+                grad / F::of(targets.len() as f64)
+            }
+            _ => self.inner.backward(),
+        }
+    }
+}
+
+/// Runs `check` and returns its panic message, or `None` if it passed.
+fn failure_of(check: fn()) -> Option<String> {
+    catch_unwind(AssertUnwindSafe(check)).err().map(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
+            .unwrap_or_default()
+    })
+}
+
+/// (mutant, check name, check, the tensor its message must name).
+type Case = (&'static str, &'static str, fn(), &'static str);
+
+#[test]
+fn every_mutant_is_rejected_by_a_named_check() {
+    let cases: Vec<Case> = vec![
+        (
+            "missing 1/N",
+            "basic::gate1_single_layer_backward",
+            basic::gate1_single_layer_backward::<Mutant<MISSING_MEAN>>,
+            "dL/dlogits",
+        ),
+        (
+            "missing 1/N",
+            "basic::gate2_multi_layer_backward",
+            basic::gate2_multi_layer_backward::<Mutant<MISSING_MEAN>>,
+            "dL/dlinear",
+        ),
+        (
+            "missing 1/N",
+            "basic::gate3_finite_differences_layers",
+            basic::gate3_finite_differences_layers::<Mutant<MISSING_MEAN>>,
+            "dL/dinput",
+        ),
+        (
+            "missing 1/N",
+            "basic::gate3_finite_differences_mlp",
+            basic::gate3_finite_differences_mlp::<Mutant<MISSING_MEAN>>,
+            "dL/dinput",
+        ),
+        (
+            ">= in the ReLU mask",
+            "edge::relu_at_exactly_zero_has_zero_gradient",
+            edge::relu_at_exactly_zero_has_zero_gradient::<Mutant<RELU_MASK_GE>>,
+            "dL/dinput",
+        ),
+        (
+            "W instead of W^T in grad_input",
+            "basic::gate1_single_layer_backward",
+            basic::gate1_single_layer_backward::<Mutant<TRANSPOSED_WEIGHT>>,
+            "dL/dinput",
+        ),
+        (
+            "= instead of +=",
+            "edge::gradients_accumulate_until_zero_grad",
+            edge::gradients_accumulate_until_zero_grad::<Mutant<OVERWRITE_GRAD>>,
+            "dL/dlinear0.weight",
+        ),
+        (
+            "softmax without the max shift",
+            "edge::huge_logits_give_finite_loss_and_gradient",
+            edge::huge_logits_give_finite_loss_and_gradient::<Mutant<NO_MAX_SHIFT>>,
+            "dL/dlogits",
+        ),
+        (
+            "bias gradient not summed over the batch",
+            "basic::gate1_single_layer_backward",
+            basic::gate1_single_layer_backward::<Mutant<BIAS_NOT_SUMMED>>,
+            "dL/dbias",
+        ),
+        (
+            "bias gradient not summed over the batch",
+            "basic::gate2_multi_layer_backward",
+            basic::gate2_multi_layer_backward::<Mutant<BIAS_NOT_SUMMED>>,
+            "bias",
+        ),
+        (
+            "bias gradient not summed over the batch",
+            "basic::gate3_finite_differences_layers",
+            basic::gate3_finite_differences_layers::<Mutant<BIAS_NOT_SUMMED>>,
+            "dL/dbias",
+        ),
+        (
+            "stale cache",
+            "edge::backward_uses_the_latest_forward",
+            edge::backward_uses_the_latest_forward::<Mutant<STALE_CACHE>>,
+            "dL/dlinear",
+        ),
+    ];
+
+    // The checks panic on purpose: keep their messages out of the log, and report below.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcomes: Vec<Option<String>> = cases.iter().map(|case| failure_of(case.2)).collect();
+    std::panic::set_hook(default_hook);
+
+    let mut problems = Vec::new();
+    for ((mutant, check, _, tensor), outcome) in cases.iter().zip(&outcomes) {
+        match outcome {
+            None => problems.push(format!("{mutant}: {check} passed, it should have failed")),
+            Some(message) if !(message.contains(tensor) && message.contains("worst entry")) => {
+                problems.push(format!(
+                    "{mutant}: {check} failed, but its message does not name {tensor:?} and \
+                     the worst entry: {message}"
+                ))
+            }
+            Some(message) => println!("{mutant:<42} rejected by {check}:\n    {message}"),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // All seven bugs are covered.
+    let mutants: std::collections::BTreeSet<_> = cases.iter().map(|case| case.0).collect();
+    assert_eq!(mutants.len(), 7);
+}
+
+/// The unmutated wrapper (bug 0) passes the same checks, so the rejections above come from the
+/// planted bugs and not from the wrapping.
+#[test]
+fn the_wrapper_without_a_bug_passes_the_same_checks() {
+    basic::gate1_single_layer_backward::<Mutant<0>>();
+    basic::gate2_multi_layer_backward::<Mutant<0>>();
+    basic::gate3_finite_differences_layers::<Mutant<0>>();
+    basic::gate3_finite_differences_mlp::<Mutant<0>>();
+    edge::relu_at_exactly_zero_has_zero_gradient::<Mutant<0>>();
+    edge::gradients_accumulate_until_zero_grad::<Mutant<0>>();
+    edge::huge_logits_give_finite_loss_and_gradient::<Mutant<0>>();
+    edge::backward_uses_the_latest_forward::<Mutant<0>>();
+}
