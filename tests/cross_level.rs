@@ -8,7 +8,7 @@
 //! entry reaches 4.5e-12 while every large entry agrees to 1e-15.
 
 use backprop_core::{Activation, Level, LossKind, MlpSpec, Model, Targets};
-use backprop_harness::expect::{close, model_gradients};
+use backprop_harness::expect::{close, close_scalar, model_gradients};
 use backprop_harness::fixtures::{classes, uniform};
 use level01::Level01;
 use level02::Level02;
@@ -48,27 +48,11 @@ fn compare_models(
     loops.zero_grad();
     arrays.zero_grad();
     let logits = (loops.forward(input.view()), arrays.forward(input.view()));
-    close(
-        case,
-        "logits",
-        logits.0.view().into_dyn(),
-        logits.1.view().into_dyn(),
-        tolerance,
-    );
+    close(case, "logits", logits.0.view(), logits.1.view(), tolerance);
     let loss = (loops.loss(targets), arrays.loss(targets));
-    let as_array = |value: f64| ndarray::arr0(value).into_dyn();
-    close(
-        case,
-        "loss",
-        as_array(loss.0).view(),
-        as_array(loss.1).view(),
-        tolerance,
-    );
+    close_scalar(case, "loss", loss.0, loss.1, tolerance);
     let grad_input = (loops.backward(), arrays.backward());
-    let (ours, theirs) = (
-        grad_input.0.view().into_dyn(),
-        grad_input.1.view().into_dyn(),
-    );
+    let (ours, theirs) = (grad_input.0.view(), grad_input.1.view());
     close(case, "dL/dinput", ours, theirs, tolerance);
     for ((name, ours), (_, theirs)) in model_gradients(loops).iter().zip(&model_gradients(arrays)) {
         close(
@@ -145,17 +129,11 @@ fn level01_and_level02_agree_after_three_sgd_steps() {
         close(
             case,
             "weight",
-            weight.view().into_dyn(),
-            other_weight.view().into_dyn(),
+            weight.view(),
+            other_weight.view(),
             AGREEMENT,
         );
-        close(
-            case,
-            "bias",
-            bias.view().into_dyn(),
-            other_bias.view().into_dyn(),
-            AGREEMENT,
-        );
+        close(case, "bias", bias.view(), other_bias.view(), AGREEMENT);
     }
     let targets = Targets::Classes(&targets);
     compare_models(

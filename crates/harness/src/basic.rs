@@ -7,7 +7,7 @@ use backprop_core::gradcheck::{layer_gradients, loss_gradients, model_gradients}
 use backprop_core::{Activation, Layer, Level, Loss, LossKind, MlpSpec, Model, Targets};
 use ndarray::{Array1, Array2, ArrayD, array};
 
-use crate::expect::{self, close, gradients_pass};
+use crate::expect::{self, close, close_scalar, gradients_pass};
 use crate::fixtures::{classes, uniform};
 use crate::reference;
 use crate::tolerance::{
@@ -42,16 +42,16 @@ fn check_layer<Ly: Layer<f64>>(
     close(
         check,
         "output",
-        output.view().into_dyn(),
-        expected_output.view().into_dyn(),
+        output.view(),
+        expected_output.view(),
         tolerance,
     );
     let grad_input = layer.backward(upstream.view());
     close(
         check,
         "dL/dinput",
-        grad_input.view().into_dyn(),
-        expected_grad_input.view().into_dyn(),
+        grad_input.view(),
+        expected_grad_input.view(),
         tolerance,
     );
     let params = layer.params_mut();
@@ -88,17 +88,11 @@ fn check_loss<Lo: Loss<f64>>(
     close(
         check,
         "dL/dlogits",
-        grad.view().into_dyn(),
-        expected_grad.view().into_dyn(),
+        grad.view(),
+        expected_grad.view(),
         tolerance,
     );
-    close(
-        check,
-        "loss",
-        ndarray::arr0(value).into_dyn().view(),
-        ndarray::arr0(expected_loss).into_dyn().view(),
-        tolerance,
-    );
+    close_scalar(check, "loss", value, expected_loss, tolerance);
 }
 
 /// `y = x W + b` on a 2x3 batch, worked out by hand.
@@ -113,8 +107,8 @@ pub fn linear_forward_matches_hand_computation<L: Level<f64>>() {
     close(
         "linear forward",
         "output",
-        output.view().into_dyn(),
-        expected.into_dyn().view(),
+        output.view(),
+        expected.view(),
         EXACT_F64,
     );
 }
@@ -372,18 +366,12 @@ pub(crate) fn check_model_against_reference<M: Model<f64>>(
     close(
         check,
         "logits",
-        logits.view().into_dyn(),
-        expected.logits.view().into_dyn(),
+        logits.view(),
+        expected.logits.view(),
         tolerance,
     );
     let loss = model.loss(targets);
-    close(
-        check,
-        "loss",
-        ndarray::arr0(loss).into_dyn().view(),
-        ndarray::arr0(expected.loss).into_dyn().view(),
-        tolerance,
-    );
+    close_scalar(check, "loss", loss, expected.loss, tolerance);
     let grad_input = model.backward();
     let grads = expect::model_gradients(model);
     assert_eq!(
@@ -414,8 +402,8 @@ pub(crate) fn check_model_against_reference<M: Model<f64>>(
     close(
         check,
         "dL/dinput",
-        grad_input.view().into_dyn(),
-        expected.grad_input.view().into_dyn(),
+        grad_input.view(),
+        expected.grad_input.view(),
         tolerance,
     );
 }

@@ -92,21 +92,15 @@ pub fn zero_inputs<L: Level<f64>>() {
     let mut linear = L::linear(weight.clone(), bias.clone());
     let output = linear.forward(Array2::zeros((4, 3)).view());
     let expected = Array2::from_shape_fn((4, 2), |(_, col)| bias[col]);
-    close(
-        check,
-        "output",
-        output.view().into_dyn(),
-        expected.view().into_dyn(),
-        EXACT_F64,
-    );
+    close(check, "output", output.view(), expected.view(), EXACT_F64);
     let upstream = uniform(4, 2, 74);
     let grad_input = linear.backward(upstream.view());
     let expected_grad_input = upstream.dot(&weight.t());
     close(
         check,
         "dL/dinput",
-        grad_input.view().into_dyn(),
-        expected_grad_input.view().into_dyn(),
+        grad_input.view(),
+        expected_grad_input.view(),
         EXACT_F64,
     );
     let params = linear.params_mut();
@@ -142,8 +136,8 @@ pub fn relu_at_exactly_zero_has_zero_gradient<L: Level<f64>>() {
     close(
         check,
         "dL/dinput",
-        grad_input.view().into_dyn(),
-        expected.view().into_dyn(),
+        grad_input.view(),
+        expected.view(),
         EXACT_F64,
     );
 
@@ -177,8 +171,8 @@ pub fn huge_logits_give_finite_loss_and_gradient<L: Level<f64>>() {
         close(
             &check,
             "dL/dlogits",
-            grad.view().into_dyn(),
-            expected_grad.view().into_dyn(),
+            grad.view(),
+            expected_grad.view(),
             REFERENCE_F64,
         );
         // L = (0 + 2 scale) / 2
@@ -210,11 +204,11 @@ pub fn single_output_class<L: Level<f64>>() {
     let value = loss.forward(logits.view(), Targets::Classes(&[0; 4]));
     let grad = loss.backward();
     assert_eq!(value, 0.0, "one class: loss should be exactly 0 (p = 1)");
-    let zeros = Array2::<f64>::zeros((4, 1)).into_dyn();
+    let zeros = Array2::<f64>::zeros((4, 1));
     close(
         "one class",
         "dL/dlogits",
-        grad.view().into_dyn(),
+        grad.view(),
         zeros.view(),
         EXACT_F64,
     );
@@ -275,13 +269,7 @@ pub fn into_forms_agree_with_allocating_forms<L: Level<f64>>() {
     let mut buffer = Array2::from_elem(x.dim(), f64::NAN);
     into.backward_into(buffer.view_mut());
     let check = "softmax cross-entropy backward_into";
-    close(
-        check,
-        "dL/dlogits",
-        buffer.view().into_dyn(),
-        expected.view().into_dyn(),
-        0.0,
-    );
+    close(check, "dL/dlogits", buffer.view(), expected.view(), 0.0);
 }
 
 fn compare_into_forms<Ly: Layer<f64>>(
@@ -295,13 +283,7 @@ fn compare_into_forms<Ly: Layer<f64>>(
     let output = allocating.forward(input.view());
     let mut output_buffer = Array2::from_elem(output.dim(), f64::NAN);
     into.forward_into(input.view(), output_buffer.view_mut());
-    close(
-        &check,
-        "output",
-        output_buffer.view().into_dyn(),
-        output.view().into_dyn(),
-        0.0,
-    );
+    close(&check, "output", output_buffer.view(), output.view(), 0.0);
 
     let grad_input = allocating.backward(upstream.view());
     let mut grad_buffer = Array2::from_elem(input.dim(), f64::NAN);
@@ -309,8 +291,8 @@ fn compare_into_forms<Ly: Layer<f64>>(
     close(
         &check,
         "dL/dinput",
-        grad_buffer.view().into_dyn(),
-        grad_input.view().into_dyn(),
+        grad_buffer.view(),
+        grad_input.view(),
         0.0,
     );
     for (ours, theirs) in into.params_mut().iter().zip(allocating.params_mut().iter()) {
@@ -398,8 +380,8 @@ pub fn backward_uses_the_latest_forward<L: Level<f64>>() {
     close(
         check,
         "dL/dinput",
-        grad_input.view().into_dyn(),
-        expected.view().into_dyn(),
+        grad_input.view(),
+        expected.view(),
         REFERENCE_F64,
     );
 }

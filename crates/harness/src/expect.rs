@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use backprop_core::gradcheck::{GradReport, relative_error};
 use backprop_core::{Float, Model};
-use ndarray::{ArrayD, ArrayViewD, Dimension};
+use ndarray::{ArrayD, ArrayView, ArrayViewD, Dimension, arr0};
 
 /// Panics unless `got` matches `expected` entry by entry within `tolerance` (relative error).
 ///
@@ -13,13 +13,14 @@ use ndarray::{ArrayD, ArrayViewD, Dimension};
 /// `"{check}: dL/dweight [3, 2]: worst entry [2, 0]: got 4.5, expected 9 (relative error
 /// 3.3e-1 > tolerance 1e-12)"`, or a message naming both shapes when they differ.
 #[track_caller]
-pub fn close(
+pub fn close<D: Dimension>(
     check: &str,
     tensor: &str,
-    got: ArrayViewD<'_, f64>,
-    expected: ArrayViewD<'_, f64>,
+    got: ArrayView<'_, f64, D>,
+    expected: ArrayView<'_, f64, D>,
     tolerance: f64,
 ) {
+    let (got, expected) = (got.into_dyn(), expected.into_dyn());
     if got.shape() != expected.shape() {
         let mut reversed = expected.shape().to_vec();
         reversed.reverse();
@@ -53,6 +54,18 @@ pub fn close(
             got.shape()
         );
     }
+}
+
+/// [`close`] for one number, such as a loss.
+#[track_caller]
+pub fn close_scalar(check: &str, name: &str, got: f64, expected: f64, tolerance: f64) {
+    close(
+        check,
+        name,
+        arr0(got).view(),
+        arr0(expected).view(),
+        tolerance,
+    );
 }
 
 /// Panics with the first report whose worst entry exceeds `tolerance`.
