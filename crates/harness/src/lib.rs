@@ -3,9 +3,10 @@
 //! The harness runs the same checks against any crate that implements
 //! [`backprop_core::Level`]. A level crate's whole integration is one line in a test file:
 //!
-//! ```ignore
+//! ```
 //! // crates/level02/tests/harness.rs
 //! backprop_harness::suite!(level02::Level02);
+//! # fn main() {}
 //! ```
 //!
 //! which stamps one `#[test]` per check, grouped as `basic::`, `edge::` and `stress::`, so a
