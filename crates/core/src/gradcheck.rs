@@ -21,7 +21,7 @@ use std::fmt;
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Dimension, IxDyn};
 
-use crate::{Activation, Layer, LinearParams, Loss, Model, Targets};
+use crate::{Activation, Layer, LinearParams, Loss, Model, Param, Targets};
 
 /// The finite-difference step h.
 pub const STEP: f64 = 1e-5;
@@ -146,102 +146,45 @@ fn central_difference(mut loss_at: impl FnMut(f64) -> (f64, Vec<bool>)) -> (f64,
 ///
 /// Returns one report for `input` and one per parameter. With `kink_at_zero`, input entries
 /// within ±h of 0 are kinks (for ReLU).
-pub fn layer_gradients<L: Layer<f64>>(
+pub fn layer_gradients<L: Layer<f64> + ?Sized>(
     layer: &mut L,
     input: ArrayView2<'_, f64>,
     upstream: ArrayView2<'_, f64>,
     kink_at_zero: bool,
 ) -> Vec<GradReport> {
-    let objective = |layer: &mut L, input: ArrayView2<'_, f64>| -> f64 {
-        (&layer.forward(input) * &upstream).sum()
-    };
-
     // Phase 1: analytic gradients from one forward and one backward.
     layer.zero_grad();
     layer.forward(input);
     let grad_input = layer.backward(upstream);
-    let analytic_params: Vec<(String, ArrayD<f64>)> = layer
-        .params_mut()
-        .into_iter()
-        .map(|param| (param.name, param.grad.to_owned()))
-        .collect();
-
-    // Phase 2: the input, entry by entry.
-    let mut perturbed = input.to_owned();
-    let mut numeric_input = Array2::zeros(input.dim());
-    for (index, numeric) in numeric_input.indexed_iter_mut() {
-        let original = input[index];
-        *numeric = central_difference(|delta| {
-            perturbed[index] = original + delta;
-            (objective(layer, perturbed.view()), Vec::new())
-        })
-        .0;
-    }
+    // Phases 2 and 3: numeric gradients of the objective.
+    let objective = |layer: &mut L, input: ArrayView2<'_, f64>| {
+        ((&layer.forward(input) * &upstream).sum(), Vec::new())
+    };
     let input_kinks = input.mapv(|x| kink_at_zero && x.abs() <= STEP);
-    let mut reports = vec![GradReport::compare(
-        "input",
-        grad_input.view().into_dyn(),
-        numeric_input.view().into_dyn(),
-        input_kinks.view().into_dyn(),
-    )];
-
-    // Phase 3: every parameter, entry by entry.
-    for (param_index, (name, analytic)) in analytic_params.iter().enumerate() {
-        let mut numeric = ArrayD::zeros(analytic.raw_dim());
-        for (index, slot) in numeric.indexed_iter_mut() {
-            let original = layer.params_mut().swap_remove(param_index).value[&index];
-            *slot = central_difference(|delta| {
-                set_entry(
-                    layer.params_mut().swap_remove(param_index).value,
-                    &index,
-                    original + delta,
-                );
-                let loss = objective(layer, input);
-                set_entry(
-                    layer.params_mut().swap_remove(param_index).value,
-                    &index,
-                    original,
-                );
-                (loss, Vec::new())
-            })
-            .0;
-        }
-        let no_kinks = ArrayD::from_elem(analytic.raw_dim(), false);
-        reports.push(GradReport::compare(
-            name,
-            analytic.view(),
-            numeric.view(),
-            no_kinks.view(),
-        ));
-    }
-    reports
+    central_difference_reports(
+        layer,
+        input,
+        grad_input,
+        input_kinks,
+        L::params_mut,
+        objective,
+    )
 }
 
 /// Checks dL/d(input) of a loss against central differences.
-pub fn loss_gradients<L: Loss<f64>>(
+pub fn loss_gradients<L: Loss<f64> + ?Sized>(
     loss: &mut L,
     input: ArrayView2<'_, f64>,
     targets: Targets<'_, f64>,
 ) -> GradReport {
     loss.forward(input, targets);
     let analytic = loss.backward();
-    let mut perturbed = input.to_owned();
-    let mut numeric = Array2::zeros(input.dim());
-    for (index, slot) in numeric.indexed_iter_mut() {
-        let original = input[index];
-        *slot = central_difference(|delta| {
-            perturbed[index] = original + delta;
-            (loss.forward(perturbed.view(), targets), Vec::new())
-        })
-        .0;
-    }
-    let no_kinks = ArrayD::from_elem(IxDyn(&[input.nrows(), input.ncols()]), false);
-    GradReport::compare(
-        "input",
-        analytic.view().into_dyn(),
-        numeric.view().into_dyn(),
-        no_kinks.view(),
-    )
+    let no_kinks = Array2::from_elem(input.dim(), false);
+    let evaluate =
+        |loss: &mut L, input: ArrayView2<'_, f64>| (loss.forward(input, targets), Vec::new());
+    let mut reports =
+        central_difference_reports(loss, input, analytic, no_kinks, |_| Vec::new(), evaluate);
+    reports.remove(0)
 }
 
 /// Checks every parameter of `model` and its input against central differences of
@@ -250,13 +193,19 @@ pub fn loss_gradients<L: Loss<f64>>(
 /// Returns one report for `input` and one per parameter, in `params_mut` order. For a ReLU
 /// model, an entry is a kink when its ±h perturbation flips the sign of any hidden
 /// pre-activation (recomputed here from the parameters, independently of the model's code).
-pub fn model_gradients<M: Model<f64>>(
+pub fn model_gradients<M: Model<f64> + ?Sized>(
     model: &mut M,
     input: ArrayView2<'_, f64>,
     targets: Targets<'_, f64>,
 ) -> Vec<GradReport> {
+    // Phase 1: analytic gradients.
+    model.zero_grad();
+    model.forward(input);
+    model.loss(targets);
+    let grad_input = model.backward();
+    // Phases 2 and 3: numeric gradients of the loss, watching the ReLU pattern for kinks.
     let watch_relu = model.activation() == Activation::Relu;
-    let evaluate = |model: &mut M, input: ArrayView2<'_, f64>| -> (f64, Vec<bool>) {
+    let evaluate = |model: &mut M, input: ArrayView2<'_, f64>| {
         model.forward(input);
         let loss = model.loss(targets);
         let pattern = if watch_relu {
@@ -266,30 +215,38 @@ pub fn model_gradients<M: Model<f64>>(
         };
         (loss, pattern)
     };
+    let no_kinks = Array2::from_elem(input.dim(), false);
+    central_difference_reports(model, input, grad_input, no_kinks, M::params_mut, evaluate)
+}
 
-    // Phase 1: analytic gradients.
-    model.zero_grad();
-    model.forward(input);
-    model.loss(targets);
-    let grad_input = model.backward();
-    let analytic_params: Vec<(String, ArrayD<f64>)> = model
-        .params_mut()
+/// Phases 2 and 3 of every check: the numeric gradient of `evaluate` with respect to each
+/// entry of `input`, then of each parameter, compared with `grad_input` and with the gradients
+/// the parameters hold now. An entry is a kink when `kinks` marks it (input only) or when the
+/// pattern `evaluate` returns differs between +h and -h.
+fn central_difference_reports<T: ?Sized>(
+    target: &mut T,
+    input: ArrayView2<'_, f64>,
+    grad_input: Array2<f64>,
+    mut input_kinks: Array2<bool>,
+    params_of: for<'a> fn(&'a mut T) -> Vec<Param<'a, f64>>,
+    mut evaluate: impl FnMut(&mut T, ArrayView2<'_, f64>) -> (f64, Vec<bool>),
+) -> Vec<GradReport> {
+    let analytic_params: Vec<(String, ArrayD<f64>)> = params_of(target)
         .into_iter()
         .map(|param| (param.name, param.grad.to_owned()))
         .collect();
 
-    // Phase 2: the input.
+    // Phase 2: the input, entry by entry, on a perturbed copy.
     let mut perturbed = input.to_owned();
     let mut numeric_input = Array2::zeros(input.dim());
-    let mut input_kinks = Array2::from_elem(input.dim(), false);
     for (index, numeric) in numeric_input.indexed_iter_mut() {
         let original = input[index];
         let (slope, kink) = central_difference(|delta| {
             perturbed[index] = original + delta;
-            evaluate(model, perturbed.view())
+            evaluate(target, perturbed.view())
         });
         *numeric = slope;
-        input_kinks[index] = kink;
+        input_kinks[index] |= kink;
     }
     let mut reports = vec![GradReport::compare(
         "input",
@@ -298,21 +255,21 @@ pub fn model_gradients<M: Model<f64>>(
         input_kinks.view().into_dyn(),
     )];
 
-    // Phase 3: every parameter.
+    // Phase 3: every parameter, entry by entry, restored exactly after each evaluation.
     for (param_index, (name, analytic)) in analytic_params.iter().enumerate() {
         let mut numeric = ArrayD::zeros(analytic.raw_dim());
         let mut kinks = ArrayD::from_elem(analytic.raw_dim(), false);
         for (index, slot) in numeric.indexed_iter_mut() {
-            let original = model.params_mut().swap_remove(param_index).value[&index];
+            let original = params_of(target).swap_remove(param_index).value[&index];
             let (slope, kink) = central_difference(|delta| {
                 set_entry(
-                    model.params_mut().swap_remove(param_index).value,
+                    params_of(target).swap_remove(param_index).value,
                     &index,
                     original + delta,
                 );
-                let result = evaluate(model, input);
+                let result = evaluate(target, input);
                 set_entry(
-                    model.params_mut().swap_remove(param_index).value,
+                    params_of(target).swap_remove(param_index).value,
                     &index,
                     original,
                 );

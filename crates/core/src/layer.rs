@@ -101,6 +101,33 @@ pub trait Layer<F: Float>: Debug {
     }
 }
 
+/// A boxed layer is a layer: `Vec<Box<dyn Layer<F>>>` holds any mix of them.
+impl<F: Float, T: Layer<F> + ?Sized> Layer<F> for Box<T> {
+    fn out_features(&self, in_features: usize) -> usize {
+        (**self).out_features(in_features)
+    }
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        (**self).forward(input)
+    }
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        (**self).backward(grad_output)
+    }
+    #[track_caller]
+    fn forward_into(&mut self, input: ArrayView2<'_, F>, output: ArrayViewMut2<'_, F>) {
+        (**self).forward_into(input, output)
+    }
+    #[track_caller]
+    fn backward_into(&mut self, grad_output: ArrayView2<'_, F>, grad_input: ArrayViewMut2<'_, F>) {
+        (**self).backward_into(grad_output, grad_input)
+    }
+    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
+        (**self).params_mut()
+    }
+    fn zero_grad(&mut self) {
+        (**self).zero_grad()
+    }
+}
+
 /// What a loss compares its input against.
 #[derive(Debug, Clone, Copy)]
 pub enum Targets<'a, F> {

@@ -25,11 +25,11 @@ pub trait Level<F: Float>: 'static {
     /// `y = x W + b`.
     type Linear: Layer<F>;
     /// `y = max(0, x)`.
-    type Relu: Layer<F>;
+    type Relu: Layer<F> + 'static;
     /// `y = 1 / (1 + e^-x)`.
-    type Sigmoid: Layer<F>;
+    type Sigmoid: Layer<F> + 'static;
     /// `y = tanh x`.
-    type Tanh: Layer<F>;
+    type Tanh: Layer<F> + 'static;
     /// Softmax then cross-entropy, mean over the batch.
     type SoftmaxCrossEntropy: Loss<F>;
     /// Mean squared error, mean over every element.
@@ -58,6 +58,15 @@ pub trait Level<F: Float>: 'static {
     /// # Panics
     /// If `layers` is empty or two consecutive layers' shapes do not chain.
     fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp;
+
+    /// The layer for `activation`, boxed so that one type holds any of the three.
+    fn activation(activation: Activation) -> Box<dyn Layer<F>> {
+        match activation {
+            Activation::Relu => Box::new(Self::relu()),
+            Activation::Sigmoid => Box::new(Self::sigmoid()),
+            Activation::Tanh => Box::new(Self::tanh()),
+        }
+    }
 
     /// An MLP initialised from `spec` (its seed decides every weight).
     fn mlp_from_spec(spec: &MlpSpec) -> Self::Mlp {

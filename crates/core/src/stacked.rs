@@ -17,16 +17,10 @@ pub struct StackedMlp<F: Float, L: Level<F>> {
     /// `linears[i]` maps width `sizes[i]` to `sizes[i + 1]`.
     linears: Vec<L::Linear>,
     /// `activations[i]` follows `linears[i]`; the last `Linear` has none.
-    activations: Vec<ActivationLayer<F, L>>,
+    activations: Vec<Box<dyn Layer<F>>>,
     loss: LossLayer<F, L>,
     /// The output of the last `forward`, which `loss` reads.
     logits: Option<Array2<F>>,
-}
-
-enum ActivationLayer<F: Float, L: Level<F>> {
-    Relu(L::Relu),
-    Sigmoid(L::Sigmoid),
-    Tanh(L::Tanh),
 }
 
 enum LossLayer<F: Float, L: Level<F>> {
@@ -55,11 +49,7 @@ impl<F: Float, L: Level<F>> StackedMlp<F, L> {
         }
         let hidden_layers = layers.len() - 1;
         let activations = (0..hidden_layers)
-            .map(|_| match activation {
-                Activation::Relu => ActivationLayer::Relu(L::relu()),
-                Activation::Sigmoid => ActivationLayer::Sigmoid(L::sigmoid()),
-                Activation::Tanh => ActivationLayer::Tanh(L::tanh()),
-            })
+            .map(|_| L::activation(activation))
             .collect();
         let loss = match loss {
             LossKind::SoftmaxCrossEntropy => {
@@ -151,28 +141,6 @@ impl<F: Float, L: Level<F>> Model<F> for StackedMlp<F, L> {
     }
 }
 
-impl<F: Float, L: Level<F>> Layer<F> for ActivationLayer<F, L> {
-    fn out_features(&self, in_features: usize) -> usize {
-        in_features
-    }
-
-    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
-        match self {
-            ActivationLayer::Relu(layer) => layer.forward(input),
-            ActivationLayer::Sigmoid(layer) => layer.forward(input),
-            ActivationLayer::Tanh(layer) => layer.forward(input),
-        }
-    }
-
-    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
-        match self {
-            ActivationLayer::Relu(layer) => layer.backward(grad_output),
-            ActivationLayer::Sigmoid(layer) => layer.backward(grad_output),
-            ActivationLayer::Tanh(layer) => layer.backward(grad_output),
-        }
-    }
-}
-
 impl<F: Float, L: Level<F>> fmt::Debug for StackedMlp<F, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackedMlp")
@@ -180,15 +148,5 @@ impl<F: Float, L: Level<F>> fmt::Debug for StackedMlp<F, L> {
             .field("sizes", &self.sizes)
             .field("activation", &self.activation)
             .finish_non_exhaustive()
-    }
-}
-
-impl<F: Float, L: Level<F>> fmt::Debug for ActivationLayer<F, L> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ActivationLayer::Relu(layer) => layer.fmt(f),
-            ActivationLayer::Sigmoid(layer) => layer.fmt(f),
-            ActivationLayer::Tanh(layer) => layer.fmt(f),
-        }
     }
 }

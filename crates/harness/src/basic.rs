@@ -278,44 +278,13 @@ pub fn gate1_single_layer_backward<L: Level<f64>>() {
         let output = reference::activation_forward(activation, x.view());
         let grad_input = reference::activation_backward(activation, x.view(), upstream.view());
         let context = format!("{check}, {activation}");
-        match activation {
-            Activation::Relu => check_layer(
-                &context,
-                &mut L::relu(),
-                &x,
-                &upstream,
-                Expected {
-                    output: &output,
-                    grad_input: &grad_input,
-                    param_grads: &[],
-                },
-                REFERENCE_F64,
-            ),
-            Activation::Sigmoid => check_layer(
-                &context,
-                &mut L::sigmoid(),
-                &x,
-                &upstream,
-                Expected {
-                    output: &output,
-                    grad_input: &grad_input,
-                    param_grads: &[],
-                },
-                REFERENCE_F64,
-            ),
-            Activation::Tanh => check_layer(
-                &context,
-                &mut L::tanh(),
-                &x,
-                &upstream,
-                Expected {
-                    output: &output,
-                    grad_input: &grad_input,
-                    param_grads: &[],
-                },
-                REFERENCE_F64,
-            ),
-        }
+        let expected = Expected {
+            output: &output,
+            grad_input: &grad_input,
+            param_grads: &[],
+        };
+        let mut layer = L::activation(activation);
+        check_layer(&context, &mut layer, &x, &upstream, expected, REFERENCE_F64);
     }
     // Losses.
     let logits = uniform(6, 4, 5) * 4.0;
@@ -465,13 +434,9 @@ pub fn gate3_finite_differences_layers<L: Level<f64>>() {
 
     let upstream = uniform(4, 5, 53);
     for activation in Activation::ALL {
-        let reports = match activation {
-            Activation::Relu => layer_gradients(&mut L::relu(), x.view(), upstream.view(), true),
-            Activation::Sigmoid => {
-                layer_gradients(&mut L::sigmoid(), x.view(), upstream.view(), false)
-            }
-            Activation::Tanh => layer_gradients(&mut L::tanh(), x.view(), upstream.view(), false),
-        };
+        let is_relu = activation == Activation::Relu;
+        let mut layer = L::activation(activation);
+        let reports = layer_gradients(&mut layer, x.view(), upstream.view(), is_relu);
         gradients_pass(
             &format!("{check}, {activation}"),
             &reports,

@@ -11,13 +11,14 @@
 //! | `NO_MAX_SHIFT`      | softmax as e^z / Σ e^z, no max subtracted         | edge: huge logits          |
 //! | `BIAS_NOT_SUMMED`   | dL/db from the first row only, not Σ over rows    | gates 1, 2, 3              |
 //! | `STALE_CACHE`       | Linear keeps the input of its first forward       | edge: latest forward       |
+//! | `TANH_FROM_INPUT`   | tanh' written 1 - x^2 (input) instead of 1 - y^2  | gate 1, stress: deep and random nets |
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use backprop_core::{
     Activation, Float, Layer, Level, LinearParams, Loss, LossKind, Param, StackedMlp, Targets,
 };
-use backprop_harness::{basic, edge};
+use backprop_harness::{basic, edge, stress};
 use ndarray::{Array1, Array2, ArrayView2, Axis, Ix2, Zip};
 
 const MISSING_MEAN: u8 = 1;
@@ -27,6 +28,7 @@ const OVERWRITE_GRAD: u8 = 4;
 const NO_MAX_SHIFT: u8 = 5;
 const BIAS_NOT_SUMMED: u8 = 6;
 const STALE_CACHE: u8 = 7;
+const TANH_FROM_INPUT: u8 = 8;
 
 /// level02 with bug number `BUG` planted.
 #[derive(Debug)]
@@ -37,7 +39,7 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
     type Linear = MutantLinear<F, BUG>;
     type Relu = MutantRelu<F, BUG>;
     type Sigmoid = level02::Sigmoid<F>;
-    type Tanh = level02::Tanh<F>;
+    type Tanh = MutantTanh<F, BUG>;
     type SoftmaxCrossEntropy = MutantSoftmaxCrossEntropy<F, BUG>;
     type Mse = level02::Mse<F>;
     type Mlp = StackedMlp<F, Self>;
@@ -58,7 +60,10 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
         level02::Sigmoid::default()
     }
     fn tanh() -> Self::Tanh {
-        level02::Tanh::default()
+        MutantTanh {
+            inner: level02::Tanh::default(),
+            input: None,
+        }
     }
     fn softmax_cross_entropy() -> Self::SoftmaxCrossEntropy {
         MutantSoftmaxCrossEntropy {
@@ -152,6 +157,32 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantRelu<F, BUG> {
         Zip::from(&grad_output)
             .and(input)
             .map_collect(|&grad, &x| if x >= F::zero() { grad } else { F::zero() })
+    }
+}
+
+#[derive(Debug)]
+struct MutantTanh<F, const BUG: u8> {
+    inner: level02::Tanh<F>,
+    input: Option<Array2<F>>,
+}
+
+impl<F: Float, const BUG: u8> Layer<F> for MutantTanh<F, BUG> {
+    fn out_features(&self, in_features: usize) -> usize {
+        in_features
+    }
+
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        self.input = Some(input.to_owned());
+        self.inner.forward(input)
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        if BUG != TANH_FROM_INPUT {
+            return self.inner.backward(grad_output);
+        }
+        // The bug: the derivative written in terms of the input x, not the output y = tanh x.
+        let input = self.input.as_ref().unwrap();
+        &grad_output * &input.mapv(|x| F::one() - x * x)
     }
 }
 
@@ -290,6 +321,24 @@ fn every_mutant_is_rejected_by_a_named_check() {
             edge::backward_uses_the_latest_forward::<Mutant<STALE_CACHE>>,
             "dL/dlinear",
         ),
+        (
+            "tanh' from the input",
+            "basic::gate1_single_layer_backward",
+            basic::gate1_single_layer_backward::<Mutant<TANH_FROM_INPUT>>,
+            "tanh: dL/dinput",
+        ),
+        (
+            "tanh' from the input",
+            "stress::deep_tanh_mlp_passes_finite_differences",
+            stress::deep_tanh_mlp_passes_finite_differences::<Mutant<TANH_FROM_INPUT>>,
+            "dL/d",
+        ),
+        (
+            "tanh' from the input",
+            "stress::random_shapes_pass_finite_differences",
+            stress::random_shapes_pass_finite_differences::<Mutant<TANH_FROM_INPUT>>,
+            "tanh MLP",
+        ),
     ];
 
     // The checks panic on purpose: keep their messages out of the log, and report below.
@@ -313,9 +362,9 @@ fn every_mutant_is_rejected_by_a_named_check() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
-    // All seven bugs are covered.
+    // All eight bugs are covered.
     let mutants: std::collections::BTreeSet<_> = cases.iter().map(|case| case.0).collect();
-    assert_eq!(mutants.len(), 7);
+    assert_eq!(mutants.len(), 8);
 }
 
 /// The unmutated wrapper (bug 0) passes the same checks, so the rejections above come from the
@@ -330,4 +379,6 @@ fn the_wrapper_without_a_bug_passes_the_same_checks() {
     edge::gradients_accumulate_until_zero_grad::<Mutant<0>>();
     edge::huge_logits_give_finite_loss_and_gradient::<Mutant<0>>();
     edge::backward_uses_the_latest_forward::<Mutant<0>>();
+    stress::deep_tanh_mlp_passes_finite_differences::<Mutant<0>>();
+    stress::random_shapes_pass_finite_differences::<Mutant<0>>();
 }
