@@ -39,6 +39,9 @@ pub struct Param<'a, F> {
 /// caches what `backward` needs (the input for `Linear`, the output for `Sigmoid`), so
 /// `backward` always refers to the latest `forward`.
 ///
+/// A NaN in the input propagates to the output (ReLU passes it through rather than turning it
+/// into 0), so a NaN input ends as a NaN loss, never as a silently wrong number.
+///
 /// Levels 1 and 2 implement the allocating `forward`/`backward`; the provided `*_into` forms copy
 /// their result into the caller's buffer. Level 3 overrides the `*_into` forms to compute in
 /// place. See the [module docs](self) for the gradient rule.

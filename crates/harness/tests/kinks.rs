@@ -1,0 +1,48 @@
+//! ReLU kinks: entries whose ±h perturbation moves a ReLU input across 0 are reported, not
+//! failed, and only those entries are spared.
+
+use backprop_core::gradcheck::{layer_gradients, model_gradients};
+use backprop_core::{Activation, Level, LossKind, MlpSpec, Targets};
+use level02::Level02;
+use ndarray::array;
+
+#[test]
+fn relu_inputs_at_zero_are_kinks_and_would_otherwise_fail() {
+    let x = array![[0.0, 1.0], [-1.0, 0.0]];
+    let upstream = array![[1.0, 2.0], [3.0, 4.0]];
+
+    let reports = layer_gradients(
+        &mut level02::Relu::default(),
+        x.view(),
+        upstream.view(),
+        true,
+    );
+    assert_eq!(reports[0].kinks, vec![vec![0, 0], vec![1, 1]]);
+    assert!(reports[0].passes(1e-7), "{}", reports[0]);
+
+    // Unmarked, the numeric slope at 0 is the average of 0 and 1 (times g): the check fails.
+    let reports = layer_gradients(
+        &mut level02::Relu::default(),
+        x.view(),
+        upstream.view(),
+        false,
+    );
+    assert!(!reports[0].passes(1e-2), "{}", reports[0]);
+    let report = &reports[0];
+    let expected = 0.5 * upstream[[report.worst_index[0], report.worst_index[1]]];
+    assert!((report.numeric - expected).abs() < 1e-9, "{report}");
+}
+
+#[test]
+fn an_mlp_flags_the_inputs_that_cross_a_relu_kink() {
+    // A zero first bias and a zero input row put every first-layer pre-activation of that row
+    // at exactly 0: perturbing any entry of the row flips some of them.
+    let mut layers = MlpSpec::classifier(&[3, 4, 2], 5).initial_params::<f64>();
+    layers[0].1.fill(0.0);
+    let mut model =
+        <Level02 as Level<f64>>::mlp(layers, Activation::Relu, LossKind::SoftmaxCrossEntropy);
+    let input = array![[0.0, 0.0, 0.0], [0.5, -1.0, 0.25]];
+    let reports = model_gradients(&mut model, input.view(), Targets::Classes(&[1, 0]));
+    assert_eq!(reports[0].kinks, vec![vec![0, 0], vec![0, 1], vec![0, 2]]);
+    assert!(reports.iter().all(|report| report.passes(1e-5)));
+}
