@@ -56,6 +56,67 @@ pub fn close<D: Dimension>(
     }
 }
 
+/// Compares `ours` with PyTorch's values: relative error within
+/// [`PYTORCH_F64`](crate::tolerance::PYTORCH_F64) for an `f64` fixture, `torch.testing.assert_close`'s
+/// rule (`|ours - torch| <= atol + rtol |torch|`) for an `f32` one.
+///
+/// # Panics
+/// `"{check}: dL/dlinear0.weight [784, 256]: worst entry [12, 3]: ours 1.2e-3, PyTorch 1.1e-3 (...)"`.
+#[track_caller]
+pub fn close_to_pytorch(
+    check: &str,
+    tensor: &str,
+    ours: ArrayViewD<'_, f64>,
+    pytorch: ArrayViewD<'_, f64>,
+    dtype: &str,
+) {
+    use crate::tolerance::{PYTORCH_F32_ATOL, PYTORCH_F32_RTOL, PYTORCH_F64};
+    assert!(
+        ours.shape() == pytorch.shape(),
+        "{check}: {tensor} has shape {:?} but PyTorch's has {:?}",
+        ours.shape(),
+        pytorch.shape()
+    );
+    // The excess of each entry over its allowance: relative error / tolerance in f64,
+    // |ours - torch| / (atol + rtol |torch|) in f32. Above 1 fails.
+    let excess = |a: f64, b: f64| match dtype {
+        "f64" => relative_error(a, b) / PYTORCH_F64,
+        _ => {
+            let ratio = (a - b).abs() / (PYTORCH_F32_ATOL + PYTORCH_F32_RTOL * b.abs());
+            if ratio.is_finite() {
+                ratio
+            } else {
+                f64::INFINITY
+            }
+        }
+    };
+    let mut worst: Option<(f64, Vec<usize>, f64, f64)> = None;
+    for ((index, &a), &b) in ours.indexed_iter().zip(pytorch.iter()) {
+        let over = excess(a, b);
+        if worst.as_ref().is_none_or(|(most, ..)| over > *most) {
+            worst = Some((over, index.slice().to_vec(), a, b));
+        }
+    }
+    if let Some((over, index, a, b)) = worst
+        && over > 1.0
+    {
+        let rule = match dtype {
+            "f64" => format!(
+                "relative error {:.1e} > {PYTORCH_F64:.0e}",
+                relative_error(a, b)
+            ),
+            _ => format!(
+                "|ours - PyTorch| = {:.1e} > {PYTORCH_F32_ATOL:.0e} + {PYTORCH_F32_RTOL:.1e} |PyTorch|",
+                (a - b).abs()
+            ),
+        };
+        panic!(
+            "{check}: {tensor} {:?}: worst entry {index:?}: ours {a:.10e}, PyTorch {b:.10e} ({rule})",
+            ours.shape()
+        );
+    }
+}
+
 /// [`close`] for one number, such as a loss.
 #[track_caller]
 pub fn close_scalar(check: &str, name: &str, got: f64, expected: f64, tolerance: f64) {

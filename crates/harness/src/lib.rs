@@ -21,7 +21,9 @@
 //! 2. `basic::gate2_multi_layer_backward`: a whole MLP's backward is right;
 //! 3. `basic::gate3_finite_differences_layers` and `basic::gate3_finite_differences_mlp`: every
 //!    gradient matches central differences in `f64`;
-//! 4. PyTorch parity: the fixtures and their gate come with their own issue.
+//! 4. `basic::gate4_pytorch_layers`, `_losses`, `_mlps` and `_training`: every output and
+//!    gradient matches PyTorch's autograd, from fixtures written by `reference/make_fixtures.py`
+//!    and shipped in `crates/harness/fixtures/` (see [`parity`]). These need `Level<f32>` too.
 //!
 //! ## The groups
 //!
@@ -42,13 +44,15 @@ pub mod basic;
 pub mod edge;
 pub mod expect;
 pub mod fixtures;
+pub mod parity;
 pub mod reference;
 pub mod stress;
 pub mod tolerance;
 
 /// Stamps the whole suite into `#[test]` functions for one level.
 ///
-/// `$level` must implement `Level<f64>` (and `Level<f32>` for the f32 training checks).
+/// `$level` must implement `Level<f64>` and `Level<f32>` (the f32 training checks and the f32
+/// PyTorch fixtures).
 #[macro_export]
 macro_rules! suite {
     ($level:ty) => {
@@ -65,6 +69,12 @@ macro_rules! suite {
                 gate2_multi_layer_backward,
                 gate3_finite_differences_layers,
                 gate3_finite_differences_mlp,
+            );
+            $crate::__stamp!($level; parity;
+                gate4_pytorch_layers,
+                gate4_pytorch_losses,
+                gate4_pytorch_mlps,
+                gate4_pytorch_training,
             );
         }
         mod edge {

@@ -21,3 +21,14 @@ pub const FINITE_DIFFERENCE_NETWORK: f64 = 1e-5;
 /// An `f32` run against the same run in `f64`: about 1e-7 relative rounding per operation,
 /// grown over a few layers and sums of a few hundred terms.
 pub const F32_AGAINST_F64: f64 = 1e-4;
+
+/// Gate 4 in `f64`: relative error against PyTorch's autograd. Only the order of floating-point
+/// operations differs (PyTorch's BLAS against ours), as in [`REFERENCE_F64`].
+pub const PYTORCH_F64: f64 = 1e-10;
+
+/// Gate 4 in `f32`: `torch.testing.assert_close`'s defaults, `|ours - torch| <= atol + rtol
+/// |torch|` entry by entry.
+pub const PYTORCH_F32_RTOL: f64 = 1.3e-6;
+
+/// See [`PYTORCH_F32_RTOL`].
+pub const PYTORCH_F32_ATOL: f64 = 1e-5;

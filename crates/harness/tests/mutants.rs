@@ -1,6 +1,6 @@
 //! The harness proves it can fail: deliberately broken levels, each built by patching one
 //! method of level02, must be rejected by a named check whose message names the tensor and the
-//! worst entry.
+//! worst entry, and every one of them must also fail gate 4 (PyTorch parity).
 //!
 //! | mutant              | the bug                                          | rejected by                |
 //! |---------------------|--------------------------------------------------|----------------------------|
@@ -18,7 +18,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use backprop_core::{
     Activation, Float, Layer, Level, LinearParams, Loss, LossKind, Param, StackedMlp, Targets,
 };
-use backprop_harness::{basic, edge, stress};
+use backprop_harness::{basic, edge, parity, stress};
 use ndarray::{Array1, Array2, ArrayView2, Axis, Ix2, Zip};
 
 const MISSING_MEAN: u8 = 1;
@@ -339,6 +339,67 @@ fn every_mutant_is_rejected_by_a_named_check() {
             stress::random_shapes_pass_finite_differences::<Mutant<TANH_FROM_INPUT>>,
             "tanh MLP",
         ),
+        // Gate 4: every mutant also fails PyTorch parity.
+        (
+            "missing 1/N",
+            "basic::gate4_pytorch_losses",
+            parity::gate4_pytorch_losses::<Mutant<MISSING_MEAN>>,
+            "dL/dinput",
+        ),
+        (
+            "missing 1/N",
+            "basic::gate4_pytorch_mlps",
+            parity::gate4_pytorch_mlps::<Mutant<MISSING_MEAN>>,
+            "dL/dlinear",
+        ),
+        (
+            ">= in the ReLU mask",
+            "basic::gate4_pytorch_layers",
+            parity::gate4_pytorch_layers::<Mutant<RELU_MASK_GE>>,
+            "dL/dinput",
+        ),
+        (
+            ">= in the ReLU mask",
+            "basic::gate4_pytorch_mlps",
+            parity::gate4_pytorch_mlps::<Mutant<RELU_MASK_GE>>,
+            "dL/d",
+        ),
+        (
+            "W instead of W^T in grad_input",
+            "basic::gate4_pytorch_layers",
+            parity::gate4_pytorch_layers::<Mutant<TRANSPOSED_WEIGHT>>,
+            "dL/dinput",
+        ),
+        (
+            "= instead of +=",
+            "basic::gate4_pytorch_training",
+            parity::gate4_pytorch_training::<Mutant<OVERWRITE_GRAD>>,
+            "dL/dlinear",
+        ),
+        (
+            "softmax without the max shift",
+            "basic::gate4_pytorch_losses",
+            parity::gate4_pytorch_losses::<Mutant<NO_MAX_SHIFT>>,
+            "dL/dinput",
+        ),
+        (
+            "bias gradient not summed over the batch",
+            "basic::gate4_pytorch_layers",
+            parity::gate4_pytorch_layers::<Mutant<BIAS_NOT_SUMMED>>,
+            "dL/dbias",
+        ),
+        (
+            "stale cache",
+            "basic::gate4_pytorch_training",
+            parity::gate4_pytorch_training::<Mutant<STALE_CACHE>>,
+            "loss at each step",
+        ),
+        (
+            "tanh' from the input",
+            "basic::gate4_pytorch_layers",
+            parity::gate4_pytorch_layers::<Mutant<TANH_FROM_INPUT>>,
+            "dL/dinput",
+        ),
     ];
 
     // The checks panic on purpose: keep their messages out of the log, and report below.
@@ -381,4 +442,42 @@ fn the_wrapper_without_a_bug_passes_the_same_checks() {
     edge::backward_uses_the_latest_forward::<Mutant<0>>();
     stress::deep_tanh_mlp_passes_finite_differences::<Mutant<0>>();
     stress::random_shapes_pass_finite_differences::<Mutant<0>>();
+    parity::gate4_pytorch_layers::<Mutant<0>>();
+    parity::gate4_pytorch_losses::<Mutant<0>>();
+    parity::gate4_pytorch_mlps::<Mutant<0>>();
+    parity::gate4_pytorch_training::<Mutant<0>>();
+}
+
+/// ReLU with gradient 1 at exactly 0 (what `clamp(min=0)` gives, and what `x >= 0` in the mask
+/// gives) passes finite differences but fails PyTorch parity.
+///
+/// At x = 0 ReLU has no derivative: the central difference (f(h) - f(-h)) / 2h sees one side
+/// with slope 1 and one with slope 0, and measures their average, 1/2, which matches neither
+/// convention. So the finite-difference gate must treat such an entry as a kink and skip it, and
+/// random inputs never land on exactly 0 anyway. Only a check of the convention itself can tell
+/// gradient 0 from gradient 1 there: PyTorch's `F.relu` gives 0, and the fixtures hold inputs
+/// and pre-activations of exactly 0.
+#[test]
+fn relu_gradient_one_at_zero_passes_finite_differences_but_fails_pytorch_parity() {
+    basic::gate3_finite_differences_layers::<Mutant<RELU_MASK_GE>>();
+    basic::gate3_finite_differences_mlp::<Mutant<RELU_MASK_GE>>();
+    stress::random_shapes_pass_finite_differences::<Mutant<RELU_MASK_GE>>();
+
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let layers = failure_of(parity::gate4_pytorch_layers::<Mutant<RELU_MASK_GE>>);
+    let networks = failure_of(parity::gate4_pytorch_mlps::<Mutant<RELU_MASK_GE>>);
+    std::panic::set_hook(default_hook);
+
+    let layers = layers.expect("gate 4 should reject ReLU with gradient 1 at 0 (layer fixture)");
+    assert!(
+        layers.contains("layer_relu_f64") && layers.contains("dL/dinput"),
+        "{layers}"
+    );
+    let networks = networks.expect("gate 4 should reject it on the zero pre-activation fixture");
+    assert!(
+        networks.contains("mlp_relu_zero_preactivations_f64"),
+        "{networks}"
+    );
+    println!("{layers}\n{networks}");
 }

@@ -1,0 +1,409 @@
+//! Success level 4: every output and gradient matches PyTorch's autograd.
+//!
+//! The fixtures in `crates/harness/fixtures/` were written once by `reference/make_fixtures.py`
+//! with real PyTorch (the versions are recorded in every file's `meta`), so the gate needs no
+//! Python. Each fixture holds a network's weights in our layout (W of shape
+//! `(fan_in, fan_out)`), its inputs and targets, and PyTorch's outputs, loss and gradients. The
+//! gate rebuilds the network in the level under test from the stored weights, runs forward and
+//! backward, and compares everything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File};
+use std::path::PathBuf;
+
+use backprop_core::{
+    Activation, Float, Layer, Level, LinearParams, Loss, LossKind, Model, Targets,
+};
+use ndarray::{Array, Array2, ArrayD, Dimension, Ix1, Ix2};
+use ndarray_npy::{NpzReader, ReadableElement};
+
+use crate::expect::{close_to_pytorch, model_gradients};
+
+/// The folder holding the `.npz` fixtures.
+pub fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// One fixture file, opened.
+pub struct Fixture {
+    /// The file name without `.npz`: `mlp_mnist_relu_784_256_10_f64`.
+    pub name: String,
+    path: PathBuf,
+    meta: BTreeMap<String, String>,
+    archive: NpzReader<File>,
+}
+
+impl Fixture {
+    /// The names of every fixture whose `kind` is `kind` (`layer`, `loss`, `mlp`, `sgd`,
+    /// `accumulate`), sorted.
+    ///
+    /// # Panics
+    /// If the fixture folder cannot be read or holds no fixture of that kind.
+    pub fn all_of_kind(kind: &str) -> Vec<Fixture> {
+        let dir = fixture_dir();
+        let entries = fs::read_dir(&dir)
+            .unwrap_or_else(|error| panic!("{}: cannot list the fixtures: {error}", dir.display()));
+        let mut names: Vec<String> = entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter_map(|file| file.strip_suffix(".npz").map(str::to_string))
+            .collect();
+        names.sort();
+        let fixtures: Vec<Fixture> = names
+            .iter()
+            .map(|name| Fixture::open(name))
+            .filter(|fixture| fixture.meta("kind") == kind)
+            .collect();
+        assert!(
+            !fixtures.is_empty(),
+            "{}: no fixture of kind {kind:?}",
+            dir.display()
+        );
+        fixtures
+    }
+
+    /// Opens `fixtures/{name}.npz` and reads its `meta`.
+    ///
+    /// # Panics
+    /// If the file is missing or not a readable `.npz` with a `meta` entry; the message names it.
+    pub fn open(name: &str) -> Fixture {
+        let path = fixture_dir().join(format!("{name}.npz"));
+        let file = File::open(&path)
+            .unwrap_or_else(|error| panic!("{}: cannot open the fixture: {error}", path.display()));
+        let archive = NpzReader::new(file)
+            .unwrap_or_else(|error| panic!("{}: not a readable .npz: {error}", path.display()));
+        let mut fixture = Fixture {
+            name: name.to_string(),
+            path,
+            meta: BTreeMap::new(),
+            archive,
+        };
+        let bytes: Array<u8, Ix1> = fixture.read("meta");
+        let text = String::from_utf8(bytes.to_vec())
+            .unwrap_or_else(|_| panic!("{}: meta is not UTF-8", fixture.path.display()));
+        fixture.meta = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        fixture
+    }
+
+    /// A `meta` value, such as `dtype`, `activation` or `torch`.
+    ///
+    /// # Panics
+    /// If the fixture has no such key.
+    pub fn meta(&self, key: &str) -> &str {
+        self.meta
+            .get(key)
+            .unwrap_or_else(|| panic!("{}: no {key:?} in its meta", self.path.display()))
+    }
+
+    /// `"f32"` or `"f64"`: the float type PyTorch computed in.
+    pub fn dtype(&self) -> &str {
+        self.meta("dtype")
+    }
+
+    /// The label gate 4's messages start with.
+    pub fn check(&self) -> String {
+        format!(
+            "gate 4 (PyTorch parity), fixture {} (torch {})",
+            self.name,
+            self.meta("torch")
+        )
+    }
+
+    fn read<A: ReadableElement, D: Dimension>(&mut self, key: &str) -> Array<A, D> {
+        self.archive
+            .by_name(key)
+            .unwrap_or_else(|error| panic!("{}: cannot read {key:?}: {error}", self.path.display()))
+    }
+
+    /// An array of the fixture's dtype, converted to `F` (exact when `F` is that dtype).
+    pub fn array<F: Float, D: Dimension>(&mut self, key: &str) -> Array<F, D> {
+        match self.dtype() {
+            "f64" => self.read::<f64, D>(key).mapv(F::of),
+            _ => self.read::<f32, D>(key).mapv(|x| F::of(f64::from(x))),
+        }
+    }
+
+    /// An array widened to `f64` for comparison.
+    pub fn expected(&mut self, key: &str) -> ArrayD<f64> {
+        self.array::<f64, ndarray::IxDyn>(key)
+    }
+
+    /// Class indices stored as `int64`.
+    pub fn classes(&mut self, key: &str) -> Vec<usize> {
+        let classes: Array<i64, Ix1> = self.read(key);
+        classes.iter().map(|&class| class as usize).collect()
+    }
+
+    /// `weight{i}{suffix}` and `bias{i}{suffix}` of every layer.
+    pub fn linear_params<F: Float>(&mut self, suffix: &str) -> LinearParams<F> {
+        let layers: usize = self
+            .meta("layers")
+            .parse()
+            .expect("meta layers is a number");
+        (0..layers)
+            .map(|index| {
+                let weight = self.array::<F, Ix2>(&format!("weight{index}{suffix}"));
+                let bias = self.array::<F, Ix1>(&format!("bias{index}{suffix}"));
+                (weight, bias)
+            })
+            .collect()
+    }
+
+    fn activation(&self) -> Activation {
+        self.meta("activation")
+            .parse()
+            .unwrap_or_else(|error| panic!("{}: {error}", self.name))
+    }
+
+    fn loss_kind(&self) -> LossKind {
+        match self.meta("loss") {
+            "softmax_cross_entropy" => LossKind::SoftmaxCrossEntropy,
+            "mse" => LossKind::Mse,
+            other => panic!("{}: unknown loss {other:?}", self.name),
+        }
+    }
+
+    /// Compares `ours` with the fixture's array `key`.
+    #[track_caller]
+    fn compare<F: Float, D: Dimension>(&mut self, tensor: &str, ours: &Array<F, D>, key: &str) {
+        let expected = self.expected(key);
+        let ours = ours.mapv(F::as_f64).into_dyn();
+        close_to_pytorch(
+            &self.check(),
+            tensor,
+            ours.view(),
+            expected.view(),
+            self.dtype(),
+        );
+    }
+
+    #[track_caller]
+    fn compare_scalar<F: Float>(&mut self, tensor: &str, ours: F, key: &str) {
+        self.compare(tensor, &ndarray::arr0(ours), key);
+    }
+}
+
+impl fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fixture")
+            .field("path", &self.path)
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+/// Runs every fixture of `kind` in the fixture's own float type.
+fn for_each_fixture(kind: &str, run_f64: fn(&mut Fixture), run_f32: fn(&mut Fixture)) {
+    for mut fixture in Fixture::all_of_kind(kind) {
+        match fixture.dtype() {
+            "f64" => run_f64(&mut fixture),
+            "f32" => run_f32(&mut fixture),
+            other => panic!("{}: unknown dtype {other:?}", fixture.name),
+        }
+    }
+}
+
+/// **Success level 4, layers**: Linear (square and not), ReLU (with inputs exactly 0),
+/// sigmoid and tanh, each under PyTorch's random upstream gradient.
+pub fn gate4_pytorch_layers<L: Level<f64> + Level<f32>>() {
+    for_each_fixture("layer", layer_fixture::<f64, L>, layer_fixture::<f32, L>);
+}
+
+fn layer_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
+    let input: Array2<F> = fixture.array("input");
+    let upstream: Array2<F> = fixture.array("upstream");
+    let mut layer: Box<dyn Layer<F>> = match fixture.meta("layer") {
+        "linear" => Box::new(L::linear(fixture.array("weight"), fixture.array("bias"))),
+        name => L::activation(name.parse().unwrap_or_else(|error| panic!("{error}"))),
+    };
+    let output = layer.forward(input.view());
+    fixture.compare("output", &output, "output");
+    let grad_input = layer.backward(upstream.view());
+    fixture.compare("dL/dinput", &grad_input, "grad_input");
+    for param in layer.params_mut() {
+        let key = format!("grad_{}", param.name);
+        fixture.compare(&format!("dL/d{}", param.name), &param.grad.to_owned(), &key);
+    }
+}
+
+/// **Success level 4, losses**: softmax cross-entropy (also with logits around 1e3 and 1e4)
+/// and MSE.
+pub fn gate4_pytorch_losses<L: Level<f64> + Level<f32>>() {
+    for_each_fixture("loss", loss_fixture::<f64, L>, loss_fixture::<f32, L>);
+}
+
+fn loss_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
+    let input: Array2<F> = fixture.array("input");
+    let (loss, grad) = match fixture.loss_kind() {
+        LossKind::SoftmaxCrossEntropy => {
+            let classes = fixture.classes("targets");
+            run_loss(
+                &mut L::softmax_cross_entropy(),
+                &input,
+                Targets::Classes(&classes),
+            )
+        }
+        LossKind::Mse => {
+            let values: Array2<F> = fixture.array("target_values");
+            run_loss(&mut L::mse(), &input, Targets::Values(values.view()))
+        }
+    };
+    fixture.compare("dL/dinput", &grad, "grad_input");
+    fixture.compare_scalar("loss", loss, "loss");
+}
+
+fn run_loss<F: Float>(
+    loss: &mut impl Loss<F>,
+    input: &Array2<F>,
+    targets: Targets<'_, F>,
+) -> (F, Array2<F>) {
+    let value = loss.forward(input.view(), targets);
+    (value, loss.backward())
+}
+
+/// Owned targets read from a fixture.
+enum OwnedTargets<F> {
+    Classes(Vec<usize>),
+    Values(Array2<F>),
+}
+
+impl<F: Float> OwnedTargets<F> {
+    fn read(fixture: &mut Fixture, suffix: &str) -> Self {
+        match fixture.loss_kind() {
+            LossKind::SoftmaxCrossEntropy => {
+                OwnedTargets::Classes(fixture.classes(&format!("targets{suffix}")))
+            }
+            LossKind::Mse => OwnedTargets::Values(fixture.array(&format!("target_values{suffix}"))),
+        }
+    }
+
+    fn view(&self) -> Targets<'_, F> {
+        match self {
+            OwnedTargets::Classes(classes) => Targets::Classes(classes),
+            OwnedTargets::Values(values) => Targets::Values(values.view()),
+        }
+    }
+}
+
+/// **Success level 4, networks**: [784, 256, 10] ReLU on 64 MNIST images (f64 and f32), a
+/// 12-layer tanh net, sigmoid with MSE, batch 1 and 3 with odd widths, ReLU pre-activations
+/// exactly 0, every target the same class.
+pub fn gate4_pytorch_mlps<L: Level<f64> + Level<f32>>() {
+    for_each_fixture("mlp", mlp_fixture::<f64, L>, mlp_fixture::<f32, L>);
+}
+
+fn mlp_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
+    let input: Array2<F> = fixture.array("input");
+    let targets = OwnedTargets::<F>::read(fixture, "");
+    let mut model = L::mlp(
+        fixture.linear_params(""),
+        fixture.activation(),
+        fixture.loss_kind(),
+    );
+    model.zero_grad();
+    let logits = model.forward(input.view());
+    fixture.compare("logits", &logits, "logits");
+    let loss = model.loss(targets.view());
+    fixture.compare_scalar("loss", loss, "loss");
+    let grad_input = model.backward();
+    compare_parameter_gradients(fixture, &mut model);
+    fixture.compare("dL/dinput", &grad_input, "grad_input");
+}
+
+/// Compares `linear{i}.weight`/`.bias` gradients with `grad_weight{i}`/`grad_bias{i}`.
+fn compare_parameter_gradients<F: Float>(fixture: &mut Fixture, model: &mut impl Model<F>) {
+    for (index, pair) in model_gradients(model).chunks(2).enumerate() {
+        for ((name, grad), key) in pair
+            .iter()
+            .zip([format!("grad_weight{index}"), format!("grad_bias{index}")])
+        {
+            fixture.compare(&format!("dL/d{name}"), grad, &key);
+        }
+    }
+}
+
+/// **Success level 4, training**: the loss at each of 3 SGD steps and the weights after them
+/// (the update rule), and the gradients after two backward passes without `zero_grad` (they
+/// accumulate, as PyTorch's `.grad` does).
+pub fn gate4_pytorch_training<L: Level<f64> + Level<f32>>() {
+    for_each_fixture("sgd", sgd_fixture::<f64, L>, sgd_fixture::<f32, L>);
+    for_each_fixture(
+        "accumulate",
+        accumulate_fixture::<f64, L>,
+        accumulate_fixture::<f32, L>,
+    );
+}
+
+fn sgd_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
+    let input: Array2<F> = fixture.array("input");
+    let targets = OwnedTargets::<F>::read(fixture, "");
+    let lr: f64 = fixture.meta("lr").parse().expect("meta lr is a number");
+    let steps: usize = fixture
+        .meta("steps")
+        .parse()
+        .expect("meta steps is a number");
+    let mut model = L::mlp(
+        fixture.linear_params(""),
+        fixture.activation(),
+        fixture.loss_kind(),
+    );
+    let losses: Vec<F> = (0..steps)
+        .map(|_| model.train_step(input.view(), targets.view(), F::of(lr)))
+        .collect();
+    fixture.compare("loss at each step", &Array::from_vec(losses), "losses");
+    for (index, (weight, bias)) in model.linear_params().iter().enumerate() {
+        fixture.compare(
+            &format!("linear{index}.weight after {steps} steps"),
+            weight,
+            &format!("weight{index}_after"),
+        );
+        fixture.compare(
+            &format!("linear{index}.bias after {steps} steps"),
+            bias,
+            &format!("bias{index}_after"),
+        );
+    }
+}
+
+fn accumulate_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
+    let mut model = L::mlp(
+        fixture.linear_params(""),
+        fixture.activation(),
+        fixture.loss_kind(),
+    );
+    model.zero_grad();
+    for suffix in ["", "2"] {
+        let input: Array2<F> = fixture.array(&format!("input{suffix}"));
+        let targets = OwnedTargets::<F>::read(fixture, suffix);
+        model.forward(input.view());
+        model.loss(targets.view());
+        model.backward();
+    }
+    compare_parameter_gradients(fixture, &mut model);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixtures_stay_small_and_record_their_versions() {
+        let mut total = 0;
+        for entry in fs::read_dir(fixture_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+            total += fs::metadata(&path).unwrap().len();
+            let fixture = Fixture::open(&name);
+            assert!(!fixture.meta("torch").is_empty() && !fixture.meta("numpy").is_empty());
+            assert!(["f32", "f64"].contains(&fixture.dtype()), "{name}");
+        }
+        assert!(
+            total < 10_000_000,
+            "the fixtures take {total} bytes, more than 10 MB"
+        );
+    }
+}

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""Writes the PyTorch parity fixtures that backprop-harness's gate 4 compares every level with.
+
+    pip install torch numpy
+    python reference/make_fixtures.py            # rewrite crates/harness/fixtures/*.npz
+    python reference/make_fixtures.py --verify   # regenerate in a temporary folder and compare
+
+Every fixture is one .npz file: the inputs, targets, every weight and bias, the outputs (logits),
+the loss, and the gradients of the loss with respect to every weight, bias and the input, as
+PyTorch's autograd computes them. The key `meta` holds `key=value` lines (UTF-8 bytes): the
+fixture's kind, dtype, activation, loss, learning rate, and the torch and numpy versions that
+wrote it.
+
+Layout convention (ours, not PyTorch's): a Linear layer is y = x W + b with W of shape
+(fan_in, fan_out). torch.nn.Linear stores its weight as (fan_out, fan_in) and computes
+x @ weight.T + bias, so every weight and weight gradient is transposed explicitly (`.T`) before
+it is saved: `weight0` here is `linear.weight.T`.
+
+Numerics follow the project's conventions: ReLU is torch.nn.functional.relu (gradient 0 at
+exactly 0; clamp(min=0) would give 1 and torch.maximum(x, 0) 0.5), the losses are
+cross_entropy(reduction="mean") and mse_loss(reduction="mean").
+
+Reproducible: every fixture seeds torch with its own seed, runs on one thread with deterministic
+algorithms, and is written with fixed zip timestamps, so a rerun gives byte-identical files.
+"""
+
+import argparse
+import filecmp
+import gzip
+import io
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "crates" / "harness" / "fixtures"
+MNIST = ROOT / "data" / "mnist"
+
+ACTIVATIONS = {"relu": F.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+LOSSES = {
+    "softmax_cross_entropy": lambda logits, targets: F.cross_entropy(logits, targets, reduction="mean"),
+    "mse": lambda predictions, targets: F.mse_loss(predictions, targets, reduction="mean"),
+}
+DTYPES = {"f64": torch.float64, "f32": torch.float32}
+
+
+def numpy(tensor):
+    return tensor.detach().cpu().numpy().copy()
+
+
+def save(out_dir, name, arrays, **meta):
+    """Writes `name`.npz atomically (temporary name, then rename) with fixed zip timestamps."""
+    meta = {"fixture": name, "torch": torch.__version__, "numpy": np.__version__, **meta}
+    text = "".join(f"{key}={value}\n" for key, value in meta.items())
+    arrays = dict(arrays, meta=np.frombuffer(text.encode("utf-8"), dtype=np.uint8))
+    path = out_dir / f"{name}.npz"
+    partial = out_dir / f".{name}.npz.partial"
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key in sorted(arrays):
+            buffer = io.BytesIO()
+            array = np.asarray(arrays[key])  # (np.ascontiguousarray would turn a 0-d loss into 1-d)
+            np.lib.format.write_array(buffer, array.copy(order="C"), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, buffer.getvalue())
+    partial.replace(path)
+
+
+def mnist_images(count):
+    """The first `count` training images scaled to [0, 1], and their labels."""
+    with gzip.open(MNIST / "train-images-idx3-ubyte.gz") as file:
+        pixels = np.frombuffer(file.read(), dtype=np.uint8, offset=16)
+    with gzip.open(MNIST / "train-labels-idx1-ubyte.gz") as file:
+        labels = np.frombuffer(file.read(), dtype=np.uint8, offset=8)
+    images = pixels.reshape(-1, 28 * 28)[:count].astype(np.float64) / 255.0
+    return images, labels[:count].astype(np.int64)
+
+
+def linears_for(sizes, dtype):
+    """torch.nn.Linear layers with PyTorch's default init (U(-1/sqrt(fan_in), 1/sqrt(fan_in)))."""
+    return [torch.nn.Linear(fan_in, fan_out, dtype=dtype) for fan_in, fan_out in zip(sizes, sizes[1:])]
+
+
+def mlp_forward(linears, activation, x):
+    hidden = x
+    for index, linear in enumerate(linears):
+        hidden = linear(hidden)
+        if index + 1 < len(linears):
+            hidden = ACTIVATIONS[activation](hidden)
+    return hidden
+
+
+def parameter_arrays(linears, prefix="", suffix=""):
+    """weight{i} as (fan_in, fan_out), that is linear.weight.T, and bias{i}."""
+    arrays = {}
+    for index, linear in enumerate(linears):
+        arrays[f"{prefix}weight{index}{suffix}"] = numpy(linear.weight.T)
+        arrays[f"{prefix}bias{index}{suffix}"] = numpy(linear.bias)
+    return arrays
+
+
+def gradient_arrays(linears):
+    arrays = {}
+    for index, linear in enumerate(linears):
+        arrays[f"grad_weight{index}"] = numpy(linear.weight.grad.T)
+        arrays[f"grad_bias{index}"] = numpy(linear.bias.grad)
+    return arrays
+
+
+def make_targets(loss, batch, outputs, dtype, classes=None):
+    if loss == "softmax_cross_entropy":
+        targets = torch.randint(0, outputs, (batch,)) if classes is None else torch.as_tensor(classes)
+        return targets, {"targets": numpy(targets).astype(np.int64)}
+    targets = torch.randn(batch, outputs, dtype=dtype)
+    return targets, {"target_values": numpy(targets)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Each layer alone, under a random upstream gradient g: y.backward(g).
+
+
+def layer_linear(out_dir, name, batch, fan_in, fan_out, dtype_name, seed):
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    (linear,) = linears_for([fan_in, fan_out], dtype)
+    x = torch.randn(batch, fan_in, dtype=dtype, requires_grad=True)
+    upstream = torch.randn(batch, fan_out, dtype=dtype)
+    output = linear(x)
+    output.backward(upstream)
+    arrays = {
+        "input": numpy(x),
+        "upstream": numpy(upstream),
+        "weight": numpy(linear.weight.T),
+        "bias": numpy(linear.bias),
+        "output": numpy(output),
+        "grad_input": numpy(x.grad),
+        "grad_weight": numpy(linear.weight.grad.T),
+        "grad_bias": numpy(linear.bias.grad),
+    }
+    save(out_dir, name, arrays, kind="layer", layer="linear", dtype=dtype_name)
+
+
+def layer_activation(out_dir, name, activation, dtype_name, seed):
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    x = torch.randn(6, 5, dtype=dtype) * 2.0
+    x[0, 0] = 0.0  # exactly at the kink: F.relu's gradient there is 0
+    x[3, 2] = 0.0
+    x.requires_grad_(True)
+    upstream = torch.randn(6, 5, dtype=dtype)
+    output = ACTIVATIONS[activation](x)
+    output.backward(upstream)
+    arrays = {
+        "input": numpy(x),
+        "upstream": numpy(upstream),
+        "output": numpy(output),
+        "grad_input": numpy(x.grad),
+    }
+    save(out_dir, name, arrays, kind="layer", layer=activation, dtype=dtype_name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Each loss alone.
+
+
+def loss_alone(out_dir, name, loss, batch, outputs, scale, dtype_name, seed, classes=None):
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    logits = (torch.randn(batch, outputs, dtype=dtype) * scale).requires_grad_(True)
+    targets, target_arrays = make_targets(loss, batch, outputs, dtype, classes)
+    value = LOSSES[loss](logits, targets)
+    value.backward()
+    arrays = {
+        "input": numpy(logits),
+        **target_arrays,
+        "loss": numpy(value),
+        "grad_input": numpy(logits.grad),
+    }
+    save(out_dir, name, arrays, kind="loss", loss=loss, dtype=dtype_name, logit_scale=scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole MLPs: one forward, the loss, one backward.
+
+
+def mlp(out_dir, name, sizes, activation, loss, batch, dtype_name, seed,
+        inputs=None, classes=None, zero_rows=(), zero_first_bias=False):
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    linears = linears_for(sizes, dtype)
+    if zero_first_bias:
+        with torch.no_grad():
+            linears[0].bias.zero_()
+    x = torch.randn(batch, sizes[0], dtype=dtype) if inputs is None else torch.as_tensor(inputs, dtype=dtype)
+    for row in zero_rows:
+        x[row] = 0.0
+    x.requires_grad_(True)
+    targets, target_arrays = make_targets(loss, batch, sizes[-1], dtype, classes)
+    logits = mlp_forward(linears, activation, x)
+    value = LOSSES[loss](logits, targets)
+    value.backward()
+    arrays = {
+        "input": numpy(x),
+        **target_arrays,
+        **parameter_arrays(linears),
+        "logits": numpy(logits),
+        "loss": numpy(value),
+        **gradient_arrays(linears),
+        "grad_input": numpy(x.grad),
+    }
+    save(out_dir, name, arrays, kind="mlp", activation=activation, loss=loss, dtype=dtype_name,
+         layers=len(linears))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: SGD steps (the update rule) and two backward passes without zero_grad (accumulation).
+
+
+def sgd_steps(out_dir, name, sizes, activation, batch, lr, steps, dtype_name, seed):
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    linears = linears_for(sizes, dtype)
+    x = torch.randn(batch, sizes[0], dtype=dtype)
+    targets, target_arrays = make_targets("softmax_cross_entropy", batch, sizes[-1], dtype)
+    before = parameter_arrays(linears)
+    optimizer = torch.optim.SGD([p for linear in linears for p in linear.parameters()], lr=lr)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        value = F.cross_entropy(mlp_forward(linears, activation, x), targets, reduction="mean")
+        value.backward()
+        optimizer.step()  # p <- p - lr * grad
+        losses.append(value.item())
+    arrays = {
+        "input": numpy(x),
+        **target_arrays,
+        **before,
+        **parameter_arrays(linears, suffix="_after"),
+        "losses": np.array(losses, dtype=np.float64 if dtype_name == "f64" else np.float32),
+    }
+    save(out_dir, name, arrays, kind="sgd", activation=activation, loss="softmax_cross_entropy",
+         dtype=dtype_name, layers=len(linears), lr=lr, steps=steps)
+
+
+def accumulate(out_dir, name, sizes, activation, batch, dtype_name, seed):
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    linears = linears_for(sizes, dtype)
+    first = torch.randn(batch, sizes[0], dtype=dtype)
+    second = torch.randn(batch, sizes[0], dtype=dtype)
+    first_targets, _ = make_targets("softmax_cross_entropy", batch, sizes[-1], dtype)
+    second_targets, _ = make_targets("softmax_cross_entropy", batch, sizes[-1], dtype)
+    for x, targets in ((first, first_targets), (second, second_targets)):
+        F.cross_entropy(mlp_forward(linears, activation, x), targets, reduction="mean").backward()
+    arrays = {
+        "input": numpy(first),
+        "targets": numpy(first_targets).astype(np.int64),
+        "input2": numpy(second),
+        "targets2": numpy(second_targets).astype(np.int64),
+        **parameter_arrays(linears),
+        **gradient_arrays(linears),  # the sum of both passes: .grad accumulates
+    }
+    save(out_dir, name, arrays, kind="accumulate", activation=activation,
+         loss="softmax_cross_entropy", dtype=dtype_name, layers=len(linears))
+
+
+def write_all(out_dir):
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    layer_linear(out_dir, "layer_linear_f64", 5, 4, 3, "f64", 1)
+    layer_linear(out_dir, "layer_linear_4x4_square_f64", 5, 4, 4, "f64", 2)
+    layer_linear(out_dir, "layer_linear_f32", 7, 13, 6, "f32", 3)
+    for seed, activation in enumerate(ACTIVATIONS, start=4):
+        layer_activation(out_dir, f"layer_{activation}_f64", activation, "f64", seed)
+
+    loss_alone(out_dir, "loss_softmax_cross_entropy_f64", "softmax_cross_entropy", 6, 5, 3.0, "f64", 10)
+    loss_alone(out_dir, "loss_mse_f64", "mse", 6, 5, 3.0, "f64", 11)
+    loss_alone(out_dir, "loss_softmax_cross_entropy_logits_1e3_f64", "softmax_cross_entropy", 4, 5, 1e3, "f64", 12)
+    loss_alone(out_dir, "loss_softmax_cross_entropy_logits_1e4_f64", "softmax_cross_entropy", 4, 5, 1e4, "f64", 13)
+    loss_alone(out_dir, "loss_softmax_cross_entropy_f32", "softmax_cross_entropy", 6, 5, 3.0, "f32", 14)
+
+    images, labels = mnist_images(64)
+    for dtype_name in ("f64", "f32"):
+        mlp(out_dir, f"mlp_mnist_relu_784_256_10_{dtype_name}", [784, 256, 10], "relu",
+            "softmax_cross_entropy", 64, dtype_name, 20, inputs=images, classes=labels)
+    mlp(out_dir, "mlp_deep_tanh_12_layers_f64", [10] + [16] * 11 + [4], "tanh",
+        "softmax_cross_entropy", 8, "f64", 21)
+    mlp(out_dir, "mlp_sigmoid_mse_f64", [6, 9, 4], "sigmoid", "mse", 5, "f64", 22)
+    mlp(out_dir, "mlp_sigmoid_mse_f32", [6, 9, 4], "sigmoid", "mse", 5, "f32", 22)
+    mlp(out_dir, "mlp_batch_1_relu_f64", [7, 13, 5], "relu", "softmax_cross_entropy", 1, "f64", 23)
+    mlp(out_dir, "mlp_batch_3_tanh_odd_widths_f64", [11, 7, 9, 3], "tanh", "softmax_cross_entropy", 3, "f64", 24)
+    mlp(out_dir, "mlp_relu_zero_preactivations_f64", [5, 6, 3], "relu", "softmax_cross_entropy", 4,
+        "f64", 25, zero_rows=(0, 2), zero_first_bias=True)
+    mlp(out_dir, "mlp_same_class_f64", [6, 8, 4], "relu", "softmax_cross_entropy", 6, "f64", 26,
+        classes=[2] * 6)
+
+    sgd_steps(out_dir, "sgd_3_steps_relu_f64", [10, 12, 4], "relu", 6, 0.5, 3, "f64", 30)
+    sgd_steps(out_dir, "sgd_3_steps_relu_f32", [10, 12, 4], "relu", 6, 0.5, 3, "f32", 30)
+    accumulate(out_dir, "accumulate_two_batches_relu_f64", [6, 8, 3], "relu", 4, "f64", 31)
+
+
+def verify():
+    """Regenerates every fixture in a temporary folder and compares array by array."""
+    with tempfile.TemporaryDirectory() as scratch:
+        fresh_dir = Path(scratch)
+        write_all(fresh_dir)
+        failures = 0
+        for fresh in sorted(fresh_dir.glob("*.npz")):
+            committed = FIXTURES / fresh.name
+            if not committed.exists():
+                print(f"{fresh.name}: missing from {FIXTURES}")
+                failures += 1
+                continue
+            with np.load(fresh) as ours, np.load(committed) as theirs:
+                same = sorted(ours.files) == sorted(theirs.files) and all(
+                    np.array_equal(ours[key], theirs[key]) for key in ours.files)
+            identical = filecmp.cmp(fresh, committed, shallow=False)
+            print(f"{fresh.name}: arrays {'identical' if same else 'DIFFER'}, "
+                  f"bytes {'identical' if identical else 'differ'}")
+            failures += not same
+        return failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=FIXTURES, help="where to write (default: %(default)s)")
+    parser.add_argument("--verify", action="store_true",
+                        help="regenerate in a temporary folder and compare with the committed fixtures")
+    args = parser.parse_args()
+    if args.verify:
+        sys.exit(1 if verify() else 0)
+    write_all(args.out)
+    total = sum(path.stat().st_size for path in args.out.glob("*.npz"))
+    print(f"wrote {len(list(args.out.glob('*.npz')))} fixtures, {total / 1e6:.2f} MB, to {args.out} "
+          f"(torch {torch.__version__}, numpy {np.__version__})")
+
+
+if __name__ == "__main__":
+    main()
