@@ -1,0 +1,146 @@
+//! `Linear`: y = x W + b, straight into the caller's buffer.
+
+use backprop_core::{Float, Layer, Param, assert_same_shape};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+
+use crate::buffer::RowBuffer;
+use crate::gemm::gemm;
+
+/// A fully connected layer: `y = x W + b`.
+///
+/// Shapes: input x `(batch, fan_in)`, weight W `(fan_in, fan_out)`, bias b `(fan_out,)`,
+/// output y `(batch, fan_out)`. It keeps a copy of its input (dL/dW needs it) in a buffer sized
+/// for the largest batch seen.
+#[derive(Debug, Clone)]
+pub struct Linear<F> {
+    weight: Array2<F>,
+    bias: Array1<F>,
+    grad_weight: Array2<F>,
+    grad_bias: Array1<F>,
+    input: RowBuffer<F>,
+}
+
+impl<F: Float> Linear<F> {
+    /// A layer owning `weight` `(fan_in, fan_out)` and `bias` `(fan_out,)`.
+    ///
+    /// # Panics
+    /// If `bias.len() != weight.ncols()`.
+    #[track_caller]
+    pub fn new(weight: Array2<F>, bias: Array1<F>) -> Self {
+        assert_eq!(
+            bias.len(),
+            weight.ncols(),
+            "bias of {} for weight {:?}",
+            bias.len(),
+            weight.dim()
+        );
+        Linear {
+            grad_weight: Array2::zeros(weight.raw_dim()),
+            grad_bias: Array1::zeros(bias.raw_dim()),
+            weight,
+            bias,
+            input: RowBuffer::default(),
+        }
+    }
+}
+
+/// `y <- x W + b`: the bias broadcast into every row, then `y <- 1 x W + 1 y` (gemm).
+pub(crate) fn linear_forward<F: Float>(
+    input: ArrayView2<'_, F>,
+    weight: ArrayView2<'_, F>,
+    bias: &Array1<F>,
+    mut output: ArrayViewMut2<'_, F>,
+) {
+    output.assign(bias);
+    gemm(F::one(), input, weight, F::one(), output);
+}
+
+/// `dW (+)= x^T g` and `db (+)= Σ_rows g`; with `overwrite`, `=` instead of `+=` (the gradients
+/// were just zeroed, so this is the same value without reading them).
+pub(crate) fn linear_param_grads<F: Float>(
+    input: ArrayView2<'_, F>,
+    grad_output: ArrayView2<'_, F>,
+    grad_weight: ArrayViewMut2<'_, F>,
+    mut grad_bias: ArrayViewMut1<'_, F>,
+    overwrite: bool,
+) {
+    let beta = if overwrite { F::zero() } else { F::one() };
+    // x^T is a strided view of x: no copy.
+    gemm(F::one(), input.t(), grad_output, beta, grad_weight);
+    if overwrite {
+        grad_bias.fill(F::zero());
+    }
+    for row in grad_output.rows() {
+        grad_bias += &row;
+    }
+}
+
+impl<F: Float> Layer<F> for Linear<F> {
+    fn out_features(&self, _in_features: usize) -> usize {
+        self.weight.ncols()
+    }
+
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        let mut output = Array2::zeros((input.nrows(), self.weight.ncols()));
+        self.forward_into(input, output.view_mut());
+        output
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        let mut grad_input = Array2::zeros(self.input.view().dim());
+        self.backward_into(grad_output, grad_input.view_mut());
+        grad_input
+    }
+
+    #[track_caller]
+    fn forward_into(&mut self, input: ArrayView2<'_, F>, output: ArrayViewMut2<'_, F>) {
+        let (fan_in, fan_out) = self.weight.dim();
+        let batch = input.nrows();
+        assert_same_shape("Linear forward input", input.dim(), (batch, fan_in));
+        assert_same_shape("Linear forward_into output", output.dim(), (batch, fan_out));
+        self.input.resize(batch, fan_in);
+        self.input.view_mut().assign(&input);
+        linear_forward(input, self.weight.view(), &self.bias, output);
+    }
+
+    #[track_caller]
+    fn backward_into(&mut self, grad_output: ArrayView2<'_, F>, grad_input: ArrayViewMut2<'_, F>) {
+        let input = self.input.view();
+        let (batch, fan_out) = (input.nrows(), self.weight.ncols());
+        assert_same_shape(
+            "Linear backward grad_output",
+            grad_output.dim(),
+            (batch, fan_out),
+        );
+        assert_same_shape(
+            "Linear backward_into grad_input",
+            grad_input.dim(),
+            input.dim(),
+        );
+        let (grad_weight, grad_bias) = (self.grad_weight.view_mut(), self.grad_bias.view_mut());
+        linear_param_grads(input, grad_output, grad_weight, grad_bias, false);
+        // dL/dx = g W^T, W^T as a strided view.
+        gemm(
+            F::one(),
+            grad_output,
+            self.weight.t(),
+            F::zero(),
+            grad_input,
+        );
+    }
+
+    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
+        vec![
+            Param {
+                name: "weight".into(),
+                value: self.weight.view_mut().into_dyn(),
+                grad: self.grad_weight.view_mut().into_dyn(),
+            },
+            Param {
+                name: "bias".into(),
+                value: self.bias.view_mut().into_dyn(),
+                grad: self.grad_bias.view_mut().into_dyn(),
+            },
+        ]
+    }
+}

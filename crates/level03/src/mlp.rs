@@ -1,0 +1,347 @@
+//! `Mlp`: the whole network over shared, preallocated buffers.
+
+use backprop_core::{Activation, Float, LinearParams, LossKind, Model, Param, Targets};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
+
+use crate::buffer::RowBuffer;
+use crate::gemm::gemm;
+use crate::linear::{linear_forward, linear_param_grads};
+use crate::mse::mse_inplace;
+use crate::parallel::for_each_pair;
+use crate::relu::{relu_backward_inplace, relu_inplace};
+use crate::sigmoid::{sigmoid_backward_inplace, sigmoid_inplace};
+use crate::softmax_cross_entropy::softmax_cross_entropy_inplace;
+use crate::tanh::{tanh_backward_inplace, tanh_inplace};
+
+/// Where the model is in the `forward -> loss -> backward` sequence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    /// No forward yet (or the last step's gradient was consumed by `update`).
+    Empty,
+    /// The last layer's buffer holds the logits.
+    Forward,
+    /// The last layer's buffer holds dL/dlogits (the loss overwrote the logits in place).
+    Loss,
+}
+
+/// A multi-layer perceptron that trains without allocating.
+///
+/// Buffers, each sized for the largest batch seen and reused at every step:
+///
+/// - `outputs[i]` `(batch, sizes[i + 1])`: layer i's output, after its activation, written in
+///   place over `x W + b`. The activations' backward passes read it (ReLU: its sign; sigmoid and
+///   tanh: their derivative in terms of the output). The last one holds the logits, then, once
+///   the loss has run, dL/dlogits in their place;
+/// - `grads[i]` `(batch, sizes[i + 1])` for hidden layers: dL/d(pre-activation), written by the
+///   product `g W^T` and then multiplied in place by the activation's derivative;
+/// - the input gradient `(batch, sizes[0])`, only when [`Model::backward`] asks for it: training
+///   ([`Model::train_step`], [`Model::backward_params_only`]) skips the first layer's `g W^T`.
+///
+/// `zero_grad` only marks the gradients as zero: the next backward then writes them with
+/// `beta = 0` instead of reading and adding. The result is the documented rule (accumulate until
+/// `zero_grad`) without a pass over 200,000 gradients per step.
+#[derive(Debug, Clone)]
+pub struct Mlp<F> {
+    sizes: Vec<usize>,
+    activation: Activation,
+    loss_kind: LossKind,
+    weights: Vec<Array2<F>>,
+    biases: Vec<Array1<F>>,
+    grad_weights: Vec<Array2<F>>,
+    grad_biases: Vec<Array1<F>>,
+    /// True after `zero_grad`: the stored gradients are stale and mean zero.
+    grads_are_zero: bool,
+    /// `forward` keeps its input here for `backward` (`train_step` reads the caller's directly).
+    input_copy: RowBuffer<F>,
+    outputs: Vec<RowBuffer<F>>,
+    grads: Vec<RowBuffer<F>>,
+    grad_input: RowBuffer<F>,
+    stage: Stage,
+    loss: F,
+}
+
+impl<F: Float> Mlp<F> {
+    /// An MLP over the given `(weight (fan_in, fan_out), bias)` layers.
+    ///
+    /// # Panics
+    /// If `layers` is empty or consecutive shapes do not chain.
+    #[track_caller]
+    pub fn new(layers: LinearParams<F>, activation: Activation, loss_kind: LossKind) -> Self {
+        assert!(!layers.is_empty(), "an MLP needs at least one Linear layer");
+        let mut sizes = vec![layers[0].0.nrows()];
+        for (index, (weight, bias)) in layers.iter().enumerate() {
+            assert_eq!(
+                weight.nrows(),
+                sizes[index],
+                "layer {index}: weight {:?} does not take the previous layer's {} outputs",
+                weight.dim(),
+                sizes[index]
+            );
+            assert_eq!(
+                bias.len(),
+                weight.ncols(),
+                "layer {index}: bias of {} for weight {:?}",
+                bias.len(),
+                weight.dim()
+            );
+            sizes.push(weight.ncols());
+        }
+        let depth = layers.len();
+        let (weights, biases): (Vec<_>, Vec<_>) = layers.into_iter().unzip();
+        Mlp {
+            grad_weights: weights.iter().map(|w| Array2::zeros(w.raw_dim())).collect(),
+            grad_biases: biases.iter().map(|b| Array1::zeros(b.raw_dim())).collect(),
+            weights,
+            biases,
+            sizes,
+            activation,
+            loss_kind,
+            grads_are_zero: false,
+            input_copy: RowBuffer::default(),
+            outputs: vec![RowBuffer::default(); depth],
+            grads: vec![RowBuffer::default(); depth - 1],
+            grad_input: RowBuffer::default(),
+            stage: Stage::Empty,
+            loss: F::zero(),
+        }
+    }
+
+    /// Bytes held by the activation and gradient buffers (their capacity), not counting the
+    /// parameters and their gradients.
+    pub fn buffer_bytes(&self) -> usize {
+        let buffers = self
+            .outputs
+            .iter()
+            .chain(&self.grads)
+            .chain([&self.input_copy, &self.grad_input]);
+        buffers.map(RowBuffer::bytes).sum()
+    }
+
+    #[track_caller]
+    fn forward_pass(&mut self, input: ArrayView2<'_, F>) {
+        assert_eq!(
+            input.ncols(),
+            self.sizes[0],
+            "MLP input has shape {:?} but the first layer takes {} features",
+            input.dim(),
+            self.sizes[0]
+        );
+        let batch = input.nrows();
+        for (output, &width) in self.outputs.iter_mut().zip(&self.sizes[1..]) {
+            output.resize(batch, width);
+        }
+        let depth = self.weights.len();
+        for index in 0..depth {
+            let (earlier, rest) = self.outputs.split_at_mut(index);
+            let layer_input = if index == 0 {
+                input
+            } else {
+                earlier[index - 1].view()
+            };
+            // outputs[i] <- activation(h W_i + b_i), the activation in place.
+            let (weight, bias) = (self.weights[index].view(), &self.biases[index]);
+            linear_forward(layer_input, weight, bias, rest[0].view_mut());
+            if index + 1 < depth {
+                activation_inplace(self.activation, rest[0].view_mut());
+            }
+        }
+        self.stage = Stage::Forward;
+    }
+
+    #[track_caller]
+    fn loss_pass(&mut self, targets: Targets<'_, F>) -> F {
+        assert!(
+            self.stage == Stage::Forward,
+            "level03 Mlp: loss needs a forward first (the last loss already turned the logits \
+             into their gradient, in place)"
+        );
+        let logits = self
+            .outputs
+            .last_mut()
+            .expect("at least one layer")
+            .view_mut();
+        let shape = logits.dim();
+        self.loss = match self.loss_kind {
+            LossKind::SoftmaxCrossEntropy => {
+                softmax_cross_entropy_inplace(logits, targets.expect_classes(shape))
+            }
+            LossKind::Mse => mse_inplace(logits, targets.expect_values(shape)),
+        };
+        self.stage = Stage::Loss;
+        self.loss
+    }
+
+    /// The chain rule, last layer first, from dL/dlogits in the last output buffer.
+    #[track_caller]
+    fn backward_pass(&mut self, input: ArrayView2<'_, F>, want_grad_input: bool) {
+        assert!(
+            self.stage == Stage::Loss,
+            "level03 Mlp: backward needs a loss first"
+        );
+        let batch = input.nrows();
+        let depth = self.weights.len();
+        for (grad, &width) in self.grads.iter_mut().zip(&self.sizes[1..]) {
+            grad.resize(batch, width);
+        }
+        let overwrite = self.grads_are_zero;
+        for index in (0..depth).rev() {
+            let (lower, upper) = self.grads.split_at_mut(index);
+            // g = dL/dz_i: the loss gradient for the last layer, grads[i] below it.
+            let grad = if index + 1 == depth {
+                self.outputs[index].view()
+            } else {
+                upper[0].view()
+            };
+            let layer_input = if index == 0 {
+                input
+            } else {
+                self.outputs[index - 1].view()
+            };
+            let grad_weight = self.grad_weights[index].view_mut();
+            let grad_bias = self.grad_biases[index].view_mut();
+            linear_param_grads(layer_input, grad, grad_weight, grad_bias, overwrite);
+            let weight_t = self.weights[index].t();
+            if index > 0 {
+                // dL/dh = g W^T, then times the activation's derivative, in place.
+                let below = &mut lower[index - 1];
+                gemm(F::one(), grad, weight_t, F::zero(), below.view_mut());
+                let output = self.outputs[index - 1].view();
+                activation_backward_inplace(self.activation, below.view_mut(), output);
+            } else if want_grad_input {
+                self.grad_input.resize(batch, self.sizes[0]);
+                gemm(
+                    F::one(),
+                    grad,
+                    weight_t,
+                    F::zero(),
+                    self.grad_input.view_mut(),
+                );
+            }
+        }
+        self.grads_are_zero = false;
+    }
+
+    /// Runs `pass` with the input kept by `forward`.
+    fn with_input_copy(&mut self, pass: impl FnOnce(&mut Self, ArrayView2<'_, F>)) {
+        let input_copy = std::mem::take(&mut self.input_copy);
+        pass(self, input_copy.view());
+        self.input_copy = input_copy;
+    }
+}
+
+fn activation_inplace<F: Float>(activation: Activation, values: ArrayViewMut2<'_, F>) {
+    match activation {
+        Activation::Relu => relu_inplace(values),
+        Activation::Sigmoid => sigmoid_inplace(values),
+        Activation::Tanh => tanh_inplace(values),
+    }
+}
+
+fn activation_backward_inplace<F: Float>(
+    activation: Activation,
+    grad: ArrayViewMut2<'_, F>,
+    output: ArrayView2<'_, F>,
+) {
+    match activation {
+        Activation::Relu => relu_backward_inplace(grad, output),
+        Activation::Sigmoid => sigmoid_backward_inplace(grad, output),
+        Activation::Tanh => tanh_backward_inplace(grad, output),
+    }
+}
+
+impl<F: Float> Model<F> for Mlp<F> {
+    fn layer_sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    #[track_caller]
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        self.input_copy.resize(input.nrows(), input.ncols());
+        self.input_copy.view_mut().assign(&input);
+        self.with_input_copy(|model, input| model.forward_pass(input));
+        self.outputs
+            .last()
+            .expect("at least one layer")
+            .view()
+            .to_owned()
+    }
+
+    #[track_caller]
+    fn loss(&mut self, targets: Targets<'_, F>) -> F {
+        self.loss_pass(targets)
+    }
+
+    #[track_caller]
+    fn backward(&mut self) -> Array2<F> {
+        self.with_input_copy(|model, input| model.backward_pass(input, true));
+        self.grad_input.view().to_owned()
+    }
+
+    #[track_caller]
+    fn backward_params_only(&mut self) {
+        self.with_input_copy(|model, input| model.backward_pass(input, false));
+    }
+
+    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
+        if self.grads_are_zero {
+            self.grad_weights
+                .iter_mut()
+                .for_each(|grad| grad.fill(F::zero()));
+            self.grad_biases
+                .iter_mut()
+                .for_each(|grad| grad.fill(F::zero()));
+            self.grads_are_zero = false;
+        }
+        let layers = self.weights.iter_mut().zip(&mut self.biases);
+        let grads = self.grad_weights.iter_mut().zip(&mut self.grad_biases);
+        let mut params = Vec::with_capacity(2 * self.sizes.len());
+        for (index, ((weight, bias), (grad_weight, grad_bias))) in layers.zip(grads).enumerate() {
+            params.push(Param {
+                name: format!("linear{index}.weight"),
+                value: weight.view_mut().into_dyn(),
+                grad: grad_weight.view_mut().into_dyn(),
+            });
+            params.push(Param {
+                name: format!("linear{index}.bias"),
+                value: bias.view_mut().into_dyn(),
+                grad: grad_bias.view_mut().into_dyn(),
+            });
+        }
+        params
+    }
+
+    fn zero_grad(&mut self) {
+        self.grads_are_zero = true;
+    }
+
+    fn update(&mut self, learning_rate: F) {
+        if self.grads_are_zero {
+            return; // p - lr * 0
+        }
+        // p <- p - lr dL/dp, elementwise (on rayon for the big weights).
+        for (weight, grad) in self.weights.iter_mut().zip(&self.grad_weights) {
+            for_each_pair(weight.view_mut(), grad.view(), |w, &g| {
+                *w -= learning_rate * g
+            });
+        }
+        for (bias, grad) in self.biases.iter_mut().zip(&self.grad_biases) {
+            bias.scaled_add(-learning_rate, grad);
+        }
+    }
+
+    /// One step straight from the caller's batch: no copy of the input, no gradient for it.
+    #[track_caller]
+    fn train_step(&mut self, input: ArrayView2<'_, F>, targets: Targets<'_, F>, lr: F) -> F {
+        self.zero_grad();
+        self.forward_pass(input);
+        let loss = self.loss_pass(targets);
+        self.backward_pass(input, false);
+        self.update(lr);
+        self.stage = Stage::Empty; // the gradient buffers now belong to the old weights
+        loss
+    }
+}
