@@ -30,8 +30,9 @@ pub(crate) fn relu_backward_inplace<F: Float>(
     grad: ArrayViewMut2<'_, F>,
     output: ArrayView2<'_, F>,
 ) {
+    // (y > 0) is false for y = 0 and for NaN: both block the gradient.
     for_each_pair(grad, output, |g, &y| {
-        if !(y > F::zero()) {
+        if y.partial_cmp(&F::zero()) != Some(std::cmp::Ordering::Greater) {
             *g = F::zero();
         }
     });
