@@ -7,3 +7,4 @@ pub use backprop_core as core;
 pub use level01;
 
 pub use level02;
+pub use level03;

@@ -40,6 +40,7 @@
 //! fail.
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod basic;
 pub mod edge;
 pub mod expect;
@@ -56,6 +57,11 @@ pub mod tolerance;
 #[macro_export]
 macro_rules! suite {
     ($level:ty) => {
+        // Counts allocations for stress::allocations_per_training_step.
+        #[global_allocator]
+        static BACKPROP_HARNESS_ALLOCATOR: $crate::alloc::CountingAllocator =
+            $crate::alloc::CountingAllocator;
+
         mod basic {
             $crate::__stamp!($level; basic;
                 linear_forward_matches_hand_computation,
@@ -103,6 +109,7 @@ macro_rules! suite {
                 training_reduces_the_loss,
                 initial_loss_is_near_ln_10,
                 overfits_64_mnist_images,
+                allocations_per_training_step,
             );
         }
     };

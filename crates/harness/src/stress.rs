@@ -188,3 +188,77 @@ fn training_accuracy(logits: &Array2<f32>, labels: &[usize]) -> f64 {
         .count();
     correct as f64 / labels.len() as f64
 }
+
+/// Allocations per SGD step of [784, 256, 10] in f32, on a 2-thread rayon pool, after two
+/// warm-up steps: at batch 64 over 5 and over 10 steps, and at batch 128 over 5 steps.
+///
+/// A level that declares [`Level::ALLOCATION_BOUNDED`] must make the same number in all three
+/// (independent of batch size and step count) and at most 16 per step. Other levels are only
+/// measured (the count is printed, and must be above 0, which shows the counter is live).
+pub fn allocations_per_training_step<L: Level<f32>>() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .start_handler(|_| crate::alloc::count_this_thread())
+        .build()
+        .expect("a 2-thread rayon pool");
+    let inputs = uniform(128, 784, 150).mapv(|x| x.abs() as f32);
+    let targets = classes(128, 10, 151);
+    let count = |batch: usize, steps: usize| -> usize {
+        pool.install(|| {
+            let before = crate::alloc::allocations();
+            drop(std::hint::black_box(Box::new(0u64)));
+            assert!(
+                crate::alloc::allocations() > before,
+                "the counting allocator is not installed in this test binary: stamp the suite with \
+                 backprop_harness::suite!"
+            );
+            let spec = MlpSpec::classifier(&[784, 256, 10], 152);
+            let mut model = <L as Level<f32>>::mlp_from_spec(&spec);
+            let batch_input = inputs.slice(ndarray::s![..batch, ..]);
+            let batch_targets = Targets::Classes(&targets[..batch]);
+            for _ in 0..2 {
+                model.train_step(batch_input, batch_targets, 0.1);
+            }
+            let before = crate::alloc::allocations();
+            for _ in 0..steps {
+                model.train_step(batch_input, batch_targets, 0.1);
+            }
+            crate::alloc::allocations() - before
+        })
+    };
+    let runs = [(64, 5), (64, 10), (128, 5)];
+    let totals: Vec<usize> = runs
+        .iter()
+        .map(|&(batch, steps)| count(batch, steps))
+        .collect();
+    let report: Vec<String> = runs
+        .iter()
+        .zip(&totals)
+        .map(|(&(batch, steps), total)| format!("batch {batch}, {steps} steps: {total}"))
+        .collect();
+    let report = report.join("; ");
+    println!(
+        "{}: allocations after warm-up: {report}",
+        <L as Level<f32>>::NAME
+    );
+    if !<L as Level<f32>>::ALLOCATION_BOUNDED {
+        assert!(
+            totals.iter().all(|&total| total > 0),
+            "no allocation counted: {report}"
+        );
+        return;
+    }
+    let per_step: Vec<f64> = runs
+        .iter()
+        .zip(&totals)
+        .map(|(&(_, steps), &total)| total as f64 / steps as f64)
+        .collect();
+    assert!(
+        per_step
+            .iter()
+            .all(|&count| count == per_step[0] && count <= 16.0),
+        "{} declares itself allocation-bounded, but allocations per step vary or exceed 16: \
+         {report}",
+        <L as Level<f32>>::NAME
+    );
+}

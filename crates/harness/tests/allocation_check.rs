@@ -1,0 +1,53 @@
+//! The allocation check can fail: level02 dressed up as allocation-bounded is rejected.
+
+use backprop_core::{Activation, Float, Level, LinearParams, LossKind};
+use backprop_harness::stress;
+use ndarray::{Array1, Array2};
+
+#[global_allocator]
+static ALLOCATOR: backprop_harness::alloc::CountingAllocator =
+    backprop_harness::alloc::CountingAllocator;
+
+/// level02 (50 allocations per step) claiming to be allocation-bounded.
+#[derive(Debug)]
+struct Pretender;
+
+impl<F: Float> Level<F> for Pretender {
+    const NAME: &'static str = "level02 pretending";
+    const ALLOCATION_BOUNDED: bool = true;
+    type Linear = <level02::Level02 as Level<F>>::Linear;
+    type Relu = <level02::Level02 as Level<F>>::Relu;
+    type Sigmoid = <level02::Level02 as Level<F>>::Sigmoid;
+    type Tanh = <level02::Level02 as Level<F>>::Tanh;
+    type SoftmaxCrossEntropy = <level02::Level02 as Level<F>>::SoftmaxCrossEntropy;
+    type Mse = <level02::Level02 as Level<F>>::Mse;
+    type Mlp = <level02::Level02 as Level<F>>::Mlp;
+
+    fn linear(weight: Array2<F>, bias: Array1<F>) -> Self::Linear {
+        <level02::Level02 as Level<F>>::linear(weight, bias)
+    }
+    fn relu() -> Self::Relu {
+        <level02::Level02 as Level<F>>::relu()
+    }
+    fn sigmoid() -> Self::Sigmoid {
+        <level02::Level02 as Level<F>>::sigmoid()
+    }
+    fn tanh() -> Self::Tanh {
+        <level02::Level02 as Level<F>>::tanh()
+    }
+    fn softmax_cross_entropy() -> Self::SoftmaxCrossEntropy {
+        <level02::Level02 as Level<F>>::softmax_cross_entropy()
+    }
+    fn mse() -> Self::Mse {
+        <level02::Level02 as Level<F>>::mse()
+    }
+    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
+        <level02::Level02 as Level<F>>::mlp(layers, activation, loss)
+    }
+}
+
+#[test]
+#[should_panic = "declares itself allocation-bounded, but allocations per step vary or exceed 16"]
+fn a_level_that_allocates_every_step_fails_the_allocation_check() {
+    stress::allocations_per_training_step::<Pretender>();
+}
