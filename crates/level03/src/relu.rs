@@ -15,13 +15,10 @@ pub struct Relu {
     shape: (usize, usize),
 }
 
-/// `z <- max(0, z)` in place (`z <= 0` is false for NaN, so NaN stays).
+/// `z <- max(0, z)` in place (`z <= 0` is false for NaN, so NaN stays). The store is
+/// unconditional, so the loop compiles to a vector compare and blend.
 pub(crate) fn relu_inplace<F: Float>(values: ArrayViewMut2<'_, F>) {
-    crate::parallel::for_each(values, |z| {
-        if *z <= F::zero() {
-            *z = F::zero();
-        }
-    });
+    crate::parallel::for_each(values, |z| *z = if *z <= F::zero() { F::zero() } else { *z });
 }
 
 /// `g <- g` where the ReLU output `y > 0`, else 0, in place. `y > 0` exactly where its input was
@@ -30,12 +27,9 @@ pub(crate) fn relu_backward_inplace<F: Float>(
     grad: ArrayViewMut2<'_, F>,
     output: ArrayView2<'_, F>,
 ) {
-    // (y > 0) is false for y = 0 and for NaN: both block the gradient.
-    for_each_pair(grad, output, |g, &y| {
-        if y.partial_cmp(&F::zero()) != Some(std::cmp::Ordering::Greater) {
-            *g = F::zero();
-        }
-    });
+    // (y > 0) is false for y = 0 and for NaN: both block the gradient. Unconditional store, as
+    // in the forward pass, so the loop vectorises.
+    for_each_pair(grad, output, |g, &y| *g = if y > F::zero() { *g } else { F::zero() });
 }
 
 impl<F: Float> Layer<F> for Relu {
