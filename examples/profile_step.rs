@@ -4,13 +4,21 @@ use backprop_core::{Level, MlpSpec, Model, Targets};
 use level03::Level03;
 
 fn main() {
-    let mut args = std::env::args().skip(1).map(|arg| arg.parse::<usize>().expect("a number"));
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|arg| arg.parse::<usize>().expect("a number"));
     let batch = args.next().unwrap_or(128);
     let steps = args.next().unwrap_or(1000);
-    let data = load_mnist(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist")).unwrap().train;
+    let data = load_mnist(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))
+        .unwrap()
+        .train;
     let images = data.images.slice(ndarray::s![..batch, ..]);
-    let mut model = <Level03 as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 1));
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let mut model =
+        <Level03 as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 1));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     pool.install(|| {
         for _ in 0..steps {
             model.train_step(images, Targets::Classes(&data.labels[..batch]), 0.01);

@@ -185,7 +185,10 @@ pub fn read_idx_images(path: &Path) -> Result<(Array2<f32>, usize, usize), DataE
     let bytes = read_maybe_gzip(path)?;
     let header = parse_header(path, &bytes, 0x0000_0803, 3, "images")?;
     let (count, rows, cols) = (header[0], header[1], header[2]);
-    let pixels: Vec<f32> = bytes[16..].iter().map(|&pixel| f32::from(pixel) / 255.0).collect();
+    let pixels: Vec<f32> = bytes[16..]
+        .iter()
+        .map(|&pixel| f32::from(pixel) / 255.0)
+        .collect();
     let images = Array2::from_shape_vec((count, rows * cols), pixels)
         .expect("the length was checked against the header");
     Ok((images, rows, cols))

@@ -10,6 +10,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static ALLOCATED_BYTES: AtomicUsize = AtomicUsize::new(0);
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static PEAK_LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     // const-initialised and without a destructor: reading it never allocates.
@@ -20,35 +23,53 @@ thread_local! {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CountingAllocator;
 
-fn note_allocation() {
-    if COUNTED.try_with(Cell::get).unwrap_or(false) {
+fn counted() -> bool {
+    COUNTED.try_with(Cell::get).unwrap_or(false)
+}
+
+fn note_allocation(size: usize) {
+    if counted() {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        ALLOCATED_BYTES.fetch_add(size, Ordering::Relaxed);
+        let live = LIVE_BYTES.fetch_add(size, Ordering::Relaxed) + size;
+        PEAK_LIVE_BYTES.fetch_max(live, Ordering::Relaxed);
+    }
+}
+
+fn note_deallocation(size: usize) {
+    if counted() {
+        // Saturating: memory allocated before counting started may be freed while counting.
+        let _ = LIVE_BYTES.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |live| {
+            Some(live.saturating_sub(size))
+        });
     }
 }
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract holds exactly as it does for `System`; counting touches only an atomic
-// and a const thread-local, neither of which allocates.
+// `GlobalAlloc` contract holds exactly as it does for `System`; counting touches only atomics
+// and a const thread-local, none of which allocates.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
+        note_allocation(layout.size());
         // SAFETY: the caller upholds `alloc`'s contract (non-zero size), forwarded as is.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
+        note_allocation(layout.size());
         // SAFETY: as for `alloc`.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
+        note_deallocation(layout.size());
+        note_allocation(new_size);
         // SAFETY: `ptr` and `layout` come from this allocator, which is `System` underneath.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note_deallocation(layout.size());
         // SAFETY: `ptr` was allocated by `System` with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -62,4 +83,24 @@ pub fn count_this_thread() {
 /// The allocations counted so far, on every counted thread.
 pub fn allocations() -> usize {
     ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Bytes allocated so far on counted threads (every allocation's size, summed).
+pub fn allocated_bytes() -> usize {
+    ALLOCATED_BYTES.load(Ordering::Relaxed)
+}
+
+/// Bytes allocated on counted threads and not yet freed.
+pub fn live_bytes() -> usize {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Restarts the peak of [`live_bytes`] from its current value.
+pub fn reset_peak() {
+    PEAK_LIVE_BYTES.store(live_bytes(), Ordering::Relaxed);
+}
+
+/// The largest [`live_bytes`] since the last [`reset_peak`].
+pub fn peak_live_bytes() -> usize {
+    PEAK_LIVE_BYTES.load(Ordering::Relaxed)
 }

@@ -18,7 +18,9 @@ pub struct Relu {
 /// `z <- max(0, z)` in place (`z <= 0` is false for NaN, so NaN stays). The store is
 /// unconditional, so the loop compiles to a vector compare and blend.
 pub(crate) fn relu_inplace<F: Float>(values: ArrayViewMut2<'_, F>) {
-    crate::parallel::for_each(values, |z| *z = if *z <= F::zero() { F::zero() } else { *z });
+    crate::parallel::for_each(values, |z| {
+        *z = if *z <= F::zero() { F::zero() } else { *z }
+    });
 }
 
 /// `g <- g` where the ReLU output `y > 0`, else 0, in place. `y > 0` exactly where its input was
@@ -29,7 +31,9 @@ pub(crate) fn relu_backward_inplace<F: Float>(
 ) {
     // (y > 0) is false for y = 0 and for NaN: both block the gradient. Unconditional store, as
     // in the forward pass, so the loop vectorises.
-    for_each_pair(grad, output, |g, &y| *g = if y > F::zero() { *g } else { F::zero() });
+    for_each_pair(grad, output, |g, &y| {
+        *g = if y > F::zero() { *g } else { F::zero() }
+    });
 }
 
 impl<F: Float> Layer<F> for Relu {
