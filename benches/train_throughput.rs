@@ -139,7 +139,11 @@ fn step_of<'a, L: Level<f32>>(data: &'a Dataset, batch: usize) -> impl FnMut() -
     let mut model = L::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 1));
     let images = data.images.slice(s![..batch, ..]);
     let targets = &data.labels[..batch];
-    move || timed(|| drop(model.train_step(images, Targets::Classes(targets), 0.01)))
+    move || {
+        timed(|| {
+            model.train_step(images, Targets::Classes(targets), 0.01);
+        })
+    }
 }
 
 /// A shuffled epoch, gathering each batch's rows into one reused buffer.

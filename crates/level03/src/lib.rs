@@ -92,7 +92,7 @@ impl<F: Float> Level<F> for Level03 {
     const ALLOCATION_BOUNDED: bool = true;
 
     type Linear = Linear<F>;
-    type Relu = Relu;
+    type Relu = Relu<F>;
     type Sigmoid = Sigmoid<F>;
     type Tanh = Tanh<F>;
     type SoftmaxCrossEntropy = SoftmaxCrossEntropy<F>;
@@ -102,7 +102,7 @@ impl<F: Float> Level<F> for Level03 {
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
         Linear::new(weight, bias)
     }
-    fn relu() -> Relu {
+    fn relu() -> Relu<F> {
         Relu::default()
     }
     fn sigmoid() -> Sigmoid<F> {

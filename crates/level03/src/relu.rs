@@ -1,18 +1,21 @@
 //! `Relu`: y = max(0, x), in place.
 
 use backprop_core::{Float, Layer, assert_same_shape};
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+
+use crate::buffer::RowBuffer;
 
 use crate::parallel::for_each_pair;
 
 /// The rectifier: `y = max(0, x)`, gradient 1 where `x > 0` and 0 elsewhere (0 at exactly 0, as
 /// PyTorch). NaN passes through.
 ///
-/// It keeps one byte per element, the mask `x > 0`, and nothing else.
+/// It keeps a copy of its output, whose sign (`y > 0` exactly where `x > 0`) is all the
+/// backward pass reads. (Inside [`Mlp`](crate::Mlp) it keeps nothing: the output buffer it wrote
+/// in place serves.)
 #[derive(Debug, Clone, Default)]
-pub struct Relu {
-    mask: Vec<bool>,
-    shape: (usize, usize),
+pub struct Relu<F> {
+    output: RowBuffer<F>,
 }
 
 /// `z <- max(0, z)` in place (`z <= 0` is false for NaN, so NaN stays). The store is
@@ -36,7 +39,7 @@ pub(crate) fn relu_backward_inplace<F: Float>(
     });
 }
 
-impl<F: Float> Layer<F> for Relu {
+impl<F: Float> Layer<F> for Relu<F> {
     fn out_features(&self, in_features: usize) -> usize {
         in_features
     }
@@ -48,7 +51,7 @@ impl<F: Float> Layer<F> for Relu {
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
-        let mut grad_input = Array2::zeros(self.shape);
+        let mut grad_input = Array2::zeros(self.output.view().dim());
         self.backward_into(grad_output, grad_input.view_mut());
         grad_input
     }
@@ -56,11 +59,10 @@ impl<F: Float> Layer<F> for Relu {
     #[track_caller]
     fn forward_into(&mut self, input: ArrayView2<'_, F>, mut output: ArrayViewMut2<'_, F>) {
         assert_same_shape("ReLU forward_into output", output.dim(), input.dim());
-        self.shape = input.dim();
-        self.mask.clear();
-        self.mask.extend(input.iter().map(|&x| x > F::zero()));
         output.assign(&input);
-        relu_inplace(output);
+        relu_inplace(output.view_mut());
+        self.output.resize(input.nrows(), input.ncols());
+        self.output.view_mut().assign(&output);
     }
 
     #[track_caller]
@@ -69,22 +71,14 @@ impl<F: Float> Layer<F> for Relu {
         grad_output: ArrayView2<'_, F>,
         mut grad_input: ArrayViewMut2<'_, F>,
     ) {
-        assert_same_shape("ReLU backward grad_output", grad_output.dim(), self.shape);
+        let output = self.output.view();
+        assert_same_shape("ReLU backward grad_output", grad_output.dim(), output.dim());
         assert_same_shape(
             "ReLU backward_into grad_input",
             grad_input.dim(),
-            self.shape,
+            output.dim(),
         );
-        // dx = g where x > 0, else 0
-        let mut mask = self.mask.iter();
-        Zip::from(&mut grad_input)
-            .and(&grad_output)
-            .for_each(|dx, &g| {
-                *dx = if *mask.next().expect("mask covers the batch") {
-                    g
-                } else {
-                    F::zero()
-                };
-            });
+        grad_input.assign(&grad_output);
+        relu_backward_inplace(grad_input, output);
     }
 }
