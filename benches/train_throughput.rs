@@ -215,9 +215,9 @@ fn main() {
     }
     println!();
     println!(
-        "Epoch: {} shuffled images at batch {EPOCH_BATCH}, median of {} epochs",
-        data.len(),
-        EPOCH_TURNS - 1
+        "Epoch: {} shuffled images at batch {EPOCH_BATCH}, median of {EPOCH_TURNS} timed epochs \
+         (each after a warm-up epoch)",
+        data.len()
     );
     println!("| level    | batch | threads |   us / epoch | samples/s | GFLOP/s | floor / time |");
     println!("|----------|------:|--------:|-------------:|----------:|--------:|-------------:|");
