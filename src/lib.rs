@@ -8,3 +8,4 @@ pub use level01;
 
 pub use level02;
 pub use level03;
+pub mod run;

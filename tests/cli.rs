@@ -1,0 +1,244 @@
+//! The `backprop` command end to end: reproducible runs, outputs, and every kind of bad input.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn backprop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_backprop"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the backprop binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("backprop-cli-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Fails with the exit code and stderr when `output` does not match.
+fn expect_failure(output: &Output, code: i32, fragments: &[&str]) {
+    let text = stderr(output);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "exit code; stderr: {text}"
+    );
+    for fragment in fragments {
+        assert!(
+            text.contains(fragment),
+            "stderr should mention {fragment:?}: {text}"
+        );
+    }
+    assert!(
+        !text.contains("panicked"),
+        "a panic instead of an error line: {text}"
+    );
+}
+
+#[test]
+fn the_same_seed_and_flags_give_the_same_metrics() {
+    for level in ["2", "3"] {
+        let (first, second) = (
+            scratch(&format!("repro-a-{level}")),
+            scratch(&format!("repro-b-{level}")),
+        );
+        for out in [&first, &second] {
+            let args = [
+                "train",
+                "--level",
+                level,
+                "--limit",
+                "2000",
+                "--epochs",
+                "2",
+                "--threads",
+                "1",
+            ];
+            let output = backprop(
+                &[
+                    &args[..],
+                    &["--seed", "3", "--quiet", "--out", out.to_str().unwrap()],
+                ]
+                .concat(),
+            );
+            assert!(output.status.success(), "{}", stderr(&output));
+        }
+        let metrics = fs::read_to_string(first.join("metrics.csv")).unwrap();
+        assert_eq!(
+            metrics,
+            fs::read_to_string(second.join("metrics.csv")).unwrap(),
+            "level {level}"
+        );
+        assert_eq!(
+            metrics.lines().count(),
+            3,
+            "a header and one row per epoch: {metrics}"
+        );
+        assert!(metrics.starts_with(
+            "epoch,train_loss,train_accuracy,test_accuracy,grad_norm_linear0,grad_norm_linear1\n"
+        ));
+        for file in ["config.json", "model.npz"] {
+            assert!(first.join(file).is_file(), "{file} missing");
+        }
+    }
+}
+
+#[test]
+fn eval_loads_the_saved_model_into_any_level() {
+    let out = scratch("eval");
+    let output = backprop(&[
+        "train",
+        "--limit",
+        "3000",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let model = out.join("model.npz");
+    let mut accuracies = Vec::new();
+    for level in ["1", "2", "3"] {
+        let output = backprop(&["eval", "--model", model.to_str().unwrap(), "--level", level]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(text.contains("confusion matrix"), "{text}");
+        accuracies.push(text.lines().next().unwrap().to_string());
+    }
+    // Every level runs the same weights to the same predictions.
+    assert!(
+        accuracies.iter().all(|line| line == &accuracies[0]),
+        "{accuracies:?}"
+    );
+    let missing = backprop(&["eval", "--model", "no/such/model.npz"]);
+    expect_failure(&missing, 1, &["no/such/model.npz", "cannot open"]);
+}
+
+#[test]
+fn flags_are_checked_before_any_work() {
+    let cases: [(&[&str], &[&str]); 6] = [
+        (&["--batch-size", "0"], &["--batch-size", "above 0"]),
+        (&["--lr", "nan"], &["--lr", "finite number above 0"]),
+        (&["--epochs", "0"], &["--epochs", "above 0"]),
+        (&["--level", "4"], &["--level", "possible values: 1, 2, 3"]),
+        (&["--hidden", "256,x"], &["--hidden", "e.g. 256 or 512,128"]),
+        (
+            &["--activation", "gelu"],
+            &["--activation", "relu, sigmoid, tanh"],
+        ),
+    ];
+    for (flags, fragments) in cases {
+        let output = backprop(&[&["train"], flags].concat());
+        expect_failure(&output, 2, fragments);
+    }
+}
+
+fn idx(magic: u32, sizes: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut bytes = magic.to_be_bytes().to_vec();
+    for size in sizes {
+        bytes.extend(size.to_be_bytes());
+    }
+    bytes.extend(data);
+    bytes
+}
+
+fn data_folder(name: &str, images: Vec<u8>, labels: Vec<u8>) -> PathBuf {
+    let dir = scratch(name);
+    fs::write(dir.join("train-images-idx3-ubyte"), images).unwrap();
+    fs::write(dir.join("train-labels-idx1-ubyte"), labels).unwrap();
+    dir
+}
+
+#[test]
+fn bad_data_gives_one_line_naming_the_file() {
+    let good_images = idx(0x803, &[2, 2, 2], &[0; 8]);
+    let good_labels = idx(0x801, &[2], &[1, 2]);
+    let gzip_dir = scratch("gzip");
+    fs::File::create(gzip_dir.join("train-images-idx3-ubyte.gz"))
+        .unwrap()
+        .write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3])
+        .unwrap();
+    let cases = [
+        (
+            scratch("empty-folder"),
+            "train-images-idx3-ubyte: file not found",
+        ),
+        (
+            data_folder("magic", good_labels.clone(), good_labels.clone()),
+            "wrong magic number",
+        ),
+        (
+            data_folder("truncated", good_images[..20].to_vec(), good_labels.clone()),
+            "truncated",
+        ),
+        (
+            data_folder("count", good_images.clone(), idx(0x801, &[3], &[1, 2, 3])),
+            "holds 2 images but",
+        ),
+        (gzip_dir, "corrupt gzip data"),
+        (
+            PathBuf::from("no/such/folder"),
+            "no/such/folder/train-images-idx3-ubyte",
+        ),
+    ];
+    for (dir, fragment) in cases {
+        let out = scratch("bad-data-out");
+        let output = backprop(&[
+            "train",
+            "--data",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        expect_failure(&output, 1, &[fragment]);
+        assert_eq!(
+            stderr(&output).lines().count(),
+            1,
+            "one line: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn a_diverging_run_stops_at_the_step_and_keeps_its_metrics() {
+    let out = scratch("diverge");
+    let args = [
+        "train", "--lr", "1000", "--limit", "2000", "--epochs", "3", "--quiet",
+    ];
+    let output = backprop(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    expect_failure(
+        &output,
+        1,
+        &[
+            "training stopped at step",
+            "the loss is",
+            "largest gradient norm is in linear",
+        ],
+    );
+    assert!(
+        out.join("metrics.csv").is_file(),
+        "metrics up to the failure should be written"
+    );
+}
+
+#[test]
+fn an_unwritable_output_folder_fails_before_training() {
+    let dir = scratch("unwritable");
+    let blocker = dir.join("a-file");
+    fs::write(&blocker, "not a folder").unwrap();
+    let out = blocker.join("run");
+    let output = backprop(&["train", "--out", out.to_str().unwrap(), "--quiet"]);
+    expect_failure(&output, 1, &["cannot create the output folder"]);
+    assert!(!Path::new(&out).exists());
+}
