@@ -258,12 +258,12 @@ fn train_level<L: Level<f32>>(
                 } else {
                     &last_norms
                 };
-                let (worst, norm) = evidence
-                    .iter()
-                    .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |best, (layer, &n)| {
+                let (worst, norm) = evidence.iter().enumerate().fold(
+                    (0, f64::NEG_INFINITY),
+                    |best, (layer, &n)| {
                         if n > best.1 { (layer, n) } else { best }
-                    });
+                    },
+                );
                 write_metrics(&config.out, &history, layers)?;
                 return Err(RunError::NonFinite {
                     step,

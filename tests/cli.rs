@@ -214,7 +214,7 @@ fn bad_data_gives_one_line_naming_the_file() {
 fn a_diverging_run_stops_at_the_step_and_keeps_its_metrics() {
     let out = scratch("diverge");
     let args = [
-        "train", "--lr", "1000", "--limit", "2000", "--epochs", "3", "--quiet",
+        "train", "--lr", "1e30", "--limit", "2000", "--epochs", "3", "--quiet",
     ];
     let output = backprop(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
     expect_failure(
