@@ -8,4 +8,5 @@ pub use level01;
 
 pub use level02;
 pub use level03;
+pub mod plots;
 pub mod run;

@@ -306,6 +306,7 @@ fn train_level<L: Level<f32>>(
         }
         history.push(metrics);
         write_metrics(&config.out, &history, layers)?;
+        write_plots(&config.out, &history)?;
     }
     save_model(
         &config.out.join("model.npz"),
@@ -372,6 +373,76 @@ fn write_metrics(out: &Path, history: &[EpochMetrics], layers: usize) -> Result<
         csv.push('\n');
     }
     write_atomically(&out.join("metrics.csv"), |path| fs::write(path, csv))
+}
+
+/// `loss.svg`, `accuracy.svg` and `grad_norms.svg` (log scale, one line per layer).
+fn write_plots(out: &Path, history: &[EpochMetrics]) -> Result<(), RunError> {
+    use crate::plots::{Series, line_chart};
+    let points = |value: &dyn Fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
+        history
+            .iter()
+            .map(|metrics| (metrics.epoch as f64, value(metrics)))
+            .collect()
+    };
+    let loss = points(&|metrics| metrics.train_loss);
+    let (train, test) = (
+        points(&|m| 100.0 * m.train_accuracy),
+        points(&|m| 100.0 * m.test_accuracy),
+    );
+    let layers = history
+        .first()
+        .map_or(0, |metrics| metrics.grad_norms.len());
+    let norms: Vec<Vec<(f64, f64)>> = (0..layers)
+        .map(|layer| points(&|m| m.grad_norms[layer]))
+        .collect();
+    let charts: [(&str, &str, &str, bool, Vec<Series<'_>>); 3] = [
+        (
+            "loss.svg",
+            "Training loss",
+            "mean cross-entropy",
+            false,
+            vec![Series {
+                label: "train".into(),
+                points: &loss,
+            }],
+        ),
+        (
+            "accuracy.svg",
+            "Accuracy",
+            "% correct",
+            false,
+            vec![
+                Series {
+                    label: "train (first 10,000)".into(),
+                    points: &train,
+                },
+                Series {
+                    label: "test".into(),
+                    points: &test,
+                },
+            ],
+        ),
+        (
+            "grad_norms.svg",
+            "Weight gradient norm per layer (mean over the epoch)",
+            "||dL/dW||",
+            true,
+            norms
+                .iter()
+                .enumerate()
+                .map(|(layer, points)| Series {
+                    label: format!("linear{layer}"),
+                    points,
+                })
+                .collect(),
+        ),
+    ];
+    for (file, title, y_label, log_y, series) in charts {
+        let path = out.join(file);
+        line_chart(&path, title, y_label, log_y, &series)
+            .map_err(|problem| RunError::Output { path, problem })?;
+    }
+    Ok(())
 }
 
 fn config_json(config: &TrainConfig) -> String {

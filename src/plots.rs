@@ -1,0 +1,105 @@
+//! The training plots, as SVG (plotters' pure-Rust SVG backend).
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+/// One line of a chart.
+#[derive(Debug)]
+pub struct Series<'a> {
+    /// The legend label.
+    pub label: String,
+    /// (epoch, value) points.
+    pub points: &'a [(f64, f64)],
+}
+
+/// Draws `series` against the epoch into an SVG at `path` (written whole, then renamed).
+///
+/// # Errors
+/// The message plotters or the file system gave.
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    log_y: bool,
+    series: &[Series<'_>],
+) -> Result<(), String> {
+    let values = series
+        .iter()
+        .flat_map(|line| line.points.iter().map(|point| point.1));
+    let finite: Vec<f64> = values
+        .filter(|v| v.is_finite() && (!log_y || *v > 0.0))
+        .collect();
+    let (low, high) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let (low, high) = if low.is_finite() {
+        (low, high.max(low * 1.0001 + 1e-12))
+    } else {
+        (0.0, 1.0)
+    };
+    let epochs = series
+        .iter()
+        .flat_map(|line| line.points.iter().map(|point| point.0))
+        .fold(1.0, f64::max);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(|error| error.to_string())?;
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70);
+        let palette = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+        macro_rules! draw {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .x_desc("epoch")
+                    .y_desc(y_label)
+                    .draw()
+                    .map_err(|error| error.to_string())?;
+                for (index, line) in series.iter().enumerate() {
+                    let color = palette[index % palette.len()];
+                    chart
+                        .draw_series(LineSeries::new(
+                            line.points.iter().copied(),
+                            color.stroke_width(2),
+                        ))
+                        .map_err(|error| error.to_string())?
+                        .label(line.label.clone())
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                        });
+                }
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(|error| error.to_string())?;
+            }};
+        }
+        if log_y {
+            draw!(
+                builder
+                    .build_cartesian_2d(1.0..epochs.max(1.5), (low..high).log_scale())
+                    .map_err(|error| error.to_string())?
+            );
+        } else {
+            draw!(
+                builder
+                    .build_cartesian_2d(1.0..epochs.max(1.5), low..high)
+                    .map_err(|error| error.to_string())?
+            );
+        }
+        root.present().map_err(|error| error.to_string())?;
+    }
+    crate::run::write_atomically(path, |temporary| std::fs::write(temporary, &svg))
+        .map_err(|error| error.to_string())
+}
