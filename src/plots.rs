@@ -103,3 +103,13 @@ pub fn line_chart(
     crate::run::write_atomically(path, |temporary| std::fs::write(temporary, &svg))
         .map_err(|error| error.to_string())
 }
+
+/// `0.25`, `97.5`, `3.1e-5`: short tick labels without float noise.
+fn compact(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude == 0.0 || (1e-2..1e4).contains(&magnitude) {
+        format!("{}", (value * 1000.0).round() / 1000.0)
+    } else {
+        format!("{value:.1e}")
+    }
+}
