@@ -62,6 +62,8 @@ pub fn line_chart(
                     .configure_mesh()
                     .x_desc("epoch")
                     .y_desc(y_label)
+                    .x_label_formatter(&|epoch| format!("{epoch:.0}"))
+                    .y_label_formatter(&|value| compact(*value))
                     .draw()
                     .map_err(|error| error.to_string())?;
                 for (index, line) in series.iter().enumerate() {
