@@ -1,4 +1,4 @@
-//! The training plots, as SVG (plotters' pure-Rust SVG backend).
+//! The training plots, as SVG (plotters' pure-Rust SVG backend: no system font or image library).
 
 use std::path::Path;
 
@@ -21,22 +21,22 @@ pub fn line_chart(
     path: &Path,
     title: &str,
     y_label: &str,
-    log_y: bool,
     series: &[Series<'_>],
 ) -> Result<(), String> {
-    let values = series
+    let finite: Vec<f64> = series
         .iter()
-        .flat_map(|line| line.points.iter().map(|point| point.1));
-    let finite: Vec<f64> = values
-        .filter(|v| v.is_finite() && (!log_y || *v > 0.0))
+        .flat_map(|line| line.points.iter().map(|point| point.1))
+        .filter(|v| v.is_finite())
         .collect();
     let (low, high) = finite
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &v| {
+            (low.min(v), high.max(v))
         });
+    // A little room above and below, and a non-empty range for a flat line.
+    let pad = ((high - low) * 0.05).max(1e-6);
     let (low, high) = if low.is_finite() {
-        (low, high.max(low * 1.0001 + 1e-12))
+        (low - pad, high + pad)
     } else {
         (0.0, 1.0)
     };
@@ -44,69 +44,55 @@ pub fn line_chart(
         .iter()
         .flat_map(|line| line.points.iter().map(|point| point.0))
         .fold(1.0, f64::max);
+    let to_text = |error: &dyn std::fmt::Display| error.to_string();
+
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
-        root.fill(&WHITE).map_err(|error| error.to_string())?;
-        let mut builder = ChartBuilder::on(&root);
-        builder
+        root.fill(&WHITE).map_err(|error| to_text(&error))?;
+        let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(40)
-            .y_label_area_size(70);
+            .y_label_area_size(70)
+            .build_cartesian_2d(1.0..epochs.max(1.5), low..high)
+            .map_err(|error| to_text(&error))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(y_label)
+            .x_labels(epochs as usize)
+            .x_label_formatter(&|epoch| format!("{epoch:.0}"))
+            .y_label_formatter(&|value| compact(*value))
+            .draw()
+            .map_err(|error| to_text(&error))?;
         let palette = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
-        macro_rules! draw {
-            ($chart:expr) => {{
-                let mut chart = $chart;
-                chart
-                    .configure_mesh()
-                    .x_desc("epoch")
-                    .y_desc(y_label)
-                    .x_label_formatter(&|epoch| format!("{epoch:.0}"))
-                    .y_label_formatter(&|value| compact(*value))
-                    .draw()
-                    .map_err(|error| error.to_string())?;
-                for (index, line) in series.iter().enumerate() {
-                    let color = palette[index % palette.len()];
-                    chart
-                        .draw_series(LineSeries::new(
-                            line.points.iter().copied(),
-                            color.stroke_width(2),
-                        ))
-                        .map_err(|error| error.to_string())?
-                        .label(line.label.clone())
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                        });
-                }
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(|error| error.to_string())?;
-            }};
+        for (index, line) in series.iter().enumerate() {
+            let color = palette[index % palette.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    line.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|error| to_text(&error))?
+                .label(line.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
         }
-        if log_y {
-            draw!(
-                builder
-                    .build_cartesian_2d(1.0..epochs.max(1.5), (low..high).log_scale())
-                    .map_err(|error| error.to_string())?
-            );
-        } else {
-            draw!(
-                builder
-                    .build_cartesian_2d(1.0..epochs.max(1.5), low..high)
-                    .map_err(|error| error.to_string())?
-            );
-        }
-        root.present().map_err(|error| error.to_string())?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|error| to_text(&error))?;
+        root.present().map_err(|error| to_text(&error))?;
     }
     crate::run::write_atomically(path, |temporary| std::fs::write(temporary, &svg))
         .map_err(|error| error.to_string())
 }
 
-/// `0.25`, `97.5`, `3.1e-5`: short tick labels without float noise.
+/// `0.25`, `97.5`, `-2.3`, `3.1e-5`: short tick labels without float noise.
 fn compact(value: f64) -> String {
     let magnitude = value.abs();
     if magnitude == 0.0 || (1e-2..1e4).contains(&magnitude) {

@@ -375,7 +375,7 @@ fn write_metrics(out: &Path, history: &[EpochMetrics], layers: usize) -> Result<
     write_atomically(&out.join("metrics.csv"), |path| fs::write(path, csv))
 }
 
-/// `loss.svg`, `accuracy.svg` and `grad_norms.svg` (log scale, one line per layer).
+/// `loss.svg`, `accuracy.svg` and `grad_norms.svg` (log10 of the norm, one line per layer).
 fn write_plots(out: &Path, history: &[EpochMetrics]) -> Result<(), RunError> {
     use crate::plots::{Series, line_chart};
     let points = |value: &dyn Fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
@@ -384,7 +384,7 @@ fn write_plots(out: &Path, history: &[EpochMetrics]) -> Result<(), RunError> {
             .map(|metrics| (metrics.epoch as f64, value(metrics)))
             .collect()
     };
-    let loss = points(&|metrics| metrics.train_loss);
+    let loss = points(&|m| m.train_loss);
     let (train, test) = (
         points(&|m| 100.0 * m.train_accuracy),
         points(&|m| 100.0 * m.test_accuracy),
@@ -393,53 +393,47 @@ fn write_plots(out: &Path, history: &[EpochMetrics]) -> Result<(), RunError> {
         .first()
         .map_or(0, |metrics| metrics.grad_norms.len());
     let norms: Vec<Vec<(f64, f64)>> = (0..layers)
-        .map(|layer| points(&|m| m.grad_norms[layer]))
+        .map(|layer| points(&|m| m.grad_norms[layer].log10()))
         .collect();
-    let charts: [(&str, &str, &str, bool, Vec<Series<'_>>); 3] = [
+    let accuracy = vec![
+        Series {
+            label: "train (first 10,000)".into(),
+            points: &train,
+        },
+        Series {
+            label: "test".into(),
+            points: &test,
+        },
+    ];
+    let norm_lines: Vec<Series<'_>> = norms
+        .iter()
+        .enumerate()
+        .map(|(layer, points)| Series {
+            label: format!("linear{layer}"),
+            points,
+        })
+        .collect();
+    let charts = [
         (
             "loss.svg",
             "Training loss",
             "mean cross-entropy",
-            false,
             vec![Series {
                 label: "train".into(),
                 points: &loss,
             }],
         ),
-        (
-            "accuracy.svg",
-            "Accuracy",
-            "% correct",
-            false,
-            vec![
-                Series {
-                    label: "train (first 10,000)".into(),
-                    points: &train,
-                },
-                Series {
-                    label: "test".into(),
-                    points: &test,
-                },
-            ],
-        ),
+        ("accuracy.svg", "Accuracy", "% correct", accuracy),
         (
             "grad_norms.svg",
             "Weight gradient norm per layer (mean over the epoch)",
-            "||dL/dW||",
-            true,
-            norms
-                .iter()
-                .enumerate()
-                .map(|(layer, points)| Series {
-                    label: format!("linear{layer}"),
-                    points,
-                })
-                .collect(),
+            "log10 ||dL/dW||",
+            norm_lines,
         ),
     ];
-    for (file, title, y_label, log_y, series) in charts {
+    for (file, title, y_label, series) in charts {
         let path = out.join(file);
-        line_chart(&path, title, y_label, log_y, &series)
+        line_chart(&path, title, y_label, &series)
             .map_err(|problem| RunError::Output { path, problem })?;
     }
     Ok(())
