@@ -59,6 +59,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod activation;
 mod buffer;
 mod gemm;
 mod linear;
@@ -70,13 +71,11 @@ mod sigmoid;
 mod softmax_cross_entropy;
 mod tanh;
 
+pub use activation::ActivationLayer;
 pub use linear::Linear;
 pub use mlp::Mlp;
 pub use mse::Mse;
-pub use relu::Relu;
-pub use sigmoid::Sigmoid;
 pub use softmax_cross_entropy::SoftmaxCrossEntropy;
-pub use tanh::Tanh;
 
 #[cfg(doc)]
 use backprop_core::Model;
@@ -92,9 +91,9 @@ impl<F: Float> Level<F> for Level03 {
     const ALLOCATION_BOUNDED: bool = true;
 
     type Linear = Linear<F>;
-    type Relu = Relu<F>;
-    type Sigmoid = Sigmoid<F>;
-    type Tanh = Tanh<F>;
+    type Relu = ActivationLayer<F>;
+    type Sigmoid = ActivationLayer<F>;
+    type Tanh = ActivationLayer<F>;
     type SoftmaxCrossEntropy = SoftmaxCrossEntropy<F>;
     type Mse = Mse<F>;
     type Mlp = Mlp<F>;
@@ -102,14 +101,14 @@ impl<F: Float> Level<F> for Level03 {
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
         Linear::new(weight, bias)
     }
-    fn relu() -> Relu<F> {
-        Relu::default()
+    fn relu() -> ActivationLayer<F> {
+        ActivationLayer::new(Activation::Relu)
     }
-    fn sigmoid() -> Sigmoid<F> {
-        Sigmoid::default()
+    fn sigmoid() -> ActivationLayer<F> {
+        ActivationLayer::new(Activation::Sigmoid)
     }
-    fn tanh() -> Tanh<F> {
-        Tanh::default()
+    fn tanh() -> ActivationLayer<F> {
+        ActivationLayer::new(Activation::Tanh)
     }
     fn softmax_cross_entropy() -> SoftmaxCrossEntropy<F> {
         SoftmaxCrossEntropy::default()

@@ -1,17 +1,15 @@
 //! `Mlp`: the whole network over shared, preallocated buffers.
 
 use backprop_core::{Activation, Float, LinearParams, LossKind, Model, Param, Targets};
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array1, Array2, ArrayView2};
 
+use crate::activation::{activation_backward_inplace, activation_inplace};
 use crate::buffer::RowBuffer;
 use crate::gemm::gemm;
 use crate::linear::{linear_forward, linear_param_grads};
 use crate::mse::mse_inplace;
 use crate::parallel::for_each_pair;
-use crate::relu::{relu_backward_inplace, relu_inplace};
-use crate::sigmoid::{sigmoid_backward_inplace, sigmoid_inplace};
 use crate::softmax_cross_entropy::softmax_cross_entropy_inplace;
-use crate::tanh::{tanh_backward_inplace, tanh_inplace};
 
 /// Where the model is in the `forward -> loss -> backward` sequence.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -226,26 +224,6 @@ impl<F: Float> Mlp<F> {
         let input_copy = std::mem::take(&mut self.input_copy);
         pass(self, input_copy.view());
         self.input_copy = input_copy;
-    }
-}
-
-fn activation_inplace<F: Float>(activation: Activation, values: ArrayViewMut2<'_, F>) {
-    match activation {
-        Activation::Relu => relu_inplace(values),
-        Activation::Sigmoid => sigmoid_inplace(values),
-        Activation::Tanh => tanh_inplace(values),
-    }
-}
-
-fn activation_backward_inplace<F: Float>(
-    activation: Activation,
-    grad: ArrayViewMut2<'_, F>,
-    output: ArrayView2<'_, F>,
-) {
-    match activation {
-        Activation::Relu => relu_backward_inplace(grad, output),
-        Activation::Sigmoid => sigmoid_backward_inplace(grad, output),
-        Activation::Tanh => tanh_backward_inplace(grad, output),
     }
 }
 

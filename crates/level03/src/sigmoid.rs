@@ -1,16 +1,9 @@
-//! `Sigmoid`: y = 1 / (1 + e^-x), in place.
+//! Sigmoid: y = 1 / (1 + e^-x), in place, and its derivative beside it.
 
-use backprop_core::{Float, Layer, assert_same_shape};
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use backprop_core::Float;
+use ndarray::{ArrayView2, ArrayViewMut2};
 
-use crate::buffer::RowBuffer;
 use crate::parallel::{for_each, for_each_pair};
-
-/// The logistic function: `y = 1 / (1 + e^-x)`, gradient `y (1 - y)`. It keeps its output.
-#[derive(Debug, Clone, Default)]
-pub struct Sigmoid<F> {
-    output: RowBuffer<F>,
-}
 
 /// `z <- 1 / (1 + e^-z)` in place.
 pub(crate) fn sigmoid_inplace<F: Float>(values: ArrayViewMut2<'_, F>) {
@@ -23,53 +16,4 @@ pub(crate) fn sigmoid_backward_inplace<F: Float>(
     output: ArrayView2<'_, F>,
 ) {
     for_each_pair(grad, output, |g, &y| *g *= y * (F::one() - y));
-}
-
-impl<F: Float> Layer<F> for Sigmoid<F> {
-    fn out_features(&self, in_features: usize) -> usize {
-        in_features
-    }
-
-    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
-        let mut output = Array2::zeros(input.dim());
-        self.forward_into(input, output.view_mut());
-        output
-    }
-
-    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
-        let mut grad_input = Array2::zeros(self.output.view().dim());
-        self.backward_into(grad_output, grad_input.view_mut());
-        grad_input
-    }
-
-    #[track_caller]
-    fn forward_into(&mut self, input: ArrayView2<'_, F>, mut output: ArrayViewMut2<'_, F>) {
-        assert_same_shape("Sigmoid forward_into output", output.dim(), input.dim());
-        self.output.resize(input.nrows(), input.ncols());
-        let mut kept = self.output.view_mut();
-        kept.assign(&input);
-        sigmoid_inplace(kept.view_mut());
-        output.assign(&kept);
-    }
-
-    #[track_caller]
-    fn backward_into(
-        &mut self,
-        grad_output: ArrayView2<'_, F>,
-        mut grad_input: ArrayViewMut2<'_, F>,
-    ) {
-        let output = self.output.view();
-        assert_same_shape(
-            "Sigmoid backward grad_output",
-            grad_output.dim(),
-            output.dim(),
-        );
-        assert_same_shape(
-            "Sigmoid backward_into grad_input",
-            grad_input.dim(),
-            output.dim(),
-        );
-        grad_input.assign(&grad_output);
-        sigmoid_backward_inplace(grad_input, output);
-    }
 }
