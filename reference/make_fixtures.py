@@ -269,6 +269,28 @@ def accumulate(out_dir, name, sizes, activation, batch, dtype_name, seed):
          loss="softmax_cross_entropy", dtype=dtype_name, layers=len(linears))
 
 
+def clip(out_dir, name, sizes, activation, batch, max_norm, dtype_name, seed):
+    """One backward pass, then torch.nn.utils.clip_grad_norm_(max_norm): the norm before clipping
+    and the clipped gradients."""
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    linears = linears_for(sizes, dtype)
+    x = torch.randn(batch, sizes[0], dtype=dtype)
+    targets, target_arrays = make_targets("softmax_cross_entropy", batch, sizes[-1], dtype)
+    F.cross_entropy(mlp_forward(linears, activation, x), targets, reduction="mean").backward()
+    parameters = [p for linear in linears for p in linear.parameters()]
+    total_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    arrays = {
+        "input": numpy(x),
+        **target_arrays,
+        **parameter_arrays(linears),
+        **gradient_arrays(linears),  # after clipping
+        "total_norm": numpy(total_norm),
+    }
+    save(out_dir, name, arrays, kind="clip", activation=activation, loss="softmax_cross_entropy",
+         dtype=dtype_name, layers=len(linears), max_norm=max_norm)
+
+
 def write_all(out_dir):
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -304,6 +326,8 @@ def write_all(out_dir):
     sgd_steps(out_dir, "sgd_3_steps_relu_f64", [10, 12, 4], "relu", 6, 0.5, 3, "f64", 30)
     sgd_steps(out_dir, "sgd_3_steps_relu_f32", [10, 12, 4], "relu", 6, 0.5, 3, "f32", 30)
     accumulate(out_dir, "accumulate_two_batches_relu_f64", [6, 8, 3], "relu", 4, "f64", 31)
+    clip(out_dir, "clip_grad_norm_relu_f64", [6, 8, 3], "relu", 4, 0.25, "f64", 32)
+    clip(out_dir, "clip_grad_norm_tanh_f32", [6, 8, 3], "tanh", 4, 0.25, "f32", 33)
 
 
 def verify():

@@ -58,6 +58,8 @@
 //!
 //! - [`init`]: PyTorch's `nn.Linear` default, He and Xavier initialisers over a seeded
 //!   ChaCha8 generator, so one seed gives one network in every level;
+//! - [`flow`]: per-layer gradient statistics of a training step (norms, update ratio, dead and
+//!   saturated units) and clipping by global norm, for watching gradients vanish or explode;
 //! - [`gradcheck`]: central differences in `f64` and reports that name the tensor, the worst
 //!   entry, analytic against numeric, and the ReLU kinks they skipped;
 //! - [`mnist`]: the IDX reader (raw or gzip'd) with errors that name the file and the problem;
@@ -66,6 +68,7 @@
 #![warn(missing_docs)]
 
 pub mod float;
+pub mod flow;
 pub mod gradcheck;
 pub mod init;
 pub mod layer;

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use ndarray::{Array1, Array2, ArrayView2};
 
+use crate::flow::Signals;
 use crate::{Float, Param, Targets};
 
 /// The nonlinearity between two `Linear` layers of an MLP.
@@ -102,6 +103,13 @@ pub trait Model<F: Float>: Debug {
     /// may then skip the first layer's input gradient. The default calls `backward`.
     fn backward_params_only(&mut self) {
         let _ = self.backward();
+    }
+
+    /// The hidden activations, input-gradient norms and largest logit that the last forward and
+    /// backward passes left behind, for [`flow::step_stats`](crate::flow::step_stats). The
+    /// default, `None`, leaves those columns empty; the parameter statistics still work.
+    fn signals(&self) -> Option<Signals<'_, F>> {
+        None
     }
 
     /// Every parameter with its gradient: `linear0.weight, linear0.bias, linear1.weight, ...`.

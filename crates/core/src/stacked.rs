@@ -8,6 +8,7 @@ use std::fmt;
 
 use ndarray::{Array2, ArrayView2};
 
+use crate::flow::{Signals, max_abs, sum_of_squares};
 use crate::{Activation, Float, Layer, Level, LinearParams, Loss, LossKind, Model, Param, Targets};
 
 /// `Linear, act, Linear, act, ..., Linear, loss`, built from level `L`'s types.
@@ -21,6 +22,11 @@ pub struct StackedMlp<F: Float, L: Level<F>> {
     loss: LossLayer<F, L>,
     /// The output of the last `forward`, which `loss` reads.
     logits: Option<Array2<F>>,
+    /// Each activation's output in the last `forward` (moved here after the next `Linear` read
+    /// it, so keeping them costs no copy), for [`Model::signals`].
+    hidden_outputs: Vec<Array2<F>>,
+    /// ‖dL/d(input of Linear i)‖ from the last `backward`.
+    input_grad_norms: Vec<Option<f64>>,
 }
 
 enum LossLayer<F: Float, L: Level<F>> {
@@ -68,6 +74,8 @@ impl<F: Float, L: Level<F>> StackedMlp<F, L> {
             activations,
             loss,
             logits: None,
+            hidden_outputs: Vec::new(),
+            input_grad_norms: Vec::new(),
         }
     }
 }
@@ -91,10 +99,12 @@ impl<F: Float, L: Level<F>> Model<F> for StackedMlp<F, L> {
             self.sizes[0]
         );
         // Phase 1: Linear then activation, layer after layer; each caches its own input.
+        self.hidden_outputs.clear();
         let mut hidden = self.linears[0].forward(input);
         for (linear, activation) in self.linears[1..].iter_mut().zip(&mut self.activations) {
-            hidden = activation.forward(hidden.view());
-            hidden = linear.forward(hidden.view());
+            let activated = activation.forward(hidden.view());
+            hidden = linear.forward(activated.view());
+            self.hidden_outputs.push(activated);
         }
         // Phase 2: keep the logits for `loss`.
         self.logits = Some(hidden.clone());
@@ -120,13 +130,27 @@ impl<F: Float, L: Level<F>> Model<F> for StackedMlp<F, L> {
             LossLayer::SoftmaxCrossEntropy(loss) => loss.backward(),
             LossLayer::Mse(loss) => loss.backward(),
         };
+        self.input_grad_norms = vec![None; self.linears.len()];
         for index in (0..self.linears.len()).rev() {
             grad = self.linears[index].backward(grad.view());
+            self.input_grad_norms[index] = Some(sum_of_squares(&grad).sqrt());
             if index > 0 {
                 grad = self.activations[index - 1].backward(grad.view());
             }
         }
         grad
+    }
+
+    fn signals(&self) -> Option<Signals<'_, F>> {
+        Some(Signals {
+            hidden_outputs: self
+                .hidden_outputs
+                .iter()
+                .map(|output| output.view())
+                .collect(),
+            input_grad_norms: self.input_grad_norms.clone(),
+            max_abs_logit: self.logits.as_ref().map_or(f64::NAN, max_abs),
+        })
     }
 
     fn params_mut(&mut self) -> Vec<Param<'_, F>> {

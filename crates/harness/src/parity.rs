@@ -12,6 +12,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::path::PathBuf;
 
+use backprop_core::flow::clip_grad_norm;
 use backprop_core::{
     Activation, Float, Layer, Level, LinearParams, Loss, LossKind, Model, Targets,
 };
@@ -327,8 +328,9 @@ fn compare_parameter_gradients<F: Float>(fixture: &mut Fixture, model: &mut impl
 }
 
 /// **Success level 4, training**: the loss at each of 3 SGD steps and the weights after them
-/// (the update rule), and the gradients after two backward passes without `zero_grad` (they
-/// accumulate, as PyTorch's `.grad` does).
+/// (the update rule), the gradients after two backward passes without `zero_grad` (they
+/// accumulate, as PyTorch's `.grad` does), and the gradients after
+/// [`clip_grad_norm`](backprop_core::flow::clip_grad_norm) (as `torch.nn.utils.clip_grad_norm_`).
 pub fn gate4_pytorch_training<L: Level<f64> + Level<f32>>() {
     for_each_fixture("sgd", sgd_fixture::<f64, L>, sgd_fixture::<f32, L>);
     for_each_fixture(
@@ -336,6 +338,7 @@ pub fn gate4_pytorch_training<L: Level<f64> + Level<f32>>() {
         accumulate_fixture::<f64, L>,
         accumulate_fixture::<f32, L>,
     );
+    for_each_fixture("clip", clip_fixture::<f64, L>, clip_fixture::<f32, L>);
 }
 
 fn sgd_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
@@ -383,6 +386,31 @@ fn accumulate_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
         model.loss(targets.view());
         model.backward();
     }
+    compare_parameter_gradients(fixture, &mut model);
+}
+
+fn clip_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
+    let input: Array2<F> = fixture.array("input");
+    let targets = OwnedTargets::<F>::read(fixture, "");
+    let max_norm: f64 = fixture
+        .meta("max_norm")
+        .parse()
+        .expect("meta max_norm is a number");
+    let mut model = L::mlp(
+        fixture.linear_params(""),
+        fixture.activation(),
+        fixture.loss_kind(),
+    );
+    model.zero_grad();
+    model.forward(input.view());
+    model.loss(targets.view());
+    model.backward();
+    let total_norm = clip_grad_norm(&mut model, max_norm);
+    fixture.compare_scalar(
+        "total gradient norm before clipping",
+        F::of(total_norm),
+        "total_norm",
+    );
     compare_parameter_gradients(fixture, &mut model);
 }
 

@@ -1,5 +1,6 @@
 //! `Mlp`: the whole network over shared, preallocated buffers.
 
+use backprop_core::flow::{Signals, max_abs, sum_of_squares};
 use backprop_core::{Activation, Float, LinearParams, LossKind, Model, Param, Targets};
 use ndarray::{Array1, Array2, ArrayView2};
 
@@ -56,6 +57,10 @@ pub struct Mlp<F> {
     grad_input: RowBuffer<F>,
     stage: Stage,
     loss: F,
+    /// ‖dL/d(input of Linear i)‖ of the last backward (`None` where it was skipped), and the
+    /// largest |logit| of the last loss: the two signals the buffers do not keep.
+    input_grad_norms: Vec<Option<f64>>,
+    max_abs_logit: f64,
 }
 
 impl<F: Float> Mlp<F> {
@@ -101,6 +106,8 @@ impl<F: Float> Mlp<F> {
             grad_input: RowBuffer::default(),
             stage: Stage::Empty,
             loss: F::zero(),
+            input_grad_norms: vec![None; depth],
+            max_abs_logit: f64::NAN,
         }
     }
 
@@ -159,6 +166,7 @@ impl<F: Float> Mlp<F> {
             .expect("at least one layer")
             .view_mut();
         let shape = logits.dim();
+        self.max_abs_logit = max_abs(&logits); // the loss overwrites them with their gradient
         self.loss = match self.loss_kind {
             LossKind::SoftmaxCrossEntropy => {
                 softmax_cross_entropy_inplace(logits, targets.expect_classes(shape))
@@ -203,6 +211,7 @@ impl<F: Float> Mlp<F> {
                 // dL/dh = g W^T, then times the activation's derivative, in place.
                 let below = &mut lower[index - 1];
                 gemm(F::one(), grad, weight_t, F::zero(), below.view_mut());
+                self.input_grad_norms[index] = Some(sum_of_squares(&below.view()).sqrt());
                 let output = self.outputs[index - 1].view();
                 activation_backward_inplace(self.activation, below.view_mut(), output);
             } else if want_grad_input {
@@ -214,6 +223,9 @@ impl<F: Float> Mlp<F> {
                     F::zero(),
                     self.grad_input.view_mut(),
                 );
+                self.input_grad_norms[0] = Some(sum_of_squares(&self.grad_input.view()).sqrt());
+            } else {
+                self.input_grad_norms[0] = None;
             }
         }
         self.grads_are_zero = false;
@@ -262,6 +274,15 @@ impl<F: Float> Model<F> for Mlp<F> {
     #[track_caller]
     fn backward_params_only(&mut self) {
         self.with_input_copy(|model, input| model.backward_pass(input, false));
+    }
+
+    fn signals(&self) -> Option<Signals<'_, F>> {
+        let hidden = &self.outputs[..self.outputs.len() - 1];
+        Some(Signals {
+            hidden_outputs: hidden.iter().map(RowBuffer::view).collect(),
+            input_grad_norms: self.input_grad_norms.clone(),
+            max_abs_logit: self.max_abs_logit,
+        })
     }
 
     fn params_mut(&mut self) -> Vec<Param<'_, F>> {

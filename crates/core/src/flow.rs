@@ -1,0 +1,261 @@
+//! Gradient flow: what one training step did to each layer, and clipping by global norm.
+//!
+//! A deep network learns only if the gradient reaches its first layers at a useful size. The
+//! backward pass multiplies dL/dz by `W^T` and by the activation's derivative once per layer,
+//!
+//! ```text
+//! dL/dz_{i-1} = (dL/dz_i W_i^T) * act'(z_{i-1})
+//! ```
+//!
+//! so a factor below 1 per layer *vanishes* over depth (sigmoid: act' <= 1/4) and a factor above
+//! 1 *explodes*. [`step_stats`] measures it after a backward pass, for any level:
+//!
+//! | statistic | what it says | healthy |
+//! |---|---|---|
+//! | `weight_grad_norm` = ‖dL/dW_i‖ | how hard layer i is pushed | within 10^3 of the last layer's |
+//! | `input_grad_norm` = ‖dL/dh_{i-1}‖ | the gradient layer i passes down | no steady shrink or growth |
+//! | `update_ratio_log10` = log10(lr ‖dL/dW_i‖ / ‖W_i‖) | the relative size of one SGD step | near -3 |
+//! | `dead_fraction` (ReLU) | units whose output is 0 for every sample of the batch | near 0 |
+//! | `saturated_fraction` (sigmoid, tanh) | outputs within 1% of an asymptote (act' ~ 0) | small |
+//! | `max_abs_logit` | how confident the last layer is | tens, not thousands |
+//!
+//! [`clip_grad_norm`] rescales every gradient by one factor so that their joint norm is at most
+//! `max_norm`, as PyTorch's `torch.nn.utils.clip_grad_norm_`.
+
+use ndarray::{ArrayBase, ArrayView2, Data, Dimension};
+
+use crate::{Activation, Float, Model};
+
+/// An output within this distance of a sigmoid or tanh asymptote counts as saturated: the
+/// derivative there is below 0.01 (sigmoid) or 0.02 (tanh).
+pub const SATURATION_MARGIN: f64 = 0.01;
+
+/// What the last forward and backward passes left behind inside a model, for [`step_stats`].
+///
+/// A [`Model`] hands it out through [`Model::signals`]; models that do not keep these return
+/// `None` and their statistics show only the parameter-based columns.
+#[derive(Debug, Clone)]
+pub struct Signals<'a, F> {
+    /// The output of every hidden activation in the last forward, `(batch, sizes[i + 1])` for
+    /// layers `0..depth - 1` (the last `Linear` has no activation).
+    pub hidden_outputs: Vec<ArrayView2<'a, F>>,
+    /// ‖dL/d(input of Linear i)‖ from the last backward, one per layer; `None` where the pass
+    /// skipped it (layer 0's input gradient in training).
+    pub input_grad_norms: Vec<Option<f64>>,
+    /// The largest |logit| of the last forward.
+    pub max_abs_logit: f64,
+}
+
+/// One layer's statistics after a backward pass; see the [module docs](self) for the healthy
+/// ranges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerStats {
+    /// ‖dL/dW‖ (Frobenius).
+    pub weight_grad_norm: f64,
+    /// ‖dL/d(layer input)‖, when the model recorded it.
+    pub input_grad_norm: Option<f64>,
+    /// log10(lr ‖dL/dW‖ / ‖W‖): -3 means one step moves the weights by a thousandth.
+    pub update_ratio_log10: f64,
+    /// ReLU hidden layers: the fraction of units that output 0 for every sample of the batch.
+    pub dead_fraction: Option<f64>,
+    /// Sigmoid and tanh hidden layers: the fraction of outputs within [`SATURATION_MARGIN`] of
+    /// an asymptote.
+    pub saturated_fraction: Option<f64>,
+}
+
+/// Every layer's statistics for one step, input layer first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepStats {
+    /// One entry per `Linear` layer.
+    pub layers: Vec<LayerStats>,
+    /// The largest |logit| of the last forward (`None` if the model keeps no signals).
+    pub max_abs_logit: Option<f64>,
+}
+
+impl StepStats {
+    /// ‖dL/dW_first‖ / ‖dL/dW_last‖: below 1e-3 the first layer barely learns (vanishing),
+    /// above 1e3 it is thrown around (exploding).
+    pub fn first_to_last_ratio(&self) -> f64 {
+        match (self.layers.first(), self.layers.last()) {
+            (Some(first), Some(last)) => first.weight_grad_norm / last.weight_grad_norm,
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// Σ x² over every element, accumulated in `f64` (eight lanes, so it vectorises).
+pub fn sum_of_squares<F: Float, S: Data<Elem = F>, D: Dimension>(values: &ArrayBase<S, D>) -> f64 {
+    let square = |value: &F| {
+        let value = value.as_f64();
+        value * value
+    };
+    let Some(slice) = values.as_slice_memory_order() else {
+        return values.iter().map(square).sum();
+    };
+    let mut lanes = [0.0f64; 8];
+    let chunks = slice.chunks_exact(lanes.len());
+    let tail: f64 = chunks.remainder().iter().map(square).sum();
+    for chunk in chunks {
+        for (lane, value) in lanes.iter_mut().zip(chunk) {
+            *lane += square(value);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// The largest |x| (NaN if any element is NaN).
+pub fn max_abs<F: Float, S: Data<Elem = F>, D: Dimension>(values: &ArrayBase<S, D>) -> f64 {
+    values.iter().fold(0.0f64, |largest, value| {
+        let magnitude = value.as_f64().abs();
+        if magnitude > largest || magnitude.is_nan() {
+            magnitude
+        } else {
+            largest
+        }
+    })
+}
+
+/// The statistics of the step whose backward pass just ran, before or after the update.
+///
+/// `learning_rate` is the one the update uses (for the update ratio). Costs one pass over the
+/// weights and their gradients and one over the hidden activations.
+pub fn step_stats<F: Float>(model: &mut impl Model<F>, learning_rate: f64) -> StepStats {
+    let activation = model.activation();
+    // Phase 1: the parameter-based columns, from weight{i} and its gradient.
+    let mut layers: Vec<LayerStats> = model
+        .params_mut()
+        .iter()
+        .step_by(2)
+        .map(|weight| {
+            let grad_norm = sum_of_squares(&weight.grad).sqrt();
+            let weight_norm = sum_of_squares(&weight.value).sqrt();
+            LayerStats {
+                weight_grad_norm: grad_norm,
+                input_grad_norm: None,
+                update_ratio_log10: (learning_rate * grad_norm / weight_norm).log10(),
+                dead_fraction: None,
+                saturated_fraction: None,
+            }
+        })
+        .collect();
+    // Phase 2: what the forward and backward passes left inside the model.
+    let Some(signals) = model.signals() else {
+        return StepStats {
+            layers,
+            max_abs_logit: None,
+        };
+    };
+    for (layer, norm) in layers.iter_mut().zip(&signals.input_grad_norms) {
+        layer.input_grad_norm = *norm;
+    }
+    for (layer, output) in layers.iter_mut().zip(&signals.hidden_outputs) {
+        match activation {
+            Activation::Relu => layer.dead_fraction = Some(dead_fraction(output)),
+            Activation::Sigmoid => {
+                layer.saturated_fraction = Some(saturated_fraction(output, |s| s.min(1.0 - s)));
+            }
+            Activation::Tanh => {
+                layer.saturated_fraction = Some(saturated_fraction(output, |t| 1.0 - t.abs()));
+            }
+        }
+    }
+    StepStats {
+        layers,
+        max_abs_logit: Some(signals.max_abs_logit),
+    }
+}
+
+/// The fraction of columns (units) that are 0 in every row (sample).
+fn dead_fraction<F: Float>(outputs: &ArrayView2<'_, F>) -> f64 {
+    let units = outputs.ncols();
+    if units == 0 || outputs.nrows() == 0 {
+        return 0.0;
+    }
+    // A unit is alive if any sample gives it a positive output; rows are contiguous, so walk
+    // them in order and mark the columns.
+    let mut alive = vec![false; units];
+    for row in outputs.rows() {
+        for (alive, &value) in alive.iter_mut().zip(row) {
+            *alive |= value > F::zero();
+        }
+    }
+    let dead = alive.iter().filter(|&&alive| !alive).count();
+    dead as f64 / units as f64
+}
+
+/// The fraction of outputs whose `distance_to_asymptote` is below [`SATURATION_MARGIN`].
+fn saturated_fraction<F: Float>(
+    outputs: &ArrayView2<'_, F>,
+    distance_to_asymptote: impl Fn(f64) -> f64,
+) -> f64 {
+    if outputs.is_empty() {
+        return 0.0;
+    }
+    let saturated = outputs
+        .iter()
+        .filter(|value| distance_to_asymptote(value.as_f64()) < SATURATION_MARGIN)
+        .count();
+    saturated as f64 / outputs.len() as f64
+}
+
+/// Scales every parameter gradient by one factor so their joint norm is at most `max_norm`;
+/// returns the joint norm *before* clipping.
+///
+/// PyTorch's `torch.nn.utils.clip_grad_norm_(params, max_norm)` (norm type 2):
+///
+/// ```text
+/// total = sqrt(Σ_p ‖dL/dp‖²)        coefficient = min(1, max_norm / (total + 1e-6))
+/// dL/dp <- coefficient · dL/dp      for every parameter p
+/// ```
+///
+/// The direction of the step is kept; only its length is capped. A non-finite total (an
+/// overflowed gradient) is returned as is and leaves no usable gradient (infinite entries
+/// become NaN, as in PyTorch with its default `error_if_nonfinite=False`): stop training there.
+///
+/// # Panics
+/// If `max_norm` is not a positive number.
+#[track_caller]
+pub fn clip_grad_norm<F: Float>(model: &mut impl Model<F>, max_norm: f64) -> f64 {
+    assert!(
+        max_norm > 0.0,
+        "clip_grad_norm: max_norm must be above 0, got {max_norm}"
+    );
+    let mut params = model.params_mut();
+    let total = params
+        .iter()
+        .map(|param| sum_of_squares(&param.grad))
+        .sum::<f64>()
+        .sqrt();
+    let coefficient = (max_norm / (total + 1e-6)).min(1.0);
+    if coefficient < 1.0 || !total.is_finite() {
+        let coefficient = F::of(coefficient);
+        for param in &mut params {
+            param.grad.mapv_inplace(|grad| grad * coefficient);
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn saturation_counts_outputs_near_an_asymptote() {
+        let outputs = array![[0.995, 0.5], [0.002, 0.98]];
+        assert_eq!(saturated_fraction(&outputs.view(), |s| s.min(1.0 - s)), 0.5);
+        let tanh = array![[-0.999, 0.0, 0.5, 0.9999]];
+        assert_eq!(saturated_fraction(&tanh.view(), |t| 1.0 - t.abs()), 0.5);
+    }
+
+    #[test]
+    fn sum_of_squares_matches_the_plain_sum_on_strided_and_odd_lengths() {
+        let values = ndarray::Array::from_shape_fn((7, 5), |(i, j)| (i * 5 + j) as f64 - 11.0);
+        let plain: f64 = values.iter().map(|v| v * v).sum();
+        assert_eq!(sum_of_squares(&values), plain);
+        let column = values.column(2);
+        let plain: f64 = column.iter().map(|v| v * v).sum();
+        assert_eq!(sum_of_squares(&column), plain);
+    }
+}

@@ -1,0 +1,84 @@
+//! `flow`: clipping against values computed by hand, and the statistics of a tiny network.
+
+use backprop_core::flow::{clip_grad_norm, step_stats};
+use backprop_core::{Activation, Level, LossKind, Model, Targets};
+use level02::Level02;
+use ndarray::array;
+
+/// A [1, 2, 2] ReLU model, W0 = [[1, -1]], W1 = I, biases 0, with gradients set by hand:
+/// dL/dW0 = [[3, 4]], every other gradient 0.
+fn model_with_gradient_3_4() -> impl Model<f64> {
+    let layers = vec![
+        (array![[1.0, -1.0]], array![0.0, 0.0]),
+        (array![[1.0, 0.0], [0.0, 1.0]], array![0.0, 0.0]),
+    ];
+    let mut model = Level02::mlp(layers, Activation::Relu, LossKind::SoftmaxCrossEntropy);
+    model.zero_grad();
+    let mut params = model.params_mut();
+    params[0].grad.assign(&array![[3.0, 4.0]].into_dyn());
+    drop(params);
+    model
+}
+
+fn gradients(model: &mut impl Model<f64>) -> Vec<f64> {
+    let params = model.params_mut();
+    params.iter().flat_map(|p| p.grad.iter().copied()).collect()
+}
+
+#[test]
+fn clipping_scales_every_gradient_by_max_norm_over_the_total() {
+    // total = sqrt(3^2 + 4^2) = 5; coefficient = 1 / (5 + 1e-6), as PyTorch's clip_grad_norm_.
+    let mut model = model_with_gradient_3_4();
+    let total = clip_grad_norm(&mut model, 1.0);
+    assert_eq!(total, 5.0);
+    let coefficient = 1.0 / (5.0 + 1e-6);
+    let mut expected = vec![0.0; 10];
+    expected[0] = 3.0 * coefficient;
+    expected[1] = 4.0 * coefficient;
+    assert_eq!(gradients(&mut model), expected);
+}
+
+#[test]
+fn clipping_leaves_gradients_below_max_norm_alone() {
+    let mut model = model_with_gradient_3_4();
+    assert_eq!(clip_grad_norm(&mut model, 10.0), 5.0);
+    assert_eq!(gradients(&mut model)[..2], [3.0, 4.0]);
+}
+
+#[test]
+#[should_panic(expected = "max_norm must be above 0")]
+fn clipping_to_zero_is_refused() {
+    clip_grad_norm(&mut model_with_gradient_3_4(), 0.0);
+}
+
+#[test]
+fn statistics_count_dead_units_and_read_the_update_ratio() {
+    // Input x through W0 = [1, -1]: hidden [1, 0] for x = 1 and [0, 2] for x = -2, so no hidden
+    // unit is 0 for both samples; x = 1 alone leaves unit 1 dead.
+    let mut model = model_with_gradient_3_4();
+    model.forward(array![[1.0], [-2.0]].view());
+    model.loss(Targets::Classes(&[0, 1]));
+    model.zero_grad();
+    model.backward();
+    let both = step_stats(&mut model, 0.5);
+    assert_eq!(both.layers[0].dead_fraction, Some(0.0));
+    assert_eq!(both.layers[1].dead_fraction, None); // the last Linear has no activation
+    assert_eq!(both.max_abs_logit, Some(2.0));
+
+    model.forward(array![[1.0]].view());
+    model.loss(Targets::Classes(&[0]));
+    model.zero_grad();
+    model.backward();
+    let one = step_stats(&mut model, 0.5);
+    assert_eq!(one.layers[0].dead_fraction, Some(0.5));
+    // Layer 1 (W1 = I, ‖W1‖ = sqrt 2): logits = h = [1, 0], p = [e/(e+1), 1/(e+1)], y = [1, 0],
+    // dL/dW1 = h^T (p - y) has one non-zero row [-1/(e+1), 1/(e+1)]: norm sqrt 2 / (e + 1).
+    let e = std::f64::consts::E;
+    let grad_norm = 2.0f64.sqrt() / (e + 1.0);
+    let expected_ratio = (0.5 * grad_norm / 2.0f64.sqrt()).log10();
+    assert!((one.layers[1].weight_grad_norm - grad_norm).abs() < 1e-12);
+    assert!((one.layers[1].update_ratio_log10 - expected_ratio).abs() < 1e-12);
+    // dL/dh = (p - y) W1^T = p - y: norm sqrt 2 / (e + 1) as well.
+    let input_grad = one.layers[1].input_grad_norm.expect("recorded by backward");
+    assert!((input_grad - grad_norm).abs() < 1e-12);
+}
