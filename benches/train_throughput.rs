@@ -20,7 +20,11 @@
 //! forward 2B(784·256 + 256·10), backward dW0 2B·784·256, dW1 2B·256·10, dL/dh 2B·10·256:
 //! 818,176 · B in all.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
+
+use common::{in_turns, pool, timed};
 
 use backprop_core::init::seeded_rng;
 use backprop_core::mnist::{Dataset, load_mnist};
@@ -37,18 +41,6 @@ const STEP_TURNS: usize = 10;
 const STEPS_PER_TURN: usize = 11;
 const EPOCH_TURNS: usize = 5;
 const EPOCH_BATCH: usize = 128;
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a rayon pool")
-}
 
 /// `C <- A B` (beta 0), split in halves by rows on rayon when asked.
 fn sgemm(
@@ -109,30 +101,6 @@ impl GemmFloor {
         sgemm(logits.view(), self.w1.t(), grad_hidden.view_mut(), false); //    g1 W1^T   (B, 256)
         sgemm(x.t(), grad_hidden.view(), self.grad_w0.view_mut(), split); //    x^T g0    (784, 256)
     }
-}
-
-fn timed(action: impl FnOnce()) -> Duration {
-    let start = Instant::now();
-    action();
-    start.elapsed()
-}
-
-/// Runs the contestants in turns, each `runs_per_turn` times in a row (its first run of a turn
-/// is a warm-up, so every contestant is timed with its own data in cache), `turns` times, and
-/// returns each one's median.
-fn in_turns(
-    turns: usize,
-    runs_per_turn: usize,
-    contestants: &mut [&mut dyn FnMut() -> Duration],
-) -> Vec<Duration> {
-    let mut times = vec![Vec::new(); contestants.len()];
-    for _ in 0..turns {
-        for (contestant, record) in contestants.iter_mut().zip(&mut times) {
-            contestant();
-            record.extend((1..runs_per_turn).map(|_| contestant()));
-        }
-    }
-    times.into_iter().map(median).collect()
 }
 
 fn step_of<'a, L: Level<f32>>(data: &'a Dataset, batch: usize) -> impl FnMut() -> Duration + 'a {

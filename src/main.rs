@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use backprop::diagnose::{DiagnoseConfig, diagnose};
 use backprop::run::{self, TrainConfig};
 use backprop_core::{Activation, Init};
 use clap::{Parser, Subcommand};
@@ -24,6 +25,9 @@ enum Command {
     Train(TrainArgs),
     /// Load saved weights into a level and print test accuracy and a confusion matrix.
     Eval(EvalArgs),
+    /// Train a grid of short runs (depth x activation x init x clipping) and report where the
+    /// gradient vanishes or explodes: a table and plots.
+    Diagnose(DiagnoseArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +74,10 @@ struct TrainArgs {
     /// No progress bar and no per-epoch lines.
     #[arg(long)]
     quiet: bool,
+    /// Check every layer's gradient at each step and print a warning (with the likely cause)
+    /// when one vanishes, explodes or makes too large an update.
+    #[arg(long)]
+    watch_gradients: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +91,43 @@ struct EvalArgs {
     /// Folder with the four IDX files (the test split is used).
     #[arg(long, default_value = "data/mnist")]
     data: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct DiagnoseArgs {
+    /// Gaussian clusters in 32 dimensions instead of MNIST.
+    #[arg(long)]
+    synthetic: bool,
+    /// Numbers of Linear layers to try, comma-separated.
+    #[arg(long, default_value = "2,5,10,20", value_delimiter = ',', value_parser = positive)]
+    depths: Vec<usize>,
+    /// Width of every hidden layer.
+    #[arg(long, default_value_t = 64, value_parser = positive)]
+    width: usize,
+    /// SGD steps per configuration.
+    #[arg(long, default_value_t = 200, value_parser = positive)]
+    steps: usize,
+    /// Samples per SGD step.
+    #[arg(long, default_value_t = 64, value_parser = positive)]
+    batch_size: usize,
+    /// SGD learning rate (finite, > 0).
+    #[arg(long, default_value_t = 0.1, value_parser = positive_finite)]
+    lr: f32,
+    /// The max_norm of the clipped runs (finite, > 0).
+    #[arg(long, default_value_t = 1.0, value_parser = positive_finite)]
+    clip: f32,
+    /// Seed for the weights, the batches and the synthetic data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Which implementation trains: 1 (loops), 2 (ndarray), 3 (in place).
+    #[arg(long, default_value = "3", value_parser = ["1", "2", "3"])]
+    level: String,
+    /// Folder with the four IDX files (gzip'd or not).
+    #[arg(long, default_value = "data/mnist")]
+    data: PathBuf,
+    /// Output folder for table.md and the plots.
+    #[arg(long, default_value = "runs/diagnose")]
+    out: PathBuf,
 }
 
 fn positive(text: &str) -> Result<usize, String> {
@@ -142,6 +187,7 @@ fn main() -> ExitCode {
                 data: args.data,
                 limit: args.limit,
                 quiet: args.quiet,
+                watch_gradients: args.watch_gradients,
             };
             run::train(&config).map(|accuracy| {
                 if !config.quiet {
@@ -151,6 +197,27 @@ fn main() -> ExitCode {
                         config.out.display()
                     );
                 }
+            })
+        }
+        Command::Diagnose(args) => {
+            let config = DiagnoseConfig {
+                depths: args.depths,
+                width: args.width,
+                steps: args.steps,
+                batch_size: args.batch_size,
+                lr: args.lr,
+                clip: f64::from(args.clip),
+                seed: args.seed,
+                level: args.level.parse().expect("clap checked the level"),
+                synthetic: args.synthetic,
+                data: args.data,
+                out: args.out,
+            };
+            diagnose(&config).map(|_| {
+                println!(
+                    "table and plots in {} (see hints/gradient-flow.md to read them)",
+                    config.out.display()
+                );
             })
         }
         Command::Eval(args) => {

@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use backprop_core::flow::{step_stats, sum_of_squares};
 use backprop_core::init::seeded_rng;
 use backprop_core::mnist::{DataError, Dataset, load_mnist};
 use backprop_core::{Activation, Init, Level, LinearParams, LossKind, MlpSpec, Model, Targets};
@@ -14,6 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2, Axis, s};
 use ndarray_npy::{NpzReader, NpzWriter};
 use rand::seq::SliceRandom;
+
+use crate::watch::GradientWatch;
 
 /// Why a command failed; each message names the file, flag or step concerned.
 #[derive(Debug)]
@@ -109,6 +112,9 @@ pub struct TrainConfig {
     pub limit: Option<usize>,
     /// No progress bar or per-epoch lines.
     pub quiet: bool,
+    /// Compute every layer's gradient statistics at each step and warn when one leaves the
+    /// healthy band ([`crate::watch`]).
+    pub watch_gradients: bool,
 }
 
 /// One epoch's row of `metrics.csv`.
@@ -207,6 +213,7 @@ fn train_level<L: Level<f32>>(
     let interactive = !config.quiet && std::io::stdout().is_terminal();
     let mut step = 0;
     let mut last_norms = vec![0.0f64; layers];
+    let mut watch = GradientWatch::default();
     for epoch in 1..=config.epochs {
         let started = Instant::now();
         let progress = if interactive {
@@ -248,6 +255,12 @@ fn train_level<L: Level<f32>>(
                 }
                 loss
             };
+            if config.watch_gradients && loss.is_finite() {
+                let stats = step_stats(&mut model, f64::from(config.lr));
+                for warning in watch.check(step, epoch, &stats, config.activation, config.lr) {
+                    progress.suspend(|| eprintln!("{warning}"));
+                }
+            }
             let norms = weight_grad_norms(&mut model);
             if !loss.is_finite() {
                 progress.finish_and_clear();
@@ -322,14 +335,7 @@ fn weight_grad_norms<F: backprop_core::Float>(model: &mut impl Model<F>) -> Vec<
         .params_mut()
         .iter()
         .step_by(2)
-        .map(|param| {
-            param
-                .grad
-                .iter()
-                .map(|g| g.as_f64() * g.as_f64())
-                .sum::<f64>()
-                .sqrt()
-        })
+        .map(|param| sum_of_squares(&param.grad).sqrt())
         .collect()
 }
 
@@ -433,7 +439,7 @@ fn write_plots(out: &Path, history: &[EpochMetrics]) -> Result<(), RunError> {
     ];
     for (file, title, y_label, series) in charts {
         let path = out.join(file);
-        line_chart(&path, title, y_label, &series)
+        line_chart(&path, title, y_label, series)
             .map_err(|problem| RunError::Output { path, problem })?;
     }
     Ok(())

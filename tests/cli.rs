@@ -343,3 +343,86 @@ fn interrupting_training_leaves_no_half_written_file() {
         "the model is only written after the last epoch"
     );
 }
+
+#[test]
+fn diagnose_writes_the_table_and_plots_and_names_the_vanishing_sigmoid() {
+    let out = scratch("diagnose");
+    let output = backprop(&[
+        "diagnose",
+        "--synthetic",
+        "--depths",
+        "2,10",
+        "--steps",
+        "30",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = fs::read_to_string(out.join("table.md")).unwrap();
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|line| line.starts_with("| "))
+        .collect();
+    // Header, then 2 depths x 3 activations x 5 inits x 2 clipping settings.
+    assert_eq!(rows.len(), 1 + 60, "{table}");
+    let deep_sigmoid = rows
+        .iter()
+        .find(|row| row.contains("|    10 | sigmoid    | pytorch   | no "))
+        .expect("a row for 10 sigmoid layers with PyTorch's init");
+    assert!(deep_sigmoid.contains("vanishing"), "{deep_sigmoid}");
+    for activation in ["relu", "sigmoid", "tanh"] {
+        for plot in ["grad_norms", "update_ratio"] {
+            let svg = fs::read_to_string(out.join(format!("{plot}_{activation}.svg"))).unwrap();
+            assert!(
+                svg.contains("<svg") && svg.contains("depth 10"),
+                "{plot}_{activation}"
+            );
+        }
+    }
+    expect_failure(
+        &backprop(&["diagnose", "--depths", "2,0"]),
+        2,
+        &["--depths"],
+    );
+}
+
+#[test]
+fn watch_gradients_warns_about_a_deep_sigmoid_network_and_says_why() {
+    let out = scratch("watch");
+    let output = backprop(&[
+        "train",
+        "--activation",
+        "sigmoid",
+        "--hidden",
+        "64,64,64,64,64,64,64,64",
+        "--limit",
+        "500",
+        "--epochs",
+        "1",
+        "--watch-gradients",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let warnings = stderr(&output);
+    assert!(
+        warnings.contains("step 1 (epoch 1): linear0.weight gradient vanishing")
+            && warnings.contains("at most 1/4"),
+        "{warnings}"
+    );
+    // A healthy run stays quiet.
+    let quiet = backprop(&[
+        "train",
+        "--limit",
+        "500",
+        "--epochs",
+        "1",
+        "--watch-gradients",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(quiet.status.success());
+    assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
+}

@@ -1,0 +1,109 @@
+//! What watching the gradients costs: level03's SGD step of MLP [784, 256, 10] in f32 at batch
+//! 128, alone and followed by [`step_stats`] (every layer's norms, update ratio, dead units and
+//! largest logit), and with [`clip_grad_norm`] before the update.
+//!
+//! ```sh
+//! cargo bench --bench gradient_stats
+//! ```
+//!
+//! The contestants run in turns (see `common::in_turns`); each figure is a median. The input
+//! gradient norms are taken inside level03's backward pass in every contestant (one pass over a
+//! `(128, 256)` buffer); the last row times that pass alone.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use backprop_core::flow::{clip_grad_norm, step_stats, sum_of_squares};
+use backprop_core::mnist::load_mnist;
+use backprop_core::{Level, MlpSpec, Model, Targets};
+use common::{in_turns, pool, timed};
+use level03::Level03;
+use ndarray::{Array2, s};
+
+const BATCH: usize = 128;
+const LEARNING_RATE: f32 = 0.01;
+/// FLOPs of one level03 step per sample (see the train_throughput bench).
+const FLOPS_PER_SAMPLE: f64 = 818_176.0;
+const TURNS: usize = 30;
+const STEPS_PER_TURN: usize = 11;
+
+fn row(what: &str, threads: usize, time: Duration, baseline: Duration) {
+    let micros = time.as_secs_f64() * 1e6;
+    let gflops = FLOPS_PER_SAMPLE * BATCH as f64 / time.as_secs_f64() / 1e9;
+    let overhead = 100.0 * (time.as_secs_f64() / baseline.as_secs_f64() - 1.0);
+    println!("| {what:<36} | {threads:>7} | {micros:>10.1} | {gflops:>7.1} | {overhead:>+8.1}% |");
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--list") {
+        return; // `cargo test --benches` asks for a list of tests: there are none
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    let data = load_mnist(&dir)
+        .unwrap_or_else(|error| panic!("{error}"))
+        .train;
+    let images = data.images.slice(s![..BATCH, ..]);
+    let targets = Targets::Classes(&data.labels[..BATCH]);
+    let new_model = || Level03::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 1));
+
+    println!("level03, MLP [784, 256, 10], f32, batch {BATCH}: one SGD step on MNIST");
+    println!(
+        "| step                                 | threads |  us / step | GFLOP/s | overhead |"
+    );
+    println!(
+        "|--------------------------------------|--------:|-----------:|--------:|---------:|"
+    );
+    for threads in [1, 2] {
+        pool(threads).install(|| {
+            let (mut plain, mut watched, mut clipped) = (new_model(), new_model(), new_model());
+            let mut train_step = || {
+                timed(|| {
+                    plain.train_step(images, targets, LEARNING_RATE);
+                })
+            };
+            let mut with_stats = || {
+                timed(|| {
+                    watched.train_step(images, targets, LEARNING_RATE);
+                    black_box(step_stats(&mut watched, f64::from(LEARNING_RATE)));
+                })
+            };
+            let mut with_clipping = || {
+                timed(|| {
+                    clipped.zero_grad();
+                    clipped.forward(images);
+                    clipped.loss(targets);
+                    clipped.backward_params_only();
+                    clip_grad_norm(&mut clipped, 1.0);
+                    clipped.update(LEARNING_RATE);
+                })
+            };
+            let hidden_grad = Array2::<f32>::from_elem((BATCH, 256), 0.5);
+            let mut norm_alone = || {
+                timed(|| {
+                    black_box(sum_of_squares(&hidden_grad).sqrt());
+                })
+            };
+            let medians = in_turns(
+                TURNS,
+                STEPS_PER_TURN,
+                &mut [
+                    &mut train_step,
+                    &mut with_stats,
+                    &mut with_clipping,
+                    &mut norm_alone,
+                ],
+            );
+            row("train_step", threads, medians[0], medians[0]);
+            row("train_step + step_stats", threads, medians[1], medians[0]);
+            row("backward, clip_grad_norm, update", threads, medians[2], medians[0]);
+            let norm = medians[3].as_secs_f64() * 1e6;
+            let share = 100.0 * medians[3].as_secs_f64() / medians[0].as_secs_f64();
+            println!(
+                "| (inside backward) ‖dL/dh‖, one layer | {threads:>7} | {norm:>10.1} |       - | {share:>7.1}%* |"
+            );
+        });
+    }
+    println!("* of the plain train_step, which already includes it");
+}

@@ -1,0 +1,429 @@
+//! `backprop diagnose`: a grid of short trainings that shows gradients vanish, explode or flow.
+//!
+//! Every configuration (depth x activation x init x clipping) trains an MLP of equal hidden
+//! widths for a few hundred SGD steps on the same batches, and records after each backward pass
+//! the per-layer statistics of [`backprop_core::flow`]. The table gives, per configuration:
+//!
+//! - `ratio@init`: ‖dL/dW_first‖ / ‖dL/dW_last‖ at the first step, where the init alone decides;
+//! - `ratio`: the median of that ratio over the steps;
+//! - `max ‖dW‖`: the median over the steps of the largest layer's gradient norm;
+//! - the verdict: `diverged@k` (the loss stopped being finite at step k), `vanishing` (ratio below
+//!   1e-3, or even the largest gradient norm below 1e-3), `exploding` (ratio above 1e3, or a
+//!   gradient norm above 1e3), else `healthy`. The norms matter beside the ratio because a ReLU
+//!   network scales every layer's weight gradient alike (ReLU(a x) = a ReLU(x) for a > 0): too
+//!   small or too large an init moves all norms together and leaves the ratio near 1;
+//! - the loss at the first step and the mean of the last ten.
+//!
+//! Plots (SVG): per activation, the median gradient norm per layer (before clipping), and the
+//! first layer's update ratio over the steps (of the update taken, after clipping); one panel
+//! per init and clipping, one line per depth.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use backprop_core::flow::{StepStats, clip_grad_norm, step_stats};
+use backprop_core::init::seeded_rng;
+use backprop_core::mnist::load_mnist;
+use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Targets};
+use ndarray::Array2;
+use rand::RngExt;
+use rand::seq::SliceRandom;
+
+use crate::plots::{Panel, Series, panel_grid};
+use crate::run::{RunError, write_atomically};
+
+/// Below this first-to-last gradient ratio (or largest gradient norm), the verdict is "vanishing".
+pub const VANISHING_RATIO: f64 = 1e-3;
+/// Above this ratio (or gradient norm), the verdict is "exploding".
+pub const EXPLODING_RATIO: f64 = 1e3;
+
+/// The settings of a diagnose run.
+#[derive(Debug, Clone)]
+pub struct DiagnoseConfig {
+    /// Numbers of `Linear` layers to try.
+    pub depths: Vec<usize>,
+    /// Width of every hidden layer.
+    pub width: usize,
+    /// SGD steps per configuration.
+    pub steps: usize,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// SGD learning rate.
+    pub lr: f32,
+    /// The `max_norm` of the clipped runs.
+    pub clip: f64,
+    /// Seed of the weights, the shuffling and the synthetic data.
+    pub seed: u64,
+    /// 1, 2 or 3.
+    pub level: u8,
+    /// Gaussian clusters instead of MNIST.
+    pub synthetic: bool,
+    /// Folder with the MNIST IDX files.
+    pub data: PathBuf,
+    /// Output folder for the table and the plots.
+    pub out: PathBuf,
+}
+
+/// The initialisers of the grid, with their names in the table.
+pub const INITS: [(&str, Init); 5] = [
+    ("N(0,0.01)", Init::Normal { std: 0.01 }),
+    ("pytorch", Init::PytorchDefault),
+    ("xavier", Init::Xavier),
+    ("he", Init::He),
+    ("N(0,1)", Init::Normal { std: 1.0 }),
+];
+
+/// What one configuration did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Number of `Linear` layers.
+    pub depth: usize,
+    /// The hidden activation.
+    pub activation: Activation,
+    /// The initialiser's name in [`INITS`].
+    pub init: &'static str,
+    /// Whether gradients were clipped.
+    pub clipped: bool,
+    /// The loss at every step run (the run stops at the first non-finite one).
+    pub losses: Vec<f32>,
+    /// The statistics after every finite step's backward pass: gradient norms before clipping,
+    /// update ratios of the step taken (after clipping).
+    pub stats: Vec<StepStats>,
+}
+
+impl Outcome {
+    /// The 1-based step whose loss was not finite, if any.
+    pub fn diverged_at(&self) -> Option<usize> {
+        self.losses
+            .iter()
+            .position(|loss| !loss.is_finite())
+            .map(|index| index + 1)
+    }
+
+    /// ‖dL/dW_first‖ / ‖dL/dW_last‖ at the first step.
+    pub fn ratio_at_init(&self) -> f64 {
+        self.stats
+            .first()
+            .map_or(f64::NAN, StepStats::first_to_last_ratio)
+    }
+
+    /// The median over the steps of ‖dL/dW_first‖ / ‖dL/dW_last‖.
+    pub fn median_ratio(&self) -> f64 {
+        median(self.stats.iter().map(StepStats::first_to_last_ratio))
+    }
+
+    /// The median over the steps of the largest layer gradient norm.
+    pub fn median_max_norm(&self) -> f64 {
+        median(self.stats.iter().map(|stats| {
+            stats
+                .layers
+                .iter()
+                .map(|layer| layer.weight_grad_norm)
+                .fold(0.0, f64::max)
+        }))
+    }
+
+    /// `diverged@k`, `vanishing`, `exploding` or `healthy` (see the module docs).
+    pub fn verdict(&self) -> String {
+        if let Some(step) = self.diverged_at() {
+            return format!("diverged@{step}");
+        }
+        let (ratio, largest) = (self.median_ratio(), self.median_max_norm());
+        if ratio < VANISHING_RATIO || largest < VANISHING_RATIO {
+            "vanishing".into()
+        } else if ratio > EXPLODING_RATIO || largest > EXPLODING_RATIO {
+            "exploding".into()
+        } else {
+            "healthy".into()
+        }
+    }
+
+    /// The mean loss of the last ten steps (NaN if the run diverged).
+    pub fn final_loss(&self) -> f64 {
+        let tail = &self.losses[self.losses.len().saturating_sub(10)..];
+        tail.iter().map(|&loss| f64::from(loss)).sum::<f64>() / tail.len().max(1) as f64
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.filter(|value| !value.is_nan()).collect();
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The training data: MNIST's first 10,000 images, or 4,096 points around 10 Gaussian centres
+/// in 32 dimensions (`--synthetic`).
+fn training_data(config: &DiagnoseConfig) -> Result<(Array2<f32>, Vec<usize>), RunError> {
+    if !config.synthetic {
+        let train = load_mnist(&config.data)?.train.first(10_000);
+        return Ok((train.images, train.labels));
+    }
+    let mut rng = seeded_rng(config.seed ^ 0xda7a);
+    let mut normal = || {
+        // Box-Muller: one standard normal from two uniforms.
+        let (u, v): (f64, f64) = (rng.random(), rng.random());
+        ((-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    };
+    let centres = Array2::from_shape_simple_fn((10, 32), &mut normal);
+    let labels: Vec<usize> = (0..4096).map(|index| index % 10).collect();
+    let mut images = Array2::zeros((labels.len(), 32));
+    for (mut row, &label) in images.rows_mut().into_iter().zip(&labels) {
+        row.zip_mut_with(&centres.row(label), |x, &centre| *x = centre + normal());
+    }
+    Ok((images, labels))
+}
+
+/// Trains one configuration; stops at the first non-finite loss.
+fn run_one<L: Level<f32>>(
+    config: &DiagnoseConfig,
+    (images, labels): (&Array2<f32>, &[usize]),
+    (depth, activation, (init_name, init), clipped): (
+        usize,
+        Activation,
+        (&'static str, Init),
+        bool,
+    ),
+) -> Outcome {
+    let mut sizes = vec![images.ncols()];
+    sizes.extend(std::iter::repeat_n(config.width, depth - 1));
+    sizes.push(10);
+    let spec = MlpSpec {
+        sizes,
+        activation,
+        loss: LossKind::SoftmaxCrossEntropy,
+        init,
+        seed: config.seed,
+    };
+    let mut model = L::mlp_from_spec(&spec);
+    // The same shuffled batches for every configuration.
+    let mut rng = seeded_rng(config.seed ^ 0x5eed);
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    let batch = config.batch_size.min(labels.len());
+    let mut batch_images = Array2::<f32>::zeros((batch, images.ncols()));
+    let mut batch_labels = vec![0; batch];
+    let mut outcome = Outcome {
+        depth,
+        activation,
+        init: init_name,
+        clipped,
+        losses: Vec::with_capacity(config.steps),
+        stats: Vec::with_capacity(config.steps),
+    };
+    let mut chunks = Vec::new();
+    while chunks.len() < config.steps {
+        order.shuffle(&mut rng);
+        chunks.extend(order.chunks_exact(batch).map(<[usize]>::to_vec));
+    }
+    for chunk in &chunks[..config.steps] {
+        for (row, &index) in chunk.iter().enumerate() {
+            batch_images.row_mut(row).assign(&images.row(index));
+            batch_labels[row] = labels[index];
+        }
+        model.zero_grad();
+        model.forward(batch_images.view());
+        let loss = model.loss(Targets::Classes(&batch_labels));
+        outcome.losses.push(loss);
+        if !loss.is_finite() {
+            break;
+        }
+        model.backward_params_only();
+        let mut stats = step_stats(&mut model, f64::from(config.lr));
+        if clipped {
+            // The gradient norms stay as computed (the problem clipping hides); the update
+            // ratio becomes that of the step actually taken.
+            let total = clip_grad_norm(&mut model, config.clip);
+            let coefficient = (config.clip / (total + 1e-6)).min(1.0);
+            for layer in &mut stats.layers {
+                layer.update_ratio_log10 += coefficient.log10();
+            }
+        }
+        outcome.stats.push(stats);
+        model.update(config.lr);
+    }
+    outcome
+}
+
+/// Runs the grid, prints and writes the table, and draws the plots; returns the outcomes.
+///
+/// # Errors
+/// Unreadable data or an unwritable output folder.
+pub fn diagnose(config: &DiagnoseConfig) -> Result<Vec<Outcome>, RunError> {
+    fs::create_dir_all(&config.out).map_err(|error| RunError::Output {
+        path: config.out.clone(),
+        problem: format!("cannot create the output folder: {error}"),
+    })?;
+    let (images, labels) = training_data(config)?;
+    let run = match config.level {
+        1 => run_one::<level01::Level01>,
+        2 => run_one::<level02::Level02>,
+        _ => run_one::<level03::Level03>,
+    };
+    let mut outcomes = Vec::new();
+    println!("{}", table_header(config));
+    for &activation in &Activation::ALL {
+        for &depth in &config.depths {
+            for init in INITS {
+                for clipped in [false, true] {
+                    let grid_point = (depth, activation, init, clipped);
+                    let outcome = run(config, (&images, &labels), grid_point);
+                    println!("{}", table_row(&outcome));
+                    outcomes.push(outcome);
+                }
+            }
+        }
+    }
+    let mut table = table_header(config);
+    for outcome in &outcomes {
+        table.push('\n');
+        table.push_str(&table_row(outcome));
+    }
+    table.push('\n');
+    let table_path = config.out.join("table.md");
+    write_atomically(&table_path, |path| fs::write(path, &table))?;
+    write_plots(&config.out, config, &outcomes)?;
+    Ok(outcomes)
+}
+
+fn table_header(config: &DiagnoseConfig) -> String {
+    format!(
+        "{} steps of SGD (lr {}, batch {}), hidden width {}, clipping to norm {}; ratio = \
+         ‖dL/dW_first‖ / ‖dL/dW_last‖\n\
+         | depth | activation | init      | clip | ratio@init |    ratio | max ‖dW‖ | verdict      |   loss@1 | final loss |\n\
+         |------:|------------|-----------|------|-----------:|---------:|---------:|--------------|---------:|-----------:|",
+        config.steps, config.lr, config.batch_size, config.width, config.clip
+    )
+}
+
+/// A loss for the table: three decimals, or three digits and an exponent when large.
+fn loss_text(loss: f64) -> String {
+    if loss.abs() < 1e4 {
+        format!("{loss:.3}")
+    } else {
+        format!("{loss:.2e}")
+    }
+}
+
+/// A ratio for the table; 0/0 (every gradient exactly zero) shows as `0/0`.
+fn ratio_text(ratio: f64) -> String {
+    if ratio.is_nan() {
+        "0/0".into()
+    } else {
+        format!("{ratio:.1e}")
+    }
+}
+
+fn table_row(outcome: &Outcome) -> String {
+    format!(
+        "| {:>5} | {:<10} | {:<9} | {:<4} | {:>10} | {:>8} | {:>8.1e} | {:<12} | {:>8} | {:>10} |",
+        outcome.depth,
+        outcome.activation.name(),
+        outcome.init,
+        if outcome.clipped { "yes" } else { "no" },
+        ratio_text(outcome.ratio_at_init()),
+        ratio_text(outcome.median_ratio()),
+        outcome.median_max_norm(),
+        outcome.verdict(),
+        loss_text(
+            outcome
+                .losses
+                .first()
+                .map_or(f64::NAN, |&loss| f64::from(loss))
+        ),
+        loss_text(outcome.final_loss()),
+    )
+}
+
+/// Per activation: `grad_norms_<act>.svg` (median log10 ‖dL/dW‖ per layer) and
+/// `update_ratio_<act>.svg` (the first layer's log10 update ratio per step).
+fn write_plots(out: &Path, config: &DiagnoseConfig, outcomes: &[Outcome]) -> Result<(), RunError> {
+    for activation in Activation::ALL {
+        let mut norm_points = Vec::new();
+        let mut ratio_points = Vec::new();
+        let mut panel_titles = Vec::new();
+        for (init, _) in INITS {
+            for clipped in [false, true] {
+                let clip_text = if clipped { "clipped" } else { "no clipping" };
+                panel_titles.push(format!("{activation}, {init} init, {clip_text}"));
+                let runs = outcomes.iter().filter(|outcome| {
+                    outcome.activation == activation
+                        && outcome.init == init
+                        && outcome.clipped == clipped
+                });
+                let mut norms = Vec::new();
+                let mut ratios = Vec::new();
+                for outcome in runs {
+                    let layers = outcome.depth;
+                    let per_layer: Vec<(f64, f64)> = (0..layers)
+                        .map(|layer| {
+                            let norm = median(
+                                outcome
+                                    .stats
+                                    .iter()
+                                    .map(|stats| stats.layers[layer].weight_grad_norm),
+                            );
+                            (layer as f64, norm.log10())
+                        })
+                        .collect();
+                    let first_layer: Vec<(f64, f64)> = outcome
+                        .stats
+                        .iter()
+                        .enumerate()
+                        .map(|(step, stats)| {
+                            ((step + 1) as f64, stats.layers[0].update_ratio_log10)
+                        })
+                        .collect();
+                    norms.push((format!("depth {}", outcome.depth), per_layer));
+                    ratios.push((format!("depth {}", outcome.depth), first_layer));
+                }
+                norm_points.push(norms);
+                ratio_points.push(ratios);
+            }
+        }
+        let figures = [
+            (
+                format!("grad_norms_{activation}.svg"),
+                format!(
+                    "{activation}: median ‖dL/dW‖ per layer over {} steps (layer 0 = input)",
+                    config.steps
+                ),
+                "layer",
+                "log10 ‖dL/dW‖",
+                &norm_points,
+            ),
+            (
+                format!("update_ratio_{activation}.svg"),
+                format!(
+                    "{activation}: first layer's update ratio lr ‖dL/dW‖ / ‖W‖ (healthy near -3)"
+                ),
+                "step",
+                "log10 update ratio",
+                &ratio_points,
+            ),
+        ];
+        for (file, title, x_label, y_label, lines) in figures {
+            let panels: Vec<Panel<'_>> = lines
+                .iter()
+                .zip(&panel_titles)
+                .map(|(lines, panel_title)| Panel {
+                    title: panel_title.clone(),
+                    x_label,
+                    y_label,
+                    series: lines
+                        .iter()
+                        .map(|(label, points)| Series {
+                            label: label.clone(),
+                            points,
+                        })
+                        .collect(),
+                })
+                .collect();
+            let path = out.join(file);
+            panel_grid(&path, Some(&title), 2, &panels, (1200, 1700))
+                .map_err(|problem| RunError::Output { path, problem })?;
+        }
+    }
+    Ok(())
+}

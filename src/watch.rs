@@ -1,0 +1,232 @@
+//! `backprop train --watch-gradients`: one-line warnings when a layer's gradient leaves the
+//! healthy band, with the likely cause.
+//!
+//! The band, per layer i and step (see [`backprop_core::flow`]):
+//!
+//! - vanishing: ‖dL/dW_i‖ below 1e-3 of the last layer's, or below 1e-3 outright;
+//! - exploding: ‖dL/dW_i‖ above 1e3 times the last layer's, or above 1e3 outright;
+//! - too large a step: log10 update ratio above -1 (one step moves the weights by over 10%).
+//!
+//! Each layer and state is reported at most once per epoch (the first step it happens), so a
+//! long run prints a few lines per epoch, not one per step.
+
+use std::collections::BTreeSet;
+
+use backprop_core::Activation;
+use backprop_core::flow::{LayerStats, StepStats};
+
+use crate::diagnose::{EXPLODING_RATIO, VANISHING_RATIO};
+
+/// Above this log10 update ratio, one step changes the weights by over 30% of their norm. (The
+/// default MNIST run peaks near -0.9 in its last layer early on and trains well.)
+pub const LARGE_UPDATE_LOG10: f64 = -0.5;
+
+/// Which band a layer has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Symptom {
+    Vanishing,
+    Exploding,
+    LargeUpdate,
+}
+
+/// Remembers what this epoch already reported.
+#[derive(Debug, Default)]
+pub struct GradientWatch {
+    epoch: usize,
+    reported: BTreeSet<(usize, Symptom)>,
+}
+
+impl GradientWatch {
+    /// The warnings for this step's statistics (usually none).
+    pub fn check(
+        &mut self,
+        step: usize,
+        epoch: usize,
+        stats: &StepStats,
+        activation: Activation,
+        lr: f32,
+    ) -> Vec<String> {
+        let Some(last) = stats.layers.last() else {
+            return Vec::new();
+        };
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.reported.clear();
+        }
+        let mut warnings = Vec::new();
+        for (index, layer) in stats.layers.iter().enumerate() {
+            let relative = layer.weight_grad_norm / last.weight_grad_norm;
+            let norm = layer.weight_grad_norm;
+            let symptoms = [
+                (
+                    Symptom::Vanishing,
+                    relative < VANISHING_RATIO || norm < VANISHING_RATIO,
+                ),
+                (
+                    Symptom::Exploding,
+                    relative > EXPLODING_RATIO || norm > EXPLODING_RATIO || !norm.is_finite(),
+                ),
+                (
+                    Symptom::LargeUpdate,
+                    layer.update_ratio_log10 > LARGE_UPDATE_LOG10,
+                ),
+            ];
+            // One line per layer: the first symptom present (an exploding gradient also makes
+            // the update too large; saying so twice adds nothing).
+            if let Some((symptom, _)) = symptoms.into_iter().find(|(_, present)| *present) {
+                if !self.reported.insert((index, symptom)) {
+                    continue;
+                }
+                let cause = likely_cause(symptom, stats, index, activation, lr);
+                let what = match symptom {
+                    Symptom::Vanishing => "gradient vanishing",
+                    Symptom::Exploding => "gradient exploding",
+                    Symptom::LargeUpdate => "update too large",
+                };
+                let compared = if index + 1 < stats.layers.len() {
+                    format!(" ({relative:.1e} x the last layer's)")
+                } else {
+                    String::new()
+                };
+                warnings.push(format!(
+                    "warning: step {step} (epoch {epoch}): linear{index}.weight {what}: \
+                     ‖dL/dW‖ = {norm:.1e}{compared}, update ratio 10^{:.1}; likely cause: \
+                     {cause}",
+                    layer.update_ratio_log10
+                ));
+            }
+        }
+        warnings
+    }
+}
+
+/// The most likely reason for `symptom` at layer `index`, in words, with a remedy.
+fn likely_cause(
+    symptom: Symptom,
+    stats: &StepStats,
+    index: usize,
+    activation: Activation,
+    lr: f32,
+) -> String {
+    // The activations that feed this layer (dW = h^T g) and those its gradient passes on the way
+    // down from the loss.
+    let hidden = stats.layers.len() - 1;
+    let above: &[LayerStats] = &stats.layers[index.saturating_sub(1).min(hidden)..hidden];
+    let worst = |field: fn(&LayerStats) -> Option<f64>| {
+        above.iter().filter_map(field).fold(0.0f64, f64::max)
+    };
+    match symptom {
+        Symptom::Vanishing => {
+            let dead = worst(|layer| layer.dead_fraction);
+            let saturated = worst(|layer| layer.saturated_fraction);
+            match activation {
+                Activation::Relu if dead > 0.5 => format!(
+                    "dead ReLU units ({:.0}% of a layer's units output 0 for the whole batch, \
+                     so no gradient passes them); lower --lr (now {lr}) or use --init he",
+                    100.0 * dead
+                ),
+                Activation::Sigmoid | Activation::Tanh if saturated > 0.5 => format!(
+                    "saturated {activation} units ({:.0}% of a layer's outputs sit at an \
+                     asymptote, where the derivative is ~0); use --init xavier or \
+                     --activation relu --init he",
+                    100.0 * saturated
+                ),
+                Activation::Sigmoid => "sigmoid's derivative is at most 1/4, so each layer \
+                     shrinks the gradient at least 4x; use --activation relu --init he, or \
+                     fewer layers"
+                    .into(),
+                _ => "weights too small for the depth: each layer shrinks the gradient; use \
+                      --init he (relu) or --init xavier (tanh)"
+                    .into(),
+            }
+        }
+        Symptom::Exploding => match stats.max_abs_logit {
+            Some(logit) if logit > 1e3 => format!(
+                "weights too large for the depth (largest |logit| {logit:.1e}): each layer \
+                 multiplies the signal; use --init he or xavier, or a smaller --lr"
+            ),
+            _ => "each layer multiplies the gradient (weights too large for the depth, or a \
+                  too-large --lr has grown them); use --init he or xavier, or a smaller --lr"
+                .into(),
+        },
+        Symptom::LargeUpdate => format!(
+            "--lr {lr} is large for these weights (one step changes them by over 30%); \
+             lower --lr"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(norm: f64, update: f64, dead: Option<f64>, saturated: Option<f64>) -> LayerStats {
+        LayerStats {
+            weight_grad_norm: norm,
+            input_grad_norm: None,
+            update_ratio_log10: update,
+            dead_fraction: dead,
+            saturated_fraction: saturated,
+        }
+    }
+
+    #[test]
+    fn a_vanishing_sigmoid_layer_is_named_once_with_the_derivative_bound() {
+        let stats = StepStats {
+            layers: vec![
+                layer(1e-7, -8.0, None, Some(0.0)),
+                layer(1e-2, -3.0, None, Some(0.0)),
+                layer(0.5, -2.5, None, None),
+            ],
+            max_abs_logit: Some(1.0),
+        };
+        let mut watch = GradientWatch::default();
+        let warnings = watch.check(7, 1, &stats, Activation::Sigmoid, 0.1);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("warning: step 7 (epoch 1): linear0.weight gradient vanishing")
+        );
+        assert!(warnings[0].contains("at most 1/4"), "{}", warnings[0]);
+        // Still out of band at the next step: no repeat within the epoch; again in the next.
+        assert!(
+            watch
+                .check(8, 1, &stats, Activation::Sigmoid, 0.1)
+                .is_empty()
+        );
+        assert_eq!(watch.check(9, 2, &stats, Activation::Sigmoid, 0.1).len(), 1);
+    }
+
+    #[test]
+    fn dead_relu_units_and_large_updates_are_told_apart() {
+        let stats = StepStats {
+            layers: vec![
+                layer(1e-9, -9.0, Some(0.9), None),
+                layer(1.0, -0.2, None, None),
+            ],
+            max_abs_logit: Some(3.0),
+        };
+        let warnings = GradientWatch::default().check(1, 1, &stats, Activation::Relu, 0.3);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("linear0.weight gradient vanishing"));
+        assert!(warnings[0].contains("90% of a layer"), "{}", warnings[0]);
+        assert!(warnings[1].contains("linear1.weight update too large"));
+        assert!(warnings[1].contains("--lr 0.3"), "{}", warnings[1]);
+    }
+
+    #[test]
+    fn huge_logits_point_at_the_init() {
+        let stats = StepStats {
+            layers: vec![
+                layer(1e9, 5.0, Some(0.0), None),
+                layer(1e8, 4.0, None, None),
+            ],
+            max_abs_logit: Some(1e12),
+        };
+        let warnings = GradientWatch::default().check(1, 1, &stats, Activation::Relu, 0.1);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("exploding") && w.contains("largest |logit|"))
+        );
+    }
+}
