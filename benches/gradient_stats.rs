@@ -33,7 +33,7 @@ fn row(what: &str, threads: usize, time: Duration, baseline: Duration) {
     let micros = time.as_secs_f64() * 1e6;
     let gflops = FLOPS_PER_SAMPLE * BATCH as f64 / time.as_secs_f64() / 1e9;
     let overhead = 100.0 * (time.as_secs_f64() / baseline.as_secs_f64() - 1.0);
-    println!("| {what:<36} | {threads:>7} | {micros:>10.1} | {gflops:>7.1} | {overhead:>+8.1}% |");
+    println!("| {what:<36} | {threads:>7} | {micros:>10.1} | {gflops:>7.1} | {overhead:>+7.1}% |");
 }
 
 fn main() {
@@ -101,7 +101,7 @@ fn main() {
             let norm = medians[3].as_secs_f64() * 1e6;
             let share = 100.0 * medians[3].as_secs_f64() / medians[0].as_secs_f64();
             println!(
-                "| (inside backward) ‖dL/dh‖, one layer | {threads:>7} | {norm:>10.1} |       - | {share:>7.1}%* |"
+                "| (inside backward) ‖dL/dh‖, one layer | {threads:>7} | {norm:>10.1} |       - | {share:>6.1}%* |"
             );
         });
     }
