@@ -36,6 +36,10 @@ enum Stage {
 /// - the input gradient `(batch, sizes[0])`, only when [`Model::backward`] asks for it: training
 ///   ([`Model::train_step`], [`Model::backward_params_only`]) skips the first layer's `g W^T`.
 ///
+/// For [`Model::signals`] (gradient statistics) the hidden `outputs` are read as they are; the
+/// backward pass also records each layer's input-gradient norm (one pass over a buffer it just
+/// wrote) and the loss the largest |logit| before overwriting the logits.
+///
 /// `zero_grad` only marks the gradients as zero: the next backward then writes them with
 /// `beta = 0` instead of reading and adding. The result is the documented rule (accumulate until
 /// `zero_grad`) without a pass over 200,000 gradients per step.
