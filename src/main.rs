@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use backprop::diagnose::{DiagnoseConfig, diagnose};
+use backprop::new_level::new_level;
 use backprop::run::{self, TrainConfig};
 use backprop_core::{Activation, Init};
 use clap::{Parser, Subcommand};
@@ -28,6 +29,17 @@ enum Command {
     /// Train a grid of short runs (depth x activation x init x clipping) and report where the
     /// gradient vanishes or explodes: a table and plots.
     Diagnose(DiagnoseArgs),
+    /// Copy the starter crate (templates/level-starter) to crates/NAME: your own level to fill in.
+    NewLevel(NewLevelArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NewLevelArgs {
+    /// The new crate's name, e.g. my-level (lowercase letters, digits, - and _).
+    name: String,
+    /// The workspace root (the folder with Cargo.toml, crates/ and templates/).
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,6 +232,18 @@ fn main() -> ExitCode {
                 );
             })
         }
+        Command::NewLevel(args) => new_level(&args.root, &args.name).map(|path| {
+            println!(
+                "created {} from {}",
+                path.display(),
+                backprop::new_level::TEMPLATE
+            );
+            println!("next: cargo test -p {} gate1", args.name);
+            println!(
+                "  (or: cargo run --release -- check {} for the four gates in order)",
+                args.name
+            );
+        }),
         Command::Eval(args) => {
             let level: u8 = args.level.parse().expect("clap checked the level");
             run::eval(&args.model, &args.data, level).map(|text| print!("{text}"))

@@ -1,0 +1,70 @@
+//! # level-starter: your own backward pass
+//!
+//! Every layer and loss of the contract is here with its forward and backward left to write:
+//! each `todo!()` says what to compute and which hint to read. Work through them in the order
+//! of the gates:
+//!
+//! 1. `linear.rs`, `relu.rs`, `sigmoid.rs`, `tanh.rs`, `softmax_cross_entropy.rs`, `mse.rs`:
+//!    gate 1 checks each one alone (`cargo test -p level-starter gate1`);
+//! 2. nothing new: gate 2 chains your layers into an MLP (the model is
+//!    [`backprop_core::StackedMlp`], which calls your layers in order and in reverse);
+//! 3. gate 3 compares every gradient with central differences;
+//! 4. gate 4 with PyTorch's autograd, in `f64` and `f32`.
+//!
+//! The plumbing below (the `Level` impl that names your types) is done for you.
+#![warn(missing_docs)]
+
+mod linear;
+mod mse;
+mod relu;
+mod sigmoid;
+mod softmax_cross_entropy;
+mod tanh;
+
+pub use linear::Linear;
+pub use mse::Mse;
+pub use relu::Relu;
+pub use sigmoid::Sigmoid;
+pub use softmax_cross_entropy::SoftmaxCrossEntropy;
+pub use tanh::Tanh;
+
+use backprop_core::{Activation, Float, Level, LinearParams, LossKind, StackedMlp};
+use ndarray::{Array1, Array2};
+
+/// This level's marker: names its types for the harness, the CLI and the benches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MyLevel;
+
+impl<F: Float> Level<F> for MyLevel {
+    const NAME: &'static str = "level-starter";
+
+    type Linear = Linear<F>;
+    type Relu = Relu<F>;
+    type Sigmoid = Sigmoid<F>;
+    type Tanh = Tanh<F>;
+    type SoftmaxCrossEntropy = SoftmaxCrossEntropy<F>;
+    type Mse = Mse<F>;
+    type Mlp = StackedMlp<F, MyLevel>;
+
+    fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
+        Linear::new(weight, bias)
+    }
+    fn relu() -> Relu<F> {
+        Relu::default()
+    }
+    fn sigmoid() -> Sigmoid<F> {
+        Sigmoid::default()
+    }
+    fn tanh() -> Tanh<F> {
+        Tanh::default()
+    }
+    fn softmax_cross_entropy() -> SoftmaxCrossEntropy<F> {
+        SoftmaxCrossEntropy::default()
+    }
+    fn mse() -> Mse<F> {
+        Mse::default()
+    }
+    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
+        StackedMlp::new(layers, activation, loss)
+    }
+}

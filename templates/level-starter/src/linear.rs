@@ -1,0 +1,59 @@
+//! `Linear`: y = x W + b.
+
+use backprop_core::{Float, Layer, Param};
+use ndarray::{Array1, Array2, ArrayView2};
+
+/// A fully connected layer: `y = x W + b`.
+///
+/// Shapes: input x `(batch, fan_in)`, weight W `(fan_in, fan_out)`, bias b `(fan_out,)`,
+/// output y `(batch, fan_out)`.
+#[derive(Debug, Clone)]
+pub struct Linear<F> {
+    weight: Array2<F>,
+    bias: Array1<F>,
+    grad_weight: Array2<F>,
+    grad_bias: Array1<F>,
+    /// x from the last forward: dL/dW needs it.
+    input: Option<Array2<F>>,
+}
+
+impl<F: Float> Linear<F> {
+    /// A layer owning `weight` `(fan_in, fan_out)` and `bias` `(fan_out,)`, gradients zero.
+    pub fn new(weight: Array2<F>, bias: Array1<F>) -> Self {
+        Linear {
+            grad_weight: Array2::zeros(weight.raw_dim()),
+            grad_bias: Array1::zeros(bias.raw_dim()),
+            weight,
+            bias,
+            input: None,
+        }
+    }
+}
+
+impl<F: Float> Layer<F> for Linear<F> {
+    fn out_features(&self, _in_features: usize) -> usize {
+        self.weight.ncols()
+    }
+
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        // TODO: return x W + b (the bias added to every row), and keep a copy of x in
+        // `self.input`: backward needs it. Hint: hints/hint-2-linear-backward.md
+        let _ = input;
+        todo!("Linear::forward: y = x W + b, keep x for backward (hints/hint-2-linear-backward.md)")
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        // TODO: with g = grad_output (batch, fan_out) and the x kept by forward:
+        // ADD x^T g to grad_weight and the column sums of g to grad_bias (gradients accumulate
+        // until zero_grad), and return g W^T, the gradient for the layer below.
+        // Hint: hints/hint-2-linear-backward.md; shapes: hints/math-refresh.md
+        let _ = grad_output;
+        todo!("Linear::backward: dW += x^T g, db += sum of g's rows, return g W^T (hints/hint-2-linear-backward.md)")
+    }
+
+    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
+        // TODO: two `Param`s, named "weight" and "bias", each with a mutable view of the value
+        // and of its gradient (`.view_mut().into_dyn()`). The optimizer and the checks read them.
+        todo!("Linear::params_mut: [weight, bias] with their gradients (hints/hint-2-linear-backward.md)")
+    }
+}

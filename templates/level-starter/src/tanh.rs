@@ -1,0 +1,30 @@
+//! `Tanh`: y = tanh x.
+
+use backprop_core::{Float, Layer};
+use ndarray::{Array2, ArrayView2};
+
+/// `y = tanh x`, whose derivative is written with the output: 1 - y^2.
+#[derive(Debug, Clone, Default)]
+pub struct Tanh<F> {
+    /// y from the last forward: the derivative needs only the output.
+    output: Option<Array2<F>>,
+}
+
+impl<F: Float> Layer<F> for Tanh<F> {
+    fn out_features(&self, in_features: usize) -> usize {
+        in_features
+    }
+
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        // TODO: y = tanh x elementwise; keep y for backward. Hint: hints/hint-1-chain-rule.md
+        let _ = input;
+        todo!("Tanh::forward: y = tanh x, keep y (hints/hint-1-chain-rule.md)")
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        // TODO: g * 1 - y^2 elementwise, from the y kept by forward (not from x).
+        // Hint: hints/math-refresh.md
+        let _ = grad_output;
+        todo!("Tanh::backward: g * 1 - y^2 with the kept output (hints/math-refresh.md)")
+    }
+}

@@ -1,0 +1,130 @@
+//! The starter crate, as a learner gets it: `backprop new-level` copies it, it compiles, every
+//! gate fails with "not yet implemented" and the hint to read, and the same crate filled with
+//! level02's code passes the whole harness.
+//!
+//! The learner's crate lives in a scratch workspace whose manifest is this one's `[workspace]`
+//! and `[profile]` sections (dependencies by absolute path, the same Cargo.lock, `--offline`), and
+//! it builds into this workspace's target folder, so only the learner's crate itself compiles.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A workspace in a temporary folder with `templates/` linked from this one.
+fn scratch_workspace() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("backprop-starter-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("crates")).unwrap();
+    let manifest = fs::read_to_string(Path::new(ROOT).join("Cargo.toml")).unwrap();
+    let mut kept = String::new();
+    let mut keep = false;
+    for line in manifest.lines() {
+        if line.starts_with('[') {
+            keep = line.starts_with("[workspace") || line.starts_with("[profile");
+        }
+        if keep {
+            let line = line.replace("path = \"crates/", &format!("path = \"{ROOT}/crates/"));
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+    }
+    fs::write(dir.join("Cargo.toml"), kept).unwrap();
+    fs::copy(Path::new(ROOT).join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    std::os::unix::fs::symlink(Path::new(ROOT).join("templates"), dir.join("templates")).unwrap();
+    dir
+}
+
+/// This workspace's target folder (the test binary sits in `<target>/debug/deps/`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+fn cargo_test(workspace: &Path, package: &str, filter: &[&str]) -> (Output, String) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "test",
+            "--offline",
+            "-p",
+            package,
+            "--test",
+            "harness",
+            "--",
+        ])
+        .args(filter)
+        .current_dir(workspace)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("cargo runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output, text)
+}
+
+#[test]
+fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02() {
+    let workspace = scratch_workspace();
+    // 1. `backprop new-level` makes crates/learner and says what to run next.
+    let created = Command::new(env!("CARGO_BIN_EXE_backprop"))
+        .args(["new-level", "learner", "--root"])
+        .arg(&workspace)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&created.stdout);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert!(said.contains("next: cargo test -p learner gate1"), "{said}");
+    let crate_dir = workspace.join("crates/learner");
+    let manifest = fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("name = \"learner\""), "{manifest}");
+
+    // 2. As shipped it compiles, and each gate fails on a todo!() that names its hint.
+    let (output, text) = cargo_test(&workspace, "learner", &["gate"]);
+    assert!(
+        !output.status.success(),
+        "the starter passed its gates:\n{text}"
+    );
+    for gate in ["gate1", "gate2", "gate3", "gate4"] {
+        assert!(
+            text.contains(&format!("basic::{gate}")),
+            "{gate} did not run:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("not yet implemented: Linear::")
+            && text.contains("hints/hint-2-linear-backward.md"),
+        "{text}"
+    );
+    assert!(text.contains("0 passed"), "{text}");
+
+    // 3. Filled with level02's layers (its marker renamed), the whole harness passes.
+    let level02 = Path::new(ROOT).join("crates/level02/src");
+    for entry in fs::read_dir(&level02).unwrap() {
+        let path = entry.unwrap().path();
+        let code = fs::read_to_string(&path)
+            .unwrap()
+            .replace("Level02", "MyLevel")
+            .replace("level02", "learner");
+        fs::write(crate_dir.join("src").join(path.file_name().unwrap()), code).unwrap();
+    }
+    let (output, text) = cargo_test(&workspace, "learner", &[]);
+    assert!(
+        output.status.success(),
+        "the filled starter failed:\n{text}"
+    );
+    assert!(
+        text.contains("test result: ok") && !text.contains(" 0 passed"),
+        "{text}"
+    );
+    let _ = fs::remove_dir_all(&workspace);
+}
