@@ -9,6 +9,7 @@ pub use level01;
 pub use level02;
 pub use level03;
 pub mod diagnose;
+pub mod graph;
 pub mod new_level;
 pub mod plots;
 pub mod run;

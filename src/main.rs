@@ -31,6 +31,19 @@ enum Command {
     Diagnose(DiagnoseArgs),
     /// Copy the starter crate (templates/level-starter) to crates/NAME: your own level to fill in.
     NewLevel(NewLevelArgs),
+    /// Write the computation graph of a 2-2-2 network (hints/intuition.md's example) as
+    /// Graphviz DOT, each node with its value and gradient after one backward pass.
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GraphArgs {
+    /// Which level computes it.
+    #[arg(long, default_value = "2", value_parser = ["1", "2", "3"])]
+    level: String,
+    /// Output folder for graph.dot (and graph.svg when Graphviz is installed).
+    #[arg(long, default_value = "runs/graph")]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -244,6 +257,10 @@ fn main() -> ExitCode {
                 args.name
             );
         }),
+        Command::Graph(args) => {
+            let level = args.level.parse().expect("clap checked the level");
+            backprop::graph::write_graph(&args.out, level).map(|report| println!("{report}"))
+        }
         Command::Eval(args) => {
             let level: u8 = args.level.parse().expect("clap checked the level");
             run::eval(&args.model, &args.data, level).map(|text| print!("{text}"))

@@ -50,8 +50,9 @@ pub fn close<D: Dimension>(
     {
         panic!(
             "{check}: {tensor} {:?}: worst entry {index:?}: got {ours:.10e}, expected \
-             {theirs:.10e} (relative error {error:.1e} > tolerance {tolerance:.0e})",
-            got.shape()
+             {theirs:.10e} (relative error {error:.1e} > tolerance {tolerance:.0e}){}",
+            got.shape(),
+            explain(check, tensor, got.view(), expected.view())
         );
     }
 }
@@ -111,9 +112,23 @@ pub fn close_to_pytorch(
             ),
         };
         panic!(
-            "{check}: {tensor} {:?}: worst entry {index:?}: ours {a:.10e}, PyTorch {b:.10e} ({rule})",
-            ours.shape()
+            "{check}: {tensor} {:?}: worst entry {index:?}: ours {a:.10e}, PyTorch {b:.10e} ({rule}){}",
+            ours.shape(),
+            explain(check, tensor, ours.view(), pytorch.view())
         );
+    }
+}
+
+/// The diagnosis of a failed comparison, or the check's hint file, as the message's last line.
+fn explain(
+    check: &str,
+    tensor: &str,
+    ours: ArrayViewD<'_, f64>,
+    reference: ArrayViewD<'_, f64>,
+) -> String {
+    match crate::diagnosis::diagnose(tensor, ours, reference) {
+        Some(diagnosis) => format!("\n  {diagnosis}"),
+        None => format!("\n  hint: {}", crate::diagnosis::hint_for(check)),
     }
 }
 
@@ -133,7 +148,11 @@ pub fn close_scalar(check: &str, name: &str, got: f64, expected: f64, tolerance:
 #[track_caller]
 pub fn gradients_pass(check: &str, reports: &[GradReport], tolerance: f64) {
     if let Some(report) = reports.iter().find(|report| !report.passes(tolerance)) {
-        panic!("{check}: {report} > tolerance {tolerance:.0e} (central differences, h = 1e-5)");
+        panic!(
+            "{check}: {report} > tolerance {tolerance:.0e} (central differences, h = 1e-5)\n  \
+             hint: {}",
+            crate::diagnosis::hint_for("basic::gate3")
+        );
     }
 }
 

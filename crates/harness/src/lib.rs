@@ -42,6 +42,7 @@
 
 pub mod alloc;
 pub mod basic;
+pub mod diagnosis;
 pub mod edge;
 pub mod expect;
 pub mod fixtures;

@@ -29,6 +29,8 @@ const NO_MAX_SHIFT: u8 = 5;
 const BIAS_NOT_SUMMED: u8 = 6;
 const STALE_CACHE: u8 = 7;
 const TANH_FROM_INPUT: u8 = 8;
+const SIGN_FLIP: u8 = 9;
+const GRAD_WEIGHT_TRANSPOSED: u8 = 10;
 
 /// level02 with bug number `BUG` planted.
 #[derive(Debug)]
@@ -48,6 +50,7 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
         MutantLinear {
             inner: level02::Linear::new(weight, bias),
             first_input: None,
+            last_input: None,
         }
     }
     fn relu() -> Self::Relu {
@@ -83,6 +86,7 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
 struct MutantLinear<F, const BUG: u8> {
     inner: level02::Linear<F>,
     first_input: Option<Array2<F>>,
+    last_input: Option<Array2<F>>,
 }
 
 impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
@@ -92,6 +96,7 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
 
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let output = self.inner.forward(input);
+        self.last_input = Some(input.to_owned());
         if BUG == STALE_CACHE {
             // The bug: the cache is filled once and never refreshed.
             match &self.first_input {
@@ -122,6 +127,18 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
                 // The bug: dx = g W. It only type-checks when W is square, as in ndarray.
                 let weight = params.remove(0).value.into_dimensionality::<Ix2>().unwrap();
                 grad_output.dot(&weight)
+            }
+            GRAD_WEIGHT_TRANSPOSED => {
+                // g^T x instead of x^T g. It only fits W's shape when W is square; elsewhere
+                // the learner's code would stop on the shapes, so the mutant leaves it alone.
+                let mut grad_weight = params.remove(0).grad.into_dimensionality::<Ix2>().unwrap();
+                if grad_weight.is_square() {
+                    let input = self.last_input.as_ref().unwrap();
+                    let right = input.t().dot(&grad_output);
+                    grad_weight -= &right;
+                    grad_weight += &right.t();
+                }
+                grad_input
             }
             _ => grad_input,
         }
@@ -219,6 +236,7 @@ impl<F: Float, const BUG: u8> Loss<F> for MutantSoftmaxCrossEntropy<F, BUG> {
                 let batch = F::of(grad.nrows() as f64);
                 grad * batch
             }
+            SIGN_FLIP => -self.inner.backward(),
             NO_MAX_SHIFT => {
                 let (probs, targets) = self.probs.as_ref().unwrap();
                 let mut grad = probs.clone();
@@ -480,4 +498,78 @@ fn relu_gradient_one_at_zero_passes_finite_differences_but_fails_pytorch_parity(
         "{networks}"
     );
     println!("{layers}\n{networks}");
+}
+
+/// Every mistake pattern the harness names, each from a mutant through a real check: the message
+/// must carry the diagnosis (in words, with the numbers) and the hint file, beside the tensor,
+/// the worst entry, ours and the reference.
+#[test]
+fn failures_name_the_mistake_and_the_hint() {
+    // (mutant, check, words the diagnosis must contain, hint file)
+    type Diagnosed = (&'static str, fn(), &'static str, &'static str);
+    let cases: Vec<Diagnosed> = vec![
+        (
+            "missing 1/N",
+            basic::gate1_single_layer_backward::<Mutant<MISSING_MEAN>>,
+            "is 6 x the reference at every entry: the batch size?",
+            "hints/math-refresh.md",
+        ),
+        (
+            "flipped sign",
+            basic::gate1_single_layer_backward::<Mutant<SIGN_FLIP>>,
+            "is exactly -1 x the reference at every entry: a flipped sign",
+            "hints/math-refresh.md",
+        ),
+        (
+            "bias not summed",
+            basic::gate1_single_layer_backward::<Mutant<BIAS_NOT_SUMMED>>,
+            "dL/db is the sum of g over the batch rows",
+            "hints/hint-2-linear-backward.md",
+        ),
+        (
+            "g^T x for x^T g",
+            parity::gate4_pytorch_layers::<Mutant<GRAD_WEIGHT_TRANSPOSED>>,
+            "equals the reference transposed",
+            "hints/hint-2-linear-backward.md",
+        ),
+        (
+            ">= in the ReLU mask",
+            edge::relu_at_exactly_zero_has_zero_gradient::<Mutant<RELU_MASK_GE>>,
+            "where the reference is exactly 0: with ReLU",
+            "hints/edge.md",
+        ),
+        (
+            "= instead of +=",
+            edge::gradients_accumulate_until_zero_grad::<Mutant<OVERWRITE_GRAD>>,
+            "is 1/2 of the reference at every entry after a second backward",
+            "hints/edge.md",
+        ),
+        (
+            "no max shift",
+            edge::huge_logits_give_finite_loss_and_gradient::<Mutant<NO_MAX_SHIFT>>,
+            "exp overflowed",
+            "hints/edge.md",
+        ),
+    ];
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcomes: Vec<Option<String>> = cases.iter().map(|case| failure_of(case.1)).collect();
+    std::panic::set_hook(default_hook);
+    let mut problems = Vec::new();
+    for ((mutant, _, words, hint), outcome) in cases.iter().zip(&outcomes) {
+        match outcome {
+            None => problems.push(format!("{mutant}: the check passed")),
+            Some(message)
+                if message.contains(words)
+                    && message.contains(hint)
+                    && message.contains("worst entry") =>
+            {
+                println!("{mutant}:\n    {message}\n")
+            }
+            Some(message) => problems.push(format!(
+                "{mutant}: expected the diagnosis {words:?} and {hint}, got: {message}"
+            )),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
