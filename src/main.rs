@@ -253,7 +253,7 @@ fn main() -> ExitCode {
             );
             println!("next: cargo test -p {} gate1", args.name);
             println!(
-                "  (or: cargo run --release -- check {} for the four gates in order)",
+                "  (then gate2, gate3, gate4; `cargo test -p {} gate` runs all four)",
                 args.name
             );
         }),
