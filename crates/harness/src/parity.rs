@@ -330,7 +330,7 @@ fn compare_parameter_gradients<F: Float>(fixture: &mut Fixture, model: &mut impl
 /// **Success level 4, training**: the loss at each of 3 SGD steps and the weights after them
 /// (the update rule), the gradients after two backward passes without `zero_grad` (they
 /// accumulate, as PyTorch's `.grad` does), and the gradients after
-/// [`clip_grad_norm`](backprop_core::flow::clip_grad_norm) (as `torch.nn.utils.clip_grad_norm_`).
+/// [`clip_grad_norm`] (as `torch.nn.utils.clip_grad_norm_`).
 pub fn gate4_pytorch_training<L: Level<f64> + Level<f32>>() {
     for_each_fixture("sgd", sgd_fixture::<f64, L>, sgd_fixture::<f32, L>);
     for_each_fixture(
