@@ -9,9 +9,8 @@
 //! - `max ‖dW‖`: the median over the steps of the largest layer's gradient norm;
 //! - the verdict: `diverged@k` (the loss stopped being finite at step k), `vanishing` (ratio below
 //!   1e-3, or even the largest gradient norm below 1e-3), `exploding` (ratio above 1e3, or a
-//!   gradient norm above 1e3), else `healthy`. The norms matter beside the ratio because a ReLU
-//!   network scales every layer's weight gradient alike (ReLU(a x) = a ReLU(x) for a > 0): too
-//!   small or too large an init moves all norms together and leaves the ratio near 1;
+//!   gradient norm above 1e3), else `healthy`: [`Health::of`] on the medians (its docs say why
+//!   the norm counts beside the ratio);
 //! - the loss at the first step and the mean of the last ten.
 //!
 //! Plots (SVG): per activation, the median gradient norm per layer (before clipping), and the
@@ -21,21 +20,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use backprop_core::flow::{StepStats, clip_grad_norm, step_stats};
-use backprop_core::init::seeded_rng;
+use backprop_core::flow::{Health, StepStats, clip_coefficient, clip_grad_norm, step_stats};
+use backprop_core::init::{seeded_rng, standard_normal};
 use backprop_core::mnist::load_mnist;
 use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Targets};
 use ndarray::Array2;
-use rand::RngExt;
 use rand::seq::SliceRandom;
 
 use crate::plots::{Panel, Series, panel_grid};
 use crate::run::{RunError, write_atomically};
-
-/// Below this first-to-last gradient ratio (or largest gradient norm), the verdict is "vanishing".
-pub const VANISHING_RATIO: f64 = 1e-3;
-/// Above this ratio (or gradient norm), the verdict is "exploding".
-pub const EXPLODING_RATIO: f64 = 1e3;
 
 /// The settings of a diagnose run.
 #[derive(Debug, Clone)]
@@ -128,13 +121,10 @@ impl Outcome {
         if let Some(step) = self.diverged_at() {
             return format!("diverged@{step}");
         }
-        let (ratio, largest) = (self.median_ratio(), self.median_max_norm());
-        if ratio < VANISHING_RATIO || largest < VANISHING_RATIO {
-            "vanishing".into()
-        } else if ratio > EXPLODING_RATIO || largest > EXPLODING_RATIO {
-            "exploding".into()
-        } else {
-            "healthy".into()
+        match Health::of(self.median_ratio(), self.median_max_norm()) {
+            Health::Vanishing => "vanishing".into(),
+            Health::Exploding => "exploding".into(),
+            Health::Healthy => "healthy".into(),
         }
     }
 
@@ -162,11 +152,7 @@ fn training_data(config: &DiagnoseConfig) -> Result<(Array2<f32>, Vec<usize>), R
         return Ok((train.images, train.labels));
     }
     let mut rng = seeded_rng(config.seed ^ 0xda7a);
-    let mut normal = || {
-        // Box-Muller: one standard normal from two uniforms.
-        let (u, v): (f64, f64) = (rng.random(), rng.random());
-        ((-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    };
+    let mut normal = || standard_normal(&mut rng) as f32;
     let centres = Array2::from_shape_simple_fn((10, 32), &mut normal);
     let labels: Vec<usize> = (0..4096).map(|index| index % 10).collect();
     let mut images = Array2::zeros((labels.len(), 32));
@@ -235,7 +221,7 @@ fn run_one<L: Level<f32>>(
             // The gradient norms stay as computed (the problem clipping hides); the update
             // ratio becomes that of the step actually taken.
             let total = clip_grad_norm(&mut model, config.clip);
-            let coefficient = (config.clip / (total + 1e-6)).min(1.0);
+            let coefficient = clip_coefficient(total, config.clip);
             for layer in &mut stats.layers {
                 layer.update_ratio_log10 += coefficient.log10();
             }

@@ -255,13 +255,19 @@ fn train_level<L: Level<f32>>(
                 }
                 loss
             };
-            if config.watch_gradients && loss.is_finite() {
+            let norms = if config.watch_gradients && loss.is_finite() {
                 let stats = step_stats(&mut model, f64::from(config.lr));
                 for warning in watch.check(step, epoch, &stats, config.activation, config.lr) {
                     progress.suspend(|| eprintln!("{warning}"));
                 }
-            }
-            let norms = weight_grad_norms(&mut model);
+                stats
+                    .layers
+                    .iter()
+                    .map(|layer| layer.weight_grad_norm)
+                    .collect()
+            } else {
+                weight_grad_norms(&mut model)
+            };
             if !loss.is_finite() {
                 progress.finish_and_clear();
                 // Name the layer with the largest gradient: this step's norms if they are still

@@ -1,11 +1,11 @@
 //! `backprop train --watch-gradients`: one-line warnings when a layer's gradient leaves the
 //! healthy band, with the likely cause.
 //!
-//! The band, per layer i and step (see [`backprop_core::flow`]):
+//! The band, per layer i and step ([`Health::of`], the rule `backprop diagnose` uses too):
 //!
 //! - vanishing: ‖dL/dW_i‖ below 1e-3 of the last layer's, or below 1e-3 outright;
 //! - exploding: ‖dL/dW_i‖ above 1e3 times the last layer's, or above 1e3 outright;
-//! - too large a step: log10 update ratio above -1 (one step moves the weights by over 10%).
+//! - too large a step: log10 update ratio above -0.5 (one step moves the weights by over 30%).
 //!
 //! Each layer and state is reported at most once per epoch (the first step it happens), so a
 //! long run prints a few lines per epoch, not one per step.
@@ -13,9 +13,7 @@
 use std::collections::BTreeSet;
 
 use backprop_core::Activation;
-use backprop_core::flow::{LayerStats, StepStats};
-
-use crate::diagnose::{EXPLODING_RATIO, VANISHING_RATIO};
+use backprop_core::flow::{Health, LayerStats, StepStats};
 
 /// Above this log10 update ratio, one step changes the weights by over 30% of their norm. (The
 /// default MNIST run peaks near -0.9 in its last layer early on and trains well.)
@@ -57,23 +55,17 @@ impl GradientWatch {
         for (index, layer) in stats.layers.iter().enumerate() {
             let relative = layer.weight_grad_norm / last.weight_grad_norm;
             let norm = layer.weight_grad_norm;
-            let symptoms = [
-                (
-                    Symptom::Vanishing,
-                    relative < VANISHING_RATIO || norm < VANISHING_RATIO,
-                ),
-                (
-                    Symptom::Exploding,
-                    relative > EXPLODING_RATIO || norm > EXPLODING_RATIO || !norm.is_finite(),
-                ),
-                (
-                    Symptom::LargeUpdate,
-                    layer.update_ratio_log10 > LARGE_UPDATE_LOG10,
-                ),
-            ];
-            // One line per layer: the first symptom present (an exploding gradient also makes
-            // the update too large; saying so twice adds nothing).
-            if let Some((symptom, _)) = symptoms.into_iter().find(|(_, present)| *present) {
+            // One line per layer: an exploding gradient also makes the update too large, and
+            // saying so twice adds nothing.
+            let symptom = match Health::of(relative, norm) {
+                Health::Vanishing => Some(Symptom::Vanishing),
+                Health::Exploding => Some(Symptom::Exploding),
+                Health::Healthy if layer.update_ratio_log10 > LARGE_UPDATE_LOG10 => {
+                    Some(Symptom::LargeUpdate)
+                }
+                Health::Healthy => None,
+            };
+            if let Some(symptom) = symptom {
                 if !self.reported.insert((index, symptom)) {
                     continue;
                 }

@@ -5,7 +5,7 @@
 //! inputs with random classes; the ratio is ‖dL/dW_first‖ / ‖dL/dW_last‖ after one backward.
 
 use backprop_core::flow::{StepStats, clip_grad_norm, step_stats};
-use backprop_core::init::seeded_rng;
+use backprop_core::init::{seeded_rng, standard_normal};
 use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Targets};
 use level02::Level02;
 use level03::Level03;
@@ -31,12 +31,7 @@ fn spec(activation: Activation, init: Init) -> MlpSpec {
 
 fn batch() -> (Array2<f32>, Vec<usize>) {
     let mut rng = seeded_rng(7);
-    let normal = |rng: &mut backprop_core::init::SeededRng| {
-        // Box-Muller: a standard normal from two uniforms.
-        let (u, v): (f64, f64) = (rng.random(), rng.random());
-        ((-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    };
-    let inputs = Array2::from_shape_simple_fn((BATCH, 32), || normal(&mut rng));
+    let inputs = Array2::from_shape_simple_fn((BATCH, 32), || standard_normal(&mut rng) as f32);
     let classes = (0..BATCH).map(|_| rng.random_range(0..10)).collect();
     (inputs, classes)
 }

@@ -30,6 +30,39 @@ use crate::{Activation, Float, Model};
 /// derivative there is below 0.01 (sigmoid) or 0.02 (tanh).
 pub const SATURATION_MARGIN: f64 = 0.01;
 
+/// Below this first-to-last gradient ratio, or this gradient norm, a layer's gradient is vanishing.
+pub const VANISHING: f64 = 1e-3;
+/// Above this first-to-last gradient ratio, or this gradient norm, a layer's gradient is exploding.
+pub const EXPLODING: f64 = 1e3;
+
+/// Where a gradient stands against the healthy band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Health {
+    /// Between [`VANISHING`] and [`EXPLODING`] on both counts.
+    Healthy,
+    /// Too small to move the weights: the ratio or the norm below [`VANISHING`].
+    Vanishing,
+    /// Too large: the ratio or the norm above [`EXPLODING`], or not finite.
+    Exploding,
+}
+
+impl Health {
+    /// The verdict for a gradient norm and its ratio to the last layer's.
+    ///
+    /// Both count because ReLU is positively homogeneous (ReLU(a x) = a ReLU(x) for a > 0):
+    /// scaling every weight scales every layer's weight gradient alike, so a too small or too
+    /// large init moves all norms together and leaves the ratio near 1.
+    pub fn of(ratio: f64, norm: f64) -> Health {
+        if ratio < VANISHING || norm < VANISHING {
+            Health::Vanishing
+        } else if ratio > EXPLODING || norm > EXPLODING || !norm.is_finite() {
+            Health::Exploding
+        } else {
+            Health::Healthy
+        }
+    }
+}
+
 /// Weights with at least this many entries get their two norms on two rayon tasks.
 const PARALLEL_ELEMENTS: usize = 1 << 16;
 
@@ -226,6 +259,12 @@ fn saturated_fraction<F: Float>(
     saturated as f64 / outputs.len() as f64
 }
 
+/// The factor [`clip_grad_norm`] scales every gradient by, for gradients of joint norm `total`:
+/// `min(1, max_norm / (total + 1e-6))`.
+pub fn clip_coefficient(total: f64, max_norm: f64) -> f64 {
+    (max_norm / (total + 1e-6)).min(1.0)
+}
+
 /// Scales every parameter gradient by one factor so their joint norm is at most `max_norm`;
 /// returns the joint norm *before* clipping.
 ///
@@ -254,7 +293,7 @@ pub fn clip_grad_norm<F: Float>(model: &mut impl Model<F>, max_norm: f64) -> f64
         .map(|param| sum_of_squares(&param.grad))
         .sum::<f64>()
         .sqrt();
-    let coefficient = (max_norm / (total + 1e-6)).min(1.0);
+    let coefficient = clip_coefficient(total, max_norm);
     if coefficient < 1.0 || !total.is_finite() {
         let coefficient = F::of(coefficient);
         for param in &mut params {
@@ -268,6 +307,16 @@ pub fn clip_grad_norm<F: Float>(model: &mut impl Model<F>, max_norm: f64) -> f64
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn health_looks_at_the_ratio_and_the_norm() {
+        assert_eq!(Health::of(1.0, 0.5), Health::Healthy);
+        assert_eq!(Health::of(1e-4, 0.5), Health::Vanishing);
+        assert_eq!(Health::of(1.0, 1e-4), Health::Vanishing); // all layers alike, all tiny
+        assert_eq!(Health::of(1e4, 0.5), Health::Exploding);
+        assert_eq!(Health::of(1.0, 1e4), Health::Exploding);
+        assert_eq!(Health::of(f64::NAN, f64::INFINITY), Health::Exploding);
+    }
 
     #[test]
     fn saturation_counts_outputs_near_an_asymptote() {

@@ -114,7 +114,7 @@ fn uniform(rng: &mut SeededRng, bound: f64) -> f64 {
 }
 
 /// N(0, 1) by the Box-Muller transform (one of the pair; simple beats fast here).
-fn standard_normal(rng: &mut SeededRng) -> f64 {
+pub fn standard_normal(rng: &mut SeededRng) -> f64 {
     let u1 = 1.0 - rng.random::<f64>(); // in (0, 1], so ln(u1) is finite
     let u2 = rng.random::<f64>();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()

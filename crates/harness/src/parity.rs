@@ -300,11 +300,7 @@ pub fn gate4_pytorch_mlps<L: Level<f64> + Level<f32>>() {
 fn mlp_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
     let input: Array2<F> = fixture.array("input");
     let targets = OwnedTargets::<F>::read(fixture, "");
-    let mut model = L::mlp(
-        fixture.linear_params(""),
-        fixture.activation(),
-        fixture.loss_kind(),
-    );
+    let mut model = fixture_model::<F, L>(fixture);
     model.zero_grad();
     let logits = model.forward(input.view());
     fixture.compare("logits", &logits, "logits");
@@ -313,6 +309,15 @@ fn mlp_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
     let grad_input = model.backward();
     compare_parameter_gradients(fixture, &mut model);
     fixture.compare("dL/dinput", &grad_input, "grad_input");
+}
+
+/// Level `L`'s MLP with the fixture's weights, activation and loss.
+fn fixture_model<F: Float, L: Level<F>>(fixture: &mut Fixture) -> L::Mlp {
+    L::mlp(
+        fixture.linear_params(""),
+        fixture.activation(),
+        fixture.loss_kind(),
+    )
 }
 
 /// Compares `linear{i}.weight`/`.bias` gradients with `grad_weight{i}`/`grad_bias{i}`.
@@ -349,11 +354,7 @@ fn sgd_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
         .meta("steps")
         .parse()
         .expect("meta steps is a number");
-    let mut model = L::mlp(
-        fixture.linear_params(""),
-        fixture.activation(),
-        fixture.loss_kind(),
-    );
+    let mut model = fixture_model::<F, L>(fixture);
     let losses: Vec<F> = (0..steps)
         .map(|_| model.train_step(input.view(), targets.view(), F::of(lr)))
         .collect();
@@ -373,11 +374,7 @@ fn sgd_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
 }
 
 fn accumulate_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
-    let mut model = L::mlp(
-        fixture.linear_params(""),
-        fixture.activation(),
-        fixture.loss_kind(),
-    );
+    let mut model = fixture_model::<F, L>(fixture);
     model.zero_grad();
     for suffix in ["", "2"] {
         let input: Array2<F> = fixture.array(&format!("input{suffix}"));
@@ -396,11 +393,7 @@ fn clip_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
         .meta("max_norm")
         .parse()
         .expect("meta max_norm is a number");
-    let mut model = L::mlp(
-        fixture.linear_params(""),
-        fixture.activation(),
-        fixture.loss_kind(),
-    );
+    let mut model = fixture_model::<F, L>(fixture);
     model.zero_grad();
     model.forward(input.view());
     model.loss(targets.view());

@@ -250,15 +250,25 @@ impl<F: Float, const BUG: u8> Loss<F> for MutantSoftmaxCrossEntropy<F, BUG> {
     }
 }
 
-/// Runs `check` and returns its panic message, or `None` if it passed.
-fn failure_of(check: fn()) -> Option<String> {
-    catch_unwind(AssertUnwindSafe(check)).err().map(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
-            .unwrap_or_default()
-    })
+/// Runs each check and returns its panic message, or `None` where it passed. The checks panic on
+/// purpose: their messages stay out of the log while they run, and the callers report them.
+fn failures_of(checks: impl IntoIterator<Item = fn()>) -> Vec<Option<String>> {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let failures = checks
+        .into_iter()
+        .map(|check| {
+            catch_unwind(AssertUnwindSafe(check)).err().map(|payload| {
+                payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
+                    .unwrap_or_default()
+            })
+        })
+        .collect();
+    std::panic::set_hook(default_hook);
+    failures
 }
 
 /// (mutant, check name, check, the tensor its message must name).
@@ -420,11 +430,7 @@ fn every_mutant_is_rejected_by_a_named_check() {
         ),
     ];
 
-    // The checks panic on purpose: keep their messages out of the log, and report below.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let outcomes: Vec<Option<String>> = cases.iter().map(|case| failure_of(case.2)).collect();
-    std::panic::set_hook(default_hook);
+    let outcomes = failures_of(cases.iter().map(|case| case.2));
 
     let mut problems = Vec::new();
     for ((mutant, check, _, tensor), outcome) in cases.iter().zip(&outcomes) {
@@ -481,11 +487,12 @@ fn relu_gradient_one_at_zero_passes_finite_differences_but_fails_pytorch_parity(
     basic::gate3_finite_differences_mlp::<Mutant<RELU_MASK_GE>>();
     stress::random_shapes_pass_finite_differences::<Mutant<RELU_MASK_GE>>();
 
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let layers = failure_of(parity::gate4_pytorch_layers::<Mutant<RELU_MASK_GE>>);
-    let networks = failure_of(parity::gate4_pytorch_mlps::<Mutant<RELU_MASK_GE>>);
-    std::panic::set_hook(default_hook);
+    let [layers, networks]: [Option<String>; 2] = failures_of([
+        parity::gate4_pytorch_layers::<Mutant<RELU_MASK_GE>> as fn(),
+        parity::gate4_pytorch_mlps::<Mutant<RELU_MASK_GE>>,
+    ])
+    .try_into()
+    .expect("two outcomes");
 
     let layers = layers.expect("gate 4 should reject ReLU with gradient 1 at 0 (layer fixture)");
     assert!(
@@ -551,10 +558,7 @@ fn failures_name_the_mistake_and_the_hint() {
             "hints/edge.md",
         ),
     ];
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let outcomes: Vec<Option<String>> = cases.iter().map(|case| failure_of(case.1)).collect();
-    std::panic::set_hook(default_hook);
+    let outcomes = failures_of(cases.iter().map(|case| case.1));
     let mut problems = Vec::new();
     for ((mutant, _, words, hint), outcome) in cases.iter().zip(&outcomes) {
         match outcome {
