@@ -8,6 +8,7 @@ pub use level01;
 
 pub use level02;
 pub use level03;
+pub mod check;
 pub mod diagnose;
 pub mod graph;
 pub mod new_level;

@@ -31,6 +31,9 @@ enum Command {
     Diagnose(DiagnoseArgs),
     /// Copy the starter crate (templates/level-starter) to crates/NAME: your own level to fill in.
     NewLevel(NewLevelArgs),
+    /// Run the four success levels (gates) of a level crate in order: PASS/FAIL each, the first
+    /// failure explained with its hint.
+    Check(CheckArgs),
     /// Write the computation graph of a 2-2-2 network (hints/intuition.md's example) as
     /// Graphviz DOT, each node with its value and gradient after one backward pass.
     Graph(GraphArgs),
@@ -44,6 +47,15 @@ struct GraphArgs {
     /// Output folder for graph.dot (and graph.svg when Graphviz is installed).
     #[arg(long, default_value = "runs/graph")]
     out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The level crate's package name, e.g. my-level.
+    name: String,
+    /// The workspace root.
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -253,10 +265,21 @@ fn main() -> ExitCode {
             );
             println!("next: cargo test -p {} gate1", args.name);
             println!(
-                "  (then gate2, gate3, gate4; `cargo test -p {} gate` runs all four)",
+                "  (then gate2, gate3, gate4; or all four in order: cargo run --release -- check {})",
                 args.name
             );
         }),
+        Command::Check(args) => match backprop::check::check(&args.root, &args.name) {
+            Ok((report, all_pass)) => {
+                print!("{report}");
+                return if all_pass {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                };
+            }
+            Err(error) => Err(error),
+        },
         Command::Graph(args) => {
             let level = args.level.parse().expect("clap checked the level");
             backprop::graph::write_graph(&args.out, level).map(|report| println!("{report}"))

@@ -426,3 +426,19 @@ fn watch_gradients_warns_about_a_deep_sigmoid_network_and_says_why() {
     assert!(quiet.status.success());
     assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
 }
+
+#[test]
+fn check_names_a_crate_that_does_not_build_and_stops() {
+    let output = backprop(&["check", "no-such-level"]);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.starts_with("gate 1  single layer backward  FAIL"),
+        "{report}"
+    );
+    assert!(
+        report.contains("no-such-level") && report.contains("fix the build first"),
+        "{report}"
+    );
+    assert!(!report.contains("gate 2"), "{report}");
+}

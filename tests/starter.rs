@@ -1,6 +1,6 @@
 //! The starter crate, as a learner gets it: `backprop new-level` copies it, it compiles, every
-//! gate fails with "not yet implemented" and the hint to read, and the same crate filled with
-//! level02's code passes the whole harness.
+//! gate fails with "not yet implemented" and the hint to read (`backprop check` says so gate by
+//! gate), and the same crate filled with level02's code passes the whole harness.
 //!
 //! The learner's crate lives in a scratch workspace whose manifest is this one's `[workspace]`
 //! and `[profile]` sections (dependencies by absolute path, the same Cargo.lock, `--offline`), and
@@ -40,6 +40,18 @@ fn scratch_workspace() -> PathBuf {
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+/// `backprop check learner` in the scratch workspace: (exit status success, stdout).
+fn backprop_check(workspace: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_backprop"))
+        .args(["check", "learner", "--root"])
+        .arg(workspace)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .expect("backprop runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.success(), text)
 }
 
 fn cargo_test(workspace: &Path, package: &str, filter: &[&str]) -> (Output, String) {
@@ -107,6 +119,33 @@ fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02(
     );
     assert!(text.contains("0 passed"), "{text}");
 
+    // `backprop check`: the four gates in order, FAIL each, only the first one explained.
+    let (passed, report) = backprop_check(&workspace);
+    assert!(!passed, "{report}");
+    let verdicts: Vec<&str> = report
+        .lines()
+        .filter(|line| line.starts_with("gate "))
+        .collect();
+    assert_eq!(verdicts.len(), 4, "{report}");
+    assert!(
+        verdicts.iter().all(|line| line.ends_with("FAIL")),
+        "{report}"
+    );
+    assert!(
+        verdicts[0].starts_with("gate 1  single layer backward"),
+        "{report}"
+    );
+    assert!(
+        report.contains("basic::gate1_single_layer_backward failed at")
+            && report.contains("not yet implemented: Linear::"),
+        "{report}"
+    );
+    assert_eq!(report.matches("read: ").count(), 1, "{report}");
+    assert!(
+        report.contains("read: hints/hint-2-linear-backward.md"),
+        "{report}"
+    );
+
     // 3. Filled with level02's layers (its marker renamed), the whole harness passes.
     let level02 = Path::new(ROOT).join("crates/level02/src");
     for entry in fs::read_dir(&level02).unwrap() {
@@ -126,5 +165,8 @@ fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02(
         text.contains("test result: ok") && !text.contains(" 0 passed"),
         "{text}"
     );
+    let (passed, report) = backprop_check(&workspace);
+    assert!(passed, "{report}");
+    assert_eq!(report.matches("PASS").count(), 4, "{report}");
     let _ = fs::remove_dir_all(&workspace);
 }

@@ -1,0 +1,123 @@
+//! `backprop check NAME`: the four success levels of a level crate, in order, each PASS or FAIL,
+//! with the first failure explained and its hint named.
+//!
+//! Each gate is one `cargo test -p NAME --test harness -- basic::gateN` run in the workspace, so
+//! what `check` reports is exactly what the test command says.
+
+use std::path::Path;
+use std::process::Command;
+
+use backprop_harness::diagnosis::hint_for;
+
+use crate::run::RunError;
+
+/// (test filter, what the gate asks), in order.
+pub const GATES: [(&str, &str); 4] = [
+    ("basic::gate1", "single layer backward"),
+    ("basic::gate2", "multi-layer backward"),
+    ("basic::gate3", "finite differences"),
+    ("basic::gate4", "PyTorch parity"),
+];
+
+/// How one gate went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every test of the gate passed.
+    Pass,
+    /// A test failed: its panic message.
+    Fail(String),
+    /// The crate did not build: the compiler's message.
+    DoesNotBuild(String),
+}
+
+/// Runs the four gates of `package` in the workspace at `root`; returns the report to print and
+/// whether every gate passed.
+///
+/// # Errors
+/// `cargo` could not be started.
+pub fn check(root: &Path, package: &str) -> Result<(String, bool), RunError> {
+    let mut report = String::new();
+    let mut explained = false;
+    let mut all_pass = true;
+    for (number, (filter, title)) in GATES.iter().enumerate() {
+        let outcome = run_gate(root, package, filter)?;
+        let verdict = if outcome == Outcome::Pass {
+            "PASS"
+        } else {
+            "FAIL"
+        };
+        report.push_str(&format!("gate {}  {title:<22} {verdict}\n", number + 1));
+        all_pass &= outcome == Outcome::Pass;
+        match outcome {
+            Outcome::Pass => {}
+            Outcome::DoesNotBuild(message) => {
+                report.push_str(&indent(&message));
+                report.push_str("  fix the build first: every gate needs it\n");
+                return Ok((report, false));
+            }
+            Outcome::Fail(message) if !explained => {
+                explained = true;
+                report.push_str(&indent(&message));
+                report.push_str(&format!(
+                    "  read: {}\n  rerun this gate alone: cargo test -p {package} {filter}\n",
+                    hint_for(filter)
+                ));
+            }
+            Outcome::Fail(_) => {}
+        }
+    }
+    if all_pass {
+        report.push_str(&format!(
+            "all four gates pass; the whole suite: cargo test -p {package}\n"
+        ));
+    }
+    Ok((report, all_pass))
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|line| format!("  {line}\n")).collect()
+}
+
+/// One gate: `cargo test`, then its verdict from the exit status and the output.
+fn run_gate(root: &Path, package: &str, filter: &str) -> Result<Outcome, RunError> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["test", "-p", package, "--test", "harness", "--", filter])
+        .current_dir(root)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .map_err(|error| RunError::Output {
+            path: root.to_path_buf(),
+            problem: format!("cannot run cargo: {error}"),
+        })?;
+    if output.status.success() {
+        return Ok(Outcome::Pass);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // A test's panic: "thread 'CHECK' (id) panicked at FILE:LINE:", then the message up to the
+    // note about backtraces.
+    let mut lines = stdout
+        .lines()
+        .chain(stderr.lines())
+        .skip_while(|line| !line.contains("panicked at"));
+    if let Some(first) = lines.next() {
+        let check = first.split('\'').nth(1).unwrap_or(filter);
+        let location = first.split("panicked at ").nth(1).unwrap_or("");
+        let message: Vec<&str> = lines
+            .take_while(|line| !line.starts_with("note:") && !line.trim().is_empty())
+            .collect();
+        return Ok(Outcome::Fail(format!(
+            "{check} failed at {}\n{}",
+            location.trim_end_matches(':'),
+            message.join("\n")
+        )));
+    }
+    // No test ran: the build failed (or the package does not exist); cargo says why on stderr.
+    let problem: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error") || line.trim_start().starts_with("-->"))
+        .take(8)
+        .collect();
+    Ok(Outcome::DoesNotBuild(problem.join("\n")))
+}
