@@ -25,7 +25,7 @@ pub fn close<D: Dimension>(
         let mut reversed = expected.shape().to_vec();
         reversed.reverse();
         let hint = if got.shape() == reversed.as_slice() && got.ndim() == 2 {
-            " (transposed: was x^T g written as g^T x?)"
+            " (transposed: was x^T g written as g^T x? read hints/hint-2-linear-backward.md)"
         } else {
             ""
         };
