@@ -218,23 +218,43 @@ def mlp(out_dir, name, sizes, activation, loss, batch, dtype_name, seed,
 
 
 # ---------------------------------------------------------------------------------------------
-# Training: SGD steps (the update rule) and two backward passes without zero_grad (accumulation).
+# Training: optimizer steps (the update rules) and two backward passes without zero_grad (accumulation).
 
 
-def sgd_steps(out_dir, name, sizes, activation, batch, lr, steps, dtype_name, seed):
+OPTIMIZER_DEFAULTS = {
+    "sgd": {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+    "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+}
+
+
+def make_optimizer(name, parameters, lr, settings):
+    """torch.optim.SGD or torch.optim.Adam with the given settings over PyTorch's defaults."""
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=settings["momentum"],
+                               nesterov=settings["nesterov"], weight_decay=settings["weight_decay"])
+    return torch.optim.Adam(parameters, lr=lr, betas=(settings["beta1"], settings["beta2"]),
+                            eps=settings["eps"], weight_decay=settings["weight_decay"])
+
+
+def optimizer_steps(out_dir, name, sizes, activation, batch, optimizer, lr, steps, dtype_name, seed,
+                    **settings):
+    """`steps` training steps on one batch: zero_grad, forward, cross-entropy, backward, step.
+    Saves the weights before and after, and the loss at each step."""
     torch.manual_seed(seed)
     dtype = DTYPES[dtype_name]
     linears = linears_for(sizes, dtype)
     x = torch.randn(batch, sizes[0], dtype=dtype)
     targets, target_arrays = make_targets("softmax_cross_entropy", batch, sizes[-1], dtype)
     before = parameter_arrays(linears)
-    optimizer = torch.optim.SGD([p for linear in linears for p in linear.parameters()], lr=lr)
+    settings = {**OPTIMIZER_DEFAULTS[optimizer], **settings}
+    step_rule = make_optimizer(optimizer, [p for linear in linears for p in linear.parameters()],
+                               lr, settings)
     losses = []
     for _ in range(steps):
-        optimizer.zero_grad()
+        step_rule.zero_grad()
         value = F.cross_entropy(mlp_forward(linears, activation, x), targets, reduction="mean")
         value.backward()
-        optimizer.step()  # p <- p - lr * grad
+        step_rule.step()
         losses.append(value.item())
     arrays = {
         "input": numpy(x),
@@ -243,8 +263,9 @@ def sgd_steps(out_dir, name, sizes, activation, batch, lr, steps, dtype_name, se
         **parameter_arrays(linears, suffix="_after"),
         "losses": np.array(losses, dtype=np.float64 if dtype_name == "f64" else np.float32),
     }
-    save(out_dir, name, arrays, kind="sgd", activation=activation, loss="softmax_cross_entropy",
-         dtype=dtype_name, layers=len(linears), lr=lr, steps=steps)
+    save(out_dir, name, arrays, kind="optimizer", optimizer=optimizer, activation=activation,
+         loss="softmax_cross_entropy", dtype=dtype_name, layers=len(linears), lr=lr, steps=steps,
+         **settings)
 
 
 def accumulate(out_dir, name, sizes, activation, batch, dtype_name, seed):
@@ -323,8 +344,18 @@ def write_all(out_dir):
     mlp(out_dir, "mlp_same_class_f64", [6, 8, 4], "relu", "softmax_cross_entropy", 6, "f64", 26,
         classes=[2] * 6)
 
-    sgd_steps(out_dir, "sgd_3_steps_relu_f64", [10, 12, 4], "relu", 6, 0.5, 3, "f64", 30)
-    sgd_steps(out_dir, "sgd_3_steps_relu_f32", [10, 12, 4], "relu", 6, 0.5, 3, "f32", 30)
+    for dtype_name in ("f64", "f32"):
+        optimizer_steps(out_dir, f"sgd_3_steps_relu_{dtype_name}", [10, 12, 4], "relu", 6, "sgd", 0.5,
+                        3, dtype_name, 30)
+        optimizer_steps(out_dir, f"momentum_3_steps_tanh_{dtype_name}", [10, 12, 4], "tanh", 6,
+                        "sgd", 0.3, 3, dtype_name, 34, momentum=0.9, weight_decay=0.01)
+        optimizer_steps(out_dir, f"nesterov_3_steps_relu_{dtype_name}", [10, 12, 4], "relu", 6,
+                        "sgd", 0.3, 3, dtype_name, 35, momentum=0.8, nesterov=True)
+        optimizer_steps(out_dir, f"adam_3_steps_relu_{dtype_name}", [10, 12, 4], "relu", 6, "adam",
+                        0.01, 3, dtype_name, 36)
+        optimizer_steps(out_dir, f"adam_3_steps_sigmoid_weight_decay_{dtype_name}", [10, 12, 4],
+                        "sigmoid", 6, "adam", 0.02, 3, dtype_name, 37, beta1=0.8, beta2=0.99,
+                        eps=1e-6, weight_decay=0.05)
     accumulate(out_dir, "accumulate_two_batches_relu_f64", [6, 8, 3], "relu", 4, "f64", 31)
     clip(out_dir, "clip_grad_norm_relu_f64", [6, 8, 3], "relu", 4, 0.25, "f64", 32)
     clip(out_dir, "clip_grad_norm_tanh_f32", [6, 8, 3], "tanh", 4, 0.25, "f32", 33)

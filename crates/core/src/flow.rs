@@ -168,30 +168,24 @@ pub fn max_abs<F: Float, S: Data<Elem = F>, D: Dimension>(values: &ArrayBase<S, 
 pub fn step_stats<F: Float>(model: &mut impl Model<F>, learning_rate: f64) -> StepStats {
     let activation = model.activation();
     // Phase 1: the parameter-based columns, from weight{i} and its gradient.
-    let mut layers: Vec<LayerStats> = model
-        .params_mut()
-        .iter()
-        .step_by(2)
-        .map(|weight| {
-            // Two independent passes over large arrays: one per thread when there are two.
-            let (grad_squares, weight_squares) = if weight.value.len() >= PARALLEL_ELEMENTS {
-                rayon::join(
-                    || sum_of_squares(&weight.grad),
-                    || sum_of_squares(&weight.value),
-                )
-            } else {
-                (sum_of_squares(&weight.grad), sum_of_squares(&weight.value))
-            };
-            let (grad_norm, weight_norm) = (grad_squares.sqrt(), weight_squares.sqrt());
-            LayerStats {
-                weight_grad_norm: grad_norm,
-                input_grad_norm: None,
-                update_ratio_log10: (learning_rate * grad_norm / weight_norm).log10(),
-                dead_fraction: None,
-                saturated_fraction: None,
-            }
-        })
-        .collect();
+    let mut layers = Vec::new();
+    model.visit_linears(|_, layer| {
+        // Two independent passes over large arrays: one per thread when there are two.
+        let (weight, grad) = (&layer.weight, &layer.grad_weight);
+        let (grad_squares, weight_squares) = if weight.len() >= PARALLEL_ELEMENTS {
+            rayon::join(|| sum_of_squares(grad), || sum_of_squares(weight))
+        } else {
+            (sum_of_squares(grad), sum_of_squares(weight))
+        };
+        let (grad_norm, weight_norm) = (grad_squares.sqrt(), weight_squares.sqrt());
+        layers.push(LayerStats {
+            weight_grad_norm: grad_norm,
+            input_grad_norm: None,
+            update_ratio_log10: (learning_rate * grad_norm / weight_norm).log10(),
+            dead_fraction: None,
+            saturated_fraction: None,
+        });
+    });
     // Phase 2: what the forward and backward passes left inside the model.
     let Some(signals) = model.signals() else {
         return StepStats {
@@ -287,18 +281,18 @@ pub fn clip_grad_norm<F: Float>(model: &mut impl Model<F>, max_norm: f64) -> f64
         max_norm > 0.0,
         "clip_grad_norm: max_norm must be above 0, got {max_norm}"
     );
-    let mut params = model.params_mut();
-    let total = params
-        .iter()
-        .map(|param| sum_of_squares(&param.grad))
-        .sum::<f64>()
-        .sqrt();
+    let mut squares = 0.0;
+    model.visit_linears(|_, layer| {
+        squares += sum_of_squares(&layer.grad_weight) + sum_of_squares(&layer.grad_bias);
+    });
+    let total = squares.sqrt();
     let coefficient = clip_coefficient(total, max_norm);
     if coefficient < 1.0 || !total.is_finite() {
         let coefficient = F::of(coefficient);
-        for param in &mut params {
-            param.grad.mapv_inplace(|grad| grad * coefficient);
-        }
+        model.visit_linears(|_, mut layer| {
+            layer.grad_weight.mapv_inplace(|grad| grad * coefficient);
+            layer.grad_bias.mapv_inplace(|grad| grad * coefficient);
+        });
     }
     total
 }

@@ -19,9 +19,9 @@
 
 use std::fmt;
 
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Dimension, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Dimension};
 
-use crate::{Activation, Layer, LinearParams, Loss, Model, Param, Targets};
+use crate::{Activation, Layer, LinearLayer, LinearMut, LinearParams, Loss, Model, Targets};
 
 /// The finite-difference step h.
 pub const STEP: f64 = 1e-5;
@@ -141,16 +141,35 @@ fn central_difference(mut loss_at: impl FnMut(f64) -> (f64, Vec<bool>)) -> (f64,
     ((plus - minus) / (2.0 * STEP), pattern_plus != pattern_minus)
 }
 
-/// Checks one layer under the scalar loss `L = Σ upstream ⊙ layer(input)`, so that
-/// dL/d(output) = `upstream` (pick it non-uniform: a plain sum hides transposes).
+/// Checks a layer without parameters (an activation) under the scalar loss
+/// `L = Σ upstream ⊙ layer(input)`, so that dL/d(output) = `upstream` (pick it non-uniform: a
+/// plain sum hides transposes).
 ///
-/// Returns one report for `input` and one per parameter. With `kink_at_zero`, input entries
-/// within ±h of 0 are kinks (for ReLU).
+/// Returns the report for `input`. With `kink_at_zero`, input entries within ±h of 0 are kinks
+/// (for ReLU).
 pub fn layer_gradients<L: Layer<f64> + ?Sized>(
     layer: &mut L,
     input: ArrayView2<'_, f64>,
     upstream: ArrayView2<'_, f64>,
     kink_at_zero: bool,
+) -> GradReport {
+    layer.forward(input);
+    let grad_input = layer.backward(upstream);
+    let objective = |layer: &mut L, input: ArrayView2<'_, f64>| {
+        ((&layer.forward(input) * &upstream).sum(), Vec::new())
+    };
+    let input_kinks = input.mapv(|x| kink_at_zero && x.abs() <= STEP);
+    let mut reports =
+        central_difference_reports(layer, input, grad_input, input_kinks, no_params, objective);
+    reports.remove(0)
+}
+
+/// Checks a `Linear` layer like [`layer_gradients`]: one report for `input`, then `weight` and
+/// `bias`.
+pub fn linear_gradients<L: LinearLayer<f64>>(
+    layer: &mut L,
+    input: ArrayView2<'_, f64>,
+    upstream: ArrayView2<'_, f64>,
 ) -> Vec<GradReport> {
     // Phase 1: analytic gradients from one forward and one backward.
     layer.zero_grad();
@@ -160,15 +179,9 @@ pub fn layer_gradients<L: Layer<f64> + ?Sized>(
     let objective = |layer: &mut L, input: ArrayView2<'_, f64>| {
         ((&layer.forward(input) * &upstream).sum(), Vec::new())
     };
-    let input_kinks = input.mapv(|x| kink_at_zero && x.abs() <= STEP);
-    central_difference_reports(
-        layer,
-        input,
-        grad_input,
-        input_kinks,
-        L::params_mut,
-        objective,
-    )
+    let no_kinks = Array2::from_elem(input.dim(), false);
+    let visit: VisitLinears<L> = |layer, visit| visit(None, layer.params_mut());
+    central_difference_reports(layer, input, grad_input, no_kinks, visit, objective)
 }
 
 /// Checks dL/d(input) of a loss against central differences.
@@ -183,17 +196,18 @@ pub fn loss_gradients<L: Loss<f64> + ?Sized>(
     let evaluate =
         |loss: &mut L, input: ArrayView2<'_, f64>| (loss.forward(input, targets), Vec::new());
     let mut reports =
-        central_difference_reports(loss, input, analytic, no_kinks, |_| Vec::new(), evaluate);
+        central_difference_reports(loss, input, analytic, no_kinks, no_params, evaluate);
     reports.remove(0)
 }
 
 /// Checks every parameter of `model` and its input against central differences of
 /// `model.loss(targets)`.
 ///
-/// Returns one report for `input` and one per parameter, in `params_mut` order. For a ReLU
-/// model, an entry is a kink when its ±h perturbation flips the sign of any hidden
-/// pre-activation (recomputed here from the parameters, independently of the model's code).
-pub fn model_gradients<M: Model<f64> + ?Sized>(
+/// Returns one report for `input` and one per parameter: `linear0.weight`, `linear0.bias`,
+/// `linear1.weight`, ... For a ReLU model, an entry is a kink when its ±h perturbation flips
+/// the sign of any hidden pre-activation (recomputed here from the parameters, independently of
+/// the model's code).
+pub fn model_gradients<M: Model<f64>>(
     model: &mut M,
     input: ArrayView2<'_, f64>,
     targets: Targets<'_, f64>,
@@ -216,7 +230,34 @@ pub fn model_gradients<M: Model<f64> + ?Sized>(
         (loss, pattern)
     };
     let no_kinks = Array2::from_elem(input.dim(), false);
-    central_difference_reports(model, input, grad_input, no_kinks, M::params_mut, evaluate)
+    let visit: VisitLinears<M> =
+        |model, visit| model.visit_linears(|index, layer| visit(Some(index), layer));
+    central_difference_reports(model, input, grad_input, no_kinks, visit, evaluate)
+}
+
+/// Calls back with every `Linear` layer of a checked object and its index in a model (`None`
+/// for a layer checked alone).
+type VisitLinears<T> = fn(&mut T, &mut dyn FnMut(Option<usize>, LinearMut<'_, f64>));
+
+fn no_params<T: ?Sized>(_: &mut T, _: &mut dyn FnMut(Option<usize>, LinearMut<'_, f64>)) {}
+
+/// Runs `f` on tensor `tensor` (0: weight, 1: bias) of the `layer`-th `Linear` layer visited.
+fn with_tensor<T: ?Sized>(
+    target: &mut T,
+    visit: VisitLinears<T>,
+    (layer, tensor): (usize, usize),
+    f: impl FnOnce(ndarray::ArrayViewMutD<'_, f64>),
+) {
+    let mut f = Some(f);
+    let mut position = 0;
+    visit(target, &mut |_, linear| {
+        if position == layer {
+            let [weight, bias] = linear.tensors();
+            let (_, value, _) = if tensor == 0 { weight } else { bias };
+            (f.take().expect("one layer at each position"))(value);
+        }
+        position += 1;
+    });
 }
 
 /// Phases 2 and 3 of every check: the numeric gradient of `evaluate` with respect to each
@@ -228,13 +269,19 @@ fn central_difference_reports<T: ?Sized>(
     input: ArrayView2<'_, f64>,
     grad_input: Array2<f64>,
     mut input_kinks: Array2<bool>,
-    params_of: for<'a> fn(&'a mut T) -> Vec<Param<'a, f64>>,
+    visit: VisitLinears<T>,
     mut evaluate: impl FnMut(&mut T, ArrayView2<'_, f64>) -> (f64, Vec<bool>),
 ) -> Vec<GradReport> {
-    let analytic_params: Vec<(String, ArrayD<f64>)> = params_of(target)
-        .into_iter()
-        .map(|param| (param.name, param.grad.to_owned()))
-        .collect();
+    // The analytic parameter gradients, named for display: `weight` or `linear1.weight`.
+    let mut analytic_params: Vec<(String, (usize, usize), ArrayD<f64>)> = Vec::new();
+    let mut layer = 0;
+    visit(target, &mut |index, linear| {
+        for (tensor, (name, _, grad)) in linear.tensors().into_iter().enumerate() {
+            let name = index.map_or(name.to_string(), |index| format!("linear{index}.{name}"));
+            analytic_params.push((name, (layer, tensor), grad.to_owned()));
+        }
+        layer += 1;
+    });
 
     // Phase 2: the input, entry by entry, on a perturbed copy.
     let mut perturbed = input.to_owned();
@@ -255,24 +302,20 @@ fn central_difference_reports<T: ?Sized>(
         input_kinks.view().into_dyn(),
     )];
 
-    // Phase 3: every parameter, entry by entry, restored exactly after each evaluation.
-    for (param_index, (name, analytic)) in analytic_params.iter().enumerate() {
+    // Phase 3: every parameter, entry by entry, restored exactly after each evaluation (no
+    // `+h - h` round-off).
+    for (name, position, analytic) in &analytic_params {
         let mut numeric = ArrayD::zeros(analytic.raw_dim());
         let mut kinks = ArrayD::from_elem(analytic.raw_dim(), false);
         for (index, slot) in numeric.indexed_iter_mut() {
-            let original = params_of(target).swap_remove(param_index).value[&index];
+            let mut original = 0.0;
+            with_tensor(target, visit, *position, |value| original = value[&index]);
             let (slope, kink) = central_difference(|delta| {
-                set_entry(
-                    params_of(target).swap_remove(param_index).value,
-                    &index,
-                    original + delta,
-                );
+                with_tensor(target, visit, *position, |mut value| {
+                    value[&index] = original + delta
+                });
                 let result = evaluate(target, input);
-                set_entry(
-                    params_of(target).swap_remove(param_index).value,
-                    &index,
-                    original,
-                );
+                with_tensor(target, visit, *position, |mut value| value[&index] = original);
                 result
             });
             *slot = slope;
@@ -286,11 +329,6 @@ fn central_difference_reports<T: ?Sized>(
         ));
     }
     reports
-}
-
-/// Sets one entry of a parameter (restoring it exactly afterwards: no `+h - h` round-off).
-fn set_entry(mut value: ndarray::ArrayViewMutD<'_, f64>, index: &IxDyn, entry: f64) {
-    value[index] = entry;
 }
 
 /// The sign pattern `z > 0` of every hidden pre-activation `z = h W + b` of a ReLU MLP.

@@ -1,4 +1,4 @@
-//! The layer and loss contracts, and the parameter view shared by both.
+//! The layer and loss contracts, and the view of a `Linear` layer's parameters.
 //!
 //! # The gradient rule
 //!
@@ -7,30 +7,45 @@
 //! - **outputs are overwritten**: `forward` and `backward` return fresh arrays, and the `*_into`
 //!   forms overwrite every element of the caller's buffer (they never read it);
 //! - **parameter gradients accumulate**: each `backward` *adds* dL/dW and dL/db into the stored
-//!   gradients, which keep growing until [`Layer::zero_grad`] sets them back to zero.
+//!   gradients, which keep growing until [`LinearLayer::zero_grad`] sets them back to zero.
 //!
-//! So a training step is `zero_grad`, `forward`, `loss`, `backward`, `update`; calling
+//! So a training step is `zero_grad`, `forward`, `loss`, `backward`, then an optimizer's `step`; calling
 //! `backward` twice without `zero_grad` in between doubles the gradients, and the harness tests
 //! exactly that.
 
 use std::fmt::Debug;
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, ArrayViewMutD};
+use ndarray::{Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, ArrayViewMutD};
 
 use crate::Float;
 
-/// One learnable tensor and its gradient, borrowed from a layer or a model.
+/// A `Linear` layer's parameters and their gradients, borrowed for writing.
 ///
-/// `value` and `grad` have the same shape: `(fan_in, fan_out)` for a weight, `(fan_out,)` for a
-/// bias.
+/// Shapes: `weight` and `grad_weight` `(fan_in, fan_out)`, `bias` and `grad_bias` `(fan_out,)`.
+/// Optimizers, gradient clipping, gradient statistics and the checks all reach the parameters
+/// through this view, one layer at a time ([`LinearLayer::params_mut`],
+/// [`Model::visit_linears`](crate::Model::visit_linears)).
 #[derive(Debug)]
-pub struct Param<'a, F> {
-    /// Where the tensor lives: `"weight"`, `"bias"`, or `"linear1.weight"` inside a model.
-    pub name: String,
-    /// The parameter itself, writable (optimisers and gradient checks change it).
-    pub value: ArrayViewMutD<'a, F>,
-    /// dL/d(value), accumulated by `backward` since the last `zero_grad`.
-    pub grad: ArrayViewMutD<'a, F>,
+pub struct LinearMut<'a, F> {
+    /// W, `(fan_in, fan_out)`: writable (optimizers and gradient checks change it).
+    pub weight: ArrayViewMut2<'a, F>,
+    /// b, `(fan_out,)`.
+    pub bias: ArrayViewMut1<'a, F>,
+    /// dL/dW, accumulated by `backward` since the last `zero_grad`.
+    pub grad_weight: ArrayViewMut2<'a, F>,
+    /// dL/db, accumulated likewise.
+    pub grad_bias: ArrayViewMut1<'a, F>,
+}
+
+impl<'a, F> LinearMut<'a, F> {
+    /// `[("weight", W, dL/dW), ("bias", b, dL/db)]` as dimension-free views, for code that
+    /// treats every tensor alike (clipping, norms, gradient checks). The names are for display.
+    pub fn tensors(self) -> [(&'static str, ArrayViewMutD<'a, F>, ArrayViewMutD<'a, F>); 2] {
+        [
+            ("weight", self.weight.into_dyn(), self.grad_weight.into_dyn()),
+            ("bias", self.bias.into_dyn(), self.grad_bias.into_dyn()),
+        ]
+    }
 }
 
 /// A differentiable layer acting on a batch: one sample per row.
@@ -46,9 +61,6 @@ pub struct Param<'a, F> {
 /// their result into the caller's buffer. Level 3 overrides the `*_into` forms to compute in
 /// place. See the [module docs](self) for the gradient rule.
 pub trait Layer<F: Float>: Debug {
-    /// The number of output columns for `in_features` input columns.
-    fn out_features(&self, in_features: usize) -> usize;
-
     /// Computes the output for `input` of shape `(batch, in_features)` and caches what
     /// `backward` needs.
     ///
@@ -88,27 +100,10 @@ pub trait Layer<F: Float>: Debug {
         crate::assert_same_shape("backward_into grad_input", grad_input.dim(), result.dim());
         grad_input.assign(&result);
     }
-
-    /// The learnable tensors with their gradients, in a fixed order (`weight`, then `bias`).
-    /// Activations have none.
-    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
-        Vec::new()
-    }
-
-    /// Sets every parameter gradient to zero.
-    fn zero_grad(&mut self) {
-        for param in self.params_mut() {
-            let mut grad = param.grad;
-            grad.fill(F::zero());
-        }
-    }
 }
 
 /// A boxed layer is a layer: `Vec<Box<dyn Layer<F>>>` holds any mix of them.
 impl<F: Float, T: Layer<F> + ?Sized> Layer<F> for Box<T> {
-    fn out_features(&self, in_features: usize) -> usize {
-        (**self).out_features(in_features)
-    }
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         (**self).forward(input)
     }
@@ -123,11 +118,22 @@ impl<F: Float, T: Layer<F> + ?Sized> Layer<F> for Box<T> {
     fn backward_into(&mut self, grad_output: ArrayView2<'_, F>, grad_input: ArrayViewMut2<'_, F>) {
         (**self).backward_into(grad_output, grad_input)
     }
-    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
-        (**self).params_mut()
-    }
+}
+
+/// A layer with learnable parameters: `y = x W + b`.
+///
+/// Beyond [`Layer`], one method: a view of the weight, the bias and their gradients. Everything
+/// that reads or changes parameters (optimizers, [`zero_grad`](LinearLayer::zero_grad),
+/// clipping, the checks) goes through it.
+pub trait LinearLayer<F: Float>: Layer<F> {
+    /// The weight, the bias and their gradients, writable.
+    fn params_mut(&mut self) -> LinearMut<'_, F>;
+
+    /// Sets dL/dW and dL/db to zero.
     fn zero_grad(&mut self) {
-        (**self).zero_grad()
+        let mut params = self.params_mut();
+        params.grad_weight.fill(F::zero());
+        params.grad_bias.fill(F::zero());
     }
 }
 

@@ -2,7 +2,7 @@
 
 use ndarray::{Array1, Array2};
 
-use crate::{Activation, Float, Layer, LinearParams, Loss, LossKind, MlpSpec, Model};
+use crate::{Activation, Float, Layer, LinearLayer, LinearParams, Loss, LossKind, MlpSpec, Model};
 
 /// Names a level's layer, loss and model types and builds them.
 ///
@@ -23,7 +23,7 @@ pub trait Level<F: Float>: 'static {
     const ALLOCATION_BOUNDED: bool = false;
 
     /// `y = x W + b`.
-    type Linear: Layer<F>;
+    type Linear: LinearLayer<F>;
     /// `y = max(0, x)`.
     type Relu: Layer<F> + 'static;
     /// `y = 1 / (1 + e^-x)`.

@@ -11,17 +11,19 @@
 //! | `F.cross_entropy(reduction="mean")`    | [`Level::softmax_cross_entropy`] with [`Targets::Classes`] |
 //! | `F.mse_loss(reduction="mean")`         | [`Level::mse`] with [`Targets::Values`]        |
 //! | `loss.backward()`                      | [`Model::backward`] (after [`Model::loss`])   |
-//! | `param.grad`, `optimizer.zero_grad()`  | [`Param::grad`], [`Model::zero_grad`]         |
-//! | `optim.SGD(lr).step()`                 | [`Model::update`]                             |
+//! | `linear.weight.grad`, `model.zero_grad()` | [`LinearMut::grad_weight`] via [`Model::visit_linears`], [`Model::zero_grad`] |
+//! | `optim.SGD(lr, momentum).step()`       | [`optim::Sgd`] with [`Optimizer::step`]       |
+//! | `optim.Adam(lr).step()`                | [`optim::Adam`]                               |
 //! | `torch.manual_seed(s)`                 | [`MlpSpec::seed`], [`init::seeded_rng`]       |
 //!
 //! ## Training a tiny MLP
 //!
 //! Every level names its types through a zero-sized marker that implements [`Level`]. Build a
 //! network from an [`MlpSpec`] (sizes, activation, loss, init, seed), then repeat
-//! `zero_grad -> forward -> loss -> backward -> update`:
+//! `zero_grad -> forward -> loss -> backward -> optimizer step`:
 //!
 //! ```
+//! use backprop_core::optim::{Optimizer, Sgd};
 //! use backprop_core::{Level, Model, MlpSpec, Targets};
 //! use level02::Level02;
 //! use ndarray::array;
@@ -33,13 +35,14 @@
 //! // [2, 8, 2]: Linear(2, 8), ReLU, Linear(8, 2), softmax cross-entropy.
 //! let mut model = <Level02 as Level<f64>>::mlp_from_spec(&MlpSpec::classifier(&[2, 8, 2], 7));
 //!
+//! let mut sgd = Sgd::new(0.5);
 //! let mut first_loss = None;
 //! for _step in 0..200 {
 //!     model.zero_grad();                         // gradients accumulate: clear them first
 //!     model.forward(inputs.view());              // logits (4, 2); caches each layer's input
 //!     let loss = model.loss(Targets::Classes(&classes));
 //!     model.backward();                          // dL/dW and dL/db for every layer
-//!     model.update(0.5);                         // W <- W - 0.5 dL/dW
+//!     sgd.step(&mut model);                      // W <- W - 0.5 dL/dW
 //!     first_loss.get_or_insert(loss);
 //! }
 //! model.forward(inputs.view());
@@ -56,6 +59,8 @@
 //!
 //! ## What else lives here
 //!
+//! - [`optim`]: SGD (momentum, Nesterov, weight decay) and Adam, as PyTorch defines them;
+//! - [`data`]: shuffled batches gathered into one reused buffer, for every training loop;
 //! - [`init`]: PyTorch's `nn.Linear` default, He and Xavier initialisers over a seeded
 //!   ChaCha8 generator, so one seed gives one network in every level;
 //! - [`flow`]: per-layer gradient statistics of a training step (norms, update ratio, dead and
@@ -67,6 +72,7 @@
 //!   model of their own.
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod float;
 pub mod flow;
 pub mod gradcheck;
@@ -75,13 +81,15 @@ pub mod layer;
 pub mod level;
 pub mod mnist;
 pub mod model;
+pub mod optim;
 pub mod stacked;
 
 pub use float::Float;
 pub use init::{Init, MlpSpec};
-pub use layer::{Layer, Loss, Param, Targets};
+pub use layer::{Layer, LinearLayer, LinearMut, Loss, Targets};
 pub use level::Level;
 pub use model::{Activation, LinearParams, LossKind, Model};
+pub use optim::Optimizer;
 pub use stacked::StackedMlp;
 
 /// Panics unless `got == expected`, naming `what` and both shapes.

@@ -1,12 +1,15 @@
-//! The model contract: a multi-layer perceptron with its loss, trained by SGD.
+//! The model contract: a multi-layer perceptron with its loss, trained by an optimizer.
 
 use std::fmt::{self, Debug};
 use std::str::FromStr;
 
 use ndarray::{Array1, Array2, ArrayView2};
 
+use crate::layer::LinearMut;
+use crate::optim::Optimizer;
+
 use crate::flow::Signals;
-use crate::{Float, Param, Targets};
+use crate::{Float, Targets};
 
 /// The nonlinearity between two `Linear` layers of an MLP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,14 +71,15 @@ pub type LinearParams<F> = Vec<(Array2<F>, Array1<F>)>;
 /// layer's output is the logits). One step of training:
 ///
 /// ```text
-/// zero_grad -> forward(x) -> loss(targets) -> backward -> update(lr)
+/// zero_grad -> forward(x) -> loss(targets) -> backward -> optimizer.step(model)
 /// ```
+///
+/// What a model must provide: the passes, and [`visit_linears`](Model::visit_linears), the one
+/// way to its parameters. Zeroing, optimizers ([`crate::optim`]), clipping and statistics
+/// ([`crate::flow`]) are built on it.
 ///
 /// Parameter gradients accumulate until `zero_grad` (see [the gradient rule](crate::layer)).
 pub trait Model<F: Float>: Debug {
-    /// `[in, hidden.., out]`: the width of every layer boundary.
-    fn layer_sizes(&self) -> &[usize];
-
     /// The activation between the `Linear` layers.
     fn activation(&self) -> Activation;
 
@@ -83,7 +87,7 @@ pub trait Model<F: Float>: Debug {
     /// activation that `backward` needs.
     ///
     /// # Panics
-    /// If the input width is not `layer_sizes[0]`.
+    /// If the input width is not the first layer's `fan_in`.
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F>;
 
     /// The loss of the last `forward` against `targets`.
@@ -93,7 +97,7 @@ pub trait Model<F: Float>: Debug {
     fn loss(&mut self, targets: Targets<'_, F>) -> F;
 
     /// Backpropagates the last `loss` through every layer, *adding* into every parameter
-    /// gradient, and returns dL/d(input) of shape `(batch, layer_sizes[0])`.
+    /// gradient, and returns dL/d(input), the input's shape.
     ///
     /// # Panics
     /// If called before `loss`.
@@ -112,53 +116,59 @@ pub trait Model<F: Float>: Debug {
         None
     }
 
-    /// Every parameter with its gradient: `linear0.weight, linear0.bias, linear1.weight, ...`.
-    fn params_mut(&mut self) -> Vec<Param<'_, F>>;
+    /// Calls `visit(index, layer)` for every `Linear` layer, input layer first, with its
+    /// weight, bias and their gradients.
+    ///
+    /// ```
+    /// use backprop_core::{Level, Model, MlpSpec};
+    /// use level02::Level02;
+    ///
+    /// let mut model = <Level02 as Level<f64>>::mlp_from_spec(&MlpSpec::classifier(&[4, 8, 3], 0));
+    /// let mut shapes = Vec::new();
+    /// model.visit_linears(|index, layer| shapes.push((index, layer.weight.dim())));
+    /// assert_eq!(shapes, [(0, (4, 8)), (1, (8, 3))]);
+    /// ```
+    fn visit_linears(&mut self, visit: impl FnMut(usize, LinearMut<'_, F>))
+    where
+        Self: Sized;
 
     /// Sets every parameter gradient to zero.
-    fn zero_grad(&mut self) {
-        for param in self.params_mut() {
-            let mut grad = param.grad;
-            grad.fill(F::zero());
-        }
+    fn zero_grad(&mut self)
+    where
+        Self: Sized,
+    {
+        self.visit_linears(|_, mut layer| {
+            layer.grad_weight.fill(F::zero());
+            layer.grad_bias.fill(F::zero());
+        });
     }
 
-    /// One plain SGD step on every parameter: `p <- p - learning_rate * dL/dp`.
-    fn update(&mut self, learning_rate: F) {
-        for param in self.params_mut() {
-            let mut value = param.value;
-            value.scaled_add(-learning_rate, &param.grad);
-        }
-    }
-
-    /// One full training step on a batch; returns the loss before the update.
-    fn train_step(&mut self, input: ArrayView2<'_, F>, targets: Targets<'_, F>, lr: F) -> F {
+    /// One full training step on a batch: `zero_grad`, `forward`, `loss`, the backward pass
+    /// without the input gradient, then `optimizer.step`. Returns the loss before the update.
+    fn train_step(
+        &mut self,
+        input: ArrayView2<'_, F>,
+        targets: Targets<'_, F>,
+        optimizer: &mut impl Optimizer<F>,
+    ) -> F
+    where
+        Self: Sized,
+    {
         self.zero_grad();
         self.forward(input);
         let loss = self.loss(targets);
         self.backward_params_only();
-        self.update(lr);
+        optimizer.step(self);
         loss
     }
 
     /// A copy of every `(weight, bias)` pair, input layer first.
-    fn linear_params(&mut self) -> LinearParams<F> {
-        let params = self.params_mut();
-        params
-            .chunks(2)
-            .map(|pair| {
-                let weight = pair[0]
-                    .value
-                    .view()
-                    .into_dimensionality()
-                    .expect("weight is 2-D");
-                let bias = pair[1]
-                    .value
-                    .view()
-                    .into_dimensionality()
-                    .expect("bias is 1-D");
-                (weight.to_owned(), bias.to_owned())
-            })
-            .collect()
+    fn linear_params(&mut self) -> LinearParams<F>
+    where
+        Self: Sized,
+    {
+        let mut layers = Vec::new();
+        self.visit_linears(|_, layer| layers.push((layer.weight.to_owned(), layer.bias.to_owned())));
+        layers
     }
 }

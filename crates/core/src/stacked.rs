@@ -9,7 +9,10 @@ use std::fmt;
 use ndarray::{Array2, ArrayView2};
 
 use crate::flow::{Signals, max_abs, sum_of_squares};
-use crate::{Activation, Float, Layer, Level, LinearParams, Loss, LossKind, Model, Param, Targets};
+use crate::{
+    Activation, Float, Layer, Level, LinearLayer, LinearMut, LinearParams, Loss, LossKind, Model,
+    Targets,
+};
 
 /// `Linear, act, Linear, act, ..., Linear, loss`, built from level `L`'s types.
 pub struct StackedMlp<F: Float, L: Level<F>> {
@@ -81,10 +84,6 @@ impl<F: Float, L: Level<F>> StackedMlp<F, L> {
 }
 
 impl<F: Float, L: Level<F>> Model<F> for StackedMlp<F, L> {
-    fn layer_sizes(&self) -> &[usize] {
-        &self.sizes
-    }
-
     fn activation(&self) -> Activation {
         self.activation
     }
@@ -153,15 +152,15 @@ impl<F: Float, L: Level<F>> Model<F> for StackedMlp<F, L> {
         })
     }
 
-    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
-        let mut params = Vec::with_capacity(2 * self.linears.len());
+    fn visit_linears(&mut self, mut visit: impl FnMut(usize, LinearMut<'_, F>)) {
         for (index, linear) in self.linears.iter_mut().enumerate() {
-            params.extend(linear.params_mut().into_iter().map(|param| Param {
-                name: format!("linear{index}.{}", param.name),
-                ..param
-            }));
+            visit(index, linear.params_mut());
         }
-        params
+    }
+
+    fn zero_grad(&mut self) {
+        // Through each layer's own zero_grad, so the harness sees a learner's.
+        self.linears.iter_mut().for_each(LinearLayer::zero_grad);
     }
 }
 

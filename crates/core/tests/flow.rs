@@ -14,15 +14,20 @@ fn model_with_gradient_3_4() -> impl Model<f64> {
     ];
     let mut model = Level02::mlp(layers, Activation::Relu, LossKind::SoftmaxCrossEntropy);
     model.zero_grad();
-    let mut params = model.params_mut();
-    params[0].grad.assign(&array![[3.0, 4.0]].into_dyn());
-    drop(params);
+    model.visit_linears(|index, mut layer| {
+        if index == 0 {
+            layer.grad_weight.assign(&array![[3.0, 4.0]]);
+        }
+    });
     model
 }
 
 fn gradients(model: &mut impl Model<f64>) -> Vec<f64> {
-    let params = model.params_mut();
-    params.iter().flat_map(|p| p.grad.iter().copied()).collect()
+    let mut values = Vec::new();
+    model.visit_linears(|_, layer| {
+        values.extend(layer.grad_weight.iter().chain(layer.grad_bias.iter()));
+    });
+    values
 }
 
 #[test]

@@ -182,9 +182,11 @@ pub fn widen<F: Float>(array: ArrayViewD<'_, F>) -> ArrayD<f64> {
 
 /// Every parameter gradient of `model` as `(name, gradient)`, widened to `f64`.
 pub fn model_gradients<F: Float, M: Model<F>>(model: &mut M) -> Vec<(String, ArrayD<f64>)> {
-    model
-        .params_mut()
-        .into_iter()
-        .map(|param| (param.name, param.grad.mapv(F::as_f64)))
-        .collect()
+    let mut gradients = Vec::new();
+    model.visit_linears(|index, layer| {
+        for (name, _, grad) in layer.tensors() {
+            gradients.push((format!("linear{index}.{name}"), grad.mapv(F::as_f64)));
+        }
+    });
+    gradients
 }

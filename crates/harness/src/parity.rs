@@ -13,8 +13,9 @@ use std::fs::{self, File};
 use std::path::PathBuf;
 
 use backprop_core::flow::clip_grad_norm;
+use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
 use backprop_core::{
-    Activation, Float, Layer, Level, LinearParams, Loss, LossKind, Model, Targets,
+    Activation, Float, Layer, Level, LinearLayer, LinearParams, Loss, LossKind, Model, Targets,
 };
 use ndarray::{Array, Array2, ArrayD, Dimension, Ix1, Ix2};
 use ndarray_npy::{NpzReader, ReadableElement};
@@ -36,8 +37,8 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// The names of every fixture whose `kind` is `kind` (`layer`, `loss`, `mlp`, `sgd`,
-    /// `accumulate`), sorted.
+    /// The names of every fixture whose `kind` is `kind` (`layer`, `loss`, `mlp`, `optimizer`,
+    /// `accumulate`, `clip`), sorted.
     ///
     /// # Panics
     /// If the fixture folder cannot be read or holds no fixture of that kind.
@@ -217,17 +218,24 @@ pub fn gate4_pytorch_layers<L: Level<f64> + Level<f32>>() {
 fn layer_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
     let input: Array2<F> = fixture.array("input");
     let upstream: Array2<F> = fixture.array("upstream");
-    let mut layer: Box<dyn Layer<F>> = match fixture.meta("layer") {
-        "linear" => Box::new(L::linear(fixture.array("weight"), fixture.array("bias"))),
-        name => L::activation(name.parse().unwrap_or_else(|error| panic!("{error}"))),
+    let run = |layer: &mut dyn Layer<F>, fixture: &mut Fixture| {
+        let output = layer.forward(input.view());
+        fixture.compare("output", &output, "output");
+        let grad_input = layer.backward(upstream.view());
+        fixture.compare("dL/dinput", &grad_input, "grad_input");
     };
-    let output = layer.forward(input.view());
-    fixture.compare("output", &output, "output");
-    let grad_input = layer.backward(upstream.view());
-    fixture.compare("dL/dinput", &grad_input, "grad_input");
-    for param in layer.params_mut() {
-        let key = format!("grad_{}", param.name);
-        fixture.compare(&format!("dL/d{}", param.name), &param.grad.to_owned(), &key);
+    match fixture.meta("layer") {
+        "linear" => {
+            let mut linear = L::linear(fixture.array("weight"), fixture.array("bias"));
+            run(&mut linear, fixture);
+            for (name, _, grad) in linear.params_mut().tensors() {
+                fixture.compare(&format!("dL/d{name}"), &grad.to_owned(), &format!("grad_{name}"));
+            }
+        }
+        name => run(
+            &mut L::activation(name.parse().unwrap_or_else(|error| panic!("{error}"))),
+            fixture,
+        ),
     }
 }
 
@@ -332,12 +340,17 @@ fn compare_parameter_gradients<F: Float>(fixture: &mut Fixture, model: &mut impl
     }
 }
 
-/// **Success level 4, training**: the loss at each of 3 SGD steps and the weights after them
-/// (the update rule), the gradients after two backward passes without `zero_grad` (they
+/// **Success level 4, training**: the loss at each of 3 optimizer steps and the weights after
+/// them (the update rules of [`Sgd`] plain, with momentum, Nesterov and weight decay, and of
+/// [`Adam`], as `torch.optim` computes them), the gradients after two backward passes without `zero_grad` (they
 /// accumulate, as PyTorch's `.grad` does), and the gradients after
 /// [`clip_grad_norm`] (as `torch.nn.utils.clip_grad_norm_`).
 pub fn gate4_pytorch_training<L: Level<f64> + Level<f32>>() {
-    for_each_fixture("sgd", sgd_fixture::<f64, L>, sgd_fixture::<f32, L>);
+    for_each_fixture(
+        "optimizer",
+        optimizer_fixture::<f64, L>,
+        optimizer_fixture::<f32, L>,
+    );
     for_each_fixture(
         "accumulate",
         accumulate_fixture::<f64, L>,
@@ -346,17 +359,45 @@ pub fn gate4_pytorch_training<L: Level<f64> + Level<f32>>() {
     for_each_fixture("clip", clip_fixture::<f64, L>, clip_fixture::<f32, L>);
 }
 
-fn sgd_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
+/// The optimizer a fixture's meta describes: `optimizer=sgd` with `lr`, `momentum`,
+/// `nesterov` and `weight_decay`, or `optimizer=adam` with `lr`, `beta1`, `beta2`, `eps` and
+/// `weight_decay`.
+fn fixture_optimizer<F: Float>(fixture: &Fixture) -> AnyOptimizer<F> {
+    let number = |key: &str| -> f64 {
+        fixture
+            .meta(key)
+            .parse()
+            .unwrap_or_else(|_| panic!("{}: meta {key} is not a number", fixture.name))
+    };
+    match fixture.meta("optimizer") {
+        "sgd" => {
+            let mut sgd = Sgd::new(number("lr"))
+                .with_momentum(number("momentum"))
+                .with_weight_decay(number("weight_decay"));
+            sgd.nesterov = fixture.meta("nesterov") == "True";
+            AnyOptimizer::Sgd(sgd)
+        }
+        "adam" => {
+            let mut adam = Adam::new(number("lr")).with_weight_decay(number("weight_decay"));
+            adam.betas = (number("beta1"), number("beta2"));
+            adam.eps = number("eps");
+            AnyOptimizer::Adam(adam)
+        }
+        other => panic!("{}: unknown optimizer {other:?}", fixture.name),
+    }
+}
+
+fn optimizer_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
     let input: Array2<F> = fixture.array("input");
     let targets = OwnedTargets::<F>::read(fixture, "");
-    let lr: f64 = fixture.meta("lr").parse().expect("meta lr is a number");
     let steps: usize = fixture
         .meta("steps")
         .parse()
         .expect("meta steps is a number");
+    let mut optimizer = fixture_optimizer(fixture);
     let mut model = fixture_model::<F, L>(fixture);
     let losses: Vec<F> = (0..steps)
-        .map(|_| model.train_step(input.view(), targets.view(), F::of(lr)))
+        .map(|_| model.train_step(input.view(), targets.view(), &mut optimizer))
         .collect();
     fixture.compare("loss at each step", &Array::from_vec(losses), "losses");
     for (index, (weight, bias)) in model.linear_params().iter().enumerate() {

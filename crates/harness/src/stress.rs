@@ -3,6 +3,7 @@
 //! Sizes stay small enough for CI; `BACKPROP_STRESS=full` runs the big ones.
 
 use backprop_core::gradcheck::model_gradients;
+use backprop_core::optim::{Optimizer, Sgd};
 use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Targets};
 use ndarray::{Array2, Axis};
 use proptest::prelude::*;
@@ -125,8 +126,9 @@ pub fn training_reduces_the_loss<L: Level<f64> + Level<f32>>() {
         (centres[targets[row]][col] + noise[[row, col]]) as f32
     });
     let mut model = <L as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[2, 16, 3], 121));
+    let mut sgd = Sgd::new(0.5);
     let losses: Vec<f32> = (0..200)
-        .map(|_| model.train_step(points.view(), Targets::Classes(&targets), 0.5))
+        .map(|_| model.train_step(points.view(), Targets::Classes(&targets), &mut sgd))
         .collect();
     let (first, last) = (losses[0], losses[199]);
     assert!(
@@ -158,6 +160,7 @@ pub fn overfits_64_mnist_images<L: Level<f64> + Level<f32>>() {
     let data = mnist_train(64);
     let mut model = <L as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[784, hidden, 10], 140));
     let mut accuracy = 0.0;
+    let mut sgd = Sgd::new(0.5);
     for step in 0..400 {
         let logits = model.forward(data.images());
         accuracy = training_accuracy(&logits, &data.labels);
@@ -171,7 +174,7 @@ pub fn overfits_64_mnist_images<L: Level<f64> + Level<f32>>() {
         );
         model.zero_grad();
         model.backward_params_only();
-        model.update(0.5);
+        sgd.step(&mut model);
     }
     panic!("overfitting 64 MNIST images: training accuracy {accuracy} after 400 steps, expected 1");
 }
@@ -221,12 +224,13 @@ pub fn allocations_per_training_step<L: Level<f32>>() {
             let mut model = <L as Level<f32>>::mlp_from_spec(&spec);
             let batch_input = inputs.slice(ndarray::s![..batch, ..]);
             let batch_targets = Targets::Classes(&targets[..batch]);
+            let mut sgd = Sgd::new(0.1);
             for _ in 0..2 {
-                model.train_step(batch_input, batch_targets, 0.1);
+                model.train_step(batch_input, batch_targets, &mut sgd);
             }
             let before = crate::alloc::allocations();
             for _ in 0..steps {
-                model.train_step(batch_input, batch_targets, 0.1);
+                model.train_step(batch_input, batch_targets, &mut sgd);
             }
             crate::alloc::allocations() - before
         })

@@ -16,10 +16,11 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use backprop_core::{
-    Activation, Float, Layer, Level, LinearParams, Loss, LossKind, Param, StackedMlp, Targets,
+    Activation, Float, Layer, Level, LinearLayer, LinearMut, LinearParams, Loss, LossKind,
+    StackedMlp, Targets,
 };
 use backprop_harness::{basic, edge, parity, stress};
-use ndarray::{Array1, Array2, ArrayView2, Axis, Ix2, Zip};
+use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 
 const MISSING_MEAN: u8 = 1;
 const RELU_MASK_GE: u8 = 2;
@@ -90,10 +91,6 @@ struct MutantLinear<F, const BUG: u8> {
 }
 
 impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
-    fn out_features(&self, in_features: usize) -> usize {
-        self.inner.out_features(in_features)
-    }
-
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let output = self.inner.forward(input);
         self.last_input = Some(input.to_owned());
@@ -118,33 +115,33 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
         match BUG {
             BIAS_NOT_SUMMED => {
                 // The bug: db += g[0] instead of db += Σ_rows g.
-                let mut grad_bias = params.remove(1).grad;
-                grad_bias -= &grad_output.sum_axis(Axis(0)).into_dyn();
-                grad_bias += &grad_output.row(0).into_dyn();
+                params.grad_bias -= &grad_output.sum_axis(Axis(0));
+                params.grad_bias += &grad_output.row(0);
                 grad_input
             }
             TRANSPOSED_WEIGHT => {
                 // The bug: dx = g W. It only type-checks when W is square, as in ndarray.
-                let weight = params.remove(0).value.into_dimensionality::<Ix2>().unwrap();
-                grad_output.dot(&weight)
+                grad_output.dot(&params.weight)
             }
             GRAD_WEIGHT_TRANSPOSED => {
                 // g^T x instead of x^T g. It only fits W's shape when W is square; elsewhere
                 // the learner's code would stop on the shapes, so the mutant leaves it alone.
-                let mut grad_weight = params.remove(0).grad.into_dimensionality::<Ix2>().unwrap();
+                let grad_weight = &mut params.grad_weight;
                 if grad_weight.is_square() {
                     let input = self.last_input.as_ref().unwrap();
                     let right = input.t().dot(&grad_output);
-                    grad_weight -= &right;
-                    grad_weight += &right.t();
+                    *grad_weight -= &right;
+                    *grad_weight += &right.t();
                 }
                 grad_input
             }
             _ => grad_input,
         }
     }
+}
 
-    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
+impl<F: Float, const BUG: u8> LinearLayer<F> for MutantLinear<F, BUG> {
+    fn params_mut(&mut self) -> LinearMut<'_, F> {
         self.inner.params_mut()
     }
 }
@@ -156,10 +153,6 @@ struct MutantRelu<F, const BUG: u8> {
 }
 
 impl<F: Float, const BUG: u8> Layer<F> for MutantRelu<F, BUG> {
-    fn out_features(&self, in_features: usize) -> usize {
-        in_features
-    }
-
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         self.input = Some(input.to_owned());
         self.inner.forward(input)
@@ -184,10 +177,6 @@ struct MutantTanh<F, const BUG: u8> {
 }
 
 impl<F: Float, const BUG: u8> Layer<F> for MutantTanh<F, BUG> {
-    fn out_features(&self, in_features: usize) -> usize {
-        in_features
-    }
-
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         self.input = Some(input.to_owned());
         self.inner.forward(input)

@@ -14,12 +14,13 @@
 //! same math as whole-array operations.
 //!
 //! ```
+//! use backprop_core::optim::Sgd;
 //! use backprop_core::{Level, Model, MlpSpec, Targets};
 //! use level01::Level01;
 //!
 //! let mut model = <Level01 as Level<f64>>::mlp_from_spec(&MlpSpec::classifier(&[3, 4, 2], 5));
 //! let x = ndarray::array![[0.5, -1.0, 2.0]];
-//! let before = model.train_step(x.view(), Targets::Classes(&[1]), 0.1);
+//! let before = model.train_step(x.view(), Targets::Classes(&[1]), &mut Sgd::new(0.1));
 //! model.forward(x.view());
 //! assert!(model.loss(Targets::Classes(&[1])) < before);
 //! ```

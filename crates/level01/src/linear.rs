@@ -1,6 +1,6 @@
 //! `Linear`: y = x W + b, in loops.
 
-use backprop_core::{Float, Layer, Param, assert_same_shape};
+use backprop_core::{Float, Layer, LinearLayer, LinearMut, assert_same_shape};
 use ndarray::{Array1, Array2, ArrayView2};
 
 /// A fully connected layer: `y = x W + b`.
@@ -42,9 +42,6 @@ impl<F: Float> Linear<F> {
 }
 
 impl<F: Float> Layer<F> for Linear<F> {
-    fn out_features(&self, _in_features: usize) -> usize {
-        self.weight.ncols()
-    }
 
     #[track_caller]
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
@@ -114,19 +111,15 @@ impl<F: Float> Layer<F> for Linear<F> {
         }
         grad_input
     }
+}
 
-    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
-        vec![
-            Param {
-                name: "weight".into(),
-                value: self.weight.view_mut().into_dyn(),
-                grad: self.grad_weight.view_mut().into_dyn(),
-            },
-            Param {
-                name: "bias".into(),
-                value: self.bias.view_mut().into_dyn(),
-                grad: self.grad_bias.view_mut().into_dyn(),
-            },
-        ]
+impl<F: Float> LinearLayer<F> for Linear<F> {
+    fn params_mut(&mut self) -> LinearMut<'_, F> {
+        LinearMut {
+            weight: self.weight.view_mut(),
+            bias: self.bias.view_mut(),
+            grad_weight: self.grad_weight.view_mut(),
+            grad_bias: self.grad_bias.view_mut(),
+        }
     }
 }

@@ -17,12 +17,13 @@
 //! The model is [`backprop_core::StackedMlp`] over these layers.
 //!
 //! ```
+//! use backprop_core::optim::Sgd;
 //! use backprop_core::{Level, Model, MlpSpec, Targets};
 //! use level02::Level02;
 //!
 //! let mut model = <Level02 as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[4, 3, 2], 1));
 //! let x = ndarray::Array2::<f32>::ones((5, 4));
-//! let loss = model.train_step(x.view(), Targets::Classes(&[0, 1, 0, 1, 1]), 0.1);
+//! let loss = model.train_step(x.view(), Targets::Classes(&[0, 1, 0, 1, 1]), &mut Sgd::new(0.1));
 //! assert!(loss.is_finite());
 //! ```
 #![warn(missing_docs)]

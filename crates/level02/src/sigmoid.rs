@@ -11,9 +11,6 @@ pub struct Sigmoid<F> {
 }
 
 impl<F: Float> Layer<F> for Sigmoid<F> {
-    fn out_features(&self, in_features: usize) -> usize {
-        in_features
-    }
 
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         // For very negative x, e^-x overflows to inf and y = 1/inf = 0: still correct.

@@ -11,9 +11,6 @@ pub struct Tanh<F> {
 }
 
 impl<F: Float> Layer<F> for Tanh<F> {
-    fn out_features(&self, in_features: usize) -> usize {
-        in_features
-    }
 
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let output = input.mapv(F::tanh);

@@ -54,9 +54,6 @@ impl<F: Float> ActivationLayer<F> {
 }
 
 impl<F: Float> Layer<F> for ActivationLayer<F> {
-    fn out_features(&self, in_features: usize) -> usize {
-        in_features
-    }
 
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let mut output = Array2::zeros(input.dim());

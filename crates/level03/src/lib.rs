@@ -15,9 +15,13 @@
 //! - **No input gradient when training.** [`Model::train_step`] and
 //!   [`Model::backward_params_only`] skip the first layer's `g W^T`; [`Model::backward`]
 //!   computes it (the harness asks for it).
+//! - **Any optimizer, on the fused path.** [`Model::train_step`] runs forward, loss and backward
+//!   straight from the caller's batch (no copy of it), then the optimizer's one elementwise pass
+//!   per tensor over the parameter buffers (SGD, momentum, Nesterov, Adam: see
+//!   [`backprop_core::optim`]).
 //! - **rayon where it pays.** The two big products of a step (the first layer's forward and its
-//!   weight gradient) split into two halves by rows; large elementwise passes (activations, the
-//!   SGD update) run on rayon. Each output element is computed the same way whatever the split,
+//!   weight gradient) split into two halves by rows; large elementwise passes (activations, and
+//!   the optimizer's update of the first layer) run on rayon. Each output element is computed the same way whatever the split,
 //!   so 1 and 2 threads give bit-identical weights (tested over 100 steps).
 //! - **No unsafe.** Splitting a product is `ArrayViewMut::split_at`; nothing needed more.
 //!
@@ -47,14 +51,16 @@
 //! of every step (50 allocations a step against level03's 5 to 7).
 //!
 //! ```
+//! use backprop_core::optim::Sgd;
 //! use backprop_core::{Level, Model, MlpSpec, Targets};
 //! use level03::Level03;
 //!
 //! let mut model = <Level03 as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[4, 8, 3], 1));
 //! let x = ndarray::Array2::<f32>::from_elem((6, 4), 0.5);
 //! let classes = [0, 1, 2, 0, 1, 2];
-//! let first = model.train_step(x.view(), Targets::Classes(&classes), 0.1);
-//! let second = model.train_step(x.view(), Targets::Classes(&classes), 0.1);
+//! let mut sgd = Sgd::new(0.1).with_momentum(0.9);
+//! let first = model.train_step(x.view(), Targets::Classes(&classes), &mut sgd);
+//! let second = model.train_step(x.view(), Targets::Classes(&classes), &mut sgd);
 //! assert!(first.is_finite() && second.is_finite());
 //! ```
 #![warn(missing_docs)]

@@ -1,6 +1,6 @@
 //! `Linear`: y = x W + b, straight into the caller's buffer.
 
-use backprop_core::{Float, Layer, Param, assert_same_shape};
+use backprop_core::{Float, Layer, LinearLayer, LinearMut, assert_same_shape};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 use crate::buffer::RowBuffer;
@@ -76,9 +76,6 @@ pub(crate) fn linear_param_grads<F: Float>(
 }
 
 impl<F: Float> Layer<F> for Linear<F> {
-    fn out_features(&self, _in_features: usize) -> usize {
-        self.weight.ncols()
-    }
 
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let mut output = Array2::zeros((input.nrows(), self.weight.ncols()));
@@ -128,19 +125,15 @@ impl<F: Float> Layer<F> for Linear<F> {
             grad_input,
         );
     }
+}
 
-    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
-        vec![
-            Param {
-                name: "weight".into(),
-                value: self.weight.view_mut().into_dyn(),
-                grad: self.grad_weight.view_mut().into_dyn(),
-            },
-            Param {
-                name: "bias".into(),
-                value: self.bias.view_mut().into_dyn(),
-                grad: self.grad_bias.view_mut().into_dyn(),
-            },
-        ]
+impl<F: Float> LinearLayer<F> for Linear<F> {
+    fn params_mut(&mut self) -> LinearMut<'_, F> {
+        LinearMut {
+            weight: self.weight.view_mut(),
+            bias: self.bias.view_mut(),
+            grad_weight: self.grad_weight.view_mut(),
+            grad_bias: self.grad_bias.view_mut(),
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! `Mlp`: the whole network over shared, preallocated buffers.
 
 use backprop_core::flow::{Signals, max_abs, sum_of_squares};
-use backprop_core::{Activation, Float, LinearParams, LossKind, Model, Param, Targets};
+use backprop_core::{
+    Activation, Float, LinearMut, LinearParams, LossKind, Model, Optimizer, Targets,
+};
 use ndarray::{Array1, Array2, ArrayView2};
 
 use crate::activation::{activation_backward_inplace, activation_inplace};
@@ -9,7 +11,6 @@ use crate::buffer::RowBuffer;
 use crate::gemm::gemm;
 use crate::linear::{linear_forward, linear_param_grads};
 use crate::mse::mse_inplace;
-use crate::parallel::for_each_pair;
 use crate::softmax_cross_entropy::softmax_cross_entropy_inplace;
 
 /// Where the model is in the `forward -> loss -> backward` sequence.
@@ -244,10 +245,6 @@ impl<F: Float> Mlp<F> {
 }
 
 impl<F: Float> Model<F> for Mlp<F> {
-    fn layer_sizes(&self) -> &[usize] {
-        &self.sizes
-    }
-
     fn activation(&self) -> Activation {
         self.activation
     }
@@ -289,62 +286,47 @@ impl<F: Float> Model<F> for Mlp<F> {
         })
     }
 
-    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
+    fn visit_linears(&mut self, mut visit: impl FnMut(usize, LinearMut<'_, F>)) {
         if self.grads_are_zero {
-            self.grad_weights
-                .iter_mut()
-                .for_each(|grad| grad.fill(F::zero()));
-            self.grad_biases
-                .iter_mut()
-                .for_each(|grad| grad.fill(F::zero()));
+            // The marked zeros become real ones before anybody reads the gradients.
+            self.grad_weights.iter_mut().for_each(|grad| grad.fill(F::zero()));
+            self.grad_biases.iter_mut().for_each(|grad| grad.fill(F::zero()));
             self.grads_are_zero = false;
         }
         let layers = self.weights.iter_mut().zip(&mut self.biases);
         let grads = self.grad_weights.iter_mut().zip(&mut self.grad_biases);
-        let mut params = Vec::with_capacity(2 * self.sizes.len());
         for (index, ((weight, bias), (grad_weight, grad_bias))) in layers.zip(grads).enumerate() {
-            params.push(Param {
-                name: format!("linear{index}.weight"),
-                value: weight.view_mut().into_dyn(),
-                grad: grad_weight.view_mut().into_dyn(),
-            });
-            params.push(Param {
-                name: format!("linear{index}.bias"),
-                value: bias.view_mut().into_dyn(),
-                grad: grad_bias.view_mut().into_dyn(),
-            });
+            visit(
+                index,
+                LinearMut {
+                    weight: weight.view_mut(),
+                    bias: bias.view_mut(),
+                    grad_weight: grad_weight.view_mut(),
+                    grad_bias: grad_bias.view_mut(),
+                },
+            );
         }
-        params
     }
 
     fn zero_grad(&mut self) {
         self.grads_are_zero = true;
     }
 
-    fn update(&mut self, learning_rate: F) {
-        if self.grads_are_zero {
-            return; // p - lr * 0
-        }
-        // p <- p - lr dL/dp, elementwise (on rayon for the big weights).
-        for (weight, grad) in self.weights.iter_mut().zip(&self.grad_weights) {
-            for_each_pair(weight.view_mut(), grad.view(), |w, &g| {
-                *w -= learning_rate * g
-            });
-        }
-        for (bias, grad) in self.biases.iter_mut().zip(&self.grad_biases) {
-            bias.scaled_add(-learning_rate, grad);
-        }
-    }
-
     /// One step straight from the caller's batch: no copy of the input, no gradient for it.
     #[track_caller]
-    fn train_step(&mut self, input: ArrayView2<'_, F>, targets: Targets<'_, F>, lr: F) -> F {
+    fn train_step(
+        &mut self,
+        input: ArrayView2<'_, F>,
+        targets: Targets<'_, F>,
+        optimizer: &mut impl Optimizer<F>,
+    ) -> F {
         self.zero_grad();
         self.forward_pass(input);
         let loss = self.loss_pass(targets);
         self.backward_pass(input, false);
-        self.update(lr);
+        optimizer.step(self);
         self.stage = Stage::Empty; // the gradient buffers now belong to the old weights
         loss
     }
 }
+

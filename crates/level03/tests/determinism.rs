@@ -1,5 +1,6 @@
 //! The same seed gives bit-identical weights after 100 SGD steps on 1 and on 2 threads.
 
+use backprop_core::optim::Sgd;
 use backprop_core::{Level, LinearParams, MlpSpec, Model, Targets};
 use backprop_harness::fixtures::mnist_train;
 use level03::Level03;
@@ -15,10 +16,11 @@ fn train_on_threads(threads: usize) -> LinearParams<f32> {
         assert_eq!(rayon::current_num_threads(), threads);
         let spec = MlpSpec::classifier(&[784, 256, 10], 7);
         let mut model = <Level03 as Level<f32>>::mlp_from_spec(&spec);
+        let mut sgd = Sgd::new(0.1);
         for step in 0..100 {
             let rows = (step % 4) * 128..(step % 4 + 1) * 128;
             let images = data.images.slice(s![rows.clone(), ..]);
-            model.train_step(images, Targets::Classes(&data.labels[rows]), 0.1);
+            model.train_step(images, Targets::Classes(&data.labels[rows]), &mut sgd);
         }
         model.linear_params()
     })

@@ -1,6 +1,6 @@
 //! `Linear`: y = x W + b.
 
-use backprop_core::{Float, Layer, Param};
+use backprop_core::{Float, Layer, LinearLayer, LinearMut};
 use ndarray::{Array1, Array2, ArrayView2};
 
 /// A fully connected layer: `y = x W + b`.
@@ -31,9 +31,6 @@ impl<F: Float> Linear<F> {
 }
 
 impl<F: Float> Layer<F> for Linear<F> {
-    fn out_features(&self, _in_features: usize) -> usize {
-        self.weight.ncols()
-    }
 
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         // TODO: return x W + b (the bias added to every row), and keep a copy of x in
@@ -50,10 +47,17 @@ impl<F: Float> Layer<F> for Linear<F> {
         let _ = grad_output;
         todo!("Linear::backward: dW += x^T g, db += sum of g's rows, return g W^T (hints/hint-2-linear-backward.md)")
     }
+}
 
-    fn params_mut(&mut self) -> Vec<Param<'_, F>> {
-        // TODO: two `Param`s, named "weight" and "bias", each with a mutable view of the value
-        // and of its gradient (`.view_mut().into_dyn()`). The optimizer and the checks read them.
-        todo!("Linear::params_mut: [weight, bias] with their gradients (hints/hint-2-linear-backward.md)")
+/// Plumbing, done for you: the optimizers, `zero_grad` and the checks reach W, b and their
+/// gradients through these views.
+impl<F: Float> LinearLayer<F> for Linear<F> {
+    fn params_mut(&mut self) -> LinearMut<'_, F> {
+        LinearMut {
+            weight: self.weight.view_mut(),
+            bias: self.bias.view_mut(),
+            grad_weight: self.grad_weight.view_mut(),
+            grad_bias: self.grad_bias.view_mut(),
+        }
     }
 }

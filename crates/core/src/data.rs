@@ -1,0 +1,199 @@
+//! Shuffled mini-batches, gathered into one reused buffer: the batch loop of every training run
+//! (`backprop train`, `backprop diagnose`, the epoch benches).
+
+use ndarray::{Array2, ArrayView2, s};
+use rand::seq::SliceRandom;
+
+use crate::init::{SeededRng, seeded_rng};
+use crate::mnist::Dataset;
+
+/// Walks a [`Dataset`] in shuffled batches of `batch_size` rows.
+///
+/// Each epoch shuffles the order (continuing from the last epoch's order with one seeded
+/// generator, so a seed gives one sequence of batches) and copies each batch's rows into a
+/// buffer of `batch_size` rows allocated once. The last batch of an epoch may be smaller,
+/// unless [`drop_last`](Batches::drop_last) asks for full batches only.
+///
+/// ```
+/// use backprop_core::data::Batches;
+/// use backprop_core::mnist::Dataset;
+/// use ndarray::Array2;
+///
+/// let data = Dataset { images: Array2::zeros((10, 4)), labels: vec![0; 10], rows: 2, cols: 2 };
+/// let mut batches = Batches::new(&data, 4, 7);
+/// let mut sizes = Vec::new();
+/// while let Some((images, labels)) = batches.next_batch() {
+///     assert_eq!(images.nrows(), labels.len());
+///     sizes.push(labels.len());
+/// }
+/// assert_eq!(sizes, [4, 4, 2]);
+/// ```
+#[derive(Debug)]
+pub struct Batches<'d> {
+    data: &'d Dataset,
+    order: Vec<usize>,
+    rng: SeededRng,
+    batch_size: usize,
+    /// Where the next batch starts in `order`; `None` before the epoch's shuffle.
+    position: Option<usize>,
+    drop_last: bool,
+    images: Array2<f32>,
+    labels: Vec<usize>,
+}
+
+impl<'d> Batches<'d> {
+    /// Batches of at most `batch_size` rows of `data`, shuffled by a generator seeded with
+    /// `seed`.
+    ///
+    /// # Panics
+    /// If `batch_size` is 0.
+    #[track_caller]
+    pub fn new(data: &'d Dataset, batch_size: usize, seed: u64) -> Self {
+        assert!(batch_size > 0, "a batch needs at least one row");
+        let rows = batch_size.min(data.len());
+        Batches {
+            data,
+            order: (0..data.len()).collect(),
+            rng: seeded_rng(seed),
+            batch_size,
+            position: None,
+            drop_last: false,
+            images: Array2::zeros((rows, data.images.ncols())),
+            labels: vec![0; rows],
+        }
+    }
+
+    /// Only full batches: the rows left over at the end of an epoch are skipped.
+    pub fn drop_last(self) -> Self {
+        Batches {
+            drop_last: true,
+            ..self
+        }
+    }
+
+    /// The number of batches in one epoch.
+    pub fn per_epoch(&self) -> usize {
+        if self.drop_last {
+            self.data.len() / self.batch_size
+        } else {
+            self.data.len().div_ceil(self.batch_size)
+        }
+    }
+
+    /// The next batch of the current epoch (shuffling first if the epoch has not started), or
+    /// `None` when the epoch is over; the call after `None` starts the next epoch.
+    pub fn next_batch(&mut self) -> Option<(ArrayView2<'_, f32>, &[usize])> {
+        if self.epoch_over() {
+            self.position = None;
+            return None;
+        }
+        let start = match self.position {
+            Some(start) => start,
+            None => {
+                self.order.shuffle(&mut self.rng);
+                0
+            }
+        };
+        let rows = (self.order.len() - start).min(self.batch_size);
+        if rows == 0 || (self.drop_last && rows < self.batch_size) {
+            return None; // an epoch too small for one batch
+        }
+        self.position = Some(start + rows);
+        // Gather the rows of this batch into the reused buffer.
+        for (row, &index) in self.order[start..start + rows].iter().enumerate() {
+            self.images.row_mut(row).assign(&self.data.images.row(index));
+            self.labels[row] = self.data.labels[index];
+        }
+        Some((self.images.slice(s![..rows, ..]), &self.labels[..rows]))
+    }
+
+    /// The next batch, starting a new epoch whenever one ends (for a fixed number of steps).
+    ///
+    /// # Panics
+    /// If an epoch has no batch at all (an empty data set, or fewer rows than a full batch
+    /// with `drop_last`).
+    #[track_caller]
+    pub fn next_cycling(&mut self) -> (ArrayView2<'_, f32>, &[usize]) {
+        assert!(
+            self.per_epoch() > 0,
+            "{} rows make no batch of {}",
+            self.data.len(),
+            self.batch_size
+        );
+        if self.epoch_over() {
+            self.position = None;
+        }
+        self.next_batch().expect("an epoch with at least one batch")
+    }
+
+    /// True when the current epoch has no batch left.
+    fn epoch_over(&self) -> bool {
+        self.position.is_some_and(|start| {
+            let remaining = self.order.len() - start;
+            remaining == 0 || (self.drop_last && remaining < self.batch_size)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbered(rows: usize) -> Dataset {
+        Dataset {
+            images: Array2::from_shape_fn((rows, 3), |(row, col)| (10 * row + col) as f32),
+            labels: (0..rows).collect(),
+            rows: 1,
+            cols: 3,
+        }
+    }
+
+    #[test]
+    fn an_epoch_visits_every_row_once_with_its_own_label() {
+        let data = numbered(11);
+        let mut batches = Batches::new(&data, 4, 3);
+        let mut seen = Vec::new();
+        while let Some((images, labels)) = batches.next_batch() {
+            for (image, &label) in images.rows().into_iter().zip(labels) {
+                assert_eq!(image[0], (10 * label) as f32, "row gathered with its label");
+                seen.push(label);
+            }
+        }
+        assert_ne!(seen, (0..11).collect::<Vec<_>>(), "shuffled");
+        seen.sort_unstable();
+        assert_eq!(seen, (0..11).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn drop_last_and_cycling_give_only_full_batches_across_epochs() {
+        let data = numbered(10);
+        let mut batches = Batches::new(&data, 4, 3).drop_last();
+        assert_eq!(batches.per_epoch(), 2);
+        let mut firsts = Vec::new();
+        for _ in 0..5 {
+            let (images, labels) = batches.next_cycling();
+            assert_eq!((images.nrows(), labels.len()), (4, 4));
+            firsts.push(labels[0]);
+        }
+        // Epoch 2 starts at the third call with a new order.
+        let mut again = Batches::new(&data, 4, 3).drop_last();
+        assert_eq!(again.next_batch().map(|(_, labels)| labels[0]), Some(firsts[0]));
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_batches() {
+        let data = numbered(9);
+        let run = |seed| {
+            let mut batches = Batches::new(&data, 2, seed);
+            let mut labels = Vec::new();
+            for _ in 0..2 {
+                while let Some((_, batch)) = batches.next_batch() {
+                    labels.extend_from_slice(batch);
+                }
+            }
+            labels
+        };
+        assert_eq!(run(1), run(1));
+        assert_ne!(run(1), run(2));
+    }
+}
