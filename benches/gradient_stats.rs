@@ -6,26 +6,22 @@
 //! cargo bench --bench gradient_stats
 //! ```
 //!
-//! The contestants run in turns (see `common::in_turns`); each figure is a median. The input
+//! The contestants run in turns (see `backprop::bench::in_turns`); each figure is a median. The input
 //! gradient norms are taken inside level03's backward pass in every contestant (one pass over a
 //! `(128, 256)` buffer); the last row times that pass alone.
-
-mod common;
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use backprop::bench::{FLOPS_PER_SAMPLE, in_turns, mnist_train, pool, timed};
 use backprop_core::flow::{clip_grad_norm, step_stats, sum_of_squares};
-use backprop_core::mnist::load_mnist;
+use backprop_core::optim::{Optimizer, Sgd};
 use backprop_core::{Level, MlpSpec, Model, Targets};
-use common::{in_turns, pool, timed};
 use level03::Level03;
 use ndarray::{Array2, s};
 
 const BATCH: usize = 128;
-const LEARNING_RATE: f32 = 0.01;
-/// FLOPs of one level03 step per sample (see the train_throughput bench).
-const FLOPS_PER_SAMPLE: f64 = 818_176.0;
+const LEARNING_RATE: f64 = 0.01;
 const TURNS: usize = 30;
 const STEPS_PER_TURN: usize = 11;
 
@@ -40,10 +36,7 @@ fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return; // `cargo test --benches` asks for a list of tests: there are none
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
-    let data = load_mnist(&dir)
-        .unwrap_or_else(|error| panic!("{error}"))
-        .train;
+    let data = mnist_train();
     let images = data.images.slice(s![..BATCH, ..]);
     let targets = Targets::Classes(&data.labels[..BATCH]);
     let new_model = || Level03::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 1));
@@ -58,15 +51,20 @@ fn main() {
     for threads in [1, 2] {
         pool(threads).install(|| {
             let (mut plain, mut watched, mut clipped) = (new_model(), new_model(), new_model());
+            let (mut sgd_plain, mut sgd_watched, mut sgd_clipped) = (
+                Sgd::new(LEARNING_RATE),
+                Sgd::new(LEARNING_RATE),
+                Sgd::new(LEARNING_RATE),
+            );
             let mut train_step = || {
                 timed(|| {
-                    plain.train_step(images, targets, LEARNING_RATE);
+                    plain.train_step(images, targets, &mut sgd_plain);
                 })
             };
             let mut with_stats = || {
                 timed(|| {
-                    watched.train_step(images, targets, LEARNING_RATE);
-                    black_box(step_stats(&mut watched, f64::from(LEARNING_RATE)));
+                    watched.train_step(images, targets, &mut sgd_watched);
+                    black_box(step_stats(&mut watched, LEARNING_RATE));
                 })
             };
             let mut with_clipping = || {
@@ -76,7 +74,7 @@ fn main() {
                     clipped.loss(targets);
                     clipped.backward_params_only();
                     clip_grad_norm(&mut clipped, 1.0);
-                    clipped.update(LEARNING_RATE);
+                    sgd_clipped.step(&mut clipped);
                 })
             };
             let hidden_grad = Array2::<f32>::from_elem((BATCH, 256), 0.5);

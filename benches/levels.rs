@@ -12,12 +12,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use backprop::levels::{BuiltinLevel, WithLevel};
+use backprop_core::optim::Sgd;
 use backprop_core::{Layer, Level, MlpSpec, Model, Targets};
 use backprop_harness::fixtures::{classes, uniform};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use level01::Level01;
-use level02::Level02;
-use level03::Level03;
 use ndarray::Array2;
 
 const BATCHES: [usize; 4] = [32, 64, 128, 256];
@@ -89,20 +88,35 @@ fn bench_level<L: Level<f32>>(criterion: &mut Criterion) {
         let input = inputs(batch, 784);
         let targets = classes(batch, 10, 2);
         let mut model = L::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 4));
+        let mut sgd = Sgd::new(0.01);
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_with_input(BenchmarkId::new(L::NAME, batch), &batch, |bencher, _| {
             bencher.iter(|| {
-                model.train_step(black_box(input.view()), Targets::Classes(&targets), 0.01)
+                model.train_step(
+                    black_box(input.view()),
+                    Targets::Classes(&targets),
+                    &mut sgd,
+                )
             })
         });
     }
     group.finish();
 }
 
+/// One built-in level's benches.
+struct BenchLevel<'c>(&'c mut Criterion);
+
+impl WithLevel for BenchLevel<'_> {
+    type Output = ();
+    fn run<L: Level<f32> + Level<f64>>(self) {
+        bench_level::<L>(self.0);
+    }
+}
+
 fn levels(criterion: &mut Criterion) {
-    bench_level::<Level01>(criterion);
-    bench_level::<Level02>(criterion);
-    bench_level::<Level03>(criterion);
+    for level in BuiltinLevel::ALL {
+        level.dispatch(BenchLevel(criterion));
+    }
 }
 
 criterion_group!(benches, levels);

@@ -5,6 +5,7 @@
 //! the peak of bytes live during it above what was live before it (the step's transient memory),
 //! and the bytes the model holds between steps beyond its parameters (level03's buffers).
 
+use backprop_core::optim::Sgd;
 use backprop_core::{Level, MlpSpec, Model, Targets};
 use backprop_harness::alloc;
 use backprop_harness::fixtures::{classes, uniform};
@@ -23,12 +24,13 @@ fn measure<L: Level<f32>>(batch: usize) -> (usize, usize, usize) {
     let targets = classes(batch, 10, 2);
     let held_before = alloc::live_bytes();
     let mut model = L::mlp_from_spec(&MlpSpec::classifier(&SIZES, 3));
+    let mut sgd = Sgd::new(0.01);
     for _ in 0..2 {
-        model.train_step(input.view(), Targets::Classes(&targets), 0.01);
+        model.train_step(input.view(), Targets::Classes(&targets), &mut sgd);
     }
     let (allocated, live) = (alloc::allocated_bytes(), alloc::live_bytes());
     alloc::reset_peak();
-    model.train_step(input.view(), Targets::Classes(&targets), 0.01);
+    model.train_step(input.view(), Targets::Classes(&targets), &mut sgd);
     let step_bytes = alloc::allocated_bytes() - allocated;
     let transient = alloc::peak_live_bytes() - live;
     let held = alloc::live_bytes() - held_before;

@@ -1,5 +1,6 @@
 //! Runs level03 training steps in a loop, for a profiler: `cargo run --release --example profile_step -- 128 2000`.
 use backprop_core::mnist::load_mnist;
+use backprop_core::optim::Sgd;
 use backprop_core::{Level, MlpSpec, Model, Targets};
 use level03::Level03;
 
@@ -19,9 +20,10 @@ fn main() {
         .num_threads(1)
         .build()
         .unwrap();
+    let mut sgd = Sgd::new(0.01);
     pool.install(|| {
         for _ in 0..steps {
-            model.train_step(images, Targets::Classes(&data.labels[..batch]), 0.01);
+            model.train_step(images, Targets::Classes(&data.labels[..batch]), &mut sgd);
         }
     });
 }

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use backprop_harness::diagnosis::hint_for;
 
-use crate::run::RunError;
+use crate::error::RunError;
+use crate::output::OutputError;
 
 /// (test filter, what the gate asks), in order.
 pub const GATES: [(&str, &str); 4] = [
@@ -86,10 +87,7 @@ fn run_gate(root: &Path, package: &str, filter: &str) -> Result<Outcome, RunErro
         .current_dir(root)
         .env("RUST_BACKTRACE", "0")
         .output()
-        .map_err(|error| RunError::Output {
-            path: root.to_path_buf(),
-            problem: format!("cannot run cargo: {error}"),
-        })?;
+        .map_err(|error| OutputError::new(root, format!("cannot run cargo: {error}")))?;
     if output.status.success() {
         return Ok(Outcome::Pass);
     }

@@ -20,15 +20,17 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use backprop_core::data::Batches;
 use backprop_core::flow::{Health, StepStats, clip_coefficient, clip_grad_norm, step_stats};
 use backprop_core::init::{seeded_rng, standard_normal};
-use backprop_core::mnist::load_mnist;
+use backprop_core::mnist::{Dataset, load_mnist};
+use backprop_core::optim::{Optimizer, Sgd};
 use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Targets};
 use ndarray::Array2;
-use rand::seq::SliceRandom;
 
+use crate::error::RunError;
+use crate::output::{create_folder, write_atomically, write_svg};
 use crate::plots::{Panel, Series, panel_grid};
-use crate::run::{RunError, write_atomically};
 
 /// The settings of a diagnose run.
 #[derive(Debug, Clone)]
@@ -47,8 +49,6 @@ pub struct DiagnoseConfig {
     pub clip: f64,
     /// Seed of the weights, the shuffling and the synthetic data.
     pub seed: u64,
-    /// 1, 2 or 3.
-    pub level: u8,
     /// Gaussian clusters instead of MNIST.
     pub synthetic: bool,
     /// Folder with the MNIST IDX files.
@@ -146,10 +146,9 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 
 /// The training data: MNIST's first 10,000 images, or 4,096 points around 10 Gaussian centres
 /// in 32 dimensions (`--synthetic`).
-fn training_data(config: &DiagnoseConfig) -> Result<(Array2<f32>, Vec<usize>), RunError> {
+fn training_data(config: &DiagnoseConfig) -> Result<Dataset, RunError> {
     if !config.synthetic {
-        let train = load_mnist(&config.data)?.train.first(10_000);
-        return Ok((train.images, train.labels));
+        return Ok(load_mnist(&config.data)?.train.first(10_000));
     }
     let mut rng = seeded_rng(config.seed ^ 0xda7a);
     let mut normal = || standard_normal(&mut rng) as f32;
@@ -159,13 +158,18 @@ fn training_data(config: &DiagnoseConfig) -> Result<(Array2<f32>, Vec<usize>), R
     for (mut row, &label) in images.rows_mut().into_iter().zip(&labels) {
         row.zip_mut_with(&centres.row(label), |x, &centre| *x = centre + normal());
     }
-    Ok((images, labels))
+    Ok(Dataset {
+        images,
+        labels,
+        rows: 1,
+        cols: 32,
+    })
 }
 
 /// Trains one configuration; stops at the first non-finite loss.
 fn run_one<L: Level<f32>>(
     config: &DiagnoseConfig,
-    (images, labels): (&Array2<f32>, &[usize]),
+    data: &Dataset,
     (depth, activation, (init_name, init), clipped): (
         usize,
         Activation,
@@ -173,7 +177,7 @@ fn run_one<L: Level<f32>>(
         bool,
     ),
 ) -> Outcome {
-    let mut sizes = vec![images.ncols()];
+    let mut sizes = vec![data.images.ncols()];
     sizes.extend(std::iter::repeat_n(config.width, depth - 1));
     sizes.push(10);
     let spec = MlpSpec {
@@ -184,12 +188,10 @@ fn run_one<L: Level<f32>>(
         seed: config.seed,
     };
     let mut model = L::mlp_from_spec(&spec);
-    // The same shuffled batches for every configuration.
-    let mut rng = seeded_rng(config.seed ^ 0x5eed);
-    let mut order: Vec<usize> = (0..labels.len()).collect();
-    let batch = config.batch_size.min(labels.len());
-    let mut batch_images = Array2::<f32>::zeros((batch, images.ncols()));
-    let mut batch_labels = vec![0; batch];
+    let mut sgd = Sgd::new(f64::from(config.lr));
+    // The same shuffled batches for every configuration, full ones only.
+    let batch_size = config.batch_size.min(data.len());
+    let mut batches = Batches::new(data, batch_size, config.seed ^ 0x5eed).drop_last();
     let mut outcome = Outcome {
         depth,
         activation,
@@ -198,19 +200,11 @@ fn run_one<L: Level<f32>>(
         losses: Vec::with_capacity(config.steps),
         stats: Vec::with_capacity(config.steps),
     };
-    let mut chunks = Vec::new();
-    while chunks.len() < config.steps {
-        order.shuffle(&mut rng);
-        chunks.extend(order.chunks_exact(batch).map(<[usize]>::to_vec));
-    }
-    for chunk in &chunks[..config.steps] {
-        for (row, &index) in chunk.iter().enumerate() {
-            batch_images.row_mut(row).assign(&images.row(index));
-            batch_labels[row] = labels[index];
-        }
+    for _ in 0..config.steps {
+        let (images, labels) = batches.next_cycling();
         model.zero_grad();
-        model.forward(batch_images.view());
-        let loss = model.loss(Targets::Classes(&batch_labels));
+        model.forward(images);
+        let loss = model.loss(Targets::Classes(labels));
         outcome.losses.push(loss);
         if !loss.is_finite() {
             break;
@@ -227,7 +221,7 @@ fn run_one<L: Level<f32>>(
             }
         }
         outcome.stats.push(stats);
-        model.update(config.lr);
+        sgd.step(&mut model);
     }
     outcome
 }
@@ -236,17 +230,9 @@ fn run_one<L: Level<f32>>(
 ///
 /// # Errors
 /// Unreadable data or an unwritable output folder.
-pub fn diagnose(config: &DiagnoseConfig) -> Result<Vec<Outcome>, RunError> {
-    fs::create_dir_all(&config.out).map_err(|error| RunError::Output {
-        path: config.out.clone(),
-        problem: format!("cannot create the output folder: {error}"),
-    })?;
-    let (images, labels) = training_data(config)?;
-    let run = match config.level {
-        1 => run_one::<level01::Level01>,
-        2 => run_one::<level02::Level02>,
-        _ => run_one::<level03::Level03>,
-    };
+pub fn diagnose<L: Level<f32>>(config: &DiagnoseConfig) -> Result<Vec<Outcome>, RunError> {
+    create_folder(&config.out)?;
+    let data = training_data(config)?;
     let mut outcomes = Vec::new();
     println!("{}", table_header(config));
     for &activation in &Activation::ALL {
@@ -254,7 +240,7 @@ pub fn diagnose(config: &DiagnoseConfig) -> Result<Vec<Outcome>, RunError> {
             for init in INITS {
                 for clipped in [false, true] {
                     let grid_point = (depth, activation, init, clipped);
-                    let outcome = run(config, (&images, &labels), grid_point);
+                    let outcome = run_one::<L>(config, &data, grid_point);
                     println!("{}", table_row(&outcome));
                     outcomes.push(outcome);
                 }
@@ -407,8 +393,7 @@ fn write_plots(out: &Path, config: &DiagnoseConfig, outcomes: &[Outcome]) -> Res
                 })
                 .collect();
             let path = out.join(file);
-            panel_grid(&path, Some(&title), 2, &panels, (1200, 1700))
-                .map_err(|problem| RunError::Output { path, problem })?;
+            write_svg(&path, panel_grid(Some(&title), 2, &panels, (1200, 1700)))?;
         }
     }
     Ok(())

@@ -9,10 +9,11 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use backprop_core::{Layer, Level, Loss, Targets};
-use ndarray::{Array2, array};
+use backprop_core::{Layer, Level, LinearLayer, Loss, Targets};
+use ndarray::{Array2, Axis, array};
 
-use crate::run::{RunError, write_atomically};
+use crate::error::RunError;
+use crate::output::{create_folder, write_atomically};
 
 /// One node of the picture: a name (`x`, `z1`, `W1`, ...), its values and its gradients, both in
 /// the tensor's shape, row by row.
@@ -49,21 +50,17 @@ pub fn tiny_network<L: Level<f64>>() -> Vec<Node> {
     let grad_z1 = relu.backward(grad_h.view());
     let grad_x = linear1.backward(grad_z1.view());
 
-    let param = |layer: &mut L::Linear, index: usize| {
+    // Each parameter and its gradient as a 2-D array (a bias as one row).
+    let params = |layer: &mut L::Linear| {
         let params = layer.params_mut();
-        let as_2d = |view: ndarray::ArrayViewD<'_, f64>| {
-            let columns = view.shape().last().copied().unwrap_or(1).max(1);
-            view.to_owned()
-                .into_shape_with_order((view.len() / columns, columns))
-                .expect("a 1-D or 2-D parameter")
-        };
-        let param = &params[index];
-        (as_2d(param.value.view()), as_2d(param.grad.view()))
+        let row = |bias: ndarray::ArrayView1<'_, f64>| bias.insert_axis(Axis(0)).to_owned();
+        (
+            (params.weight.to_owned(), params.grad_weight.to_owned()),
+            (row(params.bias.view()), row(params.grad_bias.view())),
+        )
     };
-    let (w1_value, w1_grad) = param(&mut linear1, 0);
-    let (b1_value, b1_grad) = param(&mut linear1, 1);
-    let (w2_value, w2_grad) = param(&mut linear2, 0);
-    let (b2_value, b2_grad) = param(&mut linear2, 1);
+    let ((w1_value, w1_grad), (b1_value, b1_grad)) = params(&mut linear1);
+    let ((w2_value, w2_grad), (b2_value, b2_grad)) = params(&mut linear2);
     vec![
         Node {
             name: "x",
@@ -161,21 +158,15 @@ pub fn to_dot(nodes: &[Node]) -> String {
     dot
 }
 
-/// Writes `graph.dot` (and `graph.svg` when Graphviz's `dot` is installed) into `out`; returns
+/// Writes level `L`'s `graph.dot` (and `graph.svg` when Graphviz's `dot` is installed) into
+/// `out`; returns
 /// what was written, for the command to print.
 ///
 /// # Errors
 /// An unwritable output folder.
-pub fn write_graph(out: &Path, level: u8) -> Result<String, RunError> {
-    fs::create_dir_all(out).map_err(|error| RunError::Output {
-        path: out.to_path_buf(),
-        problem: format!("cannot create the output folder: {error}"),
-    })?;
-    let nodes = match level {
-        1 => tiny_network::<level01::Level01>(),
-        3 => tiny_network::<level03::Level03>(),
-        _ => tiny_network::<level02::Level02>(),
-    };
+pub fn write_graph<L: Level<f64>>(out: &Path) -> Result<String, RunError> {
+    create_folder(out)?;
+    let nodes = tiny_network::<L>();
     let dot_path = out.join("graph.dot");
     let dot = to_dot(&nodes);
     write_atomically(&dot_path, |path| fs::write(path, &dot))?;

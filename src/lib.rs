@@ -1,17 +1,25 @@
-//! The umbrella package of the backprop workspace.
+//! The umbrella package of the backprop workspace: the `backprop` command-line tool, the
+//! training loop, the bench tables, and the cross-level tests in `tests/`.
 //!
-//! It re-exports the contract and the levels, and hosts what spans them: the cross-level tests
-//! in `tests/`, and (with their issues) the `backprop` command-line tool and the benches.
+//! Everything that runs a level is generic over [`backprop_core::Level`], so a learner's own
+//! level crate gets the whole tool with one line: [`cli::main`] in an example, and
+//! [`bench::main`] in a bench. The built-in levels are listed once, in [`levels`].
 
 pub use backprop_core as core;
 pub use level01;
 
 pub use level02;
 pub use level03;
+pub mod bench;
 pub mod check;
+pub mod cli;
 pub mod diagnose;
+pub mod error;
+pub mod eval;
 pub mod graph;
+pub mod levels;
 pub mod new_level;
+pub mod output;
 pub mod plots;
-pub mod run;
+pub mod train;
 pub mod watch;

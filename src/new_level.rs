@@ -3,7 +3,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::run::RunError;
+use crate::error::RunError;
+use crate::output::OutputError;
 
 /// Where the starter crate lives, relative to the workspace root.
 pub const TEMPLATE: &str = "templates/level-starter";
@@ -23,10 +24,8 @@ pub fn new_level(root: &Path, name: &str) -> Result<PathBuf, RunError> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     let target = root.join("crates").join(name);
-    let output_error = |path: &Path, problem: String| RunError::Output {
-        path: path.to_path_buf(),
-        problem,
-    };
+    let output_error =
+        |path: &Path, problem: String| RunError::from(OutputError::new(path, problem));
     if !valid {
         return Err(output_error(
             &target,

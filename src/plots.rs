@@ -1,6 +1,5 @@
-//! The plots, as SVG (plotters' pure-Rust SVG backend: no system font or image library).
-
-use std::path::Path;
+//! The plots, as SVG text (plotters' pure-Rust SVG backend: no system font or image library);
+//! [`crate::output::write_svg`] puts them on disk.
 
 use plotters::prelude::*;
 
@@ -26,37 +25,31 @@ pub struct Panel<'a> {
     pub series: Vec<Series<'a>>,
 }
 
-/// Draws `series` against the epoch into an SVG at `path` (written whole, then renamed).
+/// Draws `series` against the epoch; returns the SVG.
 ///
 /// # Errors
-/// The message plotters or the file system gave.
-pub fn line_chart(
-    path: &Path,
-    title: &str,
-    y_label: &str,
-    series: Vec<Series<'_>>,
-) -> Result<(), String> {
+/// The message plotters gave.
+pub fn line_chart(title: &str, y_label: &str, series: Vec<Series<'_>>) -> Result<String, String> {
     let panel = Panel {
         title: title.to_string(),
         x_label: "epoch",
         y_label,
         series,
     };
-    panel_grid(path, None, 1, &[panel], (720, 440))
+    panel_grid(None, 1, &[panel], (720, 440))
 }
 
-/// Draws `panels` in a grid of `columns` columns (row by row) into an SVG at `path` (written
-/// whole, then renamed), under an optional figure title; `size` is the whole figure's in pixels.
+/// Draws `panels` in a grid of `columns` columns (row by row) under an optional figure title;
+/// `size` is the whole figure's in pixels. Returns the SVG.
 ///
 /// # Errors
-/// The message plotters or the file system gave.
+/// The message plotters gave.
 pub fn panel_grid(
-    path: &Path,
     title: Option<&str>,
     columns: usize,
     panels: &[Panel<'_>],
     size: (u32, u32),
-) -> Result<(), String> {
+) -> Result<String, String> {
     let to_text = |error: &dyn std::fmt::Display| error.to_string();
     let mut svg = String::new();
     {
@@ -74,8 +67,7 @@ pub fn panel_grid(
         }
         root.present().map_err(|error| to_text(&error))?;
     }
-    crate::run::write_atomically(path, |temporary| std::fs::write(temporary, &svg))
-        .map_err(|error| error.to_string())
+    Ok(svg)
 }
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;

@@ -7,6 +7,7 @@
 //! differently from level01's `sum += a * b`; the relative error of such an entry reaches
 //! 4.5e-12 while every large entry agrees to 1e-15.
 
+use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
 use backprop_core::{Activation, Level, LossKind, MlpSpec, Model, Targets};
 use backprop_harness::expect::{close, close_scalar, model_gradients};
 use backprop_harness::fixtures::{classes, uniform};
@@ -124,30 +125,52 @@ fn agrees_with_level01_at_mnist_width<L: Level<f64>>() {
 }
 
 fn agrees_with_level01_after_three_sgd_steps<L: Level<f64>>() {
-    let spec = MlpSpec::classifier(&[20, 16, 5], 2000);
-    let input = uniform(12, 20, 2001);
-    let targets = classes(12, 5, 2002);
-    let mut loops = <Level01 as Level<f64>>::mlp_from_spec(&spec);
-    let mut other = L::mlp_from_spec(&spec);
-    for _ in 0..3 {
-        loops.train_step(input.view(), Targets::Classes(&targets), 0.3);
-        other.train_step(input.view(), Targets::Classes(&targets), 0.3);
+    let optimizers: [(&str, AnyOptimizer<f64>); 3] = [
+        ("SGD", AnyOptimizer::Sgd(Sgd::new(0.3))),
+        (
+            "Nesterov",
+            AnyOptimizer::Sgd(Sgd::new(0.1).with_momentum(0.9).with_nesterov()),
+        ),
+        (
+            "Adam",
+            AnyOptimizer::Adam(Adam::new(0.01).with_weight_decay(0.1)),
+        ),
+    ];
+    for (name, optimizer) in optimizers {
+        let spec = MlpSpec::classifier(&[20, 16, 5], 2000);
+        let input = uniform(12, 20, 2001);
+        let targets = classes(12, 5, 2002);
+        let mut loops = <Level01 as Level<f64>>::mlp_from_spec(&spec);
+        let mut other = L::mlp_from_spec(&spec);
+        let (mut loops_optimizer, mut other_optimizer) = (optimizer.clone(), optimizer);
+        for _ in 0..3 {
+            loops.train_step(
+                input.view(),
+                Targets::Classes(&targets),
+                &mut loops_optimizer,
+            );
+            other.train_step(
+                input.view(),
+                Targets::Classes(&targets),
+                &mut other_optimizer,
+            );
+        }
+        let case = format!("{} vs level01, weights after 3 {name} steps", L::NAME);
+        for ((weight, bias), (other_weight, other_bias)) in
+            loops.linear_params().iter().zip(&other.linear_params())
+        {
+            close(
+                &case,
+                "weight",
+                other_weight.view(),
+                weight.view(),
+                AGREEMENT,
+            );
+            close(&case, "bias", other_bias.view(), bias.view(), AGREEMENT);
+        }
+        let targets = Targets::Classes(&targets);
+        compare_models(&case, &mut loops, &mut other, &input, targets, AGREEMENT);
     }
-    let case = format!("{} vs level01, weights after 3 SGD steps", L::NAME);
-    for ((weight, bias), (other_weight, other_bias)) in
-        loops.linear_params().iter().zip(&other.linear_params())
-    {
-        close(
-            &case,
-            "weight",
-            other_weight.view(),
-            weight.view(),
-            AGREEMENT,
-        );
-        close(&case, "bias", other_bias.view(), bias.view(), AGREEMENT);
-    }
-    let targets = Targets::Classes(&targets);
-    compare_models(&case, &mut loops, &mut other, &input, targets, AGREEMENT);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 use backprop_core::flow::{StepStats, clip_grad_norm, step_stats};
 use backprop_core::init::{seeded_rng, standard_normal};
+use backprop_core::optim::{Optimizer, Sgd};
 use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Targets};
 use level02::Level02;
 use level03::Level03;
@@ -98,6 +99,7 @@ fn train<L: Level<f32>>(
     let mut model = L::mlp(params, activation, spec.loss);
     let (inputs, classes) = batch();
     let mut losses = Vec::new();
+    let mut sgd = Sgd::new(0.1);
     for _ in 0..steps {
         model.zero_grad();
         model.forward(inputs.view());
@@ -106,7 +108,7 @@ fn train<L: Level<f32>>(
         if let Some(max_norm) = max_norm {
             clip_grad_norm(&mut model, max_norm);
         }
-        model.update(0.1);
+        sgd.step(&mut model);
     }
     losses
 }

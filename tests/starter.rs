@@ -1,20 +1,23 @@
 //! The starter crate, as a learner gets it: `backprop new-level` copies it, it compiles, every
 //! gate fails with "not yet implemented" and the hint to read (`backprop check` says so gate by
-//! gate), and the same crate filled with level02's code passes the whole harness.
+//! gate), and the same crate filled with level02's code passes the whole harness, trains,
+//! evaluates and benches through its own example and bench, with no edit outside its folder.
 //!
 //! The learner's crate lives in a scratch workspace whose manifest is this one's `[workspace]`
 //! and `[profile]` sections (dependencies by absolute path, the same Cargo.lock, `--offline`), and
 //! it builds into this workspace's target folder, so only the learner's crate itself compiles.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// A workspace in a temporary folder with `templates/` linked from this one.
-fn scratch_workspace() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("backprop-starter-{}", std::process::id()));
+/// A workspace in a temporary folder (named after `tag`) with `templates/` linked from this one.
+fn scratch_workspace(tag: &str) -> PathBuf {
+    let name = format!("backprop-starter-{tag}-{}", std::process::id());
+    let dir = std::env::temp_dir().join(name);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(dir.join("crates")).unwrap();
     let manifest = fs::read_to_string(Path::new(ROOT).join("Cargo.toml")).unwrap();
@@ -25,7 +28,9 @@ fn scratch_workspace() -> PathBuf {
             keep = line.starts_with("[workspace") || line.starts_with("[profile");
         }
         if keep {
-            let line = line.replace("path = \"crates/", &format!("path = \"{ROOT}/crates/"));
+            let line = line
+                .replace("path = \"crates/", &format!("path = \"{ROOT}/crates/"))
+                .replace("path = \".\"", &format!("path = \"{ROOT}\""));
             kept.push_str(&line);
             kept.push('\n');
         }
@@ -55,18 +60,18 @@ fn backprop_check(workspace: &Path) -> (bool, String) {
 }
 
 fn cargo_test(workspace: &Path, package: &str, filter: &[&str]) -> (Output, String) {
+    let args = [&["test", "-p", package, "--test", "harness", "--"], filter].concat();
+    cargo(workspace, &args)
+}
+
+/// `cargo ARGS --offline` in `workspace`, building into this workspace's target folder:
+/// (output, stdout and stderr as text).
+fn cargo(workspace: &Path, args: &[&str]) -> (Output, String) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
-        .args([
-            "test",
-            "--offline",
-            "-p",
-            package,
-            "--test",
-            "harness",
-            "--",
-        ])
-        .args(filter)
+        .args(&args[..1])
+        .arg("--offline")
+        .args(&args[1..])
         .current_dir(workspace)
         .env("CARGO_TARGET_DIR", target_dir())
         .env("RUST_BACKTRACE", "0")
@@ -80,9 +85,30 @@ fn cargo_test(workspace: &Path, package: &str, filter: &[&str]) -> (Output, Stri
     (output, text)
 }
 
+/// `git ARGS` in `dir`; panics unless it succeeds, returns stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=starter test",
+            "-c",
+            "user.email=starter@test.invalid",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[test]
 fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02() {
-    let workspace = scratch_workspace();
+    let workspace = scratch_workspace("gates");
     // 1. `backprop new-level` makes crates/learner and says what to run next.
     let created = Command::new(env!("CARGO_BIN_EXE_backprop"))
         .args(["new-level", "learner", "--root"])
@@ -168,5 +194,121 @@ fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02(
     let (passed, report) = backprop_check(&workspace);
     assert!(passed, "{report}");
     assert_eq!(report.matches("PASS").count(), 4, "{report}");
+    let _ = fs::remove_dir_all(&workspace);
+}
+
+#[test]
+fn a_filled_starter_trains_evaluates_and_benches_with_no_edit_outside_its_crate() {
+    let workspace = scratch_workspace("everywhere");
+    git(&workspace, &["init", "--quiet"]);
+    git(&workspace, &["add", "--all"]);
+    git(
+        &workspace,
+        &["commit", "--quiet", "--message", "before new-level"],
+    );
+    let created = Command::new(env!("CARGO_BIN_EXE_backprop"))
+        .args(["new-level", "my-level", "--root"])
+        .arg(&workspace)
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let said = String::from_utf8_lossy(&created.stdout);
+    assert!(
+        said.contains("cargo run -p my-level --release --example backprop -- train"),
+        "{said}"
+    );
+    // The learner's code: level02's files, its marker renamed.
+    let crate_dir = workspace.join("crates/my-level");
+    for entry in fs::read_dir(Path::new(ROOT).join("crates/level02/src")).unwrap() {
+        let path = entry.unwrap().path();
+        let code = fs::read_to_string(&path)
+            .unwrap()
+            .replace("Level02", "MyLevel")
+            .replace("level02", "my_level")
+            .replace("\"my_level\"", "\"my-level\"");
+        fs::write(crate_dir.join("src").join(path.file_name().unwrap()), code).unwrap();
+    }
+
+    // 1. Train one epoch through the learner's own example, then evaluate what it saved.
+    let out = std::env::temp_dir().join(format!("backprop-starter-run-{}", std::process::id()));
+    let out_text = out.to_str().unwrap();
+    let data = format!("{ROOT}/data/mnist");
+    let example = ["run", "-p", "my-level", "--example", "backprop", "--"];
+    let train = [
+        "train", "--epochs", "1", "--limit", "2000", "--data", &data, "--out", out_text,
+    ];
+    let (output, text) = cargo(&workspace, &[&example[..], &train].concat());
+    assert!(output.status.success(), "{text}");
+    let accuracy = text
+        .lines()
+        .find_map(|line| line.strip_prefix("test accuracy "))
+        .unwrap_or_else(|| panic!("no test accuracy printed:\n{text}"));
+    let percent: f64 = accuracy.split('%').next().unwrap().parse().unwrap();
+    assert!(percent > 50.0, "one epoch on 2,000 images: {accuracy}");
+    assert!(
+        fs::read_to_string(out.join("config.json"))
+            .unwrap()
+            .contains("\"level\": \"my-level\""),
+        "config.json names the learner's level"
+    );
+    let model = out.join("model.npz");
+    let eval = ["eval", "--model", model.to_str().unwrap(), "--data", &data];
+    let (output, text) = cargo(&workspace, &[&example[..], &eval].concat());
+    assert!(
+        output.status.success() && text.contains("test accuracy"),
+        "{text}"
+    );
+    let _ = fs::remove_dir_all(&out);
+
+    // 2. Its bench: run as a test (no --bench), the quick table with the learner's rows.
+    let (output, text) = cargo(
+        &workspace,
+        &["test", "-p", "my-level", "--bench", "throughput"],
+    );
+    assert!(output.status.success(), "{text}");
+    for level in ["floor", "level02", "level03", "my-level"] {
+        assert!(
+            text.lines()
+                .filter(|line| line.starts_with(&format!("| {level} ")))
+                .count()
+                == 2,
+            "a step row and an epoch row for {level}:\n{text}"
+        );
+    }
+
+    // 3. Nothing changed outside crates/my-level but cargo's own lock file, which gained the
+    //    new package's entry and nothing else.
+    let status = git(
+        &workspace,
+        &["status", "--porcelain", "--untracked-files=all"],
+    );
+    for line in status.lines() {
+        let path = &line[3..];
+        assert!(
+            path.starts_with("crates/my-level/") || path == "Cargo.lock",
+            "changed outside crates/my-level: {line}\n{status}"
+        );
+    }
+    // Cargo.lock: the one package added is the new crate, and no version changed. (Cargo also
+    // drops the entries only this workspace's root package needs, absent from the scratch one.)
+    let packages = |lock: &str| -> BTreeSet<(String, String)> {
+        let field = |block: &str, key: &str| {
+            block
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("{key} = \"")))
+                .map(|value| value.trim_end_matches('"').to_string())
+        };
+        lock.split("[[package]]")
+            .filter_map(|block| Some((field(block, "name")?, field(block, "version")?)))
+            .collect()
+    };
+    let before = packages(&git(&workspace, &["show", "HEAD:Cargo.lock"]));
+    let after = packages(&fs::read_to_string(workspace.join("Cargo.lock")).unwrap());
+    let added: Vec<_> = after.difference(&before).collect();
+    assert_eq!(
+        added,
+        [&("my-level".to_string(), "0.1.0".to_string())],
+        "Cargo.lock gained more than the new crate"
+    );
     let _ = fs::remove_dir_all(&workspace);
 }

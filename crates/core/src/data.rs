@@ -101,7 +101,9 @@ impl<'d> Batches<'d> {
         self.position = Some(start + rows);
         // Gather the rows of this batch into the reused buffer.
         for (row, &index) in self.order[start..start + rows].iter().enumerate() {
-            self.images.row_mut(row).assign(&self.data.images.row(index));
+            self.images
+                .row_mut(row)
+                .assign(&self.data.images.row(index));
             self.labels[row] = self.data.labels[index];
         }
         Some((self.images.slice(s![..rows, ..]), &self.labels[..rows]))
@@ -177,7 +179,10 @@ mod tests {
         }
         // Epoch 2 starts at the third call with a new order.
         let mut again = Batches::new(&data, 4, 3).drop_last();
-        assert_eq!(again.next_batch().map(|(_, labels)| labels[0]), Some(firsts[0]));
+        assert_eq!(
+            again.next_batch().map(|(_, labels)| labels[0]),
+            Some(firsts[0])
+        );
     }
 
     #[test]

@@ -315,7 +315,9 @@ fn central_difference_reports<T: ?Sized>(
                     value[&index] = original + delta
                 });
                 let result = evaluate(target, input);
-                with_tensor(target, visit, *position, |mut value| value[&index] = original);
+                with_tensor(target, visit, *position, |mut value| {
+                    value[&index] = original
+                });
                 result
             });
             *slot = slope;

@@ -42,7 +42,11 @@ impl<'a, F> LinearMut<'a, F> {
     /// treats every tensor alike (clipping, norms, gradient checks). The names are for display.
     pub fn tensors(self) -> [(&'static str, ArrayViewMutD<'a, F>, ArrayViewMutD<'a, F>); 2] {
         [
-            ("weight", self.weight.into_dyn(), self.grad_weight.into_dyn()),
+            (
+                "weight",
+                self.weight.into_dyn(),
+                self.grad_weight.into_dyn(),
+            ),
             ("bias", self.bias.into_dyn(), self.grad_bias.into_dyn()),
         ]
     }

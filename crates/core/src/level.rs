@@ -7,9 +7,19 @@ use crate::{Activation, Float, Layer, LinearLayer, LinearParams, Loss, LossKind,
 /// Names a level's layer, loss and model types and builds them.
 ///
 /// A level crate defines a zero-sized marker type and implements `Level<F>` for the float types
-/// it supports (usually `impl<F: Float> Level<F> for Level02`). The harness, the benches and the
-/// CLI only ever see this trait, so `backprop_harness::suite!(my_level::MyLevel);` is the whole
-/// integration.
+/// it supports (usually `impl<F: Float> Level<F> for Level02`). The harness, the `backprop`
+/// command and the bench tables are generic over this trait and nothing else, so a level crate
+/// plugs into each with one line of its own, and no edit outside it:
+///
+/// - tests: `backprop_harness::suite!(my_level::MyLevel);` in `tests/harness.rs`;
+/// - the command: `backprop::cli::main::<my_level::MyLevel>()` in `examples/backprop.rs`, run
+///   as `cargo run -p my-level --release --example backprop -- train` (also `eval`,
+///   `diagnose`, `graph`, with every flag of the built-in levels);
+/// - the benches: `backprop::bench::main::<my_level::MyLevel>()` in `benches/throughput.rs`,
+///   run as `cargo bench -p my-level` (its rows beside level02, level03 and the GEMM floor).
+///
+/// `backprop new-level my-level` writes all three. The built-in levels are listed once, in the
+/// `backprop` package's `levels` module, which feeds `--level 1|2|3`.
 ///
 /// Weights are always made by [`crate::init`] and handed in, so the same seed gives the same
 /// network in every level.

@@ -168,7 +168,9 @@ pub trait Model<F: Float>: Debug {
         Self: Sized,
     {
         let mut layers = Vec::new();
-        self.visit_linears(|_, layer| layers.push((layer.weight.to_owned(), layer.bias.to_owned())));
+        self.visit_linears(|_, layer| {
+            layers.push((layer.weight.to_owned(), layer.bias.to_owned()))
+        });
         layers
     }
 }

@@ -179,7 +179,11 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
                 self.plain(layer.bias, layer.grad_bias.view());
             } else {
                 let state = LayerState::of(&mut velocity, index, &layer);
-                self.with_velocity(layer.weight, layer.grad_weight.view(), state.weight.view_mut());
+                self.with_velocity(
+                    layer.weight,
+                    layer.grad_weight.view(),
+                    state.weight.view_mut(),
+                );
                 self.with_velocity(layer.bias, layer.grad_bias.view(), state.bias.view_mut());
             }
         });

@@ -258,7 +258,13 @@ pub fn into_forms_agree_with_allocating_forms<L: Level<f64>>() {
     let pairs = into.params_mut().tensors().into_iter();
     for ((name, _, ours), (_, _, theirs)) in pairs.zip(allocating.params_mut().tensors()) {
         let check = "Linear(4, 3) *_into forms";
-        close(check, &format!("dL/d{name}"), ours.view(), theirs.view(), 0.0);
+        close(
+            check,
+            &format!("dL/d{name}"),
+            ours.view(),
+            theirs.view(),
+            0.0,
+        );
     }
     let upstream = uniform(5, 4, 85);
     compare_into_forms("relu", L::relu(), L::relu(), &x, &upstream);

@@ -229,7 +229,11 @@ fn layer_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
             let mut linear = L::linear(fixture.array("weight"), fixture.array("bias"));
             run(&mut linear, fixture);
             for (name, _, grad) in linear.params_mut().tensors() {
-                fixture.compare(&format!("dL/d{name}"), &grad.to_owned(), &format!("grad_{name}"));
+                fixture.compare(
+                    &format!("dL/d{name}"),
+                    &grad.to_owned(),
+                    &format!("grad_{name}"),
+                );
             }
         }
         name => run(

@@ -14,7 +14,6 @@ pub struct Relu<F> {
 }
 
 impl<F: Float> Layer<F> for Relu<F> {
-
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let (batch, width) = input.dim();
         // y = x if x > 0, else 0 (NaN is not <= 0, so it passes through)

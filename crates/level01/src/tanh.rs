@@ -11,7 +11,6 @@ pub struct Tanh<F> {
 }
 
 impl<F: Float> Layer<F> for Tanh<F> {
-
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let (batch, width) = input.dim();
         // y = tanh x

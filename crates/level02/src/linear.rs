@@ -42,7 +42,6 @@ impl<F: Float> Linear<F> {
 }
 
 impl<F: Float> Layer<F> for Linear<F> {
-
     #[track_caller]
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         assert_same_shape(

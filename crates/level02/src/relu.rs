@@ -17,7 +17,6 @@ pub struct Relu<F> {
 }
 
 impl<F: Float> Layer<F> for Relu<F> {
-
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         self.input = Some(input.to_owned());
         // `x <= 0` is false for NaN, so NaN passes through.

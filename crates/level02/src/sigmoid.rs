@@ -11,7 +11,6 @@ pub struct Sigmoid<F> {
 }
 
 impl<F: Float> Layer<F> for Sigmoid<F> {
-
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         // For very negative x, e^-x overflows to inf and y = 1/inf = 0: still correct.
         let output = input.mapv(|x| F::one() / (F::one() + (-x).exp()));

@@ -54,7 +54,6 @@ impl<F: Float> ActivationLayer<F> {
 }
 
 impl<F: Float> Layer<F> for ActivationLayer<F> {
-
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let mut output = Array2::zeros(input.dim());
         self.forward_into(input, output.view_mut());

@@ -76,7 +76,6 @@ pub(crate) fn linear_param_grads<F: Float>(
 }
 
 impl<F: Float> Layer<F> for Linear<F> {
-
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let mut output = Array2::zeros((input.nrows(), self.weight.ncols()));
         self.forward_into(input, output.view_mut());

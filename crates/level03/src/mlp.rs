@@ -289,8 +289,12 @@ impl<F: Float> Model<F> for Mlp<F> {
     fn visit_linears(&mut self, mut visit: impl FnMut(usize, LinearMut<'_, F>)) {
         if self.grads_are_zero {
             // The marked zeros become real ones before anybody reads the gradients.
-            self.grad_weights.iter_mut().for_each(|grad| grad.fill(F::zero()));
-            self.grad_biases.iter_mut().for_each(|grad| grad.fill(F::zero()));
+            self.grad_weights
+                .iter_mut()
+                .for_each(|grad| grad.fill(F::zero()));
+            self.grad_biases
+                .iter_mut()
+                .for_each(|grad| grad.fill(F::zero()));
             self.grads_are_zero = false;
         }
         let layers = self.weights.iter_mut().zip(&mut self.biases);
@@ -329,4 +333,3 @@ impl<F: Float> Model<F> for Mlp<F> {
         loss
     }
 }
-

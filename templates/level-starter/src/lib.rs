@@ -12,6 +12,16 @@
 //! 4. gate 4 with PyTorch's autograd, in `f64` and `f32`.
 //!
 //! The plumbing below (the `Level` impl that names your types) is done for you.
+//!
+//! Once the gates pass, your level does everything the built-in ones do, with no edit outside
+//! this crate:
+//!
+//! ```sh
+//! cargo run -p level-starter --release --example backprop -- train            # MNIST, every flag
+//! cargo run -p level-starter --release --example backprop -- eval --model runs/seed0-level-starter/model.npz
+//! cargo run -p level-starter --release --example backprop -- diagnose --synthetic
+//! cargo bench -p level-starter       # your step and epoch beside level02, level03, the floor
+//! ```
 #![warn(missing_docs)]
 
 mod linear;

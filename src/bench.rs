@@ -1,0 +1,378 @@
+//! The training-throughput tables: every level's step of MLP [784, 256, 10] in f32 against the
+//! GEMM floor, then whole shuffled epochs. `cargo bench --bench train_throughput` prints them
+//! for the built-in levels; a learner's crate prints them with its own level beside level02 and
+//! level03 through [`main`]:
+//!
+//! ```no_run
+//! // crates/my-level/benches/throughput.rs (harness = false), run as `cargo bench -p my-level`
+//! fn main() {
+//!     backprop::bench::main::<level02::Level02>() // your marker type here
+//! }
+//! ```
+//!
+//! For each batch size and thread count (a rayon pool of 1 or 2 threads): the median time of a
+//! training step on MNIST images, samples/s, GFLOP/s, and the step's speed as a fraction of the
+//! *GEMM floor*: the same five matrix products alone, through matrixmultiply's sgemm (ndarray's
+//! `general_mat_mul`, a direct call), with the two big ones split in two halves on rayon when
+//! the pool has two threads, as level03 does. Then whole shuffled epochs over the 60,000
+//! training images at batch 128 (batch gathering included) against the floor of the same
+//! epoch's products.
+//!
+//! The floor and the levels are measured in turns (floor, level02, level03, floor, ...), so a
+//! machine whose speed drifts (a shared virtual machine) slows them alike; each figure is the
+//! median of its turns.
+//!
+//! FLOPs per step, counting what level03 computes (no input gradient for the first layer):
+//! forward 2B(784·256 + 256·10), backward dW0 2B·784·256, dW1 2B·256·10, dL/dh 2B·10·256:
+//! 818,176 · B in all.
+//!
+//! Run without `--bench` (as `cargo test --benches` does), every table shrinks to one quick
+//! turn at batch 64 on one thread and an epoch of 2,048 images: a smoke test, not a
+//! measurement.
+
+use std::time::{Duration, Instant};
+
+use backprop_core::data::Batches;
+use backprop_core::mnist::{Dataset, load_mnist};
+use backprop_core::optim::Sgd;
+use backprop_core::{Level, MlpSpec, Model, Targets};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
+
+/// FLOPs of one step per sample (see the module docs).
+pub const FLOPS_PER_SAMPLE: f64 = 818_176.0;
+/// The batch of the epoch table.
+pub const EPOCH_BATCH: usize = 128;
+
+/// The median of `times`.
+///
+/// # Panics
+/// If `times` is empty.
+pub fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// A rayon pool of `threads` threads.
+pub fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool")
+}
+
+/// How long `action` takes.
+pub fn timed(action: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    action();
+    start.elapsed()
+}
+
+/// Runs the contestants in turns, each `runs_per_turn` times in a row (its first run of a turn
+/// is a warm-up, so every contestant is timed with its own data in cache), `turns` times, and
+/// returns each one's median.
+pub fn in_turns(
+    turns: usize,
+    runs_per_turn: usize,
+    contestants: &mut [&mut dyn FnMut() -> Duration],
+) -> Vec<Duration> {
+    let mut times = vec![Vec::new(); contestants.len()];
+    for _ in 0..turns {
+        for (contestant, record) in contestants.iter_mut().zip(&mut times) {
+            contestant();
+            record.extend((1..runs_per_turn).map(|_| contestant()));
+        }
+    }
+    times.into_iter().map(median).collect()
+}
+
+/// `C <- A B` (beta 0), split in halves by rows on rayon when asked.
+fn sgemm(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    mut c: ArrayViewMut2<'_, f32>,
+    split: bool,
+) {
+    if split {
+        let middle = a.nrows() / 2;
+        let (a_top, a_bottom) = a.split_at(Axis(0), middle);
+        let (mut c_top, mut c_bottom) = c.split_at(Axis(0), middle);
+        rayon::join(
+            || general_mat_mul(1.0, &a_top, &b, 0.0, &mut c_top),
+            || general_mat_mul(1.0, &a_bottom, &b, 0.0, &mut c_bottom),
+        );
+    } else {
+        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+    }
+}
+
+/// The five products of a step, alone, on buffers of the step's shapes.
+struct GemmFloor {
+    x: Array2<f32>,
+    w0: Array2<f32>,
+    w1: Array2<f32>,
+    hidden: Array2<f32>,
+    logits: Array2<f32>,
+    grad_w0: Array2<f32>,
+    grad_w1: Array2<f32>,
+    grad_hidden: Array2<f32>,
+}
+
+impl GemmFloor {
+    fn new(images: &Array2<f32>, batch: usize) -> Self {
+        GemmFloor {
+            x: images.slice(s![..batch, ..]).to_owned(),
+            w0: Array2::from_elem((784, 256), 0.01),
+            w1: Array2::from_elem((256, 10), 0.01),
+            hidden: Array2::zeros((batch, 256)),
+            logits: Array2::zeros((batch, 10)),
+            grad_w0: Array2::zeros((784, 256)),
+            grad_w1: Array2::zeros((256, 10)),
+            grad_hidden: Array2::zeros((batch, 256)),
+        }
+    }
+
+    /// One step's products on the first `batch` rows.
+    fn products(&mut self, batch: usize) {
+        let split = rayon::current_num_threads() > 1;
+        let x = self.x.slice(s![..batch, ..]);
+        let mut hidden = self.hidden.slice_mut(s![..batch, ..]);
+        sgemm(x, self.w0.view(), hidden.view_mut(), split); //                  x W0      (B, 256)
+        let mut logits = self.logits.slice_mut(s![..batch, ..]);
+        sgemm(hidden.view(), self.w1.view(), logits.view_mut(), false); //      h W1      (B, 10)
+        sgemm(hidden.t(), logits.view(), self.grad_w1.view_mut(), false); //    h^T g1    (256, 10)
+        let mut grad_hidden = self.grad_hidden.slice_mut(s![..batch, ..]);
+        sgemm(logits.view(), self.w1.t(), grad_hidden.view_mut(), false); //    g1 W1^T   (B, 256)
+        sgemm(x.t(), grad_hidden.view(), self.grad_w0.view_mut(), split); //    x^T g0    (784, 256)
+    }
+
+    /// One epoch's products over `samples` images.
+    fn epoch(&mut self, samples: usize) {
+        for start in (0..samples).step_by(EPOCH_BATCH) {
+            self.products(EPOCH_BATCH.min(samples - start));
+        }
+    }
+}
+
+/// A timed action built for one data set and batch size.
+type Timed<'a> = Box<dyn FnMut() -> Duration + 'a>;
+
+/// A row of the tables: a level's name, its step and its epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct Contestant {
+    /// The level's name.
+    pub name: &'static str,
+    step: for<'a> fn(&'a Dataset, usize) -> Timed<'a>,
+    epoch: for<'a> fn(&'a Dataset) -> Timed<'a>,
+}
+
+impl Contestant {
+    /// Level `L`'s row.
+    pub fn of<L: Level<f32>>() -> Self {
+        Contestant {
+            name: L::NAME,
+            step: step_of::<L>,
+            epoch: epoch_of::<L>,
+        }
+    }
+}
+
+/// One plain SGD step of level `L` on the first `batch` images.
+fn step_of<L: Level<f32>>(data: &Dataset, batch: usize) -> Timed<'_> {
+    let mut model = L::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 1));
+    let mut sgd = Sgd::new(0.01);
+    let images = data.images.slice(s![..batch, ..]);
+    let targets = &data.labels[..batch];
+    Box::new(move || {
+        timed(|| {
+            model.train_step(images, Targets::Classes(targets), &mut sgd);
+        })
+    })
+}
+
+/// A shuffled epoch of level `L`, batches gathered by [`Batches`].
+fn epoch_of<L: Level<f32>>(data: &Dataset) -> Timed<'_> {
+    let mut model = L::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 1));
+    let mut sgd = Sgd::new(0.01);
+    let mut batches = Batches::new(data, EPOCH_BATCH, 5);
+    Box::new(move || {
+        timed(|| {
+            while let Some((images, labels)) = batches.next_batch() {
+                model.train_step(images, Targets::Classes(labels), &mut sgd);
+            }
+        })
+    })
+}
+
+/// How much to measure: the full tables under `cargo bench`, a smoke run otherwise.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Batch sizes of the step table.
+    pub batches: Vec<usize>,
+    /// Thread counts of both tables.
+    pub threads: Vec<usize>,
+    /// Turns and runs per turn of a step.
+    pub step_turns: (usize, usize),
+    /// Turns of an epoch (2 runs each: a warm-up and a timed one).
+    pub epoch_turns: usize,
+    /// Training images per epoch.
+    pub epoch_samples: usize,
+}
+
+impl Plan {
+    /// The full plan when the binary runs under `cargo bench` (which passes `--bench`), the
+    /// quick one otherwise.
+    pub fn from_args() -> Plan {
+        if std::env::args().any(|arg| arg == "--bench") {
+            Plan {
+                batches: vec![32, 64, 128, 256],
+                threads: vec![1, 2],
+                step_turns: (10, 11),
+                epoch_turns: 5,
+                epoch_samples: 60_000,
+            }
+        } else {
+            Plan {
+                batches: vec![64],
+                threads: vec![1],
+                step_turns: (1, 2),
+                epoch_turns: 1,
+                epoch_samples: 2_048,
+            }
+        }
+    }
+}
+
+/// One table row: `| level | batch | threads | us | samples/s | GFLOP/s | floor / time |`.
+pub fn row(
+    level: &str,
+    batch: usize,
+    threads: usize,
+    time: Duration,
+    samples: usize,
+    floor: Duration,
+) {
+    let seconds = time.as_secs_f64();
+    println!(
+        "| {level:<8} | {batch:>5} | {threads:>7} | {:>12.1} | {:>9.0} | {:>7.1} | {:>12.2} |",
+        seconds * 1e6,
+        samples as f64 / seconds,
+        FLOPS_PER_SAMPLE * samples as f64 / seconds / 1e9,
+        floor.as_secs_f64() / seconds,
+    );
+}
+
+/// The two header lines of a table whose time column is `unit`.
+pub fn header(unit: &str) {
+    println!("| level    | batch | threads | {unit:>12} | samples/s | GFLOP/s | floor / time |");
+    println!("|----------|------:|--------:|-------------:|----------:|--------:|-------------:|");
+}
+
+/// The bundled MNIST training images.
+///
+/// # Panics
+/// If they cannot be read (the message names the file).
+pub fn mnist_train() -> Dataset {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    load_mnist(&dir)
+        .unwrap_or_else(|error| panic!("{error}"))
+        .train
+}
+
+/// Prints the step table and the epoch table for `contestants`, measured in turns with the
+/// GEMM floor.
+pub fn tables(plan: &Plan, data: &Dataset, contestants: &[Contestant]) {
+    println!("MLP [784, 256, 10], f32, one SGD step on MNIST; floor = the same 5 products alone");
+    header("us / step");
+    for &threads in &plan.threads {
+        for &batch in &plan.batches {
+            pool(threads).install(|| {
+                let mut floor = GemmFloor::new(&data.images, batch);
+                let mut timers: Vec<Timed<'_>> = vec![Box::new(|| timed(|| floor.products(batch)))];
+                timers.extend(
+                    contestants
+                        .iter()
+                        .map(|contestant| (contestant.step)(data, batch)),
+                );
+                let medians = measure(plan.step_turns, &mut timers);
+                row("floor", batch, threads, medians[0], batch, medians[0]);
+                for (contestant, &time) in contestants.iter().zip(&medians[1..]) {
+                    row(contestant.name, batch, threads, time, batch, medians[0]);
+                }
+            });
+        }
+    }
+    let epoch_data = data.first(plan.epoch_samples);
+    let samples = epoch_data.len();
+    println!();
+    println!(
+        "Epoch: {samples} shuffled images at batch {EPOCH_BATCH}, median of {} timed epochs \
+         (each after a warm-up epoch)",
+        plan.epoch_turns
+    );
+    header("us / epoch");
+    for &threads in &plan.threads {
+        pool(threads).install(|| {
+            let mut floor = GemmFloor::new(&epoch_data.images, EPOCH_BATCH);
+            let mut timers: Vec<Timed<'_>> = vec![Box::new(|| timed(|| floor.epoch(samples)))];
+            timers.extend(
+                contestants
+                    .iter()
+                    .map(|contestant| (contestant.epoch)(&epoch_data)),
+            );
+            let medians = measure((plan.epoch_turns, 2), &mut timers);
+            row(
+                "floor",
+                EPOCH_BATCH,
+                threads,
+                medians[0],
+                samples,
+                medians[0],
+            );
+            for (contestant, &time) in contestants.iter().zip(&medians[1..]) {
+                row(
+                    contestant.name,
+                    EPOCH_BATCH,
+                    threads,
+                    time,
+                    samples,
+                    medians[0],
+                );
+            }
+        });
+    }
+}
+
+fn measure((turns, runs): (usize, usize), timers: &mut [Timed<'_>]) -> Vec<Duration> {
+    let mut contestants: Vec<&mut dyn FnMut() -> Duration> = timers
+        .iter_mut()
+        .map(|timer| timer.as_mut() as &mut dyn FnMut() -> Duration)
+        .collect();
+    in_turns(turns, runs, &mut contestants)
+}
+
+/// One row measured once against the floor (1 turn of 4 steps): for level01, too slow for turns.
+pub fn quick_row(data: &Dataset, contestant: Contestant, batch: usize) {
+    pool(1).install(|| {
+        let mut floor = GemmFloor::new(&data.images, batch);
+        let mut timers: Vec<Timed<'_>> = vec![
+            Box::new(|| timed(|| floor.products(batch))),
+            (contestant.step)(data, batch),
+        ];
+        let medians = measure((1, 4), &mut timers);
+        row(contestant.name, batch, 1, medians[1], batch, medians[0]);
+    });
+}
+
+/// The whole `main` of a learner's bench: the tables with level02, level03 and `L`.
+pub fn main<L: Level<f32>>() {
+    if std::env::args().any(|arg| arg == "--list") {
+        return; // `cargo test --benches` under nextest asks for a list of tests: there are none
+    }
+    let contestants = [
+        Contestant::of::<level02::Level02>(),
+        Contestant::of::<level03::Level03>(),
+        Contestant::of::<L>(),
+    ];
+    tables(&Plan::from_args(), &mnist_train(), &contestants);
+}

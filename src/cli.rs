@@ -1,0 +1,366 @@
+//! The command line, generic over the level: `train`, `eval`, `diagnose` and `graph` with every
+//! flag, for a built-in level (the `backprop` binary, `--level 1|2|3`) or for a learner's own
+//! (their crate's one-line `examples/backprop.rs`).
+//!
+//! ```no_run
+//! // crates/my-level/examples/backprop.rs, run as
+//! //   cargo run -p my-level --release --example backprop -- train
+//! fn main() -> std::process::ExitCode {
+//!     backprop::cli::main::<level02::Level02>() // your marker type here
+//! }
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use backprop_core::{Activation, Init, Level};
+use clap::{Args, Parser, Subcommand};
+
+use crate::diagnose::{DiagnoseConfig, diagnose};
+use crate::error::RunError;
+use crate::levels::BuiltinLevel;
+use crate::train::{OptimizerKind, OptimizerSpec, TrainConfig, train};
+
+/// The commands that run a level. `S` is how the level is chosen: [`LevelChoice`] (`--level`)
+/// in the `backprop` binary, [`ThisLevel`] (no flag) in a learner's crate.
+#[derive(Debug, Subcommand)]
+pub enum LevelCommand<S: Args> {
+    /// Train an MLP on MNIST (activation, optimizer and sizes are flags) and save its metrics,
+    /// plots and weights.
+    Train {
+        /// The level.
+        #[command(flatten)]
+        level: S,
+        /// The settings.
+        #[command(flatten)]
+        args: TrainArgs,
+    },
+    /// Load saved weights and print the test accuracy and a confusion matrix.
+    Eval {
+        /// The level.
+        #[command(flatten)]
+        level: S,
+        /// The settings.
+        #[command(flatten)]
+        args: EvalArgs,
+    },
+    /// Train a grid of short runs (depth x activation x init x clipping) and report where the
+    /// gradient vanishes or explodes: a table and plots.
+    Diagnose {
+        /// The level.
+        #[command(flatten)]
+        level: S,
+        /// The settings.
+        #[command(flatten)]
+        args: DiagnoseArgs,
+    },
+    /// Write the computation graph of a 2-2-2 network (hints/intuition.md's example) as
+    /// Graphviz DOT, each node with its value and gradient after one backward pass.
+    Graph {
+        /// The level.
+        #[command(flatten)]
+        level: S,
+        /// The settings.
+        #[command(flatten)]
+        args: GraphArgs,
+    },
+}
+
+/// `--level`, for the `backprop` binary.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LevelChoice {
+    /// Which implementation runs: 1 (loops), 2 (ndarray), 3 (in place).
+    #[arg(short, long, value_enum, default_value = "3")]
+    pub level: BuiltinLevel,
+}
+
+/// No flag: a learner's binary runs the learner's level.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ThisLevel {}
+
+impl<S: Args> LevelCommand<S> {
+    /// How the level was chosen.
+    pub fn level(&self) -> &S {
+        match self {
+            LevelCommand::Train { level, .. }
+            | LevelCommand::Eval { level, .. }
+            | LevelCommand::Diagnose { level, .. }
+            | LevelCommand::Graph { level, .. } => level,
+        }
+    }
+
+    /// Runs the command with level `L` and prints what it reports.
+    ///
+    /// # Errors
+    /// Whatever the command met: bad data, an unwritable folder, a non-finite loss.
+    pub fn execute<L: Level<f32> + Level<f64>>(self) -> Result<(), RunError> {
+        let name = <L as Level<f32>>::NAME;
+        match self {
+            LevelCommand::Train { args, .. } => {
+                let config = args.into_config(name)?;
+                let accuracy = train::<L>(&config)?;
+                if !config.quiet {
+                    let out = config.out.display();
+                    println!("test accuracy {:.2}%; outputs in {out}", 100.0 * accuracy);
+                }
+            }
+            LevelCommand::Eval { args, .. } => {
+                print!("{}", crate::eval::eval::<L>(&args.model, &args.data)?);
+            }
+            LevelCommand::Diagnose { args, .. } => {
+                let config = args.into_config();
+                diagnose::<L>(&config)?;
+                let out = config.out.display();
+                println!("table and plots in {out} (see hints/gradient-flow.md to read them)");
+            }
+            LevelCommand::Graph { args, .. } => {
+                println!("{}", crate::graph::write_graph::<L>(&args.out)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The settings of `train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Passes over the training set.
+    #[arg(short, long, default_value_t = 15, value_parser = positive)]
+    pub epochs: usize,
+    /// Samples per optimizer step.
+    #[arg(short, long, default_value_t = 64, value_parser = positive)]
+    pub batch_size: usize,
+    /// The update rule: sgd (p -= lr g), momentum (PyTorch's SGD with momentum) or adam.
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: OptimizerKind,
+    /// Learning rate (finite, > 0; default 0.3 for sgd, 0.03 for momentum, 0.001 for adam).
+    #[arg(long, value_parser = positive_finite)]
+    pub lr: Option<f32>,
+    /// Momentum factor of --optimizer momentum, in [0, 1).
+    #[arg(long, default_value_t = 0.9, value_parser = momentum)]
+    pub momentum: f32,
+    /// Nesterov momentum (with --optimizer momentum).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// L2 penalty added to every gradient (finite, >= 0).
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_finite)]
+    pub weight_decay: f32,
+    /// Hidden layer widths, comma-separated: 256 or 512,128.
+    #[arg(long, default_value = "256", value_delimiter = ',', value_parser = hidden_sizes)]
+    pub hidden: Vec<usize>,
+    /// Activation between layers.
+    #[arg(short, long, default_value = "relu", value_parser = ["relu", "sigmoid", "tanh"])]
+    pub activation: String,
+    /// Weight initialisation: pytorch, he, xavier or normal:STD.
+    #[arg(long, default_value = "pytorch", value_parser = init)]
+    pub init: Init,
+    /// Seed for the weights and the shuffling.
+    #[arg(short, long, default_value_t = 0)]
+    pub seed: u64,
+    /// rayon threads (default: all cores).
+    #[arg(short, long, value_parser = positive)]
+    pub threads: Option<usize>,
+    /// Folder with the four IDX files (gzip'd or not).
+    #[arg(short, long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Output folder (default: runs/seed<SEED>-<LEVEL NAME>).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// Use only the first N training images.
+    #[arg(long, value_parser = positive)]
+    pub limit: Option<usize>,
+    /// No progress bar and no per-epoch lines.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Check every layer's gradient at each step and print a warning (with the likely cause)
+    /// when one vanishes, explodes or makes too large an update.
+    #[arg(long)]
+    pub watch_gradients: bool,
+}
+
+impl TrainArgs {
+    /// The run's settings; `level_name` names the default output folder.
+    ///
+    /// # Errors
+    /// `--nesterov` without `--optimizer momentum`.
+    pub fn into_config(self, level_name: &str) -> Result<TrainConfig, RunError> {
+        if self.nesterov && self.optimizer != OptimizerKind::Momentum {
+            return Err(RunError::Flag(
+                "--nesterov: applies only to --optimizer momentum".into(),
+            ));
+        }
+        let optimizer = OptimizerSpec {
+            kind: self.optimizer,
+            lr: self.lr.map_or(self.optimizer.default_lr(), f64::from),
+            momentum: f64::from(self.momentum),
+            nesterov: self.nesterov,
+            weight_decay: f64::from(self.weight_decay),
+        };
+        let seed = self.seed;
+        Ok(TrainConfig {
+            level: level_name.to_string(),
+            out: self
+                .out
+                .unwrap_or_else(|| PathBuf::from(format!("runs/seed{seed}-{level_name}"))),
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            optimizer,
+            hidden: self.hidden,
+            activation: self
+                .activation
+                .parse::<Activation>()
+                .expect("clap checked the activation"),
+            init: self.init,
+            seed,
+            threads: self.threads,
+            data: self.data,
+            limit: self.limit,
+            quiet: self.quiet,
+            watch_gradients: self.watch_gradients,
+        })
+    }
+}
+
+/// The settings of `eval`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// A model.npz written by `backprop train`.
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Folder with the four IDX files (the test split is used).
+    #[arg(short, long, default_value = "data/mnist")]
+    pub data: PathBuf,
+}
+
+/// The settings of `diagnose`.
+#[derive(Debug, Clone, Args)]
+pub struct DiagnoseArgs {
+    /// Gaussian clusters in 32 dimensions instead of MNIST.
+    #[arg(long)]
+    pub synthetic: bool,
+    /// Numbers of Linear layers to try, comma-separated.
+    #[arg(long, default_value = "2,5,10,20", value_delimiter = ',', value_parser = positive)]
+    pub depths: Vec<usize>,
+    /// Width of every hidden layer.
+    #[arg(long, default_value_t = 64, value_parser = positive)]
+    pub width: usize,
+    /// SGD steps per configuration.
+    #[arg(long, default_value_t = 200, value_parser = positive)]
+    pub steps: usize,
+    /// Samples per SGD step.
+    #[arg(short, long, default_value_t = 64, value_parser = positive)]
+    pub batch_size: usize,
+    /// SGD learning rate (finite, > 0).
+    #[arg(long, default_value_t = 0.1, value_parser = positive_finite)]
+    pub lr: f32,
+    /// The max_norm of the clipped runs (finite, > 0).
+    #[arg(long, default_value_t = 1.0, value_parser = positive_finite)]
+    pub clip: f32,
+    /// Seed for the weights, the batches and the synthetic data.
+    #[arg(short, long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder with the four IDX files (gzip'd or not).
+    #[arg(short, long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Output folder for table.md and the plots.
+    #[arg(short, long, default_value = "runs/diagnose")]
+    pub out: PathBuf,
+}
+
+impl DiagnoseArgs {
+    /// The run's settings.
+    pub fn into_config(self) -> DiagnoseConfig {
+        DiagnoseConfig {
+            depths: self.depths,
+            width: self.width,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            clip: f64::from(self.clip),
+            seed: self.seed,
+            synthetic: self.synthetic,
+            data: self.data,
+            out: self.out,
+        }
+    }
+}
+
+/// The settings of `graph`.
+#[derive(Debug, Clone, Args)]
+pub struct GraphArgs {
+    /// Output folder for graph.dot (and graph.svg when Graphviz is installed).
+    #[arg(short, long, default_value = "runs/graph")]
+    pub out: PathBuf,
+}
+
+/// The whole `main` of a learner's level binary: parses `train`, `eval`, `diagnose` or `graph`
+/// with every flag of the `backprop` binary but `--level`, runs it with `L`, and turns an error
+/// into one `error:` line and exit code 1.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     backprop::cli::main::<level02::Level02>()
+/// }
+/// ```
+pub fn main<L: Level<f32> + Level<f64>>() -> ExitCode {
+    /// Train and evaluate MLPs with this level.
+    #[derive(Debug, Parser)]
+    #[command(version)]
+    struct LevelCli {
+        #[command(subcommand)]
+        command: LevelCommand<ThisLevel>,
+    }
+    exit_code(LevelCli::parse().command.execute::<L>())
+}
+
+/// Success, or the error as one `error:` line on stderr and exit code 1.
+pub fn exit_code(outcome: Result<(), RunError>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(value) if value > 0 => Ok(value),
+        _ => Err(format!("{text:?} is not a whole number above 0")),
+    }
+}
+
+fn positive_finite(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a finite number above 0")),
+    }
+}
+
+fn non_negative_finite(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a finite number of 0 or more")),
+    }
+}
+
+fn momentum(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(value) if (0.0..1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a number in [0, 1)")),
+    }
+}
+
+fn hidden_sizes(text: &str) -> Result<usize, String> {
+    positive(text).map_err(|_| {
+        format!(
+            "{text:?} is not a layer width: give whole numbers above 0 separated by commas, \
+             e.g. 256 or 512,128"
+        )
+    })
+}
+
+fn init(text: &str) -> Result<Init, String> {
+    text.parse()
+}

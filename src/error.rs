@@ -1,0 +1,47 @@
+//! Why a command failed: one error type for the whole CLI, each message naming the file, flag
+//! or step concerned.
+
+use std::path::PathBuf;
+
+use backprop_core::mnist::DataError;
+
+use crate::output::OutputError;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A flag combination that cannot run; the message names the flag.
+    #[error("{0}")]
+    Flag(String),
+    /// The data set could not be read.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// An output could not be written.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// A saved model could not be read, or does not fit the data.
+    #[error("{}: {problem}", path.display())]
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
+    /// The loss stopped being finite.
+    #[error(
+        "training stopped at step {step} (epoch {epoch}): the loss is {loss}; the largest \
+         gradient norm is in {layer} ({norm:e} at the last finite step); try a smaller --lr"
+    )]
+    NonFinite {
+        /// The global step (1-based) that produced it.
+        step: usize,
+        /// The epoch (1-based).
+        epoch: usize,
+        /// The loss.
+        loss: f32,
+        /// The parameter with the largest gradient norm.
+        layer: String,
+        /// Its gradient norm.
+        norm: f32,
+    },
+}

@@ -1,0 +1,76 @@
+//! `backprop eval`: a saved model's accuracy and confusion matrix on the test split.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use backprop_core::mnist::{Dataset, load_mnist};
+use backprop_core::{Level, LossKind, Model};
+use ndarray::{Array2, Axis, s};
+
+use crate::error::RunError;
+use crate::output::load_model;
+
+/// (accuracy, confusion matrix `[true][predicted]`) of `model` on `data`, in chunks of 1,000.
+pub fn accuracy(model: &mut impl Model<f32>, data: &Dataset) -> (f64, Array2<usize>) {
+    let mut confusion = Array2::zeros((10, 10));
+    for start in (0..data.len()).step_by(1000) {
+        let end = (start + 1000).min(data.len());
+        let logits = model.forward(data.images.slice(s![start..end, ..]));
+        for (row, &label) in logits.axis_iter(Axis(0)).zip(&data.labels[start..end]) {
+            let predicted = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (class, &z)| {
+                    if z > best.1 { (class, z) } else { best }
+                })
+                .0;
+            confusion[[label.min(9), predicted.min(9)]] += 1;
+        }
+    }
+    let correct: usize = (0..10).map(|class| confusion[[class, class]]).sum();
+    (correct as f64 / data.len().max(1) as f64, confusion)
+}
+
+/// Evaluates a saved model on the test split of `data` with level `L`; returns the text to
+/// print: the accuracy and the confusion matrix.
+///
+/// # Errors
+/// As [`load_model`] and [`load_mnist`], or a model whose input width is not the images'.
+pub fn eval<L: Level<f32>>(model_path: &Path, data: &Path) -> Result<String, RunError> {
+    let (params, activation) = load_model(model_path)?;
+    let test_set = load_mnist(data)?.test;
+    if params[0].0.nrows() != test_set.images.ncols() {
+        return Err(RunError::Model {
+            path: model_path.to_path_buf(),
+            problem: format!(
+                "takes {} inputs but the images have {} pixels",
+                params[0].0.nrows(),
+                test_set.images.ncols()
+            ),
+        });
+    }
+    let mut model = L::mlp(params, activation, LossKind::SoftmaxCrossEntropy);
+    let (accuracy, confusion) = accuracy(&mut model, &test_set);
+    Ok(report(accuracy, &confusion, test_set.len()))
+}
+
+/// The accuracy line and the confusion matrix as a table.
+fn report(accuracy: f64, confusion: &Array2<usize>, images: usize) -> String {
+    let mut text = format!(
+        "test accuracy {:.2}% on {images} images\n",
+        100.0 * accuracy
+    );
+    text.push_str("confusion matrix (rows: true class, columns: predicted)\n     ");
+    for class in 0..confusion.ncols() {
+        write!(text, "{class:>6}").expect("writing to a String");
+    }
+    text.push('\n');
+    for (class, row) in confusion.axis_iter(Axis(0)).enumerate() {
+        write!(text, "{class:>5}").expect("writing to a String");
+        for count in row {
+            write!(text, "{count:>6}").expect("writing to a String");
+        }
+        text.push('\n');
+    }
+    text
+}

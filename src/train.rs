@@ -1,0 +1,379 @@
+//! `backprop train`: the training loop, built from parts.
+//!
+//! - the data: [`Batches`] gathers shuffled batches into one reused buffer;
+//! - the update: an optimizer from [`backprop_core::optim`], stepped by the model's own
+//!   [`Model::train_step`] (level03's fused path);
+//! - the observers: a progress bar ([`Progress`]), per-step gradient norms and, with
+//!   `--watch-gradients`, [`GradientWatch`]'s warnings; a non-finite loss stops the run naming
+//!   the step and the layer;
+//! - the outputs: [`crate::output`] writes `config.json`, `metrics.csv`, the plots and
+//!   `model.npz`, each atomically.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use backprop_core::data::Batches;
+use backprop_core::flow::{step_stats, sum_of_squares};
+use backprop_core::mnist::{Dataset, load_mnist};
+use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
+use backprop_core::{Activation, Float, Init, Level, LossKind, MlpSpec, Model, Targets};
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::RunError;
+use crate::eval::accuracy;
+use crate::output::{
+    EpochMetrics, create_folder, save_model, write_atomically, write_metrics, write_training_plots,
+};
+use crate::watch::GradientWatch;
+
+/// The update rules `--optimizer` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerKind {
+    /// `p <- p - lr (g + weight_decay p)`.
+    Sgd,
+    /// PyTorch's SGD with momentum (optionally Nesterov).
+    Momentum,
+    /// Adam with PyTorch's defaults (betas 0.9, 0.999; eps 1e-8).
+    Adam,
+}
+
+impl OptimizerKind {
+    /// The learning rate when `--lr` is not given.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            OptimizerKind::Sgd => 0.3,
+            // Momentum 0.9 multiplies the steady step by 1 / (1 - 0.9) = 10.
+            OptimizerKind::Momentum => 0.03,
+            OptimizerKind::Adam => 0.001,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Momentum => "momentum",
+            OptimizerKind::Adam => "adam",
+        }
+    }
+}
+
+/// An optimizer and its settings.
+#[derive(Debug, Clone, Copy)]
+pub struct OptimizerSpec {
+    /// Which update rule.
+    pub kind: OptimizerKind,
+    /// The learning rate.
+    pub lr: f64,
+    /// The momentum factor (used by [`OptimizerKind::Momentum`]).
+    pub momentum: f64,
+    /// Nesterov momentum (with [`OptimizerKind::Momentum`]).
+    pub nesterov: bool,
+    /// L2 penalty added to every gradient.
+    pub weight_decay: f64,
+}
+
+impl OptimizerSpec {
+    /// The optimizer, with fresh state.
+    pub fn build<F: Float>(&self) -> AnyOptimizer<F> {
+        match self.kind {
+            OptimizerKind::Sgd => {
+                AnyOptimizer::Sgd(Sgd::new(self.lr).with_weight_decay(self.weight_decay))
+            }
+            OptimizerKind::Momentum => {
+                let mut sgd = Sgd::new(self.lr)
+                    .with_momentum(self.momentum)
+                    .with_weight_decay(self.weight_decay);
+                sgd.nesterov = self.nesterov;
+                AnyOptimizer::Sgd(sgd)
+            }
+            OptimizerKind::Adam => {
+                AnyOptimizer::Adam(Adam::new(self.lr).with_weight_decay(self.weight_decay))
+            }
+        }
+    }
+}
+
+/// Every setting of a training run.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// The level's name (for `config.json`).
+    pub level: String,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// The update rule and its settings.
+    pub optimizer: OptimizerSpec,
+    /// Hidden layer widths.
+    pub hidden: Vec<usize>,
+    /// Activation between layers.
+    pub activation: Activation,
+    /// Weight initialisation.
+    pub init: Init,
+    /// Seed for the weights and the shuffling.
+    pub seed: u64,
+    /// rayon threads (None: all cores).
+    pub threads: Option<usize>,
+    /// Folder with the four IDX files.
+    pub data: PathBuf,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Use only the first N training images.
+    pub limit: Option<usize>,
+    /// No progress bar or per-epoch lines.
+    pub quiet: bool,
+    /// Compute every layer's gradient statistics at each step and warn when one leaves the
+    /// healthy band ([`crate::watch`]).
+    pub watch_gradients: bool,
+}
+
+impl TrainConfig {
+    /// `config.json`: every setting of the run.
+    pub fn to_json(&self) -> String {
+        let hidden: Vec<String> = self.hidden.iter().map(usize::to_string).collect();
+        let optional = |value: Option<usize>| value.map_or("null".to_string(), |v| v.to_string());
+        let optimizer = &self.optimizer;
+        format!(
+            "{{\n  \"crate_version\": \"{}\",\n  \"level\": {:?},\n  \"epochs\": {},\n  \
+             \"batch_size\": {},\n  \"optimizer\": \"{}\",\n  \"lr\": {},\n  \"momentum\": {},\n  \
+             \"nesterov\": {},\n  \"weight_decay\": {},\n  \"hidden\": [{}],\n  \
+             \"activation\": \"{}\",\n  \"init\": \"{}\",\n  \"seed\": {},\n  \"threads\": {},\n  \
+             \"data\": {:?},\n  \"limit\": {}\n}}\n",
+            env!("CARGO_PKG_VERSION"),
+            self.level,
+            self.epochs,
+            self.batch_size,
+            optimizer.kind.name(),
+            optimizer.lr,
+            optimizer.momentum,
+            optimizer.nesterov,
+            optimizer.weight_decay,
+            hidden.join(", "),
+            self.activation,
+            self.init,
+            self.seed,
+            optional(self.threads),
+            self.data.display().to_string(),
+            optional(self.limit),
+        )
+    }
+
+    /// `[inputs, hidden.., classes]`.
+    fn sizes(&self, inputs: usize, classes: usize) -> Vec<usize> {
+        let mut sizes = vec![inputs];
+        sizes.extend(&self.hidden);
+        sizes.push(classes);
+        sizes
+    }
+}
+
+/// Runs a training with level `L` and writes its outputs; returns the last epoch's test
+/// accuracy.
+///
+/// # Errors
+/// Bad data, an unwritable output folder, or a non-finite loss (metrics up to then are written).
+pub fn train<L: Level<f32>>(config: &TrainConfig) -> Result<f64, RunError> {
+    // Phase 1: the output folder must be writable before any work starts.
+    create_folder(&config.out)?;
+    let json = config.to_json();
+    write_atomically(&config.out.join("config.json"), |path| {
+        std::fs::write(path, json)
+    })?;
+
+    // Phase 2: data.
+    let mnist = load_mnist(&config.data)?;
+    let train_set = match config.limit {
+        Some(limit) => mnist.train.first(limit),
+        None => mnist.train,
+    };
+
+    // Phase 3: epochs on a pool of the asked size.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads.unwrap_or(0))
+        .build()
+        .expect("a rayon pool");
+    pool.install(|| Trainer::<L>::new(config, &train_set).run(&mnist.test))
+}
+
+/// The state of a training run between steps.
+struct Trainer<'a, L: Level<f32>> {
+    config: &'a TrainConfig,
+    train_set: &'a Dataset,
+    model: L::Mlp,
+    optimizer: AnyOptimizer<f32>,
+    batches: Batches<'a>,
+    watch: GradientWatch,
+    /// Steps taken so far, over all epochs.
+    step: usize,
+    /// ‖dL/dW‖ per layer at the last step with a finite loss.
+    last_norms: Vec<f64>,
+    history: Vec<EpochMetrics>,
+}
+
+impl<'a, L: Level<f32>> Trainer<'a, L> {
+    fn new(config: &'a TrainConfig, train_set: &'a Dataset) -> Self {
+        let spec = MlpSpec {
+            sizes: config.sizes(train_set.images.ncols(), 10),
+            activation: config.activation,
+            loss: LossKind::SoftmaxCrossEntropy,
+            init: config.init,
+            seed: config.seed,
+        };
+        let layers = spec.sizes.len() - 1;
+        Trainer {
+            config,
+            train_set,
+            model: L::mlp_from_spec(&spec),
+            optimizer: config.optimizer.build(),
+            batches: Batches::new(train_set, config.batch_size, config.seed ^ 0x5eed),
+            watch: GradientWatch::default(),
+            step: 0,
+            last_norms: vec![0.0; layers],
+            history: Vec::new(),
+        }
+    }
+
+    /// Every epoch, its line and its outputs, then the model.
+    fn run(mut self, test_set: &Dataset) -> Result<f64, RunError> {
+        let config = self.config;
+        for epoch in 1..=config.epochs {
+            let started = Instant::now();
+            let metrics = self.epoch(epoch, test_set)?;
+            if !config.quiet {
+                println!(
+                    "epoch {epoch:>3}  train loss {:.4}  train acc {:.2}%  test acc {:.2}%  {:.1}s",
+                    metrics.train_loss,
+                    100.0 * metrics.train_accuracy,
+                    100.0 * metrics.test_accuracy,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            self.history.push(metrics);
+            write_metrics(&config.out, &self.history, self.last_norms.len())?;
+            write_training_plots(&config.out, &self.history)?;
+        }
+        let model_path = config.out.join("model.npz");
+        save_model(&model_path, &self.model.linear_params(), config.activation)?;
+        Ok(self
+            .history
+            .last()
+            .map_or(0.0, |metrics| metrics.test_accuracy))
+    }
+
+    /// One pass over the shuffled training set, then the accuracies.
+    fn epoch(&mut self, epoch: usize, test_set: &Dataset) -> Result<EpochMetrics, RunError> {
+        let progress = Progress::new(self.config, epoch, self.train_set.len());
+        let (mut loss_sum, mut steps) = (0.0f64, 0usize);
+        let mut norm_sums = vec![0.0f64; self.last_norms.len()];
+        while let Some((images, labels)) = self.batches.next_batch() {
+            self.step += 1;
+            let rows = labels.len();
+            let targets = Targets::Classes(labels);
+            let loss = self.model.train_step(images, targets, &mut self.optimizer);
+            let norms = self.observe(loss, epoch, &progress);
+            if !loss.is_finite() {
+                progress.bar.finish_and_clear();
+                write_metrics(&self.config.out, &self.history, norms.len())?;
+                return Err(self.non_finite(epoch, loss, &norms));
+            }
+            for (sum, norm) in norm_sums.iter_mut().zip(&norms) {
+                *sum += norm;
+            }
+            self.last_norms = norms;
+            loss_sum += f64::from(loss);
+            steps += 1;
+            progress.advance(rows, loss_sum / steps as f64, steps);
+        }
+        progress.bar.finish_and_clear();
+        let steps = steps.max(1) as f64;
+        Ok(EpochMetrics {
+            epoch,
+            train_loss: loss_sum / steps,
+            train_accuracy: accuracy(&mut self.model, &self.train_set.first(10_000)).0,
+            test_accuracy: accuracy(&mut self.model, test_set).0,
+            grad_norms: norm_sums.iter().map(|sum| sum / steps).collect(),
+        })
+    }
+
+    /// ‖dL/dW‖ per layer after this step's update, and the watch's warnings when asked for.
+    fn observe(&mut self, loss: f32, epoch: usize, progress: &Progress) -> Vec<f64> {
+        let config = self.config;
+        if !(config.watch_gradients && loss.is_finite()) {
+            let mut norms = Vec::with_capacity(self.last_norms.len());
+            self.model.visit_linears(|_, layer| {
+                norms.push(sum_of_squares(&layer.grad_weight).sqrt());
+            });
+            return norms;
+        }
+        let lr = config.optimizer.lr;
+        let stats = step_stats(&mut self.model, lr);
+        let warnings = self
+            .watch
+            .check(self.step, epoch, &stats, config.activation, lr as f32);
+        for warning in warnings {
+            progress.bar.suspend(|| eprintln!("{warning}"));
+        }
+        stats
+            .layers
+            .iter()
+            .map(|layer| layer.weight_grad_norm)
+            .collect()
+    }
+
+    /// The error for a non-finite loss, naming the layer with the largest gradient: this step's
+    /// norms if they are still finite, else those of the last step before the blow-up.
+    fn non_finite(&self, epoch: usize, loss: f32, norms: &[f64]) -> RunError {
+        let evidence = if norms.iter().all(|norm| norm.is_finite()) {
+            norms
+        } else {
+            &self.last_norms
+        };
+        let (worst, norm) =
+            evidence
+                .iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |best, (layer, &norm)| {
+                    if norm > best.1 { (layer, norm) } else { best }
+                });
+        RunError::NonFinite {
+            step: self.step,
+            epoch,
+            loss,
+            layer: format!("linear{worst}.weight"),
+            norm: norm as f32,
+        }
+    }
+}
+
+/// The progress bar of one epoch (hidden when quiet or when stdout is not a terminal).
+struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    fn new(config: &TrainConfig, epoch: usize, samples: usize) -> Self {
+        let interactive = !config.quiet && std::io::stdout().is_terminal();
+        let bar = if interactive {
+            ProgressBar::new(samples as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{epoch}/{}", config.epochs));
+        Progress { bar }
+    }
+
+    /// `rows` more samples done; the running mean loss every 20 steps.
+    fn advance(&self, rows: usize, mean_loss: f64, steps: usize) {
+        self.bar.inc(rows as u64);
+        if steps % 20 == 0 {
+            self.bar.set_message(format!("loss {mean_loss:.4}"));
+        }
+    }
+}
