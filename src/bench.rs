@@ -4,10 +4,9 @@
 //! level03 through [`main`]:
 //!
 //! ```no_run
-//! // crates/my-level/benches/throughput.rs (harness = false), run as `cargo bench -p my-level`
-//! fn main() {
-//!     backprop::bench::main::<level02::Level02>() // your marker type here
-//! }
+//! // The body of `fn main` in crates/my-level/benches/throughput.rs (harness = false), run as
+//! // `cargo bench -p my-level`; your marker type in place of Level02:
+//! backprop::bench::main::<level02::Level02>();
 //! ```
 //!
 //! For each batch size and thread count (a rayon pool of 1 or 2 threads): the median time of a
@@ -286,60 +285,72 @@ pub fn tables(plan: &Plan, data: &Dataset, contestants: &[Contestant]) {
     header("us / step");
     for &threads in &plan.threads {
         for &batch in &plan.batches {
-            pool(threads).install(|| {
-                let mut floor = GemmFloor::new(&data.images, batch);
-                let mut timers: Vec<Timed<'_>> = vec![Box::new(|| timed(|| floor.products(batch)))];
-                timers.extend(
-                    contestants
-                        .iter()
-                        .map(|contestant| (contestant.step)(data, batch)),
-                );
-                let medians = measure(plan.step_turns, &mut timers);
-                row("floor", batch, threads, medians[0], batch, medians[0]);
-                for (contestant, &time) in contestants.iter().zip(&medians[1..]) {
-                    row(contestant.name, batch, threads, time, batch, medians[0]);
-                }
-            });
+            pool(threads).install(|| step_rows(plan, data, contestants, (batch, threads)));
         }
     }
     let epoch_data = data.first(plan.epoch_samples);
-    let samples = epoch_data.len();
     println!();
     println!(
-        "Epoch: {samples} shuffled images at batch {EPOCH_BATCH}, median of {} timed epochs \
+        "Epoch: {} shuffled images at batch {EPOCH_BATCH}, median of {} timed epochs \
          (each after a warm-up epoch)",
+        epoch_data.len(),
         plan.epoch_turns
     );
     header("us / epoch");
     for &threads in &plan.threads {
-        pool(threads).install(|| {
-            let mut floor = GemmFloor::new(&epoch_data.images, EPOCH_BATCH);
-            let mut timers: Vec<Timed<'_>> = vec![Box::new(|| timed(|| floor.epoch(samples)))];
-            timers.extend(
-                contestants
-                    .iter()
-                    .map(|contestant| (contestant.epoch)(&epoch_data)),
-            );
-            let medians = measure((plan.epoch_turns, 2), &mut timers);
-            row(
-                "floor",
-                EPOCH_BATCH,
-                threads,
-                medians[0],
-                samples,
-                medians[0],
-            );
-            for (contestant, &time) in contestants.iter().zip(&medians[1..]) {
-                row(
-                    contestant.name,
-                    EPOCH_BATCH,
-                    threads,
-                    time,
-                    samples,
-                    medians[0],
-                );
-            }
-        });
+        pool(threads).install(|| epoch_rows(plan, &epoch_data, contestants, threads));
+    }
+}
+
+/// The floor's and each contestant's step at one batch size, in turns.
+fn step_rows(
+    plan: &Plan,
+    data: &Dataset,
+    contestants: &[Contestant],
+    (batch, threads): (usize, usize),
+) {
+    let mut floor = GemmFloor::new(&data.images, batch);
+    let mut timers: Vec<Timed<'_>> = vec![Box::new(|| timed(|| floor.products(batch)))];
+    timers.extend(
+        contestants
+            .iter()
+            .map(|contestant| (contestant.step)(data, batch)),
+    );
+    let medians = measure(plan.step_turns, &mut timers);
+    row("floor", batch, threads, medians[0], batch, medians[0]);
+    for (contestant, &time) in contestants.iter().zip(&medians[1..]) {
+        row(contestant.name, batch, threads, time, batch, medians[0]);
+    }
+}
+
+/// The floor's and each contestant's epoch over `data`, in turns.
+fn epoch_rows(plan: &Plan, data: &Dataset, contestants: &[Contestant], threads: usize) {
+    let samples = data.len();
+    let mut floor = GemmFloor::new(&data.images, EPOCH_BATCH);
+    let mut timers: Vec<Timed<'_>> = vec![Box::new(|| timed(|| floor.epoch(samples)))];
+    timers.extend(
+        contestants
+            .iter()
+            .map(|contestant| (contestant.epoch)(data)),
+    );
+    let medians = measure((plan.epoch_turns, 2), &mut timers);
+    row(
+        "floor",
+        EPOCH_BATCH,
+        threads,
+        medians[0],
+        samples,
+        medians[0],
+    );
+    for (contestant, &time) in contestants.iter().zip(&medians[1..]) {
+        row(
+            contestant.name,
+            EPOCH_BATCH,
+            threads,
+            time,
+            samples,
+            medians[0],
+        );
     }
 }
 

@@ -3,11 +3,10 @@
 //! (their crate's one-line `examples/backprop.rs`).
 //!
 //! ```no_run
-//! // crates/my-level/examples/backprop.rs, run as
-//! //   cargo run -p my-level --release --example backprop -- train
-//! fn main() -> std::process::ExitCode {
-//!     backprop::cli::main::<level02::Level02>() // your marker type here
-//! }
+//! // The body of `fn main() -> ExitCode` in crates/my-level/examples/backprop.rs, run as
+//! // `cargo run -p my-level --release --example backprop -- train`; your marker type in place
+//! // of Level02:
+//! let exit_code = backprop::cli::main::<level02::Level02>();
 //! ```
 
 use std::path::PathBuf;
@@ -298,9 +297,7 @@ pub struct GraphArgs {
 /// into one `error:` line and exit code 1.
 ///
 /// ```no_run
-/// fn main() -> std::process::ExitCode {
-///     backprop::cli::main::<level02::Level02>()
-/// }
+/// let exit_code: std::process::ExitCode = backprop::cli::main::<level02::Level02>();
 /// ```
 pub fn main<L: Level<f32> + Level<f64>>() -> ExitCode {
     /// Train and evaluate MLPs with this level.

@@ -308,13 +308,17 @@ fn table_row(outcome: &Outcome) -> String {
     )
 }
 
+/// A labelled line of a panel.
+type Line = (String, Vec<(f64, f64)>);
+/// The lines of one panel, one per depth.
+type PanelLines = Vec<Line>;
+
 /// Per activation: `grad_norms_<act>.svg` (median log10 ‖dL/dW‖ per layer) and
 /// `update_ratio_<act>.svg` (the first layer's log10 update ratio per step).
 fn write_plots(out: &Path, config: &DiagnoseConfig, outcomes: &[Outcome]) -> Result<(), RunError> {
     for activation in Activation::ALL {
-        let mut norm_points = Vec::new();
-        let mut ratio_points = Vec::new();
-        let mut panel_titles = Vec::new();
+        let (mut norm_lines, mut ratio_lines, mut panel_titles) =
+            (Vec::new(), Vec::new(), Vec::new());
         for (init, _) in INITS {
             for clipped in [false, true] {
                 let clip_text = if clipped { "clipped" } else { "no clipping" };
@@ -324,77 +328,83 @@ fn write_plots(out: &Path, config: &DiagnoseConfig, outcomes: &[Outcome]) -> Res
                         && outcome.init == init
                         && outcome.clipped == clipped
                 });
-                let mut norms = Vec::new();
-                let mut ratios = Vec::new();
-                for outcome in runs {
-                    let layers = outcome.depth;
-                    let per_layer: Vec<(f64, f64)> = (0..layers)
-                        .map(|layer| {
-                            let norm = median(
-                                outcome
-                                    .stats
-                                    .iter()
-                                    .map(|stats| stats.layers[layer].weight_grad_norm),
-                            );
-                            (layer as f64, norm.log10())
-                        })
-                        .collect();
-                    let first_layer: Vec<(f64, f64)> = outcome
-                        .stats
-                        .iter()
-                        .enumerate()
-                        .map(|(step, stats)| {
-                            ((step + 1) as f64, stats.layers[0].update_ratio_log10)
-                        })
-                        .collect();
-                    norms.push((format!("depth {}", outcome.depth), per_layer));
-                    ratios.push((format!("depth {}", outcome.depth), first_layer));
-                }
-                norm_points.push(norms);
-                ratio_points.push(ratios);
+                let (norms, ratios) = runs.map(panel_lines).unzip();
+                norm_lines.push(norms);
+                ratio_lines.push(ratios);
             }
         }
+        let steps = config.steps;
         let figures = [
             (
                 format!("grad_norms_{activation}.svg"),
                 format!(
-                    "{activation}: median ‖dL/dW‖ per layer over {} steps (layer 0 = input)",
-                    config.steps
+                    "{activation}: median ‖dL/dW‖ per layer over {steps} steps (layer 0 = input)"
                 ),
-                "layer",
-                "log10 ‖dL/dW‖",
-                &norm_points,
+                ("layer", "log10 ‖dL/dW‖"),
+                &norm_lines,
             ),
             (
                 format!("update_ratio_{activation}.svg"),
                 format!(
                     "{activation}: first layer's update ratio lr ‖dL/dW‖ / ‖W‖ (healthy near -3)"
                 ),
-                "step",
-                "log10 update ratio",
-                &ratio_points,
+                ("step", "log10 update ratio"),
+                &ratio_lines,
             ),
         ];
-        for (file, title, x_label, y_label, lines) in figures {
-            let panels: Vec<Panel<'_>> = lines
-                .iter()
-                .zip(&panel_titles)
-                .map(|(lines, panel_title)| Panel {
-                    title: panel_title.clone(),
-                    x_label,
-                    y_label,
-                    series: lines
-                        .iter()
-                        .map(|(label, points)| Series {
-                            label: label.clone(),
-                            points,
-                        })
-                        .collect(),
-                })
-                .collect();
-            let path = out.join(file);
-            write_svg(&path, panel_grid(Some(&title), 2, &panels, (1200, 1700)))?;
+        for (file, title, axes, lines) in figures {
+            let panels = panels(lines, &panel_titles, axes);
+            write_svg(
+                &out.join(file),
+                panel_grid(Some(&title), 2, &panels, (1200, 1700)),
+            )?;
         }
     }
     Ok(())
+}
+
+/// One run's two lines: the median log10 ‖dL/dW‖ of each layer, and the first layer's log10
+/// update ratio at each step; both labelled with the depth.
+fn panel_lines(outcome: &Outcome) -> (Line, Line) {
+    let per_layer = (0..outcome.depth)
+        .map(|layer| {
+            let norms = outcome
+                .stats
+                .iter()
+                .map(|stats| stats.layers[layer].weight_grad_norm);
+            (layer as f64, median(norms).log10())
+        })
+        .collect();
+    let first_layer = outcome
+        .stats
+        .iter()
+        .enumerate()
+        .map(|(step, stats)| ((step + 1) as f64, stats.layers[0].update_ratio_log10))
+        .collect();
+    let label = format!("depth {}", outcome.depth);
+    ((label.clone(), per_layer), (label, first_layer))
+}
+
+/// The panels of a figure: one per title, with its lines.
+fn panels<'a>(
+    lines: &'a [PanelLines],
+    titles: &[String],
+    (x_label, y_label): (&'a str, &'a str),
+) -> Vec<Panel<'a>> {
+    lines
+        .iter()
+        .zip(titles)
+        .map(|(lines, title)| Panel {
+            title: title.clone(),
+            x_label,
+            y_label,
+            series: lines
+                .iter()
+                .map(|(label, points)| Series {
+                    label: label.clone(),
+                    points,
+                })
+                .collect(),
+        })
+        .collect()
 }

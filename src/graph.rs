@@ -61,52 +61,17 @@ pub fn tiny_network<L: Level<f64>>() -> Vec<Node> {
     };
     let ((w1_value, w1_grad), (b1_value, b1_grad)) = params(&mut linear1);
     let ((w2_value, w2_grad), (b2_value, b2_grad)) = params(&mut linear2);
+    let node = |name, (value, grad)| Node { name, value, grad };
     vec![
-        Node {
-            name: "x",
-            value: x,
-            grad: grad_x,
-        },
-        Node {
-            name: "W1",
-            value: w1_value,
-            grad: w1_grad,
-        },
-        Node {
-            name: "b1",
-            value: b1_value,
-            grad: b1_grad,
-        },
-        Node {
-            name: "z1",
-            value: z1,
-            grad: grad_z1,
-        },
-        Node {
-            name: "h",
-            value: h,
-            grad: grad_h,
-        },
-        Node {
-            name: "W2",
-            value: w2_value,
-            grad: w2_grad,
-        },
-        Node {
-            name: "b2",
-            value: b2_value,
-            grad: b2_grad,
-        },
-        Node {
-            name: "z2",
-            value: z2,
-            grad: grad_z2,
-        },
-        Node {
-            name: "L",
-            value: array![[value]],
-            grad: array![[1.0]],
-        },
+        node("x", (x, grad_x)),
+        node("W1", (w1_value, w1_grad)),
+        node("b1", (b1_value, b1_grad)),
+        node("z1", (z1, grad_z1)),
+        node("h", (h, grad_h)),
+        node("W2", (w2_value, w2_grad)),
+        node("b2", (b2_value, b2_grad)),
+        node("z2", (z2, grad_z2)),
+        node("L", (array![[value]], array![[1.0]])),
     ]
 }
 

@@ -372,7 +372,7 @@ impl Progress {
     /// `rows` more samples done; the running mean loss every 20 steps.
     fn advance(&self, rows: usize, mean_loss: f64, steps: usize) {
         self.bar.inc(rows as u64);
-        if steps % 20 == 0 {
+        if steps.is_multiple_of(20) {
             self.bar.set_message(format!("loss {mean_loss:.4}"));
         }
     }

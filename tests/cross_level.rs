@@ -129,7 +129,7 @@ fn agrees_with_level01_after_three_sgd_steps<L: Level<f64>>() {
         ("SGD", AnyOptimizer::Sgd(Sgd::new(0.3))),
         (
             "Nesterov",
-            AnyOptimizer::Sgd(Sgd::new(0.1).with_momentum(0.9).with_nesterov()),
+            AnyOptimizer::Sgd(Sgd::new(0.03).with_momentum(0.9).with_nesterov()),
         ),
         (
             "Adam",
