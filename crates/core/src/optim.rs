@@ -134,13 +134,14 @@ impl<F: Float> Sgd<F> {
     /// `p <- p - lr (g + weight_decay p)`.
     fn plain<D: Dimension>(&self, param: ArrayViewMut<'_, F, D>, grad: ArrayView<'_, F, D>) {
         let (lr, decay) = (F::of(self.lr), F::of(self.weight_decay));
-        let kernel = |p: &mut F, &g: &F| *p -= lr * (g + decay * *p);
         let parallel = parallel(param.len());
         let zip = Zip::from(param).and(grad);
-        if parallel {
-            zip.par_for_each(kernel);
-        } else {
-            zip.for_each(kernel);
+        // Without decay, the pass reads p once less per element (it runs at every step).
+        match (self.weight_decay == 0.0, parallel) {
+            (true, true) => zip.par_for_each(|p, &g| *p -= lr * g),
+            (true, false) => zip.for_each(|p, &g| *p -= lr * g),
+            (false, true) => zip.par_for_each(|p, &g| *p -= lr * (g + decay * *p)),
+            (false, false) => zip.for_each(|p, &g| *p -= lr * (g + decay * *p)),
         }
     }
 

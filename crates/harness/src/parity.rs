@@ -392,13 +392,18 @@ fn fixture_optimizer<F: Float>(fixture: &Fixture) -> AnyOptimizer<F> {
 }
 
 fn optimizer_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
+    let optimizer = fixture_optimizer(fixture);
+    optimizer_steps::<F, L>(fixture, optimizer);
+}
+
+/// Runs the fixture's steps with `optimizer` and compares the losses and the weights after.
+fn optimizer_steps<F: Float, L: Level<F>>(fixture: &mut Fixture, mut optimizer: AnyOptimizer<F>) {
     let input: Array2<F> = fixture.array("input");
     let targets = OwnedTargets::<F>::read(fixture, "");
     let steps: usize = fixture
         .meta("steps")
         .parse()
         .expect("meta steps is a number");
-    let mut optimizer = fixture_optimizer(fixture);
     let mut model = fixture_model::<F, L>(fixture);
     let losses: Vec<F> = (0..steps)
         .map(|_| model.train_step(input.view(), targets.view(), &mut optimizer))
@@ -455,6 +460,49 @@ fn clip_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The optimizer fixtures reject a step rule one setting away from the right one: each
+    /// tweak is a classic optimizer bug (momentum without Nesterov's look-ahead or with it
+    /// where it does not belong, the wrong beta2, a weight decay that should not be there).
+    #[test]
+    fn optimizer_fixtures_fail_when_one_setting_is_wrong() {
+        type Tweak = fn(&mut AnyOptimizer<f64>);
+        let cases: [(&str, Tweak); 4] = [
+            ("momentum_3_steps_tanh_f64", |optimizer| {
+                if let AnyOptimizer::Sgd(sgd) = optimizer {
+                    sgd.nesterov = true;
+                }
+            }),
+            ("nesterov_3_steps_relu_f64", |optimizer| {
+                if let AnyOptimizer::Sgd(sgd) = optimizer {
+                    sgd.nesterov = false;
+                }
+            }),
+            ("adam_3_steps_relu_f64", |optimizer| {
+                if let AnyOptimizer::Adam(adam) = optimizer {
+                    adam.betas.1 = 0.99;
+                }
+            }),
+            ("sgd_3_steps_relu_f64", |optimizer| {
+                if let AnyOptimizer::Sgd(sgd) = optimizer {
+                    sgd.weight_decay = 1e-3;
+                }
+            }),
+        ];
+        for (name, tweak) in cases {
+            let mut fixture = Fixture::open(name);
+            let mut optimizer = fixture_optimizer::<f64>(&fixture);
+            let right = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                optimizer_steps::<f64, level02::Level02>(&mut fixture, optimizer.clone())
+            }));
+            assert!(right.is_ok(), "{name}: the right optimizer must pass");
+            tweak(&mut optimizer);
+            let wrong = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                optimizer_steps::<f64, level02::Level02>(&mut fixture, optimizer)
+            }));
+            assert!(wrong.is_err(), "{name}: a wrong optimizer passed");
+        }
+    }
 
     #[test]
     fn fixtures_stay_small_and_record_their_versions() {
