@@ -133,17 +133,17 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "sgd")]
     pub optimizer: OptimizerKind,
     /// Learning rate (finite, > 0; default 0.3 for sgd, 0.03 for momentum, 0.001 for adam).
-    #[arg(long, value_parser = positive_finite)]
-    pub lr: Option<f32>,
+    #[arg(long, value_parser = positive_finite_f64)]
+    pub lr: Option<f64>,
     /// Momentum factor of --optimizer momentum, in [0, 1).
     #[arg(long, default_value_t = 0.9, value_parser = momentum)]
-    pub momentum: f32,
+    pub momentum: f64,
     /// Nesterov momentum (with --optimizer momentum).
     #[arg(long)]
     pub nesterov: bool,
     /// L2 penalty added to every gradient (finite, >= 0).
     #[arg(long, default_value_t = 0.0, value_parser = non_negative_finite)]
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// Hidden layer widths, comma-separated: 256 or 512,128.
     #[arg(long, default_value = "256", value_delimiter = ',', value_parser = hidden_sizes)]
     pub hidden: Vec<usize>,
@@ -190,10 +190,10 @@ impl TrainArgs {
         }
         let optimizer = OptimizerSpec {
             kind: self.optimizer,
-            lr: self.lr.map_or(self.optimizer.default_lr(), f64::from),
-            momentum: f64::from(self.momentum),
+            lr: self.lr.unwrap_or(self.optimizer.default_lr()),
+            momentum: self.momentum,
             nesterov: self.nesterov,
-            weight_decay: f64::from(self.weight_decay),
+            weight_decay: self.weight_decay,
         };
         let seed = self.seed;
         Ok(TrainConfig {
@@ -310,13 +310,17 @@ pub fn main<L: Level<f32> + Level<f64>>() -> ExitCode {
     exit_code(LevelCli::parse().command.execute::<L>())
 }
 
-/// Success, or the error as one `error:` line on stderr and exit code 1.
+/// Success, or the error as one `error:` line on stderr and exit code 1 (2 for flags that
+/// cannot go together, as clap gives for a bad flag).
 pub fn exit_code(outcome: Result<(), RunError>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            match error {
+                RunError::Flag(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -335,15 +339,22 @@ fn positive_finite(text: &str) -> Result<f32, String> {
     }
 }
 
-fn non_negative_finite(text: &str) -> Result<f32, String> {
-    match text.parse::<f32>() {
+fn positive_finite_f64(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a finite number above 0")),
+    }
+}
+
+fn non_negative_finite(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
         _ => Err(format!("{text:?} is not a finite number of 0 or more")),
     }
 }
 
-fn momentum(text: &str) -> Result<f32, String> {
-    match text.parse::<f32>() {
+fn momentum(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
         Ok(value) if (0.0..1.0).contains(&value) => Ok(value),
         _ => Err(format!("{text:?} is not a number in [0, 1)")),
     }

@@ -126,8 +126,14 @@ fn eval_loads_the_saved_model_into_any_level() {
 
 #[test]
 fn flags_are_checked_before_any_work() {
-    let cases: [(&[&str], &[&str]); 6] = [
+    let cases: [(&[&str], &[&str]); 9] = [
         (&["--batch-size", "0"], &["--batch-size", "above 0"]),
+        (
+            &["--optimizer", "rmsprop"],
+            &["--optimizer", "sgd, momentum, adam"],
+        ),
+        (&["--momentum", "1"], &["--momentum", "[0, 1)"]),
+        (&["--nesterov"], &["--nesterov", "--optimizer momentum"]),
         (&["--lr", "nan"], &["--lr", "finite number above 0"]),
         (&["--epochs", "0"], &["--epochs", "above 0"]),
         (&["--level", "4"], &["--level", "possible values: 1, 2, 3"]),
