@@ -6,11 +6,15 @@
 //!
 //! - `ratio@init`: ‖dL/dW_first‖ / ‖dL/dW_last‖ at the first step, where the init alone decides;
 //! - `ratio`: the median of that ratio over the steps;
+//! - `upd@0`: the median over the steps of the first layer's log10 update ratio
+//!   lr ‖dL/dW‖ / ‖W‖ (of the step taken; about -3 is healthy);
 //! - `max ‖dW‖`: the median over the steps of the largest layer's gradient norm;
-//! - the verdict: `diverged@k` (the loss stopped being finite at step k), `vanishing` (ratio below
-//!   1e-3, or even the largest gradient norm below 1e-3), `exploding` (ratio above 1e3, or a
-//!   gradient norm above 1e3), else `healthy`: [`Health::of`] on the medians (its docs say why
-//!   the norm counts beside the ratio);
+//! - the verdict, from the gradients and the outcome together ([`Verdict::of`], whose thresholds
+//!   sit with their reasons in [`backprop_core::flow`]): `diverged@k` (the loss stopped being
+//!   finite at step k), `exploding`, `vanishing` (a small first-layer gradient *and* first-layer
+//!   weights that barely move), `not learning` (the final loss still at chance, ln 10),
+//!   `slow` (learning, but not clearly yet, or with the first layer lagging), `healthy` (the
+//!   loss fell below 0.7 ln 10 with every gradient in band);
 //! - the loss at the first step and the mean of the last ten.
 //!
 //! Plots (SVG): per activation, the median gradient norm per layer (before clipping), and the
@@ -21,7 +25,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use backprop_core::data::Batches;
-use backprop_core::flow::{Health, StepStats, clip_coefficient, clip_grad_norm, step_stats};
+use backprop_core::flow::{
+    RunSummary, StepStats, Verdict, clip_coefficient, clip_grad_norm, step_stats,
+};
 use backprop_core::init::{seeded_rng, standard_normal};
 use backprop_core::mnist::{Dataset, load_mnist};
 use backprop_core::optim::{Optimizer, Sgd};
@@ -56,6 +62,9 @@ pub struct DiagnoseConfig {
     /// Output folder for the table and the plots.
     pub out: PathBuf,
 }
+
+/// Both data sets have ten classes (a uniform guess scores ln 10 = 2.303).
+const CLASSES: usize = 10;
 
 /// The initialisers of the grid, with their names in the table.
 pub const INITS: [(&str, Init); 5] = [
@@ -116,16 +125,30 @@ impl Outcome {
         }))
     }
 
-    /// `diverged@k`, `vanishing`, `exploding` or `healthy` (see the module docs).
-    pub fn verdict(&self) -> String {
-        if let Some(step) = self.diverged_at() {
-            return format!("diverged@{step}");
-        }
-        match Health::of(self.median_ratio(), self.median_max_norm()) {
-            Health::Vanishing => "vanishing".into(),
-            Health::Exploding => "exploding".into(),
-            Health::Healthy => "healthy".into(),
-        }
+    /// The median over the steps of the first layer's log10 update ratio.
+    pub fn median_first_update(&self) -> f64 {
+        median(
+            self.stats
+                .iter()
+                .map(|stats| stats.layers[0].update_ratio_log10),
+        )
+    }
+
+    /// The run's verdict from its gradients and its losses (see the module docs).
+    pub fn verdict(&self) -> Verdict {
+        Verdict::of(&RunSummary {
+            diverged_at: self.diverged_at(),
+            classes: CLASSES,
+            final_loss: self.final_loss(),
+            ratio: self.median_ratio(),
+            first_norm: median(
+                self.stats
+                    .iter()
+                    .map(|stats| stats.layers[0].weight_grad_norm),
+            ),
+            max_norm: self.median_max_norm(),
+            first_update_log10: self.median_first_update(),
+        })
     }
 
     /// The mean loss of the last ten steps (NaN if the run diverged).
@@ -179,7 +202,7 @@ fn run_one<L: Level<f32>>(
 ) -> Outcome {
     let mut sizes = vec![data.images.ncols()];
     sizes.extend(std::iter::repeat_n(config.width, depth - 1));
-    sizes.push(10);
+    sizes.push(CLASSES);
     let spec = MlpSpec {
         sizes,
         activation,
@@ -262,9 +285,9 @@ pub fn diagnose<L: Level<f32>>(config: &DiagnoseConfig) -> Result<Vec<Outcome>, 
 fn table_header(config: &DiagnoseConfig) -> String {
     format!(
         "{} steps of SGD (lr {}, batch {}), hidden width {}, clipping to norm {}; ratio = \
-         ‖dL/dW_first‖ / ‖dL/dW_last‖\n\
-         | depth | activation | init      | clip | ratio@init |    ratio | max ‖dW‖ | verdict      |   loss@1 | final loss |\n\
-         |------:|------------|-----------|------|-----------:|---------:|---------:|--------------|---------:|-----------:|",
+         ‖dL/dW_first‖ / ‖dL/dW_last‖, upd@0 = log10(lr ‖dL/dW_first‖ / ‖W_first‖)\n\
+         | depth | activation | init      | clip | ratio@init |    ratio | upd@0 | max ‖dW‖ | verdict      |   loss@1 | final loss |\n\
+         |------:|------------|-----------|------|-----------:|---------:|------:|---------:|--------------|---------:|-----------:|",
         config.steps, config.lr, config.batch_size, config.width, config.clip
     )
 }
@@ -289,15 +312,16 @@ fn ratio_text(ratio: f64) -> String {
 
 fn table_row(outcome: &Outcome) -> String {
     format!(
-        "| {:>5} | {:<10} | {:<9} | {:<4} | {:>10} | {:>8} | {:>8.1e} | {:<12} | {:>8} | {:>10} |",
+        "| {:>5} | {:<10} | {:<9} | {:<4} | {:>10} | {:>8} | {:>5.1} | {:>8.1e} | {:<12} | {:>8} | {:>10} |",
         outcome.depth,
         outcome.activation.name(),
         outcome.init,
         if outcome.clipped { "yes" } else { "no" },
         ratio_text(outcome.ratio_at_init()),
         ratio_text(outcome.median_ratio()),
+        outcome.median_first_update(),
         outcome.median_max_norm(),
-        outcome.verdict(),
+        outcome.verdict().to_string(),
         loss_text(
             outcome
                 .losses

@@ -3,7 +3,9 @@
 //!
 //! The band, per layer i and step ([`Health::of`], the rule `backprop diagnose` uses too):
 //!
-//! - vanishing: ‖dL/dW_i‖ below 1e-3 of the last layer's, or below 1e-3 outright;
+//! - vanishing: ‖dL/dW_i‖ below 1e-2 of the last layer's, or below 1e-3 outright, *and* a step
+//!   that moves the layer's weights by less than 1e-4 of their size (log10 update ratio below
+//!   -4): the layer does not learn;
 //! - exploding: ‖dL/dW_i‖ above 1e3 times the last layer's, or above 1e3 outright;
 //! - too large a step: log10 update ratio above -0.5 (one step moves the weights by over 30%).
 //!
@@ -57,7 +59,7 @@ impl GradientWatch {
             let norm = layer.weight_grad_norm;
             // One line per layer: an exploding gradient also makes the update too large, and
             // saying so twice adds nothing.
-            let symptom = match Health::of(relative, norm) {
+            let symptom = match Health::of(relative, norm, layer.update_ratio_log10) {
                 Health::Vanishing => Some(Symptom::Vanishing),
                 Health::Exploding => Some(Symptom::Exploding),
                 Health::Healthy if layer.update_ratio_log10 > LARGE_UPDATE_LOG10 => {
@@ -186,6 +188,20 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(watch.check(9, 2, &stats, Activation::Sigmoid, 0.1).len(), 1);
+    }
+
+    #[test]
+    fn a_small_gradient_that_still_moves_its_weights_is_not_vanishing() {
+        // 1e-4 of the last layer's push, but small weights: the step is 1e-3 of their size.
+        let stats = StepStats {
+            layers: vec![
+                layer(1e-4, -3.0, Some(0.0), None),
+                layer(1.0, -2.5, None, None),
+            ],
+            max_abs_logit: Some(1.0),
+        };
+        let warnings = GradientWatch::default().check(1, 1, &stats, Activation::Relu, 0.1);
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]

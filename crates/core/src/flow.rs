@@ -30,35 +30,137 @@ use crate::{Activation, Float, Model};
 /// derivative there is below 0.01 (sigmoid) or 0.02 (tanh).
 pub const SATURATION_MARGIN: f64 = 0.01;
 
-/// Below this first-to-last gradient ratio, or this gradient norm, a layer's gradient is vanishing.
-pub const VANISHING: f64 = 1e-3;
-/// Above this first-to-last gradient ratio, or this gradient norm, a layer's gradient is exploding.
-pub const EXPLODING: f64 = 1e3;
+// ---------------------------------------------------------------------------------------------
+// The thresholds of every verdict: `Health` (one layer at one step, for `--watch-gradients`) and
+// `Verdict` (a whole run, for `backprop diagnose`). Each says why it sits where it does.
 
-/// Where a gradient stands against the healthy band.
+/// A gradient norm below this has vanished outright: with learning rates around 0.1, a step
+/// moves no weight by more than about 1e-4.
+pub const VANISHING: f64 = 1e-3;
+/// A first-to-last gradient ratio below this means the first layer is pushed a hundred times
+/// less than the last: the shrink per layer that compounds over depth (sigmoid's derivative is
+/// at most 1/4, so two sigmoid layers already give 1/16).
+pub const LAGGING_RATIO: f64 = 1e-2;
+/// A gradient ratio or norm above this is exploding: a thousand times the last layer's push, or
+/// a norm that makes even a small learning rate's step overshoot.
+pub const EXPLODING: f64 = 1e3;
+/// A log10 update ratio (lr ‖dL/dW‖ / ‖W‖) below this moves the weights by less than 1e-4 of
+/// their size per step: over the few hundred steps of a diagnose run they change by a few
+/// percent in all and keep their random init. The healthy guide is about -3 (Karpathy, CS231n),
+/// ten times more.
+pub const FROZEN_UPDATE_LOG10: f64 = -4.0;
+/// A final loss at or above this fraction of ln(classes), the loss of a uniform guess, means the
+/// network learned nothing (5% of slack for the noise of a mean over the last batches).
+pub const NOT_LEARNING_FRACTION: f64 = 0.95;
+/// A final loss below this fraction of ln(classes) means the network clearly learned (the
+/// probability it gives the right class is then above classes^-0.7, 0.2 for 10 classes, where
+/// chance is 0.1).
+pub const LEARNED_FRACTION: f64 = 0.7;
+
+/// Where a layer's gradient stands against the healthy band, at one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Health {
-    /// Between [`VANISHING`] and [`EXPLODING`] on both counts.
+    /// Neither vanishing nor exploding.
     Healthy,
-    /// Too small to move the weights: the ratio or the norm below [`VANISHING`].
+    /// The gradient is small (ratio below [`LAGGING_RATIO`] or norm below [`VANISHING`]) *and*
+    /// the weights barely move (update ratio below [`FROZEN_UPDATE_LOG10`]).
     Vanishing,
     /// Too large: the ratio or the norm above [`EXPLODING`], or not finite.
     Exploding,
 }
 
 impl Health {
-    /// The verdict for a gradient norm and its ratio to the last layer's.
+    /// The verdict for a layer's gradient norm, its ratio to the last layer's, and the log10
+    /// update ratio of its step.
     ///
-    /// Both count because ReLU is positively homogeneous (ReLU(a x) = a ReLU(x) for a > 0):
-    /// scaling every weight scales every layer's weight gradient alike, so a too small or too
-    /// large init moves all norms together and leaves the ratio near 1.
-    pub fn of(ratio: f64, norm: f64) -> Health {
-        if ratio < VANISHING || norm < VANISHING {
-            Health::Vanishing
-        } else if ratio > EXPLODING || norm > EXPLODING || !norm.is_finite() {
+    /// The norm counts beside the ratio because ReLU is positively homogeneous
+    /// (ReLU(a x) = a ReLU(x) for a > 0): scaling every weight scales every layer's weight
+    /// gradient alike, so a too small or too large init moves all norms together and leaves the
+    /// ratio near 1. The update ratio counts because a small gradient on small weights can
+    /// still move them: vanishing means the layer does not learn.
+    pub fn of(ratio: f64, norm: f64, update_ratio_log10: f64) -> Health {
+        if ratio > EXPLODING || norm > EXPLODING || !norm.is_finite() {
             Health::Exploding
+        } else if (ratio < LAGGING_RATIO || norm < VANISHING)
+            && update_ratio_log10 < FROZEN_UPDATE_LOG10
+        {
+            Health::Vanishing
         } else {
             Health::Healthy
+        }
+    }
+}
+
+/// What a whole training run did, for [`Verdict::of`]: medians over its steps, and its losses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunSummary {
+    /// The 1-based step whose loss was not finite, if any.
+    pub diverged_at: Option<usize>,
+    /// The number of classes (ln of it is the loss of a uniform guess).
+    pub classes: usize,
+    /// The mean loss of the last steps.
+    pub final_loss: f64,
+    /// The median over the steps of ‖dL/dW_first‖ / ‖dL/dW_last‖.
+    pub ratio: f64,
+    /// The median over the steps of the first layer's ‖dL/dW‖.
+    pub first_norm: f64,
+    /// The median over the steps of the largest layer's ‖dL/dW‖.
+    pub max_norm: f64,
+    /// The median over the steps of the first layer's log10 update ratio (of the step taken).
+    pub first_update_log10: f64,
+}
+
+/// The verdict on a whole run, from its gradients and its outcome together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The loss stopped being finite at this step.
+    Diverged(usize),
+    /// Some layer's gradient is out of band on the high side ([`Health::Exploding`]).
+    Exploding,
+    /// The first layer's gradient is small and its weights stay put ([`Health::Vanishing`]).
+    Vanishing,
+    /// No gradient pathology, but the final loss is still at chance
+    /// ([`NOT_LEARNING_FRACTION`] x ln(classes) or more).
+    NotLearning,
+    /// Learning, but not clearly yet (final loss above [`LEARNED_FRACTION`] x ln(classes)), or
+    /// the first layer lags the last by more than [`LAGGING_RATIO`].
+    Slow,
+    /// The loss fell below [`LEARNED_FRACTION`] x ln(classes) and every gradient is in band.
+    Healthy,
+}
+
+impl Verdict {
+    /// Diverged, then the gradient pathologies, then the outcome: see each variant.
+    pub fn of(run: &RunSummary) -> Verdict {
+        if let Some(step) = run.diverged_at {
+            return Verdict::Diverged(step);
+        }
+        if Health::of(run.ratio, run.max_norm, 0.0) == Health::Exploding {
+            return Verdict::Exploding;
+        }
+        if Health::of(run.ratio, run.first_norm, run.first_update_log10) == Health::Vanishing {
+            return Verdict::Vanishing;
+        }
+        let chance = (run.classes as f64).ln();
+        if run.final_loss >= NOT_LEARNING_FRACTION * chance {
+            Verdict::NotLearning
+        } else if run.final_loss >= LEARNED_FRACTION * chance || run.ratio < LAGGING_RATIO {
+            Verdict::Slow
+        } else {
+            Verdict::Healthy
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Diverged(step) => write!(f, "diverged@{step}"),
+            Verdict::Exploding => f.write_str("exploding"),
+            Verdict::Vanishing => f.write_str("vanishing"),
+            Verdict::NotLearning => f.write_str("not learning"),
+            Verdict::Slow => f.write_str("slow"),
+            Verdict::Healthy => f.write_str("healthy"),
         }
     }
 }
@@ -303,13 +405,44 @@ mod tests {
     use ndarray::array;
 
     #[test]
-    fn health_looks_at_the_ratio_and_the_norm() {
-        assert_eq!(Health::of(1.0, 0.5), Health::Healthy);
-        assert_eq!(Health::of(1e-4, 0.5), Health::Vanishing);
-        assert_eq!(Health::of(1.0, 1e-4), Health::Vanishing); // all layers alike, all tiny
-        assert_eq!(Health::of(1e4, 0.5), Health::Exploding);
-        assert_eq!(Health::of(1.0, 1e4), Health::Exploding);
-        assert_eq!(Health::of(f64::NAN, f64::INFINITY), Health::Exploding);
+    fn health_looks_at_the_ratio_the_norm_and_the_update() {
+        let frozen = FROZEN_UPDATE_LOG10 - 1.0;
+        assert_eq!(Health::of(1.0, 0.5, -3.0), Health::Healthy);
+        assert_eq!(Health::of(1e-3, 0.5, frozen), Health::Vanishing);
+        assert_eq!(Health::of(1.0, 1e-4, frozen), Health::Vanishing); // all layers alike, all tiny
+        // A small gradient that still moves its (small) weights is not vanishing.
+        assert_eq!(Health::of(1e-3, 0.5, -3.0), Health::Healthy);
+        assert_eq!(Health::of(1e4, 0.5, -3.0), Health::Exploding);
+        assert_eq!(Health::of(1.0, 1e4, -3.0), Health::Exploding);
+        assert_eq!(Health::of(f64::NAN, f64::INFINITY, 0.0), Health::Exploding);
+    }
+
+    #[test]
+    fn a_run_is_healthy_only_when_its_loss_fell_clearly() {
+        let chance = 10f64.ln();
+        let run = |final_loss: f64, ratio: f64| RunSummary {
+            diverged_at: None,
+            classes: 10,
+            final_loss,
+            ratio,
+            first_norm: 0.1,
+            max_norm: 0.5,
+            first_update_log10: -3.0,
+        };
+        assert_eq!(Verdict::of(&run(0.3, 0.5)), Verdict::Healthy);
+        assert_eq!(Verdict::of(&run(0.99 * chance, 0.5)), Verdict::NotLearning);
+        assert_eq!(Verdict::of(&run(0.8 * chance, 0.5)), Verdict::Slow);
+        assert_eq!(Verdict::of(&run(0.3, 1e-3)), Verdict::Slow); // learned, first layer lagging
+        let frozen = RunSummary {
+            first_update_log10: -7.0,
+            ..run(0.99 * chance, 1e-3)
+        };
+        assert_eq!(Verdict::of(&frozen), Verdict::Vanishing);
+        let blown = RunSummary {
+            diverged_at: Some(4),
+            ..run(f64::NAN, 1.0)
+        };
+        assert_eq!(Verdict::of(&blown).to_string(), "diverged@4");
     }
 
     #[test]
