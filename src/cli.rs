@@ -162,7 +162,7 @@ pub struct TrainArgs {
     /// Folder with the four IDX files (gzip'd or not).
     #[arg(short, long, default_value = "data/mnist")]
     pub data: PathBuf,
-    /// Output folder (default: runs/seed<SEED>-<LEVEL NAME>).
+    /// Output folder (default: runs/seed{SEED}-{level name}, e.g. runs/seed0-level03).
     #[arg(short, long)]
     pub out: Option<PathBuf>,
     /// Use only the first N training images.

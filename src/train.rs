@@ -3,7 +3,7 @@
 //! - the data: [`Batches`] gathers shuffled batches into one reused buffer;
 //! - the update: an optimizer from [`backprop_core::optim`], stepped by the model's own
 //!   [`Model::train_step`] (level03's fused path);
-//! - the observers: a progress bar ([`Progress`]), per-step gradient norms and, with
+//! - the observers: a progress bar, per-step gradient norms and, with
 //!   `--watch-gradients`, [`GradientWatch`]'s warnings; a non-finite loss stops the run naming
 //!   the step and the layer;
 //! - the outputs: [`crate::output`] writes `config.json`, `metrics.csv`, the plots and
