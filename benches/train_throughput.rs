@@ -3,8 +3,12 @@
 //! `backprop::bench`).
 //!
 //! ```sh
-//! cargo bench --bench train_throughput
+//! cargo bench --bench train_throughput                  # every table
+//! cargo bench --bench train_throughput -- level03/128   # only the rows whose name has it
 //! ```
+//!
+//! Row names: `step/LEVEL/BATCH/THREADS`, `epoch/LEVEL/128/THREADS`,
+//! `optimizer/level03/128/THREADS`; a kept row brings its floor along.
 
 use backprop::bench::{
     Contestant, FLOPS_PER_SAMPLE, Plan, in_turns, mnist_train, pool, quick_row, tables, timed,
@@ -30,7 +34,7 @@ fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return; // `cargo test --benches` under nextest asks for a list of tests: there are none
     }
-    let data = mnist_train();
+    let (plan, data) = (Plan::from_args(), mnist_train());
     // level01 is too slow for turns: one row at batch 32 on one thread, after the tables.
     let (loops, fast): (Vec<BuiltinLevel>, Vec<BuiltinLevel>) = BuiltinLevel::ALL
         .into_iter()
@@ -39,15 +43,15 @@ fn main() {
         .into_iter()
         .map(|level| level.dispatch(RowOf))
         .collect();
-    tables(&Plan::from_args(), &data, &contestants);
+    tables(&plan, &data, &contestants);
     println!();
     println!("The loops level, once (1 turn of 4 steps) against the floor:");
     backprop::bench::header("us / step");
     for level in loops {
-        quick_row(&data, level.dispatch(RowOf), 32);
+        quick_row(&plan, &data, level.dispatch(RowOf), 32);
     }
     println!();
-    optimizer_table(&Plan::from_args(), &data, 128);
+    optimizer_table(&plan, &data, 128);
 }
 
 /// level03's step with each optimizer, in turns; the last column is plain SGD's time over this
@@ -71,6 +75,9 @@ fn optimizer_table(plan: &Plan, data: &Dataset, batch: usize) {
     let images = data.images.slice(s![..batch, ..]);
     let targets = Targets::Classes(&data.labels[..batch]);
     for &threads in &plan.threads {
+        if !plan.runs(&format!("optimizer/level03/{batch}/{threads}")) {
+            continue;
+        }
         pool(threads).install(|| {
             let mut timers: Vec<Box<dyn FnMut() -> std::time::Duration>> = optimizers
                 .iter()

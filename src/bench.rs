@@ -216,19 +216,25 @@ pub struct Plan {
     pub epoch_turns: usize,
     /// Training images per epoch.
     pub epoch_samples: usize,
+    /// Only rows whose name (`step/level03/128/2`, `epoch/level03/128/1`: table, level, batch,
+    /// threads) contains this text; the floor of a row's table and size runs with it.
+    pub filter: Option<String>,
 }
 
 impl Plan {
     /// The full plan when the binary runs under `cargo bench` (which passes `--bench`), the
-    /// quick one otherwise.
+    /// quick one otherwise; the first argument that is not a flag filters the rows
+    /// (`cargo bench --bench train_throughput -- level03/128`).
     pub fn from_args() -> Plan {
-        if std::env::args().any(|arg| arg == "--bench") {
+        let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+        let plan = if std::env::args().any(|arg| arg == "--bench") {
             Plan {
                 batches: vec![32, 64, 128, 256],
                 threads: vec![1, 2],
                 step_turns: (10, 11),
                 epoch_turns: 5,
                 epoch_samples: 60_000,
+                filter: None,
             }
         } else {
             Plan {
@@ -237,8 +243,17 @@ impl Plan {
                 step_turns: (1, 2),
                 epoch_turns: 1,
                 epoch_samples: 2_048,
+                filter: None,
             }
-        }
+        };
+        Plan { filter, ..plan }
+    }
+
+    /// Whether the row named `name` runs.
+    pub fn runs(&self, name: &str) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|filter| name.contains(filter.as_str()))
     }
 }
 
@@ -302,13 +317,22 @@ pub fn tables(plan: &Plan, data: &Dataset, contestants: &[Contestant]) {
     }
 }
 
-/// The floor's and each contestant's step at one batch size, in turns.
+/// The floor's and each contestant's step at one batch size, in turns (only the contestants the
+/// filter keeps, and the floor if any is kept).
 fn step_rows(
     plan: &Plan,
     data: &Dataset,
     contestants: &[Contestant],
     (batch, threads): (usize, usize),
 ) {
+    let contestants: Vec<Contestant> = contestants
+        .iter()
+        .filter(|contestant| plan.runs(&format!("step/{}/{batch}/{threads}", contestant.name)))
+        .copied()
+        .collect();
+    if contestants.is_empty() {
+        return;
+    }
     let mut floor = GemmFloor::new(&data.images, batch);
     let mut timers: Vec<Timed<'_>> = vec![Box::new(|| timed(|| floor.products(batch)))];
     timers.extend(
@@ -323,8 +347,21 @@ fn step_rows(
     }
 }
 
-/// The floor's and each contestant's epoch over `data`, in turns.
+/// The floor's and each contestant's epoch over `data`, in turns (filtered as [`step_rows`]).
 fn epoch_rows(plan: &Plan, data: &Dataset, contestants: &[Contestant], threads: usize) {
+    let contestants: Vec<Contestant> = contestants
+        .iter()
+        .filter(|contestant| {
+            plan.runs(&format!(
+                "epoch/{}/{EPOCH_BATCH}/{threads}",
+                contestant.name
+            ))
+        })
+        .copied()
+        .collect();
+    if contestants.is_empty() {
+        return;
+    }
     let samples = data.len();
     let mut floor = GemmFloor::new(&data.images, EPOCH_BATCH);
     let mut timers: Vec<Timed<'_>> = vec![Box::new(|| timed(|| floor.epoch(samples)))];
@@ -363,7 +400,11 @@ fn measure((turns, runs): (usize, usize), timers: &mut [Timed<'_>]) -> Vec<Durat
 }
 
 /// One row measured once against the floor (1 turn of 4 steps): for level01, too slow for turns.
-pub fn quick_row(data: &Dataset, contestant: Contestant, batch: usize) {
+/// Its name for the filter: `step/level01/32/1`.
+pub fn quick_row(plan: &Plan, data: &Dataset, contestant: Contestant, batch: usize) {
+    if !plan.runs(&format!("step/{}/{batch}/1", contestant.name)) {
+        return;
+    }
     pool(1).install(|| {
         let mut floor = GemmFloor::new(&data.images, batch);
         let mut timers: Vec<Timed<'_>> = vec![

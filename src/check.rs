@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use backprop_harness::diagnosis::hint_for;
+use backprop_core::hints::hint_for;
 
 use crate::error::RunError;
 use crate::output::OutputError;
@@ -31,34 +31,59 @@ pub enum Outcome {
     DoesNotBuild(String),
 }
 
-/// Runs the four gates of `package` in the workspace at `root`; returns the report to print and
-/// whether every gate passed.
+/// Runs the four gates of `package` in the workspace at `root`, in order; stops after a gate
+/// whose crate does not build (every later gate needs the build too).
+///
+/// # Errors
+/// `cargo` could not be started.
+pub fn run_gates(root: &Path, package: &str) -> Result<Vec<Outcome>, RunError> {
+    let mut outcomes = Vec::new();
+    for (filter, _) in GATES {
+        let outcome = run_gate(root, package, filter)?;
+        let stop = matches!(outcome, Outcome::DoesNotBuild(_));
+        outcomes.push(outcome);
+        if stop {
+            break;
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Runs the four gates (as [`run_gates`]); returns the report to print and whether every gate
+/// passed.
 ///
 /// # Errors
 /// `cargo` could not be started.
 pub fn check(root: &Path, package: &str) -> Result<(String, bool), RunError> {
+    let outcomes = run_gates(root, package)?;
+    Ok((report(package, &outcomes), all_pass(&outcomes)))
+}
+
+/// True when all four gates ran and passed.
+pub fn all_pass(outcomes: &[Outcome]) -> bool {
+    outcomes.len() == GATES.len() && outcomes.iter().all(|outcome| *outcome == Outcome::Pass)
+}
+
+/// The text report: PASS or FAIL per gate, the first failure explained with its hint.
+pub fn report(package: &str, outcomes: &[Outcome]) -> String {
     let mut report = String::new();
     let mut explained = false;
-    let mut all_pass = true;
-    for (number, (filter, title)) in GATES.iter().enumerate() {
-        let outcome = run_gate(root, package, filter)?;
-        let verdict = if outcome == Outcome::Pass {
+    for (number, ((filter, title), outcome)) in GATES.iter().zip(outcomes).enumerate() {
+        let verdict = if *outcome == Outcome::Pass {
             "PASS"
         } else {
             "FAIL"
         };
         report.push_str(&format!("gate {}  {title:<22} {verdict}\n", number + 1));
-        all_pass &= outcome == Outcome::Pass;
         match outcome {
             Outcome::Pass => {}
             Outcome::DoesNotBuild(message) => {
-                report.push_str(&indent(&message));
+                report.push_str(&indent(message));
                 report.push_str("  fix the build first: every gate needs it\n");
-                return Ok((report, false));
             }
             Outcome::Fail(message) if !explained => {
                 explained = true;
-                report.push_str(&indent(&message));
+                report.push_str(&indent(message));
                 report.push_str(&format!(
                     "  read: {}\n  rerun this gate alone: cargo test -p {package} {filter}\n",
                     hint_for(filter)
@@ -67,12 +92,44 @@ pub fn check(root: &Path, package: &str) -> Result<(String, bool), RunError> {
             Outcome::Fail(_) => {}
         }
     }
-    if all_pass {
+    if all_pass(outcomes) {
         report.push_str(&format!(
             "all four gates pass; the whole suite: cargo test -p {package}\n"
         ));
     }
-    Ok((report, all_pass))
+    report
+}
+
+/// The report as JSON: `{"package", "all_pass", "gates": [{"gate", "title", "filter", "result",
+/// "message", "hint"}]}`, `result` one of `pass`, `fail`, `does not build`; gates after a build
+/// failure are left out.
+pub fn report_json(package: &str, outcomes: &[Outcome]) -> String {
+    let gates: Vec<serde_json::Value> = GATES
+        .iter()
+        .zip(outcomes)
+        .enumerate()
+        .map(|(number, ((filter, title), outcome))| {
+            let (result, message) = match outcome {
+                Outcome::Pass => ("pass", None),
+                Outcome::Fail(message) => ("fail", Some(message)),
+                Outcome::DoesNotBuild(message) => ("does not build", Some(message)),
+            };
+            serde_json::json!({
+                "gate": number + 1,
+                "title": title,
+                "filter": filter,
+                "result": result,
+                "message": message,
+                "hint": hint_for(filter),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "package": package,
+        "all_pass": all_pass(outcomes),
+        "gates": gates,
+    })
+    .to_string()
 }
 
 fn indent(text: &str) -> String {

@@ -104,16 +104,27 @@ impl<S: Args> LevelCommand<S> {
                 }
             }
             LevelCommand::Eval { args, .. } => {
-                print!("{}", crate::eval::eval::<L>(&args.model, &args.data)?);
+                let data = data_folder(args.data)?;
+                let evaluation = crate::eval::eval::<L>(&args.model, &data)?;
+                match (args.json, args.quiet) {
+                    (true, _) => println!("{}", evaluation.to_json()),
+                    (false, true) => println!("{}", evaluation.summary()),
+                    (false, false) => print!("{}", evaluation.report()),
+                }
             }
             LevelCommand::Diagnose { args, .. } => {
-                let config = args.into_config();
+                let config = args.into_config()?;
                 diagnose::<L>(&config)?;
-                let out = config.out.display();
-                println!("table and plots in {out} (see hints/gradient-flow.md to read them)");
+                if !config.quiet {
+                    let out = config.out.display();
+                    println!("table and plots in {out} (see hints/gradient-flow.md to read them)");
+                }
             }
             LevelCommand::Graph { args, .. } => {
-                println!("{}", crate::graph::write_graph::<L>(&args.out)?);
+                let report = crate::graph::write_graph::<L>(&args.out)?;
+                if !args.quiet {
+                    println!("{report}");
+                }
             }
         }
         Ok(())
@@ -159,9 +170,10 @@ pub struct TrainArgs {
     /// rayon threads (default: all cores).
     #[arg(short, long, value_parser = positive)]
     pub threads: Option<usize>,
-    /// Folder with the four IDX files (gzip'd or not).
-    #[arg(short, long, default_value = "data/mnist")]
-    pub data: PathBuf,
+    /// Folder with the four IDX files, gzip'd or not (default: data/mnist in the current
+    /// folder, else in the workspace this binary was built from).
+    #[arg(short, long)]
+    pub data: Option<PathBuf>,
     /// Output folder (default: runs/seed{SEED}-{level name}, e.g. runs/seed0-level03).
     #[arg(short, long)]
     pub out: Option<PathBuf>,
@@ -212,7 +224,7 @@ impl TrainArgs {
             init: self.init,
             seed,
             threads: self.threads,
-            data: self.data,
+            data: data_folder(self.data)?,
             limit: self.limit,
             quiet: self.quiet,
             watch_gradients: self.watch_gradients,
@@ -226,9 +238,16 @@ pub struct EvalArgs {
     /// A model.npz written by `backprop train`.
     #[arg(short, long)]
     pub model: PathBuf,
-    /// Folder with the four IDX files (the test split is used).
-    #[arg(short, long, default_value = "data/mnist")]
-    pub data: PathBuf,
+    /// Folder with the four IDX files; the test split is used (default: data/mnist in the
+    /// current folder, else in the workspace this binary was built from).
+    #[arg(short, long)]
+    pub data: Option<PathBuf>,
+    /// Print only the accuracy line, not the confusion matrix.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the accuracy and the confusion matrix as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The settings of `diagnose`.
@@ -258,18 +277,29 @@ pub struct DiagnoseArgs {
     /// Seed for the weights, the batches and the synthetic data.
     #[arg(short, long, default_value_t = 0)]
     pub seed: u64,
-    /// Folder with the four IDX files (gzip'd or not).
-    #[arg(short, long, default_value = "data/mnist")]
-    pub data: PathBuf,
+    /// Folder with the four IDX files, gzip'd or not (default: data/mnist in the current
+    /// folder, else in the workspace this binary was built from).
+    #[arg(short, long)]
+    pub data: Option<PathBuf>,
     /// Output folder for table.md and the plots.
     #[arg(short, long, default_value = "runs/diagnose")]
     pub out: PathBuf,
+    /// No table on stdout (table.md and the plots are still written).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 impl DiagnoseArgs {
     /// The run's settings.
-    pub fn into_config(self) -> DiagnoseConfig {
-        DiagnoseConfig {
+    ///
+    /// # Errors
+    /// No MNIST folder where `--data` or its defaults point (unless `--synthetic`).
+    pub fn into_config(self) -> Result<DiagnoseConfig, RunError> {
+        let data = match (self.synthetic, self.data) {
+            (true, data) => data.unwrap_or_default(),
+            (false, data) => data_folder(data)?,
+        };
+        Ok(DiagnoseConfig {
             depths: self.depths,
             width: self.width,
             steps: self.steps,
@@ -278,9 +308,10 @@ impl DiagnoseArgs {
             clip: f64::from(self.clip),
             seed: self.seed,
             synthetic: self.synthetic,
-            data: self.data,
+            data,
             out: self.out,
-        }
+            quiet: self.quiet,
+        })
     }
 }
 
@@ -290,6 +321,9 @@ pub struct GraphArgs {
     /// Output folder for graph.dot (and graph.svg when Graphviz is installed).
     #[arg(short, long, default_value = "runs/graph")]
     pub out: PathBuf,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// The whole `main` of a learner's level binary: parses `train`, `eval`, `diagnose` or `graph`
@@ -323,6 +357,46 @@ pub fn exit_code(outcome: Result<(), RunError>) -> ExitCode {
             }
         }
     }
+}
+
+/// The workspace this binary was built from (its bundled data, hints and templates).
+pub const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
+
+/// `--data` as given, or the first of `data/mnist` (current folder) and
+/// `WORKSPACE/data/mnist` that exists.
+///
+/// # Errors
+/// Neither exists: the message names both paths and the flag.
+pub fn data_folder(given: Option<PathBuf>) -> Result<PathBuf, RunError> {
+    if let Some(given) = given {
+        return Ok(given);
+    }
+    let tried = [
+        PathBuf::from("data/mnist"),
+        PathBuf::from(WORKSPACE).join("data/mnist"),
+    ];
+    tried
+        .iter()
+        .find(|path| path.is_dir())
+        .cloned()
+        .ok_or_else(|| {
+            RunError::Flag(format!(
+                "no MNIST folder at {} or {}: pass --data DIR (a folder with the four IDX files)",
+                tried[0].display(),
+                tried[1].display()
+            ))
+        })
+}
+
+/// `--root` as given, or the current folder if it holds `marker`, else [`WORKSPACE`].
+pub fn root_folder(given: Option<PathBuf>, marker: &str) -> PathBuf {
+    given.unwrap_or_else(|| {
+        if std::path::Path::new(marker).exists() {
+            PathBuf::from(".")
+        } else {
+            PathBuf::from(WORKSPACE)
+        }
+    })
 }
 
 fn positive(text: &str) -> Result<usize, String> {

@@ -61,6 +61,8 @@ pub struct DiagnoseConfig {
     pub data: PathBuf,
     /// Output folder for the table and the plots.
     pub out: PathBuf,
+    /// No table on stdout (it is still written to `table.md`).
+    pub quiet: bool,
 }
 
 /// Both data sets have ten classes (a uniform guess scores ln 10 = 2.303).
@@ -257,14 +259,18 @@ pub fn diagnose<L: Level<f32>>(config: &DiagnoseConfig) -> Result<Vec<Outcome>, 
     create_folder(&config.out)?;
     let data = training_data(config)?;
     let mut outcomes = Vec::new();
-    println!("{}", table_header(config));
+    if !config.quiet {
+        println!("{}", table_header(config));
+    }
     for &activation in &Activation::ALL {
         for &depth in &config.depths {
             for init in INITS {
                 for clipped in [false, true] {
                     let grid_point = (depth, activation, init, clipped);
                     let outcome = run_one::<L>(config, &data, grid_point);
-                    println!("{}", table_row(&outcome));
+                    if !config.quiet {
+                        println!("{}", table_row(&outcome));
+                    }
                     outcomes.push(outcome);
                 }
             }

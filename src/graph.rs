@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use backprop_core::{Layer, Level, LinearLayer, Loss, Targets};
 use ndarray::{Array2, Axis, array};
@@ -75,19 +74,33 @@ pub fn tiny_network<L: Level<f64>>() -> Vec<Node> {
     ]
 }
 
+/// The edges of the picture: (from, to, the operation written on the edge).
+const EDGES: [(&str, &str, &str); 8] = [
+    ("x", "z1", "x W1 + b1"),
+    ("W1", "z1", ""),
+    ("b1", "z1", ""),
+    ("z1", "h", "relu"),
+    ("h", "z2", "h W2 + b2"),
+    ("W2", "z2", ""),
+    ("b2", "z2", ""),
+    ("z2", "L", "softmax + cross-entropy"),
+];
+
+/// A tensor's entries with 6 decimals, row by row: `[1.000000, 0.000000]`.
+fn numbers(array: &Array2<f64>) -> String {
+    let rows: Vec<String> = array
+        .rows()
+        .into_iter()
+        .map(|row| {
+            let cells: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
+            format!("[{}]", cells.join(", "))
+        })
+        .collect();
+    rows.join(" ")
+}
+
 /// The Graphviz text of `nodes` (as [`tiny_network`] returns them).
 pub fn to_dot(nodes: &[Node]) -> String {
-    let numbers = |array: &Array2<f64>| {
-        let rows: Vec<String> = array
-            .rows()
-            .into_iter()
-            .map(|row| {
-                let cells: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
-                format!("[{}]", cells.join(", "))
-            })
-            .collect();
-        rows.join(" ")
-    };
     let mut dot = String::from(
         "// backprop graph: 2-2-2 ReLU network, one sample, softmax cross-entropy (class 0).\n\
          // Each node: its value after forward, and dL/d(node) after backward.\n\
@@ -107,25 +120,124 @@ pub fn to_dot(nodes: &[Node]) -> String {
             }
         ));
     }
-    for (from, to, op) in [
-        ("x", "z1", "x W1 + b1"),
-        ("W1", "z1", ""),
-        ("b1", "z1", ""),
-        ("z1", "h", "relu"),
-        ("h", "z2", "h W2 + b2"),
-        ("W2", "z2", ""),
-        ("b2", "z2", ""),
-        ("z2", "L", "softmax + cross-entropy"),
-    ] {
+    for (from, to, op) in EDGES {
         dot.push_str(&format!("  {from} -> {to} [label=\"{op}\"];\n"));
     }
     dot.push_str("}\n");
     dot
 }
 
-/// Writes level `L`'s `graph.dot` (and `graph.svg` when Graphviz's `dot` is installed) into
-/// `out`; returns
-/// what was written, for the command to print.
+/// Where each node sits: (column, row) of a grid read left to right, inputs and parameters
+/// before the tensors they feed.
+fn grid_position(name: &str) -> (f64, f64) {
+    match name {
+        "W1" => (0.0, 0.0),
+        "x" => (0.0, 1.0),
+        "b1" => (0.0, 2.0),
+        "z1" => (1.0, 1.0),
+        "h" => (2.0, 1.0),
+        "W2" => (2.5, 0.0),
+        "b2" => (2.5, 2.0),
+        "z2" => (3.5, 1.0),
+        _ => (4.7, 1.0), // the loss (its edge label is the longest)
+    }
+}
+
+/// Node box width, one text line's height, the grid's spacing and the margin, in pixels.
+const BOX_WIDTH: f64 = 210.0;
+const LINE: f64 = 16.0;
+const SPACING: (f64, f64) = (330.0, 130.0);
+const MARGIN: f64 = 20.0;
+
+/// A node's text lines: its name, then its value and its gradient one matrix row per line.
+fn node_lines(node: &Node) -> Vec<String> {
+    let mut lines = vec![node.name.to_string()];
+    for (label, array) in [("value", &node.value), ("grad ", &node.grad)] {
+        for (row, values) in array.rows().into_iter().enumerate() {
+            let cells: Vec<String> = values.iter().map(|v| format!("{v:.6}")).collect();
+            let label = if row == 0 { label } else { "     " };
+            lines.push(format!("{label} [{}]", cells.join(", ")));
+        }
+    }
+    lines
+}
+
+/// A self-contained SVG of `nodes` (as [`tiny_network`] returns them): each node a box with its
+/// name, value and gradient, each edge an arrow with its operation. No Graphviz needed.
+pub fn to_svg(nodes: &[Node]) -> String {
+    let height_of = |name: &str| {
+        let node = nodes.iter().find(|node| node.name == name);
+        LINE * node.map_or(1, |node| node_lines(node).len()) as f64 + 10.0
+    };
+    // A box's top-left corner: rows are centred on their grid line.
+    let corner = |name: &str| {
+        let (column, row) = grid_position(name);
+        let centre = MARGIN + 40.0 + 50.0 + row * SPACING.1;
+        (MARGIN + column * SPACING.0, centre - height_of(name) / 2.0)
+    };
+    let width = MARGIN * 2.0 + 4.7 * SPACING.0 + BOX_WIDTH;
+    let height = MARGIN * 2.0 + 40.0 + 100.0 + 2.0 * SPACING.1;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         font-family=\"monospace\" font-size=\"11\">\n\
+         <defs><marker id=\"arrow\" markerWidth=\"8\" markerHeight=\"8\" refX=\"8\" refY=\"4\" \
+         orient=\"auto\"><path d=\"M0,0 L8,4 L0,8 z\"/></marker></defs>\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{MARGIN}\" y=\"24\" font-size=\"14\">2-2-2 ReLU network, one sample, softmax \
+         cross-entropy (class 0): each node's value after forward, dL/d(node) after backward</text>\n"
+    );
+    for (from, to, op) in EDGES {
+        let ((from_x, from_y), (to_x, to_y)) = (corner(from), corner(to));
+        let (x1, y1) = (from_x + BOX_WIDTH, from_y + height_of(from) / 2.0);
+        let (x2, y2) = (to_x, to_y + height_of(to) / 2.0);
+        svg.push_str(&format!(
+            "<line x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\" stroke=\"black\" \
+             marker-end=\"url(#arrow)\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            (x1 + x2) / 2.0,
+            (y1 + y2) / 2.0 - 4.0,
+            escape(op)
+        ));
+    }
+    for node in nodes {
+        let (x, y) = corner(node.name);
+        let rounded = if node.name.starts_with(['W', 'b']) {
+            10
+        } else {
+            0
+        };
+        svg.push_str(&format!(
+            "<g><rect x=\"{x}\" y=\"{y}\" width=\"{BOX_WIDTH}\" height=\"{}\" rx=\"{rounded}\" \
+             fill=\"#f4f4ff\" stroke=\"black\"/>\n",
+            height_of(node.name)
+        ));
+        for (index, line) in node_lines(node).iter().enumerate() {
+            let weight = if index == 0 {
+                " font-weight=\"bold\""
+            } else {
+                ""
+            };
+            let baseline = y + LINE * (index + 1) as f64;
+            svg.push_str(&format!(
+                "<text x=\"{}\" y=\"{baseline}\"{weight} xml:space=\"preserve\">{}</text>\n",
+                x + 6.0,
+                escape(line)
+            ));
+        }
+        svg.push_str("</g>\n");
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// `text` with XML's special characters escaped.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Writes level `L`'s `graph.dot` and `graph.svg` into `out`; returns what was written, for the
+/// command to print.
 ///
 /// # Errors
 /// An unwritable output folder.
@@ -135,16 +247,12 @@ pub fn write_graph<L: Level<f64>>(out: &Path) -> Result<String, RunError> {
     let dot_path = out.join("graph.dot");
     let dot = to_dot(&nodes);
     write_atomically(&dot_path, |path| fs::write(path, &dot))?;
-    let mut report = format!("wrote {}", dot_path.display());
     let svg_path = out.join("graph.svg");
-    let rendered = Command::new("dot")
-        .args(["-Tsvg", "-o"])
-        .arg(&svg_path)
-        .arg(&dot_path)
-        .status();
-    match rendered {
-        Ok(status) if status.success() => report.push_str(&format!(" and {}", svg_path.display())),
-        _ => report.push_str(" (install Graphviz for an SVG: dot -Tsvg graph.dot -o graph.svg)"),
-    }
-    Ok(report)
+    let svg = to_svg(&nodes);
+    write_atomically(&svg_path, |path| fs::write(path, &svg))?;
+    Ok(format!(
+        "wrote {} and {} (Graphviz draws the .dot its own way: dot -Tsvg graph.dot)",
+        svg_path.display(),
+        dot_path.display()
+    ))
 }

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use backprop::cli::{LevelChoice, LevelCommand, exit_code};
+use backprop::cli::{LevelChoice, LevelCommand, exit_code, root_folder};
 use backprop::levels::WithLevel;
 use backprop::new_level::new_level;
 use backprop_core::Level;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,24 +30,43 @@ enum Command {
     /// Run the four success levels (gates) of a level crate in order: PASS/FAIL each, the first
     /// failure explained with its hint.
     Check(CheckArgs),
+    /// Print a shell completion script: backprop completions bash > ~/.local/share/bash-completion/completions/backprop
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, powershell or elvish.
+    shell: clap_complete::Shell,
 }
 
 #[derive(Debug, clap::Args)]
 struct CheckArgs {
     /// The level crate's package name, e.g. my-level.
     name: String,
-    /// The workspace root.
-    #[arg(long, default_value = ".")]
-    root: PathBuf,
+    /// The workspace root (default: the current folder if it has a Cargo.toml, else the
+    /// workspace this binary was built from).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Print nothing; the exit code says whether all four gates pass.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print the gates' results as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 struct NewLevelArgs {
     /// The new crate's name, e.g. my-level (lowercase letters, digits, - and _).
     name: String,
-    /// The workspace root (the folder with Cargo.toml, crates/ and templates/).
-    #[arg(long, default_value = ".")]
-    root: PathBuf,
+    /// The workspace root, with crates/ and templates/ (default: the current folder if it has
+    /// templates/, else the workspace this binary was built from).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 /// A level command, run with the level its `--level` names.
@@ -63,32 +82,47 @@ impl WithLevel for Execute {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Level(command) => exit_code(command.level().level.dispatch(Execute(command))),
-        Command::NewLevel(args) => exit_code(new_level(&args.root, &args.name).map(|path| {
-            println!(
-                "created {} from {}",
-                path.display(),
-                backprop::new_level::TEMPLATE
-            );
-            println!("next: cargo test -p {} gate1", args.name);
-            println!(
-                "  (then gate2, gate3, gate4; or all four in order: cargo run --release -- check {})",
-                args.name
-            );
-            println!(
-                "train it: cargo run -p {} --release --example backprop -- train",
-                args.name
-            );
-        })),
-        Command::Check(args) => match backprop::check::check(&args.root, &args.name) {
-            Ok((report, all_pass)) => {
-                print!("{report}");
-                if all_pass {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
+        Command::NewLevel(args) => new_level_command(args),
+        Command::Check(args) => check_command(args),
+        Command::Completions(args) => {
+            let mut command = Cli::command();
+            clap_complete::generate(args.shell, &mut command, "backprop", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn new_level_command(args: NewLevelArgs) -> ExitCode {
+    let root = root_folder(args.root, "templates");
+    exit_code(new_level(&root, &args.name).map(|path| {
+        if args.quiet {
+            return;
+        }
+        let name = &args.name;
+        println!("created {} from {}", path.display(), backprop::new_level::TEMPLATE);
+        println!("next: cargo test -p {name} gate1");
+        println!(
+            "  (then gate2, gate3, gate4; or all four in order: cargo run --release -- check {name})"
+        );
+        println!("train it: cargo run -p {name} --release --example backprop -- train");
+    }))
+}
+
+fn check_command(args: CheckArgs) -> ExitCode {
+    let root = root_folder(args.root, "Cargo.toml");
+    match backprop::check::run_gates(&root, &args.name) {
+        Ok(outcomes) => {
+            if args.json {
+                println!("{}", backprop::check::report_json(&args.name, &outcomes));
+            } else if !args.quiet {
+                print!("{}", backprop::check::report(&args.name, &outcomes));
             }
-            Err(error) => exit_code(Err(error)),
-        },
+            if backprop::check::all_pass(&outcomes) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => exit_code(Err(error)),
     }
 }

@@ -130,34 +130,34 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// `config.json`: every setting of the run.
+    /// `config.json`: every setting of the run, and the crate version.
     pub fn to_json(&self) -> String {
-        let hidden: Vec<String> = self.hidden.iter().map(usize::to_string).collect();
-        let optional = |value: Option<usize>| value.map_or("null".to_string(), |v| v.to_string());
         let optimizer = &self.optimizer;
-        format!(
-            "{{\n  \"crate_version\": \"{}\",\n  \"level\": {:?},\n  \"epochs\": {},\n  \
-             \"batch_size\": {},\n  \"optimizer\": \"{}\",\n  \"lr\": {},\n  \"momentum\": {},\n  \
-             \"nesterov\": {},\n  \"weight_decay\": {},\n  \"hidden\": [{}],\n  \
-             \"activation\": \"{}\",\n  \"init\": \"{}\",\n  \"seed\": {},\n  \"threads\": {},\n  \
-             \"data\": {:?},\n  \"limit\": {}\n}}\n",
-            env!("CARGO_PKG_VERSION"),
-            self.level,
-            self.epochs,
-            self.batch_size,
-            optimizer.kind.name(),
-            optimizer.lr,
-            optimizer.momentum,
-            optimizer.nesterov,
-            optimizer.weight_decay,
-            hidden.join(", "),
-            self.activation,
-            self.init,
-            self.seed,
-            optional(self.threads),
-            self.data.display().to_string(),
-            optional(self.limit),
-        )
+        let text = |path: &std::path::Path| path.to_string_lossy().into_owned();
+        let json = serde_json::json!({
+            "crate_version": env!("CARGO_PKG_VERSION"),
+            "level": self.level,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "optimizer": optimizer.kind.name(),
+            "lr": optimizer.lr,
+            "momentum": optimizer.momentum,
+            "nesterov": optimizer.nesterov,
+            "weight_decay": optimizer.weight_decay,
+            "hidden": self.hidden,
+            "activation": self.activation.name(),
+            "init": self.init.to_string(),
+            "seed": self.seed,
+            "threads": self.threads,
+            "data": text(&self.data),
+            "out": text(&self.out),
+            "limit": self.limit,
+            "quiet": self.quiet,
+            "watch_gradients": self.watch_gradients,
+        });
+        let mut pretty = serde_json::to_string_pretty(&json).expect("a JSON value serialises");
+        pretty.push('\n');
+        pretty
     }
 
     /// `[inputs, hidden.., classes]`.
@@ -353,15 +353,16 @@ struct Progress {
 }
 
 impl Progress {
+    /// Drawn on stderr, so only when stderr is a terminal (stdout may be a file).
     fn new(config: &TrainConfig, epoch: usize, samples: usize) -> Self {
-        let interactive = !config.quiet && std::io::stdout().is_terminal();
+        let interactive = !config.quiet && std::io::stderr().is_terminal();
         let bar = if interactive {
             ProgressBar::new(samples as u64)
         } else {
             ProgressBar::hidden()
         };
         bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
                 .expect("a valid template")
                 .progress_chars("=> "),
         );
@@ -369,11 +370,13 @@ impl Progress {
         Progress { bar }
     }
 
-    /// `rows` more samples done; the running mean loss every 20 steps.
+    /// `rows` more samples done; the rate and the running mean loss every 20 steps.
     fn advance(&self, rows: usize, mean_loss: f64, steps: usize) {
         self.bar.inc(rows as u64);
         if steps.is_multiple_of(20) {
-            self.bar.set_message(format!("loss {mean_loss:.4}"));
+            let rate = self.bar.per_sec();
+            self.bar
+                .set_message(format!("{rate:.0} samples/s  loss {mean_loss:.4}"));
         }
     }
 }

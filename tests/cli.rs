@@ -122,6 +122,79 @@ fn eval_loads_the_saved_model_into_any_level() {
     );
     let missing = backprop(&["eval", "--model", "no/such/model.npz"]);
     expect_failure(&missing, 1, &["no/such/model.npz", "cannot open"]);
+
+    // --json: the same numbers as a JSON object; --quiet: the accuracy line alone.
+    let json = backprop(&["eval", "--model", model.to_str().unwrap(), "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("eval --json");
+    assert_eq!(value["images"], 10_000);
+    let confusion = value["confusion"].as_array().unwrap();
+    let total: u64 = confusion
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .map(|count| count.as_u64().unwrap())
+        .sum();
+    assert_eq!((confusion.len(), total), (10, 10_000));
+    let quiet = backprop(&["eval", "--model", model.to_str().unwrap(), "-q"]);
+    let quiet = String::from_utf8_lossy(&quiet.stdout).into_owned();
+    assert_eq!(quiet.trim(), accuracies[0], "{quiet}");
+}
+
+#[test]
+fn completions_come_for_bash() {
+    let output = backprop(&["completions", "bash"]);
+    let script = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && script.contains("_backprop()"),
+        "{script}"
+    );
+    assert!(script.contains("--optimizer") && script.contains("new-level"));
+}
+
+#[test]
+fn runs_from_any_folder_and_writes_every_setting_as_json() {
+    // From a folder with no data/: the bundled MNIST of the workspace the binary came from.
+    let elsewhere = scratch("elsewhere");
+    let out = elsewhere.join("a \"quoted\"\tname");
+    let output = Command::new(env!("CARGO_BIN_EXE_backprop"))
+        .args(["train", "--limit", "500", "--epochs", "1", "-q", "--out"])
+        .arg(&out)
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("config.json")).unwrap())
+            .expect("config.json is JSON");
+    assert_eq!(config["out"], out.to_str().unwrap());
+    for key in [
+        "level",
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "momentum",
+        "nesterov",
+        "weight_decay",
+        "hidden",
+        "activation",
+        "init",
+        "seed",
+        "threads",
+        "data",
+        "out",
+        "limit",
+        "quiet",
+        "watch_gradients",
+    ] {
+        assert!(
+            config.get(key).is_some(),
+            "config.json has no {key}: {config}"
+        );
+    }
+    assert!(
+        config["data"].as_str().unwrap().ends_with("data/mnist"),
+        "{config}"
+    );
 }
 
 #[test]
@@ -302,6 +375,8 @@ fn eval_reproduces_the_accuracy_of_training_and_levels_2_and_3_agree() {
     }
 }
 
+/// Sends SIGINT with `kill`, so Unix only.
+#[cfg(unix)]
 #[test]
 fn interrupting_training_leaves_no_half_written_file() {
     let out = scratch("interrupt");

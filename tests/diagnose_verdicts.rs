@@ -20,6 +20,7 @@ fn grid() -> Vec<Outcome> {
         synthetic: true,
         data: "data/mnist".into(),
         out: out.clone(),
+        quiet: true,
     };
     let outcomes = diagnose::<Level03>(&config).expect("the synthetic grid runs");
     let _ = std::fs::remove_dir_all(out);

@@ -1,6 +1,6 @@
 //! `backprop graph` against the hand computation written in `hints/intuition.md`.
 
-use backprop::graph::{Node, tiny_network, to_dot};
+use backprop::graph::{Node, tiny_network, to_dot, to_svg};
 
 /// The rows of intuition.md's node table: (node, entry, value, gradient).
 fn hand_table() -> Vec<(String, usize, f64, f64)> {
@@ -69,4 +69,34 @@ fn the_dot_file_shows_each_node_with_value_and_gradient() {
         "{dot}"
     );
     assert!(dot.contains("z2 -> L [label=\"softmax + cross-entropy\"]"));
+}
+
+#[test]
+fn the_svg_is_well_formed_and_shows_every_node_with_its_numbers() {
+    let nodes = tiny_network::<level02::Level02>();
+    let svg = to_svg(&nodes);
+    let document = roxmltree::Document::parse(&svg).expect("graph.svg is well-formed XML");
+    let texts: Vec<&str> = document
+        .descendants()
+        .filter(|node| node.has_tag_name("text"))
+        .filter_map(|node| node.text())
+        .collect();
+    for node in &nodes {
+        assert!(
+            texts.contains(&node.name),
+            "no label {} in {texts:?}",
+            node.name
+        );
+    }
+    // h's value and gradient, as in the .dot and in intuition.md.
+    assert!(texts.contains(&"value [1.000000, 0.000000]"), "{texts:?}");
+    assert!(texts.contains(&"grad  [-0.238406, 0.178804]"), "{texts:?}");
+    assert_eq!(
+        document
+            .descendants()
+            .filter(|node| node.has_tag_name("line"))
+            .count(),
+        8,
+        "one arrow per edge"
+    );
 }

@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// A workspace in a temporary folder (named after `tag`) with `templates/` linked from this one.
+/// A workspace in a temporary folder (named after `tag`) with a copy of this one's `templates/`.
 fn scratch_workspace(tag: &str) -> PathBuf {
     let name = format!("backprop-starter-{tag}-{}", std::process::id());
     let dir = std::env::temp_dir().join(name);
@@ -37,8 +37,23 @@ fn scratch_workspace(tag: &str) -> PathBuf {
     }
     fs::write(dir.join("Cargo.toml"), kept).unwrap();
     fs::copy(Path::new(ROOT).join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
-    std::os::unix::fs::symlink(Path::new(ROOT).join("templates"), dir.join("templates")).unwrap();
+    copy_folder(&Path::new(ROOT).join("templates"), &dir.join("templates"));
     dir
+}
+
+/// Copies `from` into `to`, folders and files (a copy rather than a link: links need rights on
+/// Windows).
+fn copy_folder(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_folder(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
 
 /// This workspace's target folder (the test binary sits in `<target>/debug/deps/`).
@@ -194,6 +209,15 @@ fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02(
     let (passed, report) = backprop_check(&workspace);
     assert!(passed, "{report}");
     assert_eq!(report.matches("PASS").count(), 4, "{report}");
+    let json = Command::new(env!("CARGO_BIN_EXE_backprop"))
+        .args(["check", "learner", "--json", "--root"])
+        .arg(&workspace)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("check --json");
+    assert_eq!(value["all_pass"], true, "{value}");
+    assert_eq!(value["gates"].as_array().map(Vec::len), Some(4), "{value}");
     let _ = fs::remove_dir_all(&workspace);
 }
 

@@ -76,6 +76,7 @@ pub mod data;
 pub mod float;
 pub mod flow;
 pub mod gradcheck;
+pub mod hints;
 pub mod init;
 pub mod layer;
 pub mod level;

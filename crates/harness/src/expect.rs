@@ -7,7 +7,10 @@ use backprop_core::gradcheck::{GradReport, relative_error};
 use backprop_core::{Float, Model};
 use ndarray::{ArrayD, ArrayView, ArrayViewD, Dimension, arr0};
 
-/// Panics unless `got` matches `expected` entry by entry within `tolerance` (relative error).
+/// Panics unless `got` matches `expected` entry by entry within `tolerance`: each entry must
+/// satisfy approx's `relative_eq!(got, expected, epsilon = tolerance * 1e-8, max_relative =
+/// tolerance)`, that is `|got - expected| <= tolerance * max(1e-8, |got|, |expected|)`. The
+/// message reports the entry with the largest relative error.
 ///
 /// # Panics
 /// `"{check}: dL/dweight [3, 2]: worst entry [2, 0]: got 4.5, expected 9 (relative error
@@ -36,7 +39,14 @@ pub fn close<D: Dimension>(
         );
     }
     let mut worst: Option<(f64, Vec<usize>, f64, f64)> = None;
+    let mut all_equal = true;
     for ((index, &ours), &theirs) in got.indexed_iter().zip(expected.iter()) {
+        all_equal &= approx::relative_eq!(
+            ours,
+            theirs,
+            epsilon = tolerance * 1e-8,
+            max_relative = tolerance
+        );
         let error = relative_error(ours, theirs);
         if worst
             .as_ref()
@@ -46,7 +56,7 @@ pub fn close<D: Dimension>(
         }
     }
     if let Some((error, index, ours, theirs)) = worst
-        && error > tolerance
+        && !all_equal
     {
         panic!(
             "{check}: {tensor} {:?}: worst entry {index:?}: got {ours:.10e}, expected \
@@ -78,8 +88,23 @@ pub fn close_to_pytorch(
         ours.shape(),
         pytorch.shape()
     );
-    // The excess of each entry over its allowance: relative error / tolerance in f64,
-    // |ours - torch| / (atol + rtol |torch|) in f32. Above 1 fails.
+    // Each entry through approx: relative_eq! in f64 (as `close`), abs_diff_eq! with
+    // assert_close's allowance atol + rtol |torch| in f32.
+    let equal = |a: f64, b: f64| match dtype {
+        "f64" => approx::relative_eq!(
+            a,
+            b,
+            epsilon = PYTORCH_F64 * 1e-8,
+            max_relative = PYTORCH_F64
+        ),
+        _ => approx::abs_diff_eq!(
+            a,
+            b,
+            epsilon = PYTORCH_F32_ATOL + PYTORCH_F32_RTOL * b.abs()
+        ),
+    };
+    // The excess of each entry over its allowance, to find the worst one: relative error /
+    // tolerance in f64, |ours - torch| / (atol + rtol |torch|) in f32.
     let excess = |a: f64, b: f64| match dtype {
         "f64" => relative_error(a, b) / PYTORCH_F64,
         _ => {
@@ -92,14 +117,16 @@ pub fn close_to_pytorch(
         }
     };
     let mut worst: Option<(f64, Vec<usize>, f64, f64)> = None;
+    let mut all_equal = true;
     for ((index, &a), &b) in ours.indexed_iter().zip(pytorch.iter()) {
+        all_equal &= equal(a, b);
         let over = excess(a, b);
         if worst.as_ref().is_none_or(|(most, ..)| over > *most) {
             worst = Some((over, index.slice().to_vec(), a, b));
         }
     }
-    if let Some((over, index, a, b)) = worst
-        && over > 1.0
+    if let Some((_, index, a, b)) = worst
+        && !all_equal
     {
         let rule = match dtype {
             "f64" => format!(

@@ -30,7 +30,7 @@
 //! matrixmultiply allocates one packing buffer per product (freed at its end). A training step
 //! of [784, 256, 10] makes 5 products (forward: 2; backward: dW1, dL/dh, dW0), 7 when the two big
 //! ones are split on two threads: that is the whole count, whatever the batch size and the
-//! number of steps. The harness's `stress::allocations_per_step_are_bounded` counts it with a
+//! number of steps. The harness's `stress::allocations_per_training_step` counts it with a
 //! counting global allocator.
 //!
 //! ## Memory
