@@ -3,7 +3,8 @@
 //! largest logit), and with [`clip_grad_norm`] before the update.
 //!
 //! ```sh
-//! cargo bench --bench gradient_stats
+//! cargo bench --bench gradient_stats            # 1 and 2 threads
+//! cargo bench --bench gradient_stats -- stats/2 # 2 threads only
 //! ```
 //!
 //! The contestants run in turns (see `backprop::bench::in_turns`); each figure is a median. The input
@@ -13,7 +14,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use backprop::bench::{FLOPS_PER_SAMPLE, in_turns, mnist_train, pool, timed};
+use backprop::bench::{FLOPS_PER_SAMPLE, Plan, in_turns, mnist_train, pool, timed};
 use backprop_core::flow::{clip_grad_norm, step_stats, sum_of_squares};
 use backprop_core::optim::{Optimizer, Sgd};
 use backprop_core::{Level, MlpSpec, Model, Targets};
@@ -48,7 +49,14 @@ fn main() {
     println!(
         "|--------------------------------------|--------:|-----------:|--------:|---------:|"
     );
+    // Under `cargo bench` (`--bench`): 1 and 2 threads, in turns of 11 steps; as a test, one
+    // short turn. A filter argument keeps the thread counts whose name has it (`stats/2`).
+    let plan = Plan::from_args();
+    let turns = if plan.threads.len() > 1 { TURNS } else { 1 };
     for threads in [1, 2] {
+        if !plan.runs(&format!("stats/{threads}")) || (turns == 1 && threads > 1) {
+            continue;
+        }
         pool(threads).install(|| {
             let (mut plain, mut watched, mut clipped) = (new_model(), new_model(), new_model());
             let (mut sgd_plain, mut sgd_watched, mut sgd_clipped) = (
@@ -84,7 +92,7 @@ fn main() {
                 })
             };
             let medians = in_turns(
-                TURNS,
+                turns,
                 STEPS_PER_TURN,
                 &mut [
                     &mut train_step,

@@ -1,4 +1,4 @@
-//! `backprop graph`: the computation of a tiny network as a Graphviz picture, each node with its
+//! `backprop graph`: the computation of a tiny network as a picture (SVG, and Graphviz DOT), each node with its
 //! value and its gradient after one backward pass.
 //!
 //! The network is the worked example of `hints/intuition.md`: 2 inputs, 2 ReLU units, 2 classes,
@@ -187,16 +187,10 @@ pub fn to_svg(nodes: &[Node]) -> String {
          cross-entropy (class 0): each node's value after forward, dL/d(node) after backward</text>\n"
     );
     for (from, to, op) in EDGES {
-        let ((from_x, from_y), (to_x, to_y)) = (corner(from), corner(to));
-        let (x1, y1) = (from_x + BOX_WIDTH, from_y + height_of(from) / 2.0);
-        let (x2, y2) = (to_x, to_y + height_of(to) / 2.0);
-        svg.push_str(&format!(
-            "<line x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\" stroke=\"black\" \
-             marker-end=\"url(#arrow)\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-            (x1 + x2) / 2.0,
-            (y1 + y2) / 2.0 - 4.0,
-            escape(op)
-        ));
+        let (from_x, from_y) = corner(from);
+        let (to_x, to_y) = corner(to);
+        let start = (from_x + BOX_WIDTH, from_y + height_of(from) / 2.0);
+        svg.push_str(&svg_arrow(start, (to_x, to_y + height_of(to) / 2.0), op));
     }
     for node in nodes {
         let (x, y) = corner(node.name);
@@ -227,6 +221,17 @@ pub fn to_svg(nodes: &[Node]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// An arrow from `(x1, y1)` to `(x2, y2)` with `label` above its middle.
+fn svg_arrow((x1, y1): (f64, f64), (x2, y2): (f64, f64), label: &str) -> String {
+    format!(
+        "<line x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\" stroke=\"black\" \
+         marker-end=\"url(#arrow)\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+        (x1 + x2) / 2.0,
+        (y1 + y2) / 2.0 - 4.0,
+        escape(label)
+    )
 }
 
 /// `text` with XML's special characters escaped.
