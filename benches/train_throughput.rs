@@ -5,13 +5,16 @@
 //! ```sh
 //! cargo bench --bench train_throughput                  # every table
 //! cargo bench --bench train_throughput -- level03/128   # only the rows whose name has it
+//! cargo bench --bench train_throughput -- --save-baseline before
+//! cargo bench --bench train_throughput -- --baseline before   # each row's change
 //! ```
 //!
 //! Row names: `step/LEVEL/BATCH/THREADS`, `epoch/LEVEL/128/THREADS`,
 //! `optimizer/level03/128/THREADS`; a kept row brings its floor along.
 
 use backprop::bench::{
-    Contestant, FLOPS_PER_SAMPLE, Plan, in_turns, mnist_train, pool, quick_row, tables, timed,
+    Contestant, FLOPS_PER_SAMPLE, Plan, finish, in_turns, mnist_train, pool, quick_row, record,
+    tables, timed,
 };
 use backprop::levels::{BuiltinLevel, WithLevel};
 use backprop_core::mnist::Dataset;
@@ -52,6 +55,7 @@ fn main() {
     }
     println!();
     optimizer_table(&plan, &data, 128);
+    finish(&plan);
 }
 
 /// level03's step with each optimizer, in turns; the last column is plain SGD's time over this
@@ -96,6 +100,7 @@ fn optimizer_table(plan: &Plan, data: &Dataset, batch: usize) {
                 timers.iter_mut().map(|timer| timer.as_mut() as _).collect();
             let medians = in_turns(plan.step_turns.0, plan.step_turns.1, &mut contestants);
             for ((name, _), time) in optimizers.iter().zip(&medians) {
+                record(format!("optimizer/level03/{name}/{batch}/{threads}"), *time);
                 let seconds = time.as_secs_f64();
                 println!(
                     "| {name:<9} | {threads:>7} | {:>12.1} | {:>7.1} | {:>10.3} |",

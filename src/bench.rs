@@ -25,6 +25,9 @@
 //! forward 2B(784·256 + 256·10), backward dW0 2B·784·256, dW1 2B·256·10, dL/dh 2B·10·256:
 //! 818,176 · B in all.
 //!
+//! As with criterion, `-- --save-baseline NAME` keeps the run's medians (in
+//! `target/backprop-baselines/`) and `-- --baseline NAME` prints each row's change against them.
+//!
 //! Run without `--bench` (as `cargo test --benches` does), every table shrinks to one quick
 //! turn at batch 64 on one thread and an epoch of 2,048 images: a smoke test, not a
 //! measurement.
@@ -219,6 +222,10 @@ pub struct Plan {
     /// Only rows whose name (`step/level03/128/2`, `epoch/level03/128/1`: table, level, batch,
     /// threads) contains this text; the floor of a row's table and size runs with it.
     pub filter: Option<String>,
+    /// `--save-baseline NAME`: keep this run's medians under NAME.
+    pub save_baseline: Option<String>,
+    /// `--baseline NAME`: compare this run's medians with those saved under NAME.
+    pub baseline: Option<String>,
 }
 
 impl Plan {
@@ -226,7 +233,22 @@ impl Plan {
     /// quick one otherwise; the first argument that is not a flag filters the rows
     /// (`cargo bench --bench train_throughput -- level03/128`).
     pub fn from_args() -> Plan {
-        let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let value_of = |flag: &str| {
+            let at = args.iter().position(|arg| arg == flag)?;
+            args.get(at + 1).cloned()
+        };
+        let (save_baseline, baseline) = (value_of("--save-baseline"), value_of("--baseline"));
+        // The filter: the first argument that is neither a flag nor a flag's value.
+        let filter = args
+            .iter()
+            .enumerate()
+            .find(|(at, arg)| {
+                !arg.starts_with('-')
+                    && (*at == 0
+                        || !["--save-baseline", "--baseline"].contains(&args[at - 1].as_str()))
+            })
+            .map(|(_, arg)| arg.clone());
         let plan = if std::env::args().any(|arg| arg == "--bench") {
             Plan {
                 batches: vec![32, 64, 128, 256],
@@ -235,6 +257,8 @@ impl Plan {
                 epoch_turns: 5,
                 epoch_samples: 60_000,
                 filter: None,
+                save_baseline: None,
+                baseline: None,
             }
         } else {
             Plan {
@@ -244,9 +268,16 @@ impl Plan {
                 epoch_turns: 1,
                 epoch_samples: 2_048,
                 filter: None,
+                save_baseline: None,
+                baseline: None,
             }
         };
-        Plan { filter, ..plan }
+        Plan {
+            filter,
+            save_baseline,
+            baseline,
+            ..plan
+        }
     }
 
     /// Whether the row named `name` runs.
@@ -257,9 +288,10 @@ impl Plan {
     }
 }
 
-/// One table row: `| level | batch | threads | us | samples/s | GFLOP/s | floor / time |`.
+/// One table row: `| level | batch | threads | us | samples/s | GFLOP/s | floor / time |`,
+/// recorded as `TABLE/LEVEL/BATCH/THREADS` for the baselines.
 pub fn row(
-    level: &str,
+    (table, level): (&str, &str),
     batch: usize,
     threads: usize,
     time: Duration,
@@ -267,6 +299,7 @@ pub fn row(
     floor: Duration,
 ) {
     let seconds = time.as_secs_f64();
+    record(format!("{table}/{level}/{batch}/{threads}"), time);
     println!(
         "| {level:<8} | {batch:>5} | {threads:>7} | {:>12.1} | {:>9.0} | {:>7.1} | {:>12.2} |",
         seconds * 1e6,
@@ -341,9 +374,23 @@ fn step_rows(
             .map(|contestant| (contestant.step)(data, batch)),
     );
     let medians = measure(plan.step_turns, &mut timers);
-    row("floor", batch, threads, medians[0], batch, medians[0]);
+    row(
+        ("step", "floor"),
+        batch,
+        threads,
+        medians[0],
+        batch,
+        medians[0],
+    );
     for (contestant, &time) in contestants.iter().zip(&medians[1..]) {
-        row(contestant.name, batch, threads, time, batch, medians[0]);
+        row(
+            ("step", contestant.name),
+            batch,
+            threads,
+            time,
+            batch,
+            medians[0],
+        );
     }
 }
 
@@ -372,7 +419,7 @@ fn epoch_rows(plan: &Plan, data: &Dataset, contestants: &[Contestant], threads: 
     );
     let medians = measure((plan.epoch_turns, 2), &mut timers);
     row(
-        "floor",
+        ("epoch", "floor"),
         EPOCH_BATCH,
         threads,
         medians[0],
@@ -381,7 +428,7 @@ fn epoch_rows(plan: &Plan, data: &Dataset, contestants: &[Contestant], threads: 
     );
     for (contestant, &time) in contestants.iter().zip(&medians[1..]) {
         row(
-            contestant.name,
+            ("epoch", contestant.name),
             EPOCH_BATCH,
             threads,
             time,
@@ -412,8 +459,81 @@ pub fn quick_row(plan: &Plan, data: &Dataset, contestant: Contestant, batch: usi
             (contestant.step)(data, batch),
         ];
         let medians = measure((1, 4), &mut timers);
-        row(contestant.name, batch, 1, medians[1], batch, medians[0]);
+        row(
+            ("step", contestant.name),
+            batch,
+            1,
+            medians[1],
+            batch,
+            medians[0],
+        );
     });
+}
+
+/// Every row's median of this run, by name, in the order measured.
+static RECORDED: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps a row's median (seconds) for [`finish`].
+pub fn record(name: String, time: Duration) {
+    RECORDED
+        .lock()
+        .expect("no panic while recording")
+        .push((name, time.as_secs_f64()));
+}
+
+/// Where baselines live: `backprop-baselines/` in the target folder.
+fn baseline_path(name: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+        Into::into,
+    );
+    target
+        .join("backprop-baselines")
+        .join(format!("{name}.json"))
+}
+
+/// After the tables: `--save-baseline NAME` writes this run's medians; `--baseline NAME` prints
+/// each row's change against them (as criterion's flags of the same names do).
+///
+/// # Panics
+/// If the baseline file cannot be written, or read when asked for (the message names it).
+pub fn finish(plan: &Plan) {
+    let recorded = RECORDED.lock().expect("no panic while recording").clone();
+    if let Some(name) = &plan.save_baseline {
+        let path = baseline_path(name);
+        let map: serde_json::Map<String, serde_json::Value> = recorded
+            .iter()
+            .map(|(row, seconds)| (row.clone(), (*seconds).into()))
+            .collect();
+        std::fs::create_dir_all(path.parent().expect("a folder"))
+            .and_then(|()| std::fs::write(&path, serde_json::Value::Object(map).to_string()))
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        println!("\nbaseline {name:?} saved to {}", path.display());
+    }
+    if let Some(name) = &plan.baseline {
+        let path = baseline_path(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+            panic!(
+                "{}: {error} (save it with --save-baseline {name})",
+                path.display()
+            )
+        });
+        let saved: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("{}: not a baseline: {error}", path.display()));
+        println!("\nAgainst baseline {name:?} (medians; + is slower):");
+        println!("| row                            |  baseline us |       now us |  change |");
+        println!("|--------------------------------|-------------:|-------------:|--------:|");
+        for (row, seconds) in &recorded {
+            if let Some(before) = saved.get(row).and_then(serde_json::Value::as_f64) {
+                println!(
+                    "| {row:<30} | {:>12.1} | {:>12.1} | {:>+6.1}% |",
+                    before * 1e6,
+                    seconds * 1e6,
+                    100.0 * (seconds / before - 1.0)
+                );
+            }
+        }
+    }
 }
 
 /// The whole `main` of a learner's bench: the tables with level02, level03 and `L`.
@@ -426,5 +546,7 @@ pub fn main<L: Level<f32>>() {
         Contestant::of::<level03::Level03>(),
         Contestant::of::<L>(),
     ];
-    tables(&Plan::from_args(), &mnist_train(), &contestants);
+    let plan = Plan::from_args();
+    tables(&plan, &mnist_train(), &contestants);
+    finish(&plan);
 }
