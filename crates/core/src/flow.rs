@@ -70,6 +70,11 @@ pub enum Health {
 }
 
 impl Health {
+    /// The ratio or the norm above [`EXPLODING`], or a norm that is not finite.
+    pub fn exploding(ratio: f64, norm: f64) -> bool {
+        ratio > EXPLODING || norm > EXPLODING || !norm.is_finite()
+    }
+
     /// The verdict for a layer's gradient norm, its ratio to the last layer's, and the log10
     /// update ratio of its step.
     ///
@@ -79,7 +84,7 @@ impl Health {
     /// ratio near 1. The update ratio counts because a small gradient on small weights can
     /// still move them: vanishing means the layer does not learn.
     pub fn of(ratio: f64, norm: f64, update_ratio_log10: f64) -> Health {
-        if ratio > EXPLODING || norm > EXPLODING || !norm.is_finite() {
+        if Health::exploding(ratio, norm) {
             Health::Exploding
         } else if (ratio < LAGGING_RATIO || norm < VANISHING)
             && update_ratio_log10 < FROZEN_UPDATE_LOG10
@@ -135,7 +140,7 @@ impl Verdict {
         if let Some(step) = run.diverged_at {
             return Verdict::Diverged(step);
         }
-        if Health::of(run.ratio, run.max_norm, 0.0) == Health::Exploding {
+        if Health::exploding(run.ratio, run.max_norm) {
             return Verdict::Exploding;
         }
         if Health::of(run.ratio, run.first_norm, run.first_update_log10) == Health::Vanishing {

@@ -153,14 +153,8 @@ pub fn layer_gradients<L: Layer<f64> + ?Sized>(
     upstream: ArrayView2<'_, f64>,
     kink_at_zero: bool,
 ) -> GradReport {
-    layer.forward(input);
-    let grad_input = layer.backward(upstream);
-    let objective = |layer: &mut L, input: ArrayView2<'_, f64>| {
-        ((&layer.forward(input) * &upstream).sum(), Vec::new())
-    };
     let input_kinks = input.mapv(|x| kink_at_zero && x.abs() <= STEP);
-    let mut reports =
-        central_difference_reports(layer, input, grad_input, input_kinks, no_params, objective);
+    let mut reports = upstream_reports(layer, input, upstream, input_kinks, no_params);
     reports.remove(0)
 }
 
@@ -171,17 +165,27 @@ pub fn linear_gradients<L: LinearLayer<f64>>(
     input: ArrayView2<'_, f64>,
     upstream: ArrayView2<'_, f64>,
 ) -> Vec<GradReport> {
-    // Phase 1: analytic gradients from one forward and one backward.
     layer.zero_grad();
+    let no_kinks = Array2::from_elem(input.dim(), false);
+    let visit: VisitLinears<L> = |layer, visit| visit(None, layer.params_mut());
+    upstream_reports(layer, input, upstream, no_kinks, visit)
+}
+
+/// Both layer checks: analytic gradients from one forward and one backward under `upstream`,
+/// then central differences of `L = Σ upstream ⊙ layer(input)`.
+fn upstream_reports<L: Layer<f64> + ?Sized>(
+    layer: &mut L,
+    input: ArrayView2<'_, f64>,
+    upstream: ArrayView2<'_, f64>,
+    input_kinks: Array2<bool>,
+    visit: VisitLinears<L>,
+) -> Vec<GradReport> {
     layer.forward(input);
     let grad_input = layer.backward(upstream);
-    // Phases 2 and 3: numeric gradients of the objective.
     let objective = |layer: &mut L, input: ArrayView2<'_, f64>| {
         ((&layer.forward(input) * &upstream).sum(), Vec::new())
     };
-    let no_kinks = Array2::from_elem(input.dim(), false);
-    let visit: VisitLinears<L> = |layer, visit| visit(None, layer.params_mut());
-    central_difference_reports(layer, input, grad_input, no_kinks, visit, objective)
+    central_difference_reports(layer, input, grad_input, input_kinks, visit, objective)
 }
 
 /// Checks dL/d(input) of a loss against central differences.

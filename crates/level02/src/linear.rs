@@ -85,32 +85,3 @@ impl<F: Float> LinearLayer<F> for Linear<F> {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use approx::assert_abs_diff_eq;
-    use ndarray::array;
-
-    /// y = x W + b and its backward on numbers small enough to check by hand.
-    #[test]
-    fn forward_and_backward_match_a_hand_computation() {
-        let mut layer = Linear::new(array![[1.0, -1.0], [2.0, 0.5]], array![0.5, 0.0]);
-        let x = array![[1.0, 2.0], [-1.0, 0.0]];
-        // row 0: [1 + 4, -1 + 1] + b = [5.5, 0]; row 1: [-1, 1] + b = [-0.5, 1]
-        let y = layer.forward(x.view());
-        assert_abs_diff_eq!(y, array![[5.5, 0.0], [-0.5, 1.0]], epsilon = 1e-12);
-        let g = array![[1.0, 0.0], [0.0, 2.0]];
-        let grad_input = layer.backward(g.view());
-        // dL/dx = g W^T: row 0 = W's row sums weighted by [1, 0]: [1, 2]; row 1 = 2 [-1, 0.5]
-        assert_abs_diff_eq!(grad_input, array![[1.0, 2.0], [-2.0, 1.0]], epsilon = 1e-12);
-        let params = layer.params_mut();
-        // dL/dW = x^T g = [[1, -2], [2, 0]]; dL/db = column sums of g = [1, 2]
-        assert_abs_diff_eq!(
-            params.grad_weight,
-            array![[1.0, -2.0], [2.0, 0.0]],
-            epsilon = 1e-12
-        );
-        assert_abs_diff_eq!(params.grad_bias, array![1.0, 2.0], epsilon = 1e-12);
-    }
-}
