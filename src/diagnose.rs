@@ -21,7 +21,6 @@
 //! first layer's update ratio over the steps (of the update taken, after clipping); one panel
 //! per init and clipping, one line per depth.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use backprop_core::data::Batches;
@@ -283,7 +282,7 @@ pub fn diagnose<L: Level<f32>>(config: &DiagnoseConfig) -> Result<Vec<Outcome>, 
     }
     table.push('\n');
     let table_path = config.out.join("table.md");
-    write_atomically(&table_path, |path| fs::write(path, &table))?;
+    write_atomically(&table_path, table.as_bytes())?;
     write_plots(&config.out, config, &outcomes)?;
     Ok(outcomes)
 }

@@ -3,16 +3,16 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use backprop_core::mnist::{Dataset, load_mnist};
+use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::{Level, LossKind, Model};
 use ndarray::{Array2, Axis, s};
 
 use crate::error::RunError;
-use crate::output::load_model;
+use crate::model_file::{check_model, load_model};
 
 /// (accuracy, confusion matrix `[true][predicted]`) of `model` on `data`, in chunks of 1,000.
 pub fn accuracy(model: &mut impl Model<f32>, data: &Dataset) -> (f64, Array2<usize>) {
-    let mut confusion = Array2::zeros((10, 10));
+    let mut confusion = Array2::zeros((CLASSES, CLASSES));
     for start in (0..data.len()).step_by(1000) {
         let end = (start + 1000).min(data.len());
         let logits = model.forward(data.images.slice(s![start..end, ..]));
@@ -24,10 +24,10 @@ pub fn accuracy(model: &mut impl Model<f32>, data: &Dataset) -> (f64, Array2<usi
                     if z > best.1 { (class, z) } else { best }
                 })
                 .0;
-            confusion[[label.min(9), predicted.min(9)]] += 1;
+            confusion[[label, predicted]] += 1;
         }
     }
-    let correct: usize = (0..10).map(|class| confusion[[class, class]]).sum();
+    let correct: usize = (0..CLASSES).map(|class| confusion[[class, class]]).sum();
     (correct as f64 / data.len().max(1) as f64, confusion)
 }
 
@@ -78,20 +78,11 @@ impl Evaluation {
 /// confusion matrix.
 ///
 /// # Errors
-/// As [`load_model`] and [`load_mnist`], or a model whose input width is not the images'.
+/// As [`load_model`], [`load_mnist`] and [`check_model`].
 pub fn eval<L: Level<f32>>(model_path: &Path, data: &Path) -> Result<Evaluation, RunError> {
     let (params, activation) = load_model(model_path)?;
     let test_set = load_mnist(data)?.test;
-    if params[0].0.nrows() != test_set.images.ncols() {
-        return Err(RunError::Model {
-            path: model_path.to_path_buf(),
-            problem: format!(
-                "takes {} inputs but the images have {} pixels",
-                params[0].0.nrows(),
-                test_set.images.ncols()
-            ),
-        });
-    }
+    check_model(model_path, &params, test_set.images.ncols())?;
     let mut model = L::mlp(params, activation, LossKind::SoftmaxCrossEntropy);
     let (accuracy, confusion) = accuracy(&mut model, &test_set);
     Ok(Evaluation {

@@ -5,7 +5,6 @@
 //! one sample, softmax cross-entropy against class 0, with hand-picked weights. A learner checks
 //! a hand computation against the numbers in the picture.
 
-use std::fs;
 use std::path::Path;
 
 use backprop_core::{Layer, Level, LinearLayer, Loss, Targets};
@@ -251,10 +250,10 @@ pub fn write_graph<L: Level<f64>>(out: &Path) -> Result<String, RunError> {
     let nodes = tiny_network::<L>();
     let dot_path = out.join("graph.dot");
     let dot = to_dot(&nodes);
-    write_atomically(&dot_path, |path| fs::write(path, &dot))?;
+    write_atomically(&dot_path, dot.as_bytes())?;
     let svg_path = out.join("graph.svg");
     let svg = to_svg(&nodes);
-    write_atomically(&svg_path, |path| fs::write(path, &svg))?;
+    write_atomically(&svg_path, svg.as_bytes())?;
     Ok(format!(
         "wrote {} and {} (Graphviz draws the .dot its own way: dot -Tsvg graph.dot)",
         svg_path.display(),

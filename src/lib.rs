@@ -18,6 +18,7 @@ pub mod error;
 pub mod eval;
 pub mod graph;
 pub mod levels;
+pub mod model_file;
 pub mod new_level;
 pub mod output;
 pub mod plots;

@@ -1,14 +1,14 @@
-//! What a run leaves on disk: the output folder, `config.json`, `metrics.csv`, the plots and
-//! `model.npz`. Every file is written to a temporary name in the same folder and renamed, so an
-//! interrupted run never leaves a half-written file under the final name.
+//! What a run leaves on disk: `metrics.csv`, the plots and every other file, each written to a
+//! temporary name in the same folder and renamed ([`write_atomically`]), so an interrupted run
+//! never leaves a half-written file under the final name.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use backprop_core::{Activation, LinearParams};
-use ndarray::{Array1, Array2};
-use ndarray_npy::{NpzReader, NpzWriter};
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::plots::{Series, line_chart};
 
@@ -42,23 +42,57 @@ pub fn create_folder(folder: &Path) -> Result<(), OutputError> {
     })
 }
 
-/// Writes `contents` to `path` through a temporary file in the same folder and a rename, so an
-/// interrupted run never leaves a half-written file under the final name.
+/// Writes `bytes` to `path` durably and in one piece: a temporary file in the same folder
+/// (`.NAME.PID-N.partial`, created with `create_new`, so an existing file or symlink of that name
+/// is never followed), `fsync`, a rename over `path`, then an `fsync` of the folder. An
+/// interrupted run never leaves a half-written file under the final name; on error the
+/// temporary file is removed.
 ///
 /// # Errors
-/// The I/O error of the write or the rename, naming `path`.
-pub fn write_atomically(
-    path: &Path,
-    contents: impl FnOnce(&Path) -> std::io::Result<()>,
-) -> Result<(), OutputError> {
+/// The I/O error of the write, the sync or the rename, naming `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
     let file_name = path
         .file_name()
         .and_then(|name| name.to_str())
         .unwrap_or("output");
-    let temporary = path.with_file_name(format!(".{file_name}.partial"));
+    let temporary = path.with_file_name(format!(
+        ".{file_name}.{}-{}{PARTIAL}",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
     let output_error = |error: std::io::Error| OutputError::new(path, error.to_string());
-    contents(&temporary).map_err(output_error)?;
-    fs::rename(&temporary, path).map_err(output_error)
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .map_err(output_error)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| fs::rename(&temporary, path));
+    drop(file);
+    if let Err(error) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(output_error(error));
+    }
+    sync_folder(path.parent().unwrap_or(Path::new("."))).map_err(output_error)
+}
+
+/// The suffix of [`write_atomically`]'s temporary files.
+pub const PARTIAL: &str = ".partial";
+
+/// Makes a rename in `folder` durable (a no-op where folders cannot be opened as files).
+fn sync_folder(folder: &Path) -> std::io::Result<()> {
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    match fs::File::open(folder) {
+        Ok(handle) if cfg!(unix) => handle.sync_all(),
+        _ => Ok(()),
+    }
 }
 
 /// One epoch's row of `metrics.csv`.
@@ -102,7 +136,7 @@ pub fn write_metrics(
         }
         csv.push('\n');
     }
-    write_atomically(&out.join("metrics.csv"), |path| fs::write(path, csv))
+    write_atomically(&out.join("metrics.csv"), csv.as_bytes())
 }
 
 /// `loss.svg`, `accuracy.svg` and `grad_norms.svg` (log10 of the norm, one line per layer).
@@ -168,78 +202,5 @@ pub fn write_training_plots(out: &Path, history: &[EpochMetrics]) -> Result<(), 
 /// The plotting library's message, or as [`write_atomically`].
 pub fn write_svg(path: &Path, svg: Result<String, String>) -> Result<(), OutputError> {
     let svg = svg.map_err(|problem| OutputError::new(path, problem))?;
-    write_atomically(path, |temporary| fs::write(temporary, svg))
-}
-
-/// Saves `weight{i}` (fan_in, fan_out), `bias{i}` and `activation` (UTF-8 bytes) as `.npz`.
-///
-/// # Errors
-/// As [`write_atomically`].
-pub fn save_model(
-    path: &Path,
-    layers: &LinearParams<f32>,
-    activation: Activation,
-) -> Result<(), OutputError> {
-    write_atomically(path, |temporary| {
-        let to_io = |error: ndarray_npy::WriteNpzError| std::io::Error::other(error.to_string());
-        let mut npz = NpzWriter::new(fs::File::create(temporary)?);
-        for (index, (weight, bias)) in layers.iter().enumerate() {
-            npz.add_array(format!("weight{index}"), weight)
-                .map_err(to_io)?;
-            npz.add_array(format!("bias{index}"), bias).map_err(to_io)?;
-        }
-        let name = Array1::from_vec(activation.name().as_bytes().to_vec());
-        npz.add_array("activation", &name).map_err(to_io)?;
-        npz.finish().map_err(to_io)?;
-        Ok(())
-    })
-}
-
-/// Loads a model saved by [`save_model`]: its layers and activation.
-///
-/// # Errors
-/// A missing or unreadable file, or one without the expected arrays or whose layers do not
-/// chain; the message names the file and the array.
-pub fn load_model(path: &Path) -> Result<(LinearParams<f32>, Activation), OutputError> {
-    let problem = |text: String| OutputError::new(path, text);
-    let file = fs::File::open(path).map_err(|error| problem(format!("cannot open: {error}")))?;
-    let mut npz =
-        NpzReader::new(file).map_err(|error| problem(format!("not a model .npz: {error}")))?;
-    let names = npz.names().map_err(|error| problem(error.to_string()))?;
-    let layers = names
-        .iter()
-        .filter(|name| name.starts_with("weight"))
-        .count();
-    if layers == 0 {
-        return Err(problem(
-            "no weight0 array: not a model saved by backprop train".into(),
-        ));
-    }
-    let mut params: LinearParams<f32> = Vec::with_capacity(layers);
-    for index in 0..layers {
-        let weight: Array2<f32> = npz
-            .by_name(&format!("weight{index}"))
-            .map_err(|error| problem(format!("weight{index}: {error}")))?;
-        let bias: Array1<f32> = npz
-            .by_name(&format!("bias{index}"))
-            .map_err(|error| problem(format!("bias{index}: {error}")))?;
-        let fan_in_expected = params.last().map(|(previous, _)| previous.ncols());
-        if bias.len() != weight.ncols()
-            || fan_in_expected.is_some_and(|fan_in| fan_in != weight.nrows())
-        {
-            return Err(problem(format!(
-                "layer {index}: weight {:?} and bias {} do not chain",
-                weight.dim(),
-                bias.len()
-            )));
-        }
-        params.push((weight, bias));
-    }
-    let activation: Array1<u8> = npz
-        .by_name("activation")
-        .map_err(|error| problem(format!("activation: {error}")))?;
-    let activation = String::from_utf8_lossy(activation.as_slice().unwrap_or_default())
-        .parse()
-        .map_err(problem)?;
-    Ok((params, activation))
+    write_atomically(path, svg.as_bytes())
 }

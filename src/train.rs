@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use backprop_core::data::Batches;
 use backprop_core::flow::{step_stats, sum_of_squares};
-use backprop_core::mnist::{Dataset, load_mnist};
+use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
 use backprop_core::{Activation, Float, Init, Level, LossKind, MlpSpec, Model, Targets};
 use clap::ValueEnum;
@@ -23,8 +23,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::RunError;
 use crate::eval::accuracy;
+use crate::model_file::save_model;
 use crate::output::{
-    EpochMetrics, create_folder, save_model, write_atomically, write_metrics, write_training_plots,
+    EpochMetrics, create_folder, write_atomically, write_metrics, write_training_plots,
 };
 use crate::watch::GradientWatch;
 
@@ -178,9 +179,7 @@ pub fn train<L: Level<f32>>(config: &TrainConfig) -> Result<f64, RunError> {
     // Phase 1: the output folder must be writable before any work starts.
     create_folder(&config.out)?;
     let json = config.to_json();
-    write_atomically(&config.out.join("config.json"), |path| {
-        std::fs::write(path, json)
-    })?;
+    write_atomically(&config.out.join("config.json"), json.as_bytes())?;
 
     // Phase 2: data.
     let mnist = load_mnist(&config.data)?;
@@ -215,7 +214,7 @@ struct Trainer<'a, L: Level<f32>> {
 impl<'a, L: Level<f32>> Trainer<'a, L> {
     fn new(config: &'a TrainConfig, train_set: &'a Dataset) -> Self {
         let spec = MlpSpec {
-            sizes: config.sizes(train_set.images.ncols(), 10),
+            sizes: config.sizes(train_set.images.ncols(), CLASSES),
             activation: config.activation,
             loss: LossKind::SoftmaxCrossEntropy,
             init: config.init,

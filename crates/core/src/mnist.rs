@@ -5,14 +5,24 @@
 //! count, then one byte per label. Any folder holding `train-images-idx3-ubyte`,
 //! `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte` (each
 //! optionally with `.gz`) loads the same way, so Fashion-MNIST works too.
+//!
+//! A file is trusted for nothing: the sizes its header declares are multiplied in `u128` (no
+//! overflow), and the body is read, or inflated, only up to the declared length plus one byte,
+//! so memory never grows beyond the bytes the file really holds (a 16-byte file cannot make the
+//! loader allocate terabytes, a gzip bomb stops inflating one byte past its promise). A data
+//! set loads only if every label is below [`CLASSES`], it has at least one image of at least one
+//! pixel, and the training and test images have the same size.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use flate2::read::GzDecoder;
+use flate2::bufread::MultiGzDecoder;
 use ndarray::{Array2, ArrayView2, Axis};
 use thiserror::Error;
+
+/// The number of classes of an MNIST-style data set: every label must be below it.
+pub const CLASSES: usize = 10;
 
 /// Why a data set could not be read. Every variant names the file.
 #[derive(Debug, Error)]
@@ -54,19 +64,30 @@ pub enum DataError {
         /// `"images"` or `"labels"`.
         kind: &'static str,
     },
-    /// The file holds fewer (or more) bytes than its header promises.
+    /// The file ends before the header or the data it promises.
     #[error(
-        "{}: {} (the header promises {expected} bytes, the file holds {found})",
-        path.display(),
-        if found < expected { "truncated" } else { "trailing bytes after the data" }
+        "{}: truncated (the header promises {expected} bytes, the file holds {found})",
+        path.display()
     )]
-    WrongLength {
+    Truncated {
+        /// Header plus data size, from the header (a `u128`: three `u32` sizes multiplied).
+        expected: u128,
+        /// The (decompressed) size.
+        found: u64,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file goes on after the data its header promises.
+    #[error(
+        "{}: trailing bytes after the data (the header promises {expected} bytes, the file \
+         holds more)",
+        path.display()
+    )]
+    TrailingBytes {
         /// The file.
         path: PathBuf,
         /// Header plus data size, from the header.
-        expected: usize,
-        /// The decompressed size.
-        found: usize,
+        expected: u128,
     },
     /// The images and labels files disagree on the number of samples.
     #[error(
@@ -83,6 +104,42 @@ pub enum DataError {
         labels_path: PathBuf,
         /// Its label count.
         labels: usize,
+    },
+    /// A label names no class.
+    #[error(
+        "{}: label {label} at index {index} is not a class (labels must be below {CLASSES})",
+        path.display()
+    )]
+    LabelOutOfRange {
+        /// The labels file.
+        path: PathBuf,
+        /// The first bad label's index.
+        index: usize,
+        /// Its value.
+        label: usize,
+    },
+    /// Nothing to learn from: no images, or images of no pixels.
+    #[error("{}: {problem}", path.display())]
+    Empty {
+        /// The images file.
+        path: PathBuf,
+        /// `"no images"` or `"images of 0 pixels (R x C)"`.
+        problem: String,
+    },
+    /// The training and test images differ in size.
+    #[error(
+        "{} holds {}x{} images but {} holds {}x{}: a model takes one image size",
+        train_path.display(), train.0, train.1, test_path.display(), test.0, test.1
+    )]
+    ImageSizeMismatch {
+        /// The training images file.
+        train_path: PathBuf,
+        /// Its (rows, cols).
+        train: (usize, usize),
+        /// The test images file.
+        test_path: PathBuf,
+        /// Its (rows, cols).
+        test: (usize, usize),
     },
 }
 
@@ -143,13 +200,21 @@ pub struct Mnist {
 ///
 /// # Errors
 /// A [`DataError`] naming the first file that is missing, unreadable, corrupt, of the wrong
-/// kind or size, or whose count disagrees with its partner's.
+/// kind or size, whose count disagrees with its partner's, that holds a label of no class or no
+/// image; or the two images files when their image sizes differ.
 pub fn load_mnist(dir: impl AsRef<Path>) -> Result<Mnist, DataError> {
     let dir = dir.as_ref();
-    Ok(Mnist {
-        train: load_split(dir, "train")?,
-        test: load_split(dir, "t10k")?,
-    })
+    let train = load_split(dir, "train")?;
+    let test = load_split(dir, "t10k")?;
+    if (train.rows, train.cols) != (test.rows, test.cols) {
+        return Err(DataError::ImageSizeMismatch {
+            train_path: locate(&dir.join("train-images-idx3-ubyte"))?,
+            train: (train.rows, train.cols),
+            test_path: locate(&dir.join("t10k-images-idx3-ubyte"))?,
+            test: (test.rows, test.cols),
+        });
+    }
+    Ok(Mnist { train, test })
 }
 
 /// Loads one split: `{prefix}-images-idx3-ubyte[.gz]` and `{prefix}-labels-idx1-ubyte[.gz]`.
@@ -177,31 +242,66 @@ pub fn load_split(dir: &Path, prefix: &str) -> Result<Dataset, DataError> {
     })
 }
 
-/// Reads an IDX images file: returns `(images (count, rows * cols) in [0, 1], rows, cols)`.
+/// Reads an IDX images file: returns `(images (count, rows * cols) in [0, 1], rows, cols)`;
+/// at least one image of at least one pixel.
 ///
 /// # Errors
 /// See [`DataError`].
 pub fn read_idx_images(path: &Path) -> Result<(Array2<f32>, usize, usize), DataError> {
-    let bytes = read_maybe_gzip(path)?;
-    let header = parse_header(path, &bytes, 0x0000_0803, 3, "images")?;
-    let (count, rows, cols) = (header[0], header[1], header[2]);
-    let pixels: Vec<f32> = bytes[16..]
-        .iter()
-        .map(|&pixel| f32::from(pixel) / 255.0)
-        .collect();
-    let images = Array2::from_shape_vec((count, rows * cols), pixels)
-        .expect("the length was checked against the header");
-    Ok((images, rows, cols))
+    parse_idx_images(path, open(path)?)
 }
 
-/// Reads an IDX labels file.
+/// Reads an IDX labels file; every label is checked to be below [`CLASSES`].
 ///
 /// # Errors
 /// See [`DataError`].
 pub fn read_idx_labels(path: &Path) -> Result<Vec<usize>, DataError> {
-    let bytes = read_maybe_gzip(path)?;
-    parse_header(path, &bytes, 0x0000_0801, 1, "labels")?;
-    Ok(bytes[8..].iter().map(|&label| usize::from(label)).collect())
+    parse_idx_labels(path, open(path)?)
+}
+
+/// [`read_idx_images`] from any source (raw or gzip'd IDX bytes); `path` only names it in
+/// errors.
+///
+/// # Errors
+/// See [`DataError`].
+pub fn parse_idx_images(
+    path: &Path,
+    source: impl Read,
+) -> Result<(Array2<f32>, usize, usize), DataError> {
+    let (sizes, body) = read_idx(path, source, 0x0000_0803, 3, "images")?;
+    let (count, rows, cols) = (sizes[0], sizes[1], sizes[2]);
+    let empty = |problem: String| DataError::Empty {
+        path: path.to_path_buf(),
+        problem,
+    };
+    if count == 0 {
+        return Err(empty("no images".into()));
+    }
+    if rows == 0 || cols == 0 {
+        return Err(empty(format!("images of 0 pixels ({rows} x {cols})")));
+    }
+    // The body holds exactly count * rows * cols > 0 bytes, so every product here fits.
+    let pixels: Vec<f32> = body.iter().map(|&pixel| f32::from(pixel) / 255.0).collect();
+    let images = Array2::from_shape_vec((count, rows * cols), pixels)
+        .expect("the body's length is the product of the header's sizes");
+    Ok((images, rows, cols))
+}
+
+/// [`read_idx_labels`] from any source; `path` only names it in errors.
+///
+/// # Errors
+/// See [`DataError`].
+pub fn parse_idx_labels(path: &Path, source: impl Read) -> Result<Vec<usize>, DataError> {
+    let (_, body) = read_idx(path, source, 0x0000_0801, 1, "labels")?;
+    let labels: Vec<usize> = body.iter().map(|&label| usize::from(label)).collect();
+    if let Some(index) = labels.iter().position(|&label| label >= CLASSES) {
+        return Err(DataError::LabelOutOfRange {
+            path: path.to_path_buf(),
+            index,
+            label: labels[index],
+        });
+    }
+    Ok(labels)
 }
 
 /// `path` if it exists, else `path.gz` if that exists.
@@ -215,9 +315,9 @@ fn locate(path: &Path) -> Result<PathBuf, DataError> {
         })
 }
 
-/// The file's bytes, decompressed when they start with the gzip magic `1f 8b`.
-fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = fs::read(path).map_err(|source| match source.kind() {
+/// The opened file.
+fn open(path: &Path) -> Result<fs::File, DataError> {
+    fs::File::open(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => DataError::Missing {
             path: path.to_path_buf(),
         },
@@ -225,38 +325,42 @@ fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
             path: path.to_path_buf(),
             source,
         },
-    })?;
-    if !raw.starts_with(&[0x1f, 0x8b]) {
-        return Ok(raw);
-    }
-    let mut bytes = Vec::new();
-    GzDecoder::new(raw.as_slice())
-        .read_to_end(&mut bytes)
-        .map_err(|source| DataError::Gzip {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    Ok(bytes)
+    })
 }
 
-/// Checks the magic number and the total length; returns the `dims` header sizes.
-fn parse_header(
+/// Reads one IDX file from `source` (inflating every gzip member when it starts with the gzip
+/// magic `1f 8b`): checks the magic number, then reads exactly the body the `dims` sizes
+/// promise. Returns the sizes and the body.
+fn read_idx(
     path: &Path,
-    bytes: &[u8],
+    source: impl Read,
     magic: u32,
     dims: usize,
     kind: &'static str,
-) -> Result<Vec<usize>, DataError> {
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let mut buffered = BufReader::new(source);
+    let gzipped = buffered
+        .fill_buf()
+        .map_err(|source| io_error(path, source))?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> = if gzipped {
+        Box::new(MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
     let header_len = 4 + 4 * dims;
-    let word =
-        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    let wrong_length = |expected| DataError::WrongLength {
+    let mut header = Vec::with_capacity(header_len);
+    read_at_most(path, gzipped, &mut reader, header_len as u64, &mut header)?;
+    let word = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let truncated = |expected: u128, found: usize| DataError::Truncated {
         path: path.to_path_buf(),
         expected,
-        found: bytes.len(),
+        found: found as u64,
     };
-    if bytes.len() < 4 {
-        return Err(wrong_length(header_len));
+    if header.len() < 4 {
+        return Err(truncated(header_len as u128, header.len()));
     }
     if word(0) != magic {
         return Err(DataError::BadMagic {
@@ -266,15 +370,59 @@ fn parse_header(
             kind,
         });
     }
-    if bytes.len() < header_len {
-        return Err(wrong_length(header_len));
+    if header.len() < header_len {
+        return Err(truncated(header_len as u128, header.len()));
     }
-    let sizes: Vec<usize> = (0..dims).map(|dim| word(4 + 4 * dim) as usize).collect();
-    let expected = header_len + sizes.iter().product::<usize>();
-    if bytes.len() != expected {
-        return Err(wrong_length(expected));
+    let sizes: Vec<u32> = (0..dims).map(|dim| word(4 + 4 * dim)).collect();
+    // At most three u32 factors: the product fits in u128 whatever the header says.
+    let body_len: u128 = sizes.iter().map(|&size| u128::from(size)).product();
+    let expected = header_len as u128 + body_len;
+    // Read one byte past the promise, never more: enough to tell "trailing bytes".
+    let limit = u64::try_from(body_len)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let mut body = Vec::new();
+    read_at_most(path, gzipped, &mut reader, limit, &mut body)?;
+    if (body.len() as u128) < body_len {
+        return Err(truncated(expected, header_len + body.len()));
     }
-    Ok(sizes)
+    if body.len() as u128 > body_len {
+        return Err(DataError::TrailingBytes {
+            path: path.to_path_buf(),
+            expected,
+        });
+    }
+    // The body is in memory, so each size and their product fit in usize.
+    let sizes = sizes.iter().map(|&size| size as usize).collect();
+    Ok((sizes, body))
+}
+
+/// Appends at most `limit` bytes of `reader` to `into`; a decoder's error is a gzip error.
+fn read_at_most(
+    path: &Path,
+    gzipped: bool,
+    reader: &mut dyn Read,
+    limit: u64,
+    into: &mut Vec<u8>,
+) -> Result<(), DataError> {
+    reader
+        .take(limit)
+        .read_to_end(into)
+        .map(drop)
+        .map_err(|source| match gzipped {
+            true => DataError::Gzip {
+                path: path.to_path_buf(),
+                source,
+            },
+            false => io_error(path, source),
+        })
+}
+
+fn io_error(path: &Path, source: io::Error) -> DataError {
+    DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 #[cfg(test)]
@@ -384,5 +532,128 @@ mod tests {
                 "{name}: the file is not named: {message}"
             );
         }
+    }
+
+    /// The message of loading the train split of a folder holding these two files.
+    fn train_error(name: &str, images: Vec<u8>, labels: Vec<u8>) -> String {
+        let dir = folder(
+            name,
+            &[
+                ("train-images-idx3-ubyte", images),
+                ("train-labels-idx1-ubyte", labels),
+            ],
+        );
+        load_split(&dir, "train").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn header_sizes_whose_product_overflows_are_a_clean_error() {
+        let message = train_error(
+            "overflow",
+            idx_images(48_448_661, 494_770, 769_546, &[1, 2, 3, 4]),
+            idx_labels(&[1]),
+        );
+        assert!(
+            message.contains(
+                "truncated (the header promises 18446744073709551636 bytes, the file holds 20)"
+            ),
+            "{message}"
+        );
+        let message = train_error(
+            "overflow-1",
+            idx_images(1, u32::MAX, u32::MAX, &[1, 2, 3, 4]),
+            idx_labels(&[1]),
+        );
+        assert!(message.contains("truncated"), "{message}");
+    }
+
+    #[test]
+    fn no_images_or_no_pixels_is_refused_whatever_size_is_declared() {
+        // 16 bytes declaring 0 images of 65535 x 65535: nothing to allocate, nothing to learn.
+        let message = train_error(
+            "no-images",
+            idx_images(0, 65_535, 65_535, &[]),
+            idx_labels(&[]),
+        );
+        assert!(
+            message.ends_with("train-images-idx3-ubyte: no images"),
+            "{message}"
+        );
+        let message = train_error(
+            "no-images-max",
+            idx_images(0, u32::MAX, u32::MAX, &[]),
+            idx_labels(&[]),
+        );
+        assert!(message.ends_with(": no images"), "{message}");
+        let message = train_error(
+            "no-pixels",
+            idx_images(3, 0, 28, &[]),
+            idx_labels(&[1, 2, 3]),
+        );
+        assert!(
+            message.ends_with("images of 0 pixels (0 x 28)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_label_that_is_no_class_names_the_file_and_its_index() {
+        let message = train_error(
+            "label",
+            idx_images(3, 1, 1, &[0, 1, 2]),
+            idx_labels(&[9, 200, 10]),
+        );
+        assert!(
+            message.ends_with(
+                "train-labels-idx1-ubyte: label 200 at index 1 is not a class (labels must be \
+                 below 10)"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn train_and_test_images_of_different_sizes_are_refused() {
+        let dir = folder(
+            "sizes",
+            &[
+                ("train-images-idx3-ubyte", idx_images(1, 2, 2, &[0; 4])),
+                ("train-labels-idx1-ubyte", idx_labels(&[1])),
+                ("t10k-images-idx3-ubyte", idx_images(1, 2, 3, &[0; 6])),
+                ("t10k-labels-idx1-ubyte", idx_labels(&[1])),
+            ],
+        );
+        let message = load_mnist(&dir).unwrap_err().to_string();
+        assert!(
+            message.contains("train-images-idx3-ubyte holds 2x2 images but"),
+            "{message}"
+        );
+        assert!(
+            message.contains("t10k-images-idx3-ubyte holds 2x3"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn every_gzip_member_is_read_and_inflating_stops_past_the_promise() {
+        let images = idx_images(2, 1, 2, &[0, 255, 51, 102]);
+        // Two concatenated members (what `cat a.gz b.gz` makes) are one valid gzip file.
+        let mut members = gzip(&images[..9]);
+        members.extend(gzip(&images[9..]));
+        let (loaded, rows, cols) =
+            parse_idx_images(Path::new("two-members"), &members[..]).unwrap();
+        assert_eq!(loaded, ndarray::array![[0.0, 1.0], [0.2, 0.4]]);
+        assert_eq!((rows, cols), (1, 2));
+        // A member promising 4 pixels then 64 MiB of zeros: "trailing bytes", read one byte past.
+        let mut bomb = images.clone();
+        bomb.resize(64 << 20, 0);
+        let message = parse_idx_images(Path::new("bomb"), &gzip(&bomb)[..])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message
+                .starts_with("bomb: trailing bytes after the data (the header promises 20 bytes"),
+            "{message}"
+        );
     }
 }
