@@ -18,6 +18,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::diagnose::{DiagnoseConfig, diagnose};
 use crate::error::RunError;
 use crate::levels::BuiltinLevel;
+use crate::limits::{MAX_DEPTH, MAX_EPOCHS, MAX_STEPS, MAX_THREADS, at_most};
+use crate::run_folder::{Destination, nothing_to_resume};
 use crate::train::{OptimizerKind, OptimizerSpec, TrainConfig, train};
 
 /// The commands that run a level. `S` is how the level is chosen: [`LevelChoice`] (`--level`)
@@ -96,10 +98,11 @@ impl<S: Args> LevelCommand<S> {
         let name = <L as Level<f32>>::NAME;
         match self {
             LevelCommand::Train { args, .. } => {
-                let config = args.into_config(name)?;
-                let accuracy = train::<L>(&config)?;
-                if !config.quiet {
-                    let out = config.out.display();
+                let (config, destination) = args.into_config(name)?;
+                let quiet = config.quiet;
+                let (accuracy, out) = train::<L>(config, &destination)?;
+                if !quiet {
+                    let out = out.display();
                     println!("test accuracy {:.2}%; outputs in {out}", 100.0 * accuracy);
                 }
             }
@@ -134,8 +137,8 @@ impl<S: Args> LevelCommand<S> {
 /// The settings of `train`.
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
-    /// Passes over the training set.
-    #[arg(short, long, default_value_t = 15, value_parser = positive)]
+    /// Passes over the training set (at most 100000).
+    #[arg(short, long, default_value_t = 15, value_parser = at_most(MAX_EPOCHS))]
     pub epochs: usize,
     /// Samples per optimizer step.
     #[arg(short, long, default_value_t = 64, value_parser = positive)]
@@ -167,16 +170,27 @@ pub struct TrainArgs {
     /// Seed for the weights and the shuffling.
     #[arg(short, long, default_value_t = 0)]
     pub seed: u64,
-    /// rayon threads (default: all cores).
-    #[arg(short, long, value_parser = positive)]
+    /// rayon threads (default: all cores; at most 256).
+    #[arg(short, long, value_parser = at_most(MAX_THREADS))]
     pub threads: Option<usize>,
     /// Folder with the four IDX files, gzip'd or not (default: data/mnist in the current
     /// folder, else in the workspace this binary was built from).
     #[arg(short, long)]
     pub data: Option<PathBuf>,
-    /// Output folder (default: runs/seed{SEED}-{level name}, e.g. runs/seed0-level03).
+    /// Output folder; one that holds a run is refused unless --force (default: a new folder
+    /// runs/seed{SEED}-{level name}, e.g. runs/seed0-level03, else with -2, -3, ... appended).
     #[arg(short, long)]
     pub out: Option<PathBuf>,
+    /// With --out: replace the run already in that folder.
+    #[arg(long, requires = "out")]
+    pub force: bool,
+    /// Continue the run in DIR from its last finished epoch, with the settings of its
+    /// config.json (only --threads and --quiet may be given with it).
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+        "hidden", "activation", "init", "seed", "data", "out", "limit", "watch_gradients",
+    ])]
+    pub resume: Option<PathBuf>,
     /// Use only the first N training images.
     #[arg(long, value_parser = positive)]
     pub limit: Option<usize>,
@@ -190,11 +204,15 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The run's settings; `level_name` names the default output folder.
+    /// The run's settings and where it writes; `level_name` names the default output folder.
     ///
     /// # Errors
-    /// `--nesterov` without `--optimizer momentum`.
-    pub fn into_config(self, level_name: &str) -> Result<TrainConfig, RunError> {
+    /// `--nesterov` without `--optimizer momentum`; with `--resume`, a folder without a
+    /// readable `config.json` or whose run was made by another level.
+    pub fn into_config(self, level_name: &str) -> Result<(TrainConfig, Destination), RunError> {
+        if let Some(folder) = self.resume {
+            return resumed_config(folder, level_name, self.threads, self.quiet);
+        }
         if self.nesterov && self.optimizer != OptimizerKind::Momentum {
             return Err(RunError::Flag(
                 "--nesterov: applies only to --optimizer momentum".into(),
@@ -208,11 +226,16 @@ impl TrainArgs {
             weight_decay: self.weight_decay,
         };
         let seed = self.seed;
-        Ok(TrainConfig {
+        let destination = match self.out {
+            Some(path) => Destination::Given {
+                path,
+                force: self.force,
+            },
+            None => Destination::Fresh(PathBuf::from(format!("runs/seed{seed}-{level_name}"))),
+        };
+        let config = TrainConfig {
             level: level_name.to_string(),
-            out: self
-                .out
-                .unwrap_or_else(|| PathBuf::from(format!("runs/seed{seed}-{level_name}"))),
+            out: PathBuf::new(),
             epochs: self.epochs,
             batch_size: self.batch_size,
             optimizer,
@@ -228,8 +251,42 @@ impl TrainArgs {
             limit: self.limit,
             quiet: self.quiet,
             watch_gradients: self.watch_gradients,
-        })
+        };
+        Ok((config, destination))
     }
+}
+
+/// The settings of the run in `folder` (`--resume`), with this invocation's `--threads` and
+/// `--quiet`.
+fn resumed_config(
+    folder: PathBuf,
+    level_name: &str,
+    threads: Option<usize>,
+    quiet: bool,
+) -> Result<(TrainConfig, Destination), RunError> {
+    let config_path = folder.join("config.json");
+    let unreadable = |problem: String| RunError::Model {
+        path: config_path.clone(),
+        problem,
+    };
+    let text = match std::fs::read_to_string(&config_path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(nothing_to_resume(&folder));
+        }
+        Err(error) => return Err(unreadable(format!("cannot read: {error}"))),
+    };
+    let mut config = TrainConfig::from_json(&text, folder.clone()).map_err(unreadable)?;
+    if config.level != level_name {
+        return Err(RunError::Flag(format!(
+            "--resume {}: the run was made by {}, not {level_name} (pass the same --level)",
+            folder.display(),
+            config.level
+        )));
+    }
+    config.quiet = quiet;
+    config.threads = threads.or(config.threads);
+    Ok((config, Destination::Resume(folder)))
 }
 
 /// The settings of `eval`.
@@ -256,14 +313,14 @@ pub struct DiagnoseArgs {
     /// Gaussian clusters in 32 dimensions instead of MNIST.
     #[arg(long)]
     pub synthetic: bool,
-    /// Numbers of Linear layers to try, comma-separated.
-    #[arg(long, default_value = "2,5,10,20", value_delimiter = ',', value_parser = positive)]
+    /// Numbers of Linear layers to try, comma-separated (each at most 1000).
+    #[arg(long, default_value = "2,5,10,20", value_delimiter = ',', value_parser = at_most(MAX_DEPTH))]
     pub depths: Vec<usize>,
     /// Width of every hidden layer.
     #[arg(long, default_value_t = 64, value_parser = positive)]
     pub width: usize,
-    /// SGD steps per configuration.
-    #[arg(long, default_value_t = 200, value_parser = positive)]
+    /// SGD steps per configuration (at most 1000000).
+    #[arg(long, default_value_t = 200, value_parser = at_most(MAX_STEPS))]
     pub steps: usize,
     /// Samples per SGD step.
     #[arg(short, long, default_value_t = 64, value_parser = positive)]

@@ -28,12 +28,13 @@ use backprop_core::flow::{
     RunSummary, StepStats, Verdict, clip_coefficient, clip_grad_norm, step_stats,
 };
 use backprop_core::init::{seeded_rng, standard_normal};
-use backprop_core::mnist::{Dataset, load_mnist};
+use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::optim::{Optimizer, Sgd};
 use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Targets};
 use ndarray::Array2;
 
 use crate::error::RunError;
+use crate::limits::{check_memory, training_bytes};
 use crate::output::{create_folder, write_atomically, write_svg};
 use crate::plots::{Panel, Series, panel_grid};
 
@@ -63,9 +64,6 @@ pub struct DiagnoseConfig {
     /// No table on stdout (it is still written to `table.md`).
     pub quiet: bool,
 }
-
-/// Both data sets have ten classes (a uniform guess scores ln 10 = 2.303).
-const CLASSES: usize = 10;
 
 /// The initialisers of the grid, with their names in the table.
 pub const INITS: [(&str, Init); 5] = [
@@ -253,10 +251,21 @@ fn run_one<L: Level<f32>>(
 /// Runs the grid, prints and writes the table, and draws the plots; returns the outcomes.
 ///
 /// # Errors
-/// Unreadable data or an unwritable output folder.
+/// Unreadable data, a network too large for the machine, or an unwritable output folder.
 pub fn diagnose<L: Level<f32>>(config: &DiagnoseConfig) -> Result<Vec<Outcome>, RunError> {
-    create_folder(&config.out)?;
     let data = training_data(config)?;
+    let deepest = config.depths.iter().copied().max().unwrap_or(1);
+    let mut sizes = vec![data.images.ncols()];
+    sizes.extend(std::iter::repeat_n(config.width, deepest - 1));
+    sizes.push(CLASSES);
+    check_memory(
+        &format!(
+            "--depths {deepest} with --width {} and --batch-size {}",
+            config.width, config.batch_size
+        ),
+        training_bytes(&sizes, config.batch_size.min(data.len()), 0),
+    )?;
+    create_folder(&config.out)?;
     let mut outcomes = Vec::new();
     if !config.quiet {
         println!("{}", table_header(config));

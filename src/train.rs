@@ -21,12 +21,13 @@ use backprop_core::{Activation, Float, Init, Level, LossKind, MlpSpec, Model, Ta
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::checkpoint::{Checkpoint, load_checkpoint, save_checkpoint};
 use crate::error::RunError;
 use crate::eval::accuracy;
+use crate::limits::{check_memory, training_bytes};
 use crate::model_file::save_model;
-use crate::output::{
-    EpochMetrics, create_folder, write_atomically, write_metrics, write_training_plots,
-};
+use crate::output::{EpochMetrics, write_atomically, write_metrics, write_training_plots};
+use crate::run_folder::{Destination, RunFolder};
 use crate::watch::GradientWatch;
 
 /// The update rules `--optimizer` offers.
@@ -48,6 +49,15 @@ impl OptimizerKind {
             // Momentum 0.9 multiplies the steady step by 1 / (1 - 0.9) = 10.
             OptimizerKind::Momentum => 0.03,
             OptimizerKind::Adam => 0.001,
+        }
+    }
+
+    /// Tensors of state the optimizer keeps per parameter.
+    pub fn buffers(self) -> usize {
+        match self {
+            OptimizerKind::Sgd => 0,
+            OptimizerKind::Momentum => 1,
+            OptimizerKind::Adam => 2,
         }
     }
 
@@ -161,6 +171,67 @@ impl TrainConfig {
         pretty
     }
 
+    /// The settings of a run from its `config.json` (what `--resume` continues); `out` is the
+    /// folder it was read from.
+    ///
+    /// # Errors
+    /// Text that is not JSON, or a setting missing or of the wrong type, naming the setting.
+    pub fn from_json(text: &str, out: PathBuf) -> Result<TrainConfig, String> {
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|error| format!("not JSON: {error}"))?;
+        let field = |name: &str| json.get(name).ok_or(format!("no setting {name:?}"));
+        let wrong = |name: &str| format!("setting {name:?} has the wrong type or value");
+        let number = |name: &str| field(name)?.as_u64().ok_or_else(|| wrong(name));
+        let count = |name: &str| number(name).map(|value| value as usize);
+        let float = |name: &str| field(name)?.as_f64().ok_or_else(|| wrong(name));
+        let flag = |name: &str| field(name)?.as_bool().ok_or_else(|| wrong(name));
+        let text = |name: &str| field(name)?.as_str().ok_or_else(|| wrong(name));
+        let optional = |name: &str| -> Result<Option<usize>, String> {
+            match field(name)? {
+                serde_json::Value::Null => Ok(None),
+                value => value
+                    .as_u64()
+                    .map(|value| Some(value as usize))
+                    .ok_or_else(|| wrong(name)),
+            }
+        };
+        let kind =
+            OptimizerKind::from_str(text("optimizer")?, false).map_err(|_| wrong("optimizer"))?;
+        let hidden = field("hidden")?
+            .as_array()
+            .and_then(|sizes| {
+                sizes
+                    .iter()
+                    .map(|size| size.as_u64().map(|size| size as usize))
+                    .collect()
+            })
+            .ok_or_else(|| wrong("hidden"))?;
+        Ok(TrainConfig {
+            level: text("level")?.to_string(),
+            epochs: count("epochs")?,
+            batch_size: count("batch_size")?,
+            optimizer: OptimizerSpec {
+                kind,
+                lr: float("lr")?,
+                momentum: float("momentum")?,
+                nesterov: flag("nesterov")?,
+                weight_decay: float("weight_decay")?,
+            },
+            hidden,
+            activation: text("activation")?
+                .parse()
+                .map_err(|_| wrong("activation"))?,
+            init: text("init")?.parse().map_err(|_| wrong("init"))?,
+            seed: number("seed")?,
+            threads: optional("threads")?,
+            data: PathBuf::from(text("data")?),
+            out,
+            limit: optional("limit")?,
+            quiet: flag("quiet")?,
+            watch_gradients: flag("watch_gradients")?,
+        })
+    }
+
     /// `[inputs, hidden.., classes]`.
     fn sizes(&self, inputs: usize, classes: usize) -> Vec<usize> {
         let mut sizes = vec![inputs];
@@ -170,30 +241,70 @@ impl TrainConfig {
     }
 }
 
-/// Runs a training with level `L` and writes its outputs; returns the last epoch's test
-/// accuracy.
+/// Runs a training with level `L` into the folder `destination` names and writes its outputs;
+/// returns the last epoch's test accuracy and the folder.
+///
+/// The order is what keeps a folder from mixing runs: the data loads and the model's size is
+/// checked against the machine before anything is written; then the folder is claimed (locked,
+/// see [`crate::run_folder`]) and `config.json` written; each epoch ends with `checkpoint.npz`,
+/// `metrics.csv`, the plots and `model.npz`. `--resume` starts from the checkpoint and first
+/// rewrites the other files from it, so a run killed at any moment and resumed ends with the
+/// same bytes as one never stopped.
 ///
 /// # Errors
-/// Bad data, an unwritable output folder, or a non-finite loss (metrics up to then are written).
-pub fn train<L: Level<f32>>(config: &TrainConfig) -> Result<f64, RunError> {
-    // Phase 1: the output folder must be writable before any work starts.
-    create_folder(&config.out)?;
-    let json = config.to_json();
-    write_atomically(&config.out.join("config.json"), json.as_bytes())?;
-
-    // Phase 2: data.
+/// Bad data, a model too large for the machine, a folder that is locked or holds another run,
+/// an unwritable output, or a non-finite loss (metrics up to then are written).
+pub fn train<L: Level<f32>>(
+    mut config: TrainConfig,
+    destination: &Destination,
+) -> Result<(f64, PathBuf), RunError> {
+    // Phase 1: data, and whether the model fits, before any output.
     let mnist = load_mnist(&config.data)?;
     let train_set = match config.limit {
         Some(limit) => mnist.train.first(limit),
         None => mnist.train,
+    };
+    let sizes = config.sizes(train_set.images.ncols(), CLASSES);
+    let buffers = config.optimizer.kind.buffers();
+    check_memory(
+        &format!(
+            "--hidden {:?} with --batch-size {}",
+            config.hidden, config.batch_size
+        ),
+        training_bytes(&sizes, config.batch_size.min(train_set.len()), buffers),
+    )?;
+
+    // Phase 2: the folder, then config.json (a resumed run keeps its own).
+    let folder = RunFolder::claim(destination)?;
+    config.out = folder.path.clone();
+    // An absolute data path, so `--resume` works from any folder.
+    config.data = std::fs::canonicalize(&config.data).unwrap_or(config.data);
+    let checkpoint_path = config.out.join("checkpoint.npz");
+    let checkpoint = match destination {
+        Destination::Resume(_) if checkpoint_path.is_file() => Some(load_checkpoint(
+            &checkpoint_path,
+            config.optimizer.build::<f32>().buffer_names(),
+        )?),
+        Destination::Resume(_) => None,
+        _ => {
+            write_atomically(&config.out.join("config.json"), config.to_json().as_bytes())?;
+            None
+        }
     };
 
     // Phase 3: epochs on a pool of the asked size.
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads.unwrap_or(0))
         .build()
-        .expect("a rayon pool");
-    pool.install(|| Trainer::<L>::new(config, &train_set).run(&mnist.test))
+        .map_err(|error| RunError::Flag(format!("--threads: cannot start the threads: {error}")))?;
+    let accuracy = pool.install(|| {
+        let mut trainer = Trainer::<L>::new(&config, &train_set);
+        if let Some(checkpoint) = checkpoint {
+            trainer.restore(checkpoint, &sizes)?;
+        }
+        trainer.run(&mnist.test)
+    })?;
+    Ok((accuracy, folder.path.clone()))
 }
 
 /// The state of a training run between steps.
@@ -237,7 +348,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
     /// Every epoch, its line and its outputs, then the model.
     fn run(mut self, test_set: &Dataset) -> Result<f64, RunError> {
         let config = self.config;
-        for epoch in 1..=config.epochs {
+        for epoch in self.history.len() + 1..=config.epochs {
             let started = Instant::now();
             let metrics = self.epoch(epoch, test_set)?;
             if !config.quiet {
@@ -250,15 +361,76 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
                 );
             }
             self.history.push(metrics);
-            write_metrics(&config.out, &self.history, self.last_norms.len())?;
-            write_training_plots(&config.out, &self.history)?;
+            save_checkpoint(&config.out.join("checkpoint.npz"), &self.checkpoint())?;
+            self.write_outputs()?;
         }
-        let model_path = config.out.join("model.npz");
-        save_model(&model_path, &self.model.linear_params(), config.activation)?;
         Ok(self
             .history
             .last()
             .map_or(0.0, |metrics| metrics.test_accuracy))
+    }
+
+    /// `metrics.csv`, the plots and `model.npz` as of the last finished epoch.
+    fn write_outputs(&mut self) -> Result<(), RunError> {
+        let out = &self.config.out;
+        write_metrics(out, &self.history, self.last_norms.len())?;
+        write_training_plots(out, &self.history)?;
+        let params = self.model.linear_params();
+        save_model(&out.join("model.npz"), &params, self.config.activation)?;
+        Ok(())
+    }
+
+    /// Everything [`Trainer::restore`] needs to go on after this epoch.
+    fn checkpoint(&mut self) -> Checkpoint {
+        Checkpoint {
+            epochs_done: self.history.len(),
+            step: self.step,
+            params: self.model.linear_params(),
+            activation: self.config.activation,
+            optimizer: self.optimizer.state(),
+            history: self.history.clone(),
+            last_norms: self.last_norms.clone(),
+        }
+    }
+
+    /// Continues from `checkpoint`: its model, optimizer, history and batch order; then
+    /// rewrites the outputs from it (a run killed after the checkpoint but before them left
+    /// older ones).
+    fn restore(&mut self, checkpoint: Checkpoint, sizes: &[usize]) -> Result<(), RunError> {
+        let config = self.config;
+        let checkpoint_sizes: Vec<usize> = checkpoint
+            .params
+            .iter()
+            .map(|(weight, _)| weight.nrows())
+            .chain(checkpoint.params.last().map(|(weight, _)| weight.ncols()))
+            .collect();
+        if checkpoint_sizes != sizes
+            || checkpoint.activation != config.activation
+            || checkpoint.epochs_done > config.epochs
+        {
+            return Err(RunError::Model {
+                path: config.out.join("checkpoint.npz"),
+                problem: format!(
+                    "layers {checkpoint_sizes:?} ({}, {} epochs done) do not belong to the run \
+                     in config.json (layers {sizes:?}, {}, {} epochs)",
+                    checkpoint.activation.name(),
+                    checkpoint.epochs_done,
+                    config.activation.name(),
+                    config.epochs
+                ),
+            });
+        }
+        self.model = L::mlp(
+            checkpoint.params,
+            config.activation,
+            LossKind::SoftmaxCrossEntropy,
+        );
+        self.optimizer.restore(checkpoint.optimizer);
+        self.batches.skip_epochs(checkpoint.epochs_done);
+        self.step = checkpoint.step;
+        self.last_norms = checkpoint.last_norms;
+        self.history = checkpoint.history;
+        self.write_outputs()
     }
 
     /// One pass over the shuffled training set, then the accuracies.

@@ -80,6 +80,16 @@ impl<'d> Batches<'d> {
         }
     }
 
+    /// Moves past `epochs` whole epochs without gathering a row: the order is shuffled as
+    /// those epochs would have shuffled it, so the next batch is the one a run resumed after
+    /// `epochs` epochs must see. Call it on a fresh `Batches`, before the first batch.
+    pub fn skip_epochs(&mut self, epochs: usize) {
+        for _ in 0..epochs {
+            self.order.shuffle(&mut self.rng);
+        }
+        self.position = None;
+    }
+
     /// The next batch of the current epoch (shuffling first if the epoch has not started), or
     /// `None` when the epoch is over; the call after `None` starts the next epoch.
     pub fn next_batch(&mut self) -> Option<(ArrayView2<'_, f32>, &[usize])> {
@@ -183,6 +193,24 @@ mod tests {
             again.next_batch().map(|(_, labels)| labels[0]),
             Some(firsts[0])
         );
+    }
+
+    #[test]
+    fn skipping_epochs_gives_the_batches_those_epochs_leave() {
+        let data = numbered(9);
+        let epoch = |batches: &mut Batches| {
+            let mut labels = Vec::new();
+            while let Some((_, batch)) = batches.next_batch() {
+                labels.extend_from_slice(batch);
+            }
+            labels
+        };
+        let mut walked = Batches::new(&data, 2, 5);
+        epoch(&mut walked);
+        epoch(&mut walked);
+        let mut skipped = Batches::new(&data, 2, 5);
+        skipped.skip_epochs(2);
+        assert_eq!(epoch(&mut skipped), epoch(&mut walked));
     }
 
     #[test]

@@ -26,7 +26,7 @@
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, Zip};
 
 use crate::layer::LinearMut;
-use crate::{Float, Model};
+use crate::{Float, LinearParams, Model};
 
 /// Tensors with at least this many elements are updated on rayon (when the pool has more than
 /// one thread). Measured for level03: a pass over a 128 x 256 hidden layer (32,768 elements)
@@ -69,6 +69,34 @@ impl<F: Float> LayerState<F> {
             layer.weight.dim()
         );
         state
+    }
+}
+
+/// An optimizer's state between two steps, for a checkpoint: its step count and its buffers by
+/// name, one `(weight, bias)` pair per layer (no pair before the first step). Restored into a
+/// fresh optimizer of the same kind and settings ([`AnyOptimizer::restore`]), it continues a run
+/// exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimizerState<F> {
+    /// Steps taken (Adam's bias correction reads it; SGD keeps 0).
+    pub steps: u32,
+    /// `("velocity", ..)` for SGD, `("first_moment", ..)` and `("second_moment", ..)` for Adam.
+    pub buffers: Vec<(&'static str, LinearParams<F>)>,
+}
+
+impl<F: Float> LayerState<F> {
+    fn to_params(states: &[Self]) -> LinearParams<F> {
+        states
+            .iter()
+            .map(|state| (state.weight.clone(), state.bias.clone()))
+            .collect()
+    }
+
+    fn from_params(params: LinearParams<F>) -> Vec<Self> {
+        params
+            .into_iter()
+            .map(|(weight, bias)| LayerState { weight, bias })
+            .collect()
     }
 }
 
@@ -307,6 +335,54 @@ pub enum AnyOptimizer<F> {
     Sgd(Sgd<F>),
     /// Adam.
     Adam(Adam<F>),
+}
+
+impl<F: Float> AnyOptimizer<F> {
+    /// The names of this optimizer's buffers, in [`OptimizerState::buffers`] order.
+    pub fn buffer_names(&self) -> &'static [&'static str] {
+        match self {
+            AnyOptimizer::Sgd(_) => &["velocity"],
+            AnyOptimizer::Adam(_) => &["first_moment", "second_moment"],
+        }
+    }
+
+    /// A copy of the state: what a checkpoint saves.
+    pub fn state(&self) -> OptimizerState<F> {
+        match self {
+            AnyOptimizer::Sgd(sgd) => OptimizerState {
+                steps: 0,
+                buffers: vec![("velocity", LayerState::to_params(&sgd.velocity))],
+            },
+            AnyOptimizer::Adam(adam) => OptimizerState {
+                steps: adam.steps,
+                buffers: vec![
+                    ("first_moment", LayerState::to_params(&adam.first_moment)),
+                    ("second_moment", LayerState::to_params(&adam.second_moment)),
+                ],
+            },
+        }
+    }
+
+    /// Puts back a state taken by [`state`](AnyOptimizer::state) from an optimizer of the
+    /// same kind; a buffer it lacks starts empty (as before a first step).
+    pub fn restore(&mut self, state: OptimizerState<F>) {
+        let mut buffers = state.buffers;
+        let mut take = |name: &str| {
+            buffers
+                .iter_mut()
+                .find(|(buffer, _)| *buffer == name)
+                .map(|(_, params)| LayerState::from_params(std::mem::take(params)))
+                .unwrap_or_default()
+        };
+        match self {
+            AnyOptimizer::Sgd(sgd) => sgd.velocity = take("velocity"),
+            AnyOptimizer::Adam(adam) => {
+                adam.steps = state.steps;
+                adam.first_moment = take("first_moment");
+                adam.second_moment = take("second_moment");
+            }
+        }
+    }
 }
 
 impl<F: Float> Optimizer<F> for AnyOptimizer<F> {

@@ -1,0 +1,150 @@
+//! `checkpoint.npz`: everything a training run needs to go on after its last finished epoch,
+//! written (atomically) at the end of every epoch and read by `train --resume DIR`.
+//!
+//! It holds the model (`weight{i}`, `bias{i}`, `activation`, as `model.npz`), the optimizer's
+//! buffers (`optimizer.{buffer}.weight{i}` / `.bias{i}`), `progress` = `[epochs done, steps
+//! taken, optimizer steps]`, and the history that `metrics.csv` is rewritten from
+//! (`history.train_loss`, `history.train_accuracy`, `history.test_accuracy`,
+//! `history.grad_norms` (epochs, layers), and `last_norms`). The batch order needs no array: it
+//! is the seed's, replayed ([`backprop_core::data::Batches::skip_epochs`]).
+
+use std::path::Path;
+
+use backprop_core::optim::OptimizerState;
+use backprop_core::{Activation, LinearParams};
+use ndarray::{Array1, Array2};
+
+use crate::model_file::{NpzFile, add_model, npz_bytes, read_model};
+use crate::output::{EpochMetrics, OutputError, write_atomically};
+
+/// The state of a run after `epochs_done` epochs.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// Finished epochs.
+    pub epochs_done: usize,
+    /// Optimizer steps taken over those epochs.
+    pub step: usize,
+    /// The model's layers.
+    pub params: LinearParams<f32>,
+    /// The model's activation.
+    pub activation: Activation,
+    /// The optimizer's state.
+    pub optimizer: OptimizerState<f32>,
+    /// One row of `metrics.csv` per finished epoch.
+    pub history: Vec<EpochMetrics>,
+    /// ‖dL/dW‖ per layer at the last step.
+    pub last_norms: Vec<f64>,
+}
+
+/// Writes `checkpoint` to `path` in one piece.
+///
+/// # Errors
+/// As [`write_atomically`].
+pub fn save_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<(), OutputError> {
+    let history = &checkpoint.history;
+    let column =
+        |value: fn(&EpochMetrics) -> f64| history.iter().map(value).collect::<Array1<f64>>();
+    let layers = checkpoint.last_norms.len();
+    let grad_norms = Array2::from_shape_fn((history.len(), layers), |(epoch, layer)| {
+        history[epoch].grad_norms[layer]
+    });
+    let progress = Array1::from_vec(vec![
+        checkpoint.epochs_done as u64,
+        checkpoint.step as u64,
+        u64::from(checkpoint.optimizer.steps),
+    ]);
+    let bytes = npz_bytes(|npz| {
+        add_model(npz, &checkpoint.params, checkpoint.activation)?;
+        for (buffer, layers) in &checkpoint.optimizer.buffers {
+            for (index, (weight, bias)) in layers.iter().enumerate() {
+                npz.add_array(format!("optimizer.{buffer}.weight{index}"), weight)?;
+                npz.add_array(format!("optimizer.{buffer}.bias{index}"), bias)?;
+            }
+        }
+        npz.add_array("progress", &progress)?;
+        npz.add_array("history.train_loss", &column(|m| m.train_loss))?;
+        npz.add_array("history.train_accuracy", &column(|m| m.train_accuracy))?;
+        npz.add_array("history.test_accuracy", &column(|m| m.test_accuracy))?;
+        npz.add_array("history.grad_norms", &grad_norms)?;
+        npz.add_array(
+            "last_norms",
+            &Array1::from_vec(checkpoint.last_norms.clone()),
+        )
+    })
+    .map_err(|problem| OutputError::new(path, problem))?;
+    write_atomically(path, &bytes)
+}
+
+/// Reads a checkpoint written by [`save_checkpoint`]; `buffer_names` are the optimizer's
+/// buffers to look for.
+///
+/// # Errors
+/// A missing, corrupt or inconsistent file, naming it and the array.
+pub fn load_checkpoint(
+    path: &Path,
+    buffer_names: &[&'static str],
+) -> Result<Checkpoint, OutputError> {
+    let mut npz = NpzFile::open(path)?;
+    let (params, activation) = read_model(&mut npz)?;
+    let mut buffers = Vec::new();
+    for &buffer in buffer_names {
+        let mut layers = Vec::new();
+        while npz.contains(&format!("optimizer.{buffer}.weight{}", layers.len())) {
+            let index = layers.len();
+            let weight: Array2<f32> = npz.array(&format!("optimizer.{buffer}.weight{index}"))?;
+            let bias: Array1<f32> = npz.array(&format!("optimizer.{buffer}.bias{index}"))?;
+            layers.push((weight, bias));
+        }
+        buffers.push((buffer, layers));
+    }
+    let progress: Array1<u64> = npz.array("progress")?;
+    let losses: Array1<f64> = npz.array("history.train_loss")?;
+    let train_accuracies: Array1<f64> = npz.array("history.train_accuracy")?;
+    let test_accuracies: Array1<f64> = npz.array("history.test_accuracy")?;
+    let grad_norms: Array2<f64> = npz.array("history.grad_norms")?;
+    let last_norms: Array1<f64> = npz.array("last_norms")?;
+    let epochs = losses.len();
+    let consistent = progress.len() == 3
+        && progress[0] as usize == epochs
+        && [
+            train_accuracies.len(),
+            test_accuracies.len(),
+            grad_norms.nrows(),
+        ] == [epochs; 3]
+        && grad_norms.ncols() == params.len()
+        && last_norms.len() == params.len()
+        && buffers.iter().all(|(_, layers)| {
+            layers.is_empty()
+                || layers.len() == params.len()
+                    && layers.iter().zip(&params).all(|((weight, bias), (w, b))| {
+                        weight.dim() == w.dim() && bias.dim() == b.dim()
+                    })
+        });
+    if !consistent {
+        return Err(OutputError::new(
+            path,
+            "its arrays disagree on the number of epochs or layers: not a checkpoint of this run",
+        ));
+    }
+    let history = (0..epochs)
+        .map(|epoch| EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: losses[epoch],
+            train_accuracy: train_accuracies[epoch],
+            test_accuracy: test_accuracies[epoch],
+            grad_norms: grad_norms.row(epoch).to_vec(),
+        })
+        .collect();
+    Ok(Checkpoint {
+        epochs_done: epochs,
+        step: usize::try_from(progress[1]).unwrap_or(usize::MAX),
+        params,
+        activation,
+        optimizer: OptimizerState {
+            steps: u32::try_from(progress[2]).unwrap_or(u32::MAX),
+            buffers,
+        },
+        history,
+        last_norms: last_norms.to_vec(),
+    })
+}

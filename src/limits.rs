@@ -1,0 +1,122 @@
+//! What a run may ask for, checked before it writes anything: flags inside these bounds, and a
+//! model whose memory fits the machine.
+//!
+//! | limit | value | why |
+//! |---|---|---|
+//! | `--threads` | at most [`MAX_THREADS`] | more threads than that only wait on each other |
+//! | `--epochs` | at most [`MAX_EPOCHS`] | |
+//! | `diagnose --steps` | at most [`MAX_STEPS`] | the loss of every step is kept |
+//! | `diagnose --depths` | each at most [`MAX_DEPTH`] | |
+//! | memory | [`training_bytes`] at most the machine's (`MemTotal` of `/proc/meminfo`) | an abort halfway is worse than an error first |
+//! | `.npz` arrays | [`crate::model_file::MAX_ARRAY_BYTES`] each | |
+
+use crate::error::RunError;
+
+/// The most rayon threads a run may ask for.
+pub const MAX_THREADS: usize = 256;
+
+/// The most epochs `train` may be asked for.
+pub const MAX_EPOCHS: usize = 100_000;
+
+/// The most Linear layers `diagnose --depths` may ask for.
+pub const MAX_DEPTH: usize = 1000;
+
+/// The most steps per configuration `diagnose` may be asked for.
+pub const MAX_STEPS: usize = 1_000_000;
+
+/// Rows of the largest batch a run pushes through the model: the accuracy passes go 1,000
+/// images at a time.
+const EVALUATION_ROWS: usize = 1000;
+
+/// An upper estimate of the bytes a training run of an MLP with these layer `sizes` holds, in
+/// `f32`: each parameter with its gradient and `optimizer_buffers` more (0 for SGD, 1 for
+/// momentum, 2 for Adam), and four values per unit per row (pre-activation, activation and
+/// their gradients) for the larger of `batch_size` and the 1,000-row accuracy batches. `None`
+/// when the count itself overflows.
+pub fn training_bytes(
+    sizes: &[usize],
+    batch_size: usize,
+    optimizer_buffers: usize,
+) -> Option<u128> {
+    let mut parameters: u128 = 0;
+    for pair in sizes.windows(2) {
+        let layer = (pair[0] as u128 + 1).checked_mul(pair[1] as u128)?;
+        parameters = parameters.checked_add(layer)?;
+    }
+    let units = sizes
+        .iter()
+        .try_fold(0u128, |sum, &size| sum.checked_add(size as u128))?;
+    let rows = batch_size.max(EVALUATION_ROWS) as u128;
+    let values = parameters
+        .checked_mul(2 + optimizer_buffers as u128)?
+        .checked_add(units.checked_mul(rows)?.checked_mul(4)?)?;
+    values.checked_mul(4)
+}
+
+/// The machine's memory in bytes (Linux's `MemTotal`); `None` where it cannot be read.
+pub fn machine_memory() -> Option<u128> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Refuses a run whose estimate exceeds the machine's memory; `flags` names the flags that
+/// set the size (e.g. `--hidden 1000000000 with --batch-size 64`).
+///
+/// # Errors
+/// [`RunError::Flag`] with the estimate and the machine's memory.
+pub fn check_memory(flags: &str, estimate: Option<u128>) -> Result<(), RunError> {
+    let Some(bytes) = estimate else {
+        return Err(RunError::Flag(format!(
+            "{flags}: the model is too large to count its bytes"
+        )));
+    };
+    match machine_memory() {
+        Some(memory) if bytes > memory => Err(RunError::Flag(format!(
+            "{flags}: the model and its buffers need about {}, more than this machine's {} of \
+             memory",
+            human_bytes(bytes),
+            human_bytes(memory)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `6.3 TB`, `24.0 GB`, `512.0 MB`: decimal units, one decimal.
+fn human_bytes(bytes: u128) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < units.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit + 1 == units.len() && value >= 1000.0 {
+        return format!("{value:.1e} {}", units[unit]);
+    }
+    format!("{value:.1} {}", units[unit])
+}
+
+/// A flag value parser for a whole number in `1..=max`.
+pub fn at_most(max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |text: &str| match text.parse::<usize>() {
+        Ok(value) if (1..=max).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a whole number from 1 to {max}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_estimate_counts_parameters_and_rows_and_overflows_to_none() {
+        // [2, 3]: 9 parameters x (2 + 1 buffers) + 5 units x 1000 rows x 4, in 4-byte floats.
+        assert_eq!(training_bytes(&[2, 3], 64, 1), Some((27 + 20_000) * 4));
+        assert_eq!(training_bytes(&[784, usize::MAX, 10], 64, 0), None);
+        let huge = training_bytes(&[784, 1_000_000_000, 10], 64, 0).unwrap();
+        assert!(huge > 6_000_000_000_000, "{huge}");
+        assert_eq!(human_bytes(6_300_000_000_000), "6.3 TB");
+    }
+}
