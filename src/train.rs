@@ -268,8 +268,14 @@ pub fn train<L: Level<f32>>(
     let buffers = config.optimizer.kind.buffers();
     check_memory(
         &format!(
-            "--hidden {:?} with --batch-size {}",
-            config.hidden, config.batch_size
+            "--hidden {} with --batch-size {}",
+            config
+                .hidden
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            config.batch_size
         ),
         training_bytes(&sizes, config.batch_size.min(train_set.len()), buffers),
     )?;
