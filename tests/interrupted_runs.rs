@@ -1,0 +1,248 @@
+//! Runs killed at random moments and resumed end with the bytes of a run never stopped; two
+//! runs never share a folder.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use backprop_core::init::seeded_rng;
+use rand::RngExt;
+
+fn backprop() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_backprop"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("backprop-runs-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn idx(magic: u32, sizes: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut bytes = magic.to_be_bytes().to_vec();
+    for size in sizes {
+        bytes.extend(size.to_be_bytes());
+    }
+    bytes.extend(data);
+    bytes
+}
+
+/// A small MNIST-style folder: 3,000 training and 300 test images of 8 x 8, each class a
+/// brighter square at its own place, so a run learns something in a few epochs.
+fn synthetic_data(root: &Path) -> PathBuf {
+    let data = root.join("data");
+    fs::create_dir_all(&data).unwrap();
+    let mut rng = seeded_rng(7);
+    for (prefix, count) in [("train", 3000u32), ("t10k", 300)] {
+        let labels: Vec<u8> = (0..count).map(|_| rng.random_range(0..10)).collect();
+        let mut pixels = Vec::new();
+        for &label in &labels {
+            for pixel in 0..64u8 {
+                let hot = pixel / 6 == label;
+                pixels.push(if hot { 200 } else { rng.random_range(0..60) });
+            }
+        }
+        let images = idx(0x803, &[count, 8, 8], &pixels);
+        fs::write(data.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+        let labels = idx(0x801, &[count], &labels);
+        fs::write(data.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+    }
+    data
+}
+
+const SETTINGS: [&str; 9] = [
+    "--hidden",
+    "32",
+    "--batch-size",
+    "16",
+    "--optimizer",
+    "adam",
+    "--threads",
+    "1",
+    "--quiet",
+];
+
+/// `train` with [`SETTINGS`], 8 epochs unless `extra` names `--epochs`.
+fn train(data: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut command = backprop();
+    command.arg("train").args(SETTINGS);
+    if !extra.contains(&"--epochs") {
+        command.args(["--epochs", "8"]);
+    }
+    command
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(extra);
+    command
+}
+
+fn resume(out: &Path) -> Command {
+    let mut command = backprop();
+    command.args(["train", "--quiet", "--resume"]).arg(out);
+    command
+}
+
+fn succeeded(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Starts `command` and kills it with SIGKILL after `delay`; true if it was still running.
+fn kill_after(command: &mut Command, delay: Duration) -> bool {
+    let mut child = command.spawn().unwrap();
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    child.wait().unwrap();
+    running
+}
+
+/// Finished epochs recorded in a run folder's metrics.csv.
+fn epochs_written(out: &Path) -> usize {
+    fs::read_to_string(out.join("metrics.csv"))
+        .map_or(0, |csv| csv.lines().count().saturating_sub(1))
+}
+
+#[test]
+fn runs_killed_at_random_moments_and_resumed_end_with_the_same_bytes() {
+    let root = scratch("kill");
+    let data = synthetic_data(&root);
+    let reference = root.join("reference");
+    let started = Instant::now();
+    succeeded(&train(&data, &reference, &[]).output().unwrap());
+    let duration = started.elapsed();
+    let expected: Vec<Vec<u8>> = ["metrics.csv", "model.npz"]
+        .iter()
+        .map(|file| fs::read(reference.join(file)).unwrap())
+        .collect();
+
+    let mut rng = seeded_rng(2026);
+    let mut moment = || duration.mul_f64(rng.random_range(0.0..1.1));
+    let (mut kills, mut epochs_at_kill, trials) = (0, Vec::new(), 20);
+    for trial in 0..trials {
+        let out = root.join(format!("trial{trial}"));
+        let mut killed = kill_after(&mut train(&data, &out, &[]), moment());
+        // Every other trial, the resumed run is killed too and resumed again.
+        if trial % 2 == 1 && out.join("config.json").exists() {
+            killed |= kill_after(&mut resume(&out), moment());
+        }
+        if killed {
+            kills += 1;
+            epochs_at_kill.push(epochs_written(&out));
+        }
+        // Killed before config.json: nothing to resume, so the run starts again.
+        let output = if out.join("config.json").exists() {
+            resume(&out).output().unwrap()
+        } else {
+            train(&data, &out, &[]).output().unwrap()
+        };
+        succeeded(&output);
+        for (file, expected) in ["metrics.csv", "model.npz"].iter().zip(&expected) {
+            assert!(
+                fs::read(out.join(file)).unwrap() == *expected,
+                "trial {trial}: {file} differs from the uninterrupted run's"
+            );
+        }
+        let leftovers: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".partial"))
+            .collect();
+        assert!(leftovers.is_empty(), "trial {trial}: {leftovers:?}");
+    }
+    eprintln!(
+        "{trials} trials, {kills} killed while running; epochs finished at the kill: \
+         {epochs_at_kill:?}; the uninterrupted run took {duration:?}"
+    );
+    let mid_run = epochs_at_kill
+        .iter()
+        .filter(|&&epochs| epochs > 0 && epochs < 8)
+        .count();
+    assert!(
+        mid_run >= 5,
+        "too few kills landed between two epochs ({mid_run}): the test would not show resuming"
+    );
+}
+
+#[test]
+fn a_folder_is_taken_by_one_run_at_a_time_and_never_mixed() {
+    let root = scratch("folders");
+    let data = synthetic_data(&root);
+    let out = root.join("run");
+    succeeded(&train(&data, &out, &[]).output().unwrap());
+
+    // Into a folder that holds a run: refused without --force, nothing touched.
+    let before = fs::read(out.join("model.npz")).unwrap();
+    let refused = train(&data, &out, &["--seed", "1"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("holds a run already") && message.contains("--force"),
+        "{message}"
+    );
+    assert_eq!(fs::read(out.join("model.npz")).unwrap(), before);
+
+    // While a run holds the folder, a second one is refused.
+    let out = root.join("busy");
+    let mut first = train(&data, &out, &["--epochs", "200"]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !out.join("config.json").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = train(&data, &out, &["--force"]).output().unwrap();
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run ended too soon"
+    );
+    let _ = first.kill();
+    first.wait().unwrap();
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && message.contains("another run is writing to this folder"),
+        "{message}"
+    );
+
+    // A bad data folder writes nothing: config.json only once the data has loaded.
+    let empty = root.join("no-data");
+    fs::create_dir_all(&empty).unwrap();
+    let fresh = root.join("fresh");
+    let failed = train(&empty, &fresh, &[]).output().unwrap();
+    assert!(!failed.status.success());
+    assert!(
+        !fresh.exists(),
+        "the output folder was made before the data loaded"
+    );
+}
+
+#[test]
+fn a_planted_partial_symlink_is_never_followed() {
+    let root = scratch("symlink");
+    let data = synthetic_data(&root);
+    let out = root.join("run");
+    fs::create_dir_all(&out).unwrap();
+    let victim = root.join("victim.txt");
+    fs::write(&victim, "keep me").unwrap();
+    // Every temporary name a run could pick in its first writes, pointing outside the folder.
+    for file in ["config.json", "checkpoint.npz", "metrics.csv", "model.npz"] {
+        for pid_guess in 0..3 {
+            let link = out.join(format!(".{file}.{pid_guess}-0.partial"));
+            std::os::unix::fs::symlink(&victim, link).unwrap();
+        }
+        let link = out.join(format!(".{file}.partial"));
+        std::os::unix::fs::symlink(&victim, link).unwrap();
+    }
+    succeeded(&train(&data, &out, &["--epochs", "1"]).output().unwrap());
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+    assert!(
+        fs::symlink_metadata(out.join("config.json"))
+            .unwrap()
+            .is_file()
+    );
+}
