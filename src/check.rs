@@ -10,6 +10,7 @@ use std::process::Command;
 use backprop_core::hints::hint_for;
 
 use crate::error::RunError;
+use crate::new_level::{check_package_name, workspace_packages};
 use crate::output::OutputError;
 
 /// (test filter, what the gate asks), in order.
@@ -35,8 +36,19 @@ pub enum Outcome {
 /// whose crate does not build (every later gate needs the build too).
 ///
 /// # Errors
-/// `cargo` could not be started.
+/// `package` is not a valid name or not a package of the workspace (nothing else goes to
+/// cargo), or `cargo` could not be started.
 pub fn run_gates(root: &Path, package: &str) -> Result<Vec<Outcome>, RunError> {
+    check_package_name(package)?;
+    let members = workspace_packages(root);
+    if !members.iter().any(|member| member == package) {
+        return Err(RunError::Flag(format!(
+            "{package:?} is not a package of the workspace at {} (its packages: {}); make one \
+             with: backprop new-level {package}",
+            root.display(),
+            members.join(", ")
+        )));
+    }
     let mut outcomes = Vec::new();
     for (filter, _) in GATES {
         let outcome = run_gate(root, package, filter)?;

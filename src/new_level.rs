@@ -16,25 +16,24 @@ pub const TEMPLATE: &str = "templates/level-starter";
 /// leaves no half-made crate.
 ///
 /// # Errors
-/// A name that is not a valid package name, a crate of that name already present, or a file
+/// A name that is not a valid package name ([`check_package_name`]) or is taken by a package
+/// of the workspace or its `Cargo.lock`, a crate folder of that name already present, or a file
 /// system error; each names the path or the name concerned.
 pub fn new_level(root: &Path, name: &str) -> Result<PathBuf, RunError> {
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    check_package_name(name)?;
+    let taken = workspace_packages(root)
+        .into_iter()
+        .chain(locked_packages(root))
+        .any(|package| package.replace('_', "-") == name.replace('_', "-"));
+    if taken {
+        return Err(RunError::Flag(format!(
+            "{name:?}: a package of that name is already in this workspace or its dependencies \
+             (Cargo.lock); pick another name, e.g. my-level"
+        )));
+    }
     let target = root.join("crates").join(name);
     let output_error =
         |path: &Path, problem: String| RunError::from(OutputError::new(path, problem));
-    if !valid {
-        return Err(output_error(
-            &target,
-            format!(
-                "{name:?} is not a usable crate name: use lowercase letters, digits, - and _, \
-                 starting with a letter (e.g. my-level)"
-            ),
-        ));
-    }
     if target.exists() {
         return Err(output_error(
             &target,
@@ -54,6 +53,126 @@ pub fn new_level(root: &Path, name: &str) -> Result<PathBuf, RunError> {
         .and_then(|()| fs::rename(&partial, &target))
         .map_err(|error| output_error(&target, error.to_string()))?;
     Ok(target)
+}
+
+/// Rust's strict and reserved keywords and the crates every crate sees: none can name a level
+/// crate (its library would be `fn` or `std`).
+const RESERVED_NAMES: [&str; 56] = [
+    "as",
+    "async",
+    "await",
+    "break",
+    "const",
+    "continue",
+    "crate",
+    "dyn",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "fn",
+    "for",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "struct",
+    "super",
+    "trait",
+    "true",
+    "type",
+    "unsafe",
+    "use",
+    "where",
+    "while",
+    "abstract",
+    "become",
+    "box",
+    "do",
+    "final",
+    "gen",
+    "macro",
+    "override",
+    "priv",
+    "try",
+    "typeof",
+    "unsized",
+    "virtual",
+    "yield",
+    "std",
+    "core",
+    "alloc",
+    "test",
+    "proc_macro",
+];
+
+/// Checks that `name` can name a level crate: lowercase letters, digits, `-` and `_`, starting
+/// with a letter, and not a Rust keyword or a built-in crate.
+///
+/// # Errors
+/// [`RunError::Flag`] saying which rule `name` breaks.
+pub fn check_package_name(name: &str) -> Result<(), RunError> {
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        return Err(RunError::Flag(format!(
+            "{name:?} is not a usable crate name: use up to 64 lowercase letters, digits, - and \
+             _, starting with a letter (e.g. my-level)"
+        )));
+    }
+    if RESERVED_NAMES.contains(&name.replace('-', "_").as_str()) {
+        return Err(RunError::Flag(format!(
+            "{name:?} is a Rust keyword or a built-in crate, so its library could not be named; \
+             pick another name, e.g. my-level"
+        )));
+    }
+    Ok(())
+}
+
+/// The packages of the workspace at `root`: the root package and those of `crates/*`.
+pub fn workspace_packages(root: &Path) -> Vec<String> {
+    let crates = fs::read_dir(root.join("crates"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("Cargo.toml"));
+    std::iter::once(root.join("Cargo.toml"))
+        .chain(crates)
+        .filter_map(|manifest| package_name(&fs::read_to_string(manifest).ok()?))
+        .collect()
+}
+
+/// The `name` of a manifest's `[package]` table.
+fn package_name(manifest: &str) -> Option<String> {
+    let package = manifest.split("[package]").nth(1)?;
+    let line = package
+        .lines()
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .find(|line| line.trim_start().starts_with("name"))?;
+    Some(line.split('"').nth(1)?.to_string())
+}
+
+/// Every package `Cargo.lock` names (dependencies included).
+fn locked_packages(root: &Path) -> Vec<String> {
+    fs::read_to_string(root.join("Cargo.lock"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.strip_prefix("name = \""))
+        .map(|rest| rest.trim_end_matches('"').to_string())
+        .collect()
 }
 
 /// Copies `from` to `to` recursively, replacing the starter's package and crate names in text.

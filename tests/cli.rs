@@ -510,17 +510,32 @@ fn watch_gradients_warns_about_a_deep_sigmoid_network_and_says_why() {
 }
 
 #[test]
-fn check_names_a_crate_that_does_not_build_and_stops() {
-    let output = backprop(&["check", "no-such-level"]);
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{report}");
-    assert!(
-        report.starts_with("gate 1  single layer backward  FAIL"),
-        "{report}"
-    );
-    assert!(
-        report.contains("no-such-level") && report.contains("fix the build first"),
-        "{report}"
-    );
-    assert!(!report.contains("gate 2"), "{report}");
+fn check_and_new_level_take_only_names_that_can_be_a_level_crate() {
+    // check: nothing that is not a package of the workspace goes to cargo.
+    let cases: [(&str, &str); 3] = [
+        ("--help", "is not a usable crate name"),
+        ("no-such-level", "is not a package of the workspace"),
+        ("fn", "is a Rust keyword"),
+    ];
+    for (name, fragment) in cases {
+        let output = backprop(&["check", "--", name]);
+        expect_failure(&output, 2, &[name, fragment]);
+        assert!(output.stdout.is_empty(), "no gate ran for {name}");
+    }
+    // new-level: no keyword, no name cargo would see twice.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let crates = || fs::read_dir(Path::new(root).join("crates")).unwrap().count();
+    let before = crates();
+    for (name, fragment) in [
+        ("fn", "is a Rust keyword"),
+        ("std", "built-in crate"),
+        ("backprop-core", "already in this workspace"),
+        ("backprop_harness", "already in this workspace"),
+        ("level02", "already in this workspace"),
+        ("ndarray", "or its dependencies"),
+    ] {
+        let output = backprop(&["new-level", name, "--root", root]);
+        expect_failure(&output, 2, &[name, fragment]);
+        assert_eq!(crates(), before, "{name}: nothing is made");
+    }
 }
