@@ -524,7 +524,11 @@ fn check_and_new_level_take_only_names_that_can_be_a_level_crate() {
     }
     // new-level: no keyword, no name cargo would see twice.
     let root = env!("CARGO_MANIFEST_DIR");
-    let crates = || fs::read_dir(Path::new(root).join("crates")).unwrap().count();
+    let crates = || {
+        fs::read_dir(Path::new(root).join("crates"))
+            .unwrap()
+            .count()
+    };
     let before = crates();
     for (name, fragment) in [
         ("fn", "is a Rust keyword"),

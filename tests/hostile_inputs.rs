@@ -1,0 +1,450 @@
+//! Hostile files and flags, through the binary: each is one `error:` line naming the file or
+//! flag, never a panic, an abort or a silent wrong number. One test per way things broke.
+
+use std::fs;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ndarray::{Array1, Array2};
+use ndarray_npy::NpzWriter;
+
+fn backprop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_backprop"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("backprop-hostile-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Exit code `code` and exactly one stderr line, an `error:` holding every fragment.
+fn one_error_line(output: &Output, code: i32, fragments: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|line| !line.is_empty()).collect();
+    if code == 1 {
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+    }
+    for fragment in fragments {
+        assert!(stderr.contains(fragment), "{fragment:?} not in: {stderr}");
+    }
+}
+
+fn idx(magic: u32, sizes: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut bytes = magic.to_be_bytes().to_vec();
+    for size in sizes {
+        bytes.extend(size.to_be_bytes());
+    }
+    bytes.extend(data);
+    bytes
+}
+
+/// A folder with the four IDX files: 40 training and 10 test images of 2 x 2, labels 0..9;
+/// `change` edits the files (by name) before they are written.
+fn data(name: &str, change: impl FnOnce(&mut Vec<(&'static str, Vec<u8>)>)) -> PathBuf {
+    let labels = |count: u8| {
+        idx(
+            0x801,
+            &[u32::from(count)],
+            &(0..count).map(|i| i % 10).collect::<Vec<_>>(),
+        )
+    };
+    let mut files = vec![
+        (
+            "train-images-idx3-ubyte",
+            idx(0x803, &[40, 2, 2], &[100; 160]),
+        ),
+        ("train-labels-idx1-ubyte", labels(40)),
+        (
+            "t10k-images-idx3-ubyte",
+            idx(0x803, &[10, 2, 2], &[100; 40]),
+        ),
+        ("t10k-labels-idx1-ubyte", labels(10)),
+    ];
+    change(&mut files);
+    let dir = scratch(name);
+    for (file, bytes) in files {
+        fs::write(dir.join(file), bytes).unwrap();
+    }
+    dir
+}
+
+fn set(files: &mut [(&'static str, Vec<u8>)], name: &str, bytes: Vec<u8>) {
+    files.iter_mut().find(|(file, _)| *file == name).unwrap().1 = bytes;
+}
+
+/// `train`, `eval` (with `model`) and `diagnose` on `dir`; each must fail with one line.
+fn every_command_refuses(dir: &Path, model: &Path, fragments: &[&str]) {
+    let out = scratch("out");
+    let dir = dir.to_str().unwrap();
+    let run = |args: &[&str]| backprop(&[args, &["--data", dir]].concat());
+    let train_out = out.join("train");
+    one_error_line(
+        &run(&["train", "--out", train_out.to_str().unwrap()]),
+        1,
+        fragments,
+    );
+    assert!(!train_out.exists(), "nothing is written for bad data");
+    one_error_line(
+        &run(&["eval", "--model", model.to_str().unwrap()]),
+        1,
+        fragments,
+    );
+    let diagnose_out = out.join("diagnose");
+    let diagnose = [
+        "diagnose",
+        "--depths",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        diagnose_out.to_str().unwrap(),
+    ];
+    one_error_line(&run(&diagnose), 1, fragments);
+}
+
+/// A model for 2 x 2 images: [4, 3, 10], finite.
+fn small_model(dir: &Path) -> PathBuf {
+    let path = dir.join("small.npz");
+    write_model(&path, &[(4, 3), (3, 10)], |_| {});
+    path
+}
+
+/// Writes a model of these (fan_in, fan_out) layers; `edit` may change the weights first.
+fn write_model(path: &Path, layers: &[(usize, usize)], edit: impl FnOnce(&mut Vec<Array2<f32>>)) {
+    let mut weights: Vec<Array2<f32>> = layers
+        .iter()
+        .map(|&shape| Array2::from_elem(shape, 0.1))
+        .collect();
+    edit(&mut weights);
+    let mut npz = NpzWriter::new(fs::File::create(path).unwrap());
+    for (index, weight) in weights.iter().enumerate() {
+        npz.add_array(format!("weight{index}"), weight).unwrap();
+        npz.add_array(
+            format!("bias{index}"),
+            &Array1::<f32>::zeros(weight.ncols()),
+        )
+        .unwrap();
+    }
+    npz.add_array("activation", &Array1::from_vec(b"relu".to_vec()))
+        .unwrap();
+    npz.finish().unwrap();
+}
+
+#[test]
+fn item1_sizes_whose_product_overflows_are_one_error_in_every_command() {
+    let dir = data("overflow", |files| {
+        let images = idx(0x803, &[48_448_661, 494_770, 769_546], &[1, 2, 3, 4]);
+        set(files, "train-images-idx3-ubyte", images.clone());
+        set(files, "t10k-images-idx3-ubyte", images);
+    });
+    let model = small_model(&dir);
+    every_command_refuses(
+        &dir,
+        &model,
+        &["images-idx3-ubyte: truncated (the header promises 18446744073709551636 bytes"],
+    );
+    let dir = data("overflow-zero", |files| {
+        let images = idx(0x803, &[0, u32::MAX, u32::MAX], &[]);
+        set(files, "train-images-idx3-ubyte", images.clone());
+        set(files, "t10k-images-idx3-ubyte", images);
+    });
+    every_command_refuses(&dir, &model, &["images-idx3-ubyte: no images"]);
+}
+
+#[test]
+fn item2_tiny_files_declaring_huge_shapes_are_refused_before_allocating() {
+    // 16 bytes: 0 images of 65535 x 65535.
+    let dir = data("huge-images", |files| {
+        let images = idx(0x803, &[0, 65_535, 65_535], &[]);
+        set(files, "train-images-idx3-ubyte", images.clone());
+        set(files, "t10k-images-idx3-ubyte", images);
+        set(files, "train-labels-idx1-ubyte", idx(0x801, &[0], &[]));
+        set(files, "t10k-labels-idx1-ubyte", idx(0x801, &[0], &[]));
+    });
+    every_command_refuses(&dir, &small_model(&dir), &["images-idx3-ubyte: no images"]);
+
+    // A 12 KB model.npz whose weight0 declares 100000 x 100000 f32 (40 GB).
+    let mut header =
+        b"{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000), }".to_vec();
+    while (header.len() + 11) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut entry = b"\x93NUMPY\x01\x00".to_vec();
+    entry.extend(u16::try_from(header.len()).unwrap().to_le_bytes());
+    entry.extend(header);
+    entry.extend([0u8; 12_000]);
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("weight0.npy", stored).unwrap();
+    zip.write_all(&entry).unwrap();
+    let model = dir.join("huge.npz");
+    fs::write(&model, zip.finish().unwrap().into_inner()).unwrap();
+    let output = backprop(&["eval", "--model", model.to_str().unwrap()]);
+    one_error_line(
+        &output,
+        1,
+        &["huge.npz: weight0: its header declares 40000000000 bytes of data, more than the limit"],
+    );
+}
+
+#[test]
+fn item3_labels_that_are_no_class_are_refused_in_training_and_test_files() {
+    let dir = data("labels-train", |files| {
+        set(
+            files,
+            "train-labels-idx1-ubyte",
+            idx(0x801, &[40], &[200; 40]),
+        );
+    });
+    let output = backprop(&[
+        "train",
+        "--data",
+        dir.to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    one_error_line(
+        &output,
+        1,
+        &["train-labels-idx1-ubyte: label 200 at index 0 is not a class"],
+    );
+    let dir = data("labels-test", |files| {
+        let mut labels = vec![3u8; 10];
+        labels[7] = 10;
+        set(files, "t10k-labels-idx1-ubyte", idx(0x801, &[10], &labels));
+    });
+    let output = backprop(&[
+        "eval",
+        "--data",
+        dir.to_str().unwrap(),
+        "--model",
+        small_model(&dir).to_str().unwrap(),
+    ]);
+    one_error_line(
+        &output,
+        1,
+        &["t10k-labels-idx1-ubyte: label 10 at index 7 is not a class"],
+    );
+}
+
+#[test]
+fn item4_eval_checks_the_model_before_counting_anything() {
+    let dir = data("models", |_| {});
+    let data_dir = dir.to_str().unwrap();
+    type Case = (
+        &'static str,
+        Vec<(usize, usize)>,
+        fn(&mut Vec<Array2<f32>>),
+        &'static str,
+    );
+    let cases: [Case; 4] = [
+        (
+            "last-layer-removed",
+            vec![(4, 3)],
+            |_| {},
+            "gives 3 outputs but the data has 10 classes",
+        ),
+        (
+            "twenty-outputs",
+            vec![(4, 3), (3, 20)],
+            |_| {},
+            "gives 20 outputs but the data has 10 classes",
+        ),
+        (
+            "nan",
+            vec![(4, 3), (3, 10)],
+            |weights| weights[1][[2, 5]] = f32::NAN,
+            "weight1[2, 5] is NaN",
+        ),
+        (
+            "wide-input",
+            vec![(784, 3), (3, 10)],
+            |_| {},
+            "takes 784 inputs but the images have 4 pixels",
+        ),
+    ];
+    for (name, layers, edit, fragment) in cases {
+        let model = dir.join(format!("{name}.npz"));
+        write_model(&model, &layers, edit);
+        let output = backprop(&[
+            "eval",
+            "--data",
+            data_dir,
+            "--model",
+            model.to_str().unwrap(),
+        ]);
+        one_error_line(&output, 1, &[&format!("{name}.npz: "), fragment]);
+    }
+    let output = backprop(&[
+        "eval",
+        "--data",
+        data_dir,
+        "--model",
+        small_model(&dir).to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn item5_train_and_test_images_of_different_sizes_are_refused_before_training() {
+    let dir = data("sizes", |files| {
+        set(
+            files,
+            "t10k-images-idx3-ubyte",
+            idx(0x803, &[10, 3, 3], &[1; 90]),
+        );
+    });
+    let out = dir.join("out");
+    let output = backprop(&[
+        "train",
+        "--data",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    one_error_line(
+        &output,
+        1,
+        &[
+            "train-images-idx3-ubyte holds 2x2 images but",
+            "t10k-images-idx3-ubyte holds 3x3",
+        ],
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn item6_empty_data_is_refused_by_train_and_diagnose() {
+    let dir = data("empty", |files| {
+        set(
+            files,
+            "train-images-idx3-ubyte",
+            idx(0x803, &[0, 2, 2], &[]),
+        );
+        set(files, "train-labels-idx1-ubyte", idx(0x801, &[0], &[]));
+    });
+    every_command_refuses(
+        &dir,
+        &small_model(&dir),
+        &["train-images-idx3-ubyte: no images"],
+    );
+    let dir = data("no-pixels", |files| {
+        set(
+            files,
+            "train-images-idx3-ubyte",
+            idx(0x803, &[40, 0, 2], &[]),
+        );
+        set(
+            files,
+            "t10k-images-idx3-ubyte",
+            idx(0x803, &[10, 0, 2], &[]),
+        );
+    });
+    every_command_refuses(&dir, &small_model(&dir), &["images of 0 pixels (0 x 2)"]);
+}
+
+#[test]
+fn item7_flags_in_range_but_impossible_are_refused_before_any_output() {
+    let out = scratch("flags");
+    let out = out.join("run");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["train", "--threads", "100000"],
+            "is not a whole number from 1 to 256",
+        ),
+        (
+            &["train", "--hidden", "1000000000", "--out", out],
+            "--hidden 1000000000 with --batch-size 64: the model and its buffers need about",
+        ),
+        (
+            &["train", "--hidden", "18446744073709551615", "--out", out],
+            "more than this machine's",
+        ),
+        (
+            &["diagnose", "--steps", "18446744073709551615"],
+            "is not a whole number from 1 to 1000000",
+        ),
+        (
+            &["diagnose", "--depths", "18446744073709551615"],
+            "is not a whole number from 1 to 1000",
+        ),
+    ];
+    for (args, fragment) in cases {
+        one_error_line(&backprop(args), 2, &[fragment]);
+        assert!(!Path::new(out).exists(), "{args:?} wrote output");
+    }
+}
+
+#[test]
+fn item11_a_corrupt_npz_header_and_a_full_disk_are_one_line_each() {
+    let dir = data("npz-header", |_| {});
+    // A .npy whose header dictionary never closes: the parser's several lines become one.
+    let mut header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), ".to_vec();
+    header.resize(117, b' ');
+    header.push(b'\n');
+    let mut entry = b"\x93NUMPY\x01\x00".to_vec();
+    entry.extend(u16::try_from(header.len()).unwrap().to_le_bytes());
+    entry.extend(header);
+    entry.extend([0u8; 48]);
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    zip.start_file("weight0.npy", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    zip.write_all(&entry).unwrap();
+    let model = dir.join("corrupt.npz");
+    fs::write(&model, zip.finish().unwrap().into_inner()).unwrap();
+    let output = backprop(&[
+        "eval",
+        "--data",
+        dir.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    one_error_line(&output, 1, &["corrupt.npz: weight0: "]);
+
+    // A file-size limit of 100 KiB stands in for a full disk: the first large write fails.
+    let out = scratch("full-disk").join("run");
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 200; exec '{}' train --limit 600 --epochs 1 --quiet --out '{}'",
+        env!("CARGO_BIN_EXE_backprop"),
+        out.display()
+    );
+    let output = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    one_error_line(&output, 1, &["checkpoint.npz: File too large"]);
+    let leftovers: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .filter(|name| name.to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn item11_an_unwritable_plot_names_its_path_once() {
+    let out = scratch("svg");
+    let target = out.join("graph.svg");
+    fs::create_dir_all(&target).unwrap();
+    let output = backprop(&["graph", "--out", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    one_error_line(&output, 1, &["graph.svg"]);
+    assert_eq!(stderr.matches("graph.svg").count(), 1, "{stderr}");
+}
