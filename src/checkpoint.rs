@@ -98,20 +98,10 @@ pub fn load_checkpoint(
         buffers.push((buffer, layers));
     }
     let progress: Array1<u64> = npz.array("progress")?;
-    let losses: Array1<f64> = npz.array("history.train_loss")?;
-    let train_accuracies: Array1<f64> = npz.array("history.train_accuracy")?;
-    let test_accuracies: Array1<f64> = npz.array("history.test_accuracy")?;
-    let grad_norms: Array2<f64> = npz.array("history.grad_norms")?;
+    let history = read_history(&mut npz, params.len())?;
     let last_norms: Array1<f64> = npz.array("last_norms")?;
-    let epochs = losses.len();
     let consistent = progress.len() == 3
-        && progress[0] as usize == epochs
-        && [
-            train_accuracies.len(),
-            test_accuracies.len(),
-            grad_norms.nrows(),
-        ] == [epochs; 3]
-        && grad_norms.ncols() == params.len()
+        && progress[0] as usize == history.len()
         && last_norms.len() == params.len()
         && buffers.iter().all(|(_, layers)| {
             layers.is_empty()
@@ -121,22 +111,10 @@ pub fn load_checkpoint(
                     })
         });
     if !consistent {
-        return Err(OutputError::new(
-            path,
-            "its arrays disagree on the number of epochs or layers: not a checkpoint of this run",
-        ));
+        return Err(inconsistent(path));
     }
-    let history = (0..epochs)
-        .map(|epoch| EpochMetrics {
-            epoch: epoch + 1,
-            train_loss: losses[epoch],
-            train_accuracy: train_accuracies[epoch],
-            test_accuracy: test_accuracies[epoch],
-            grad_norms: grad_norms.row(epoch).to_vec(),
-        })
-        .collect();
     Ok(Checkpoint {
-        epochs_done: epochs,
+        epochs_done: history.len(),
         step: usize::try_from(progress[1]).unwrap_or(usize::MAX),
         params,
         activation,
@@ -147,4 +125,38 @@ pub fn load_checkpoint(
         history,
         last_norms: last_norms.to_vec(),
     })
+}
+
+/// The error for arrays that do not fit together.
+fn inconsistent(path: &Path) -> OutputError {
+    OutputError::new(
+        path,
+        "its arrays disagree on the number of epochs or layers: not a checkpoint of this run",
+    )
+}
+
+/// The `history.*` arrays as `metrics.csv` rows, for a model of `layers` layers.
+fn read_history(npz: &mut NpzFile, layers: usize) -> Result<Vec<EpochMetrics>, OutputError> {
+    let losses: Array1<f64> = npz.array("history.train_loss")?;
+    let train_accuracies: Array1<f64> = npz.array("history.train_accuracy")?;
+    let test_accuracies: Array1<f64> = npz.array("history.test_accuracy")?;
+    let grad_norms: Array2<f64> = npz.array("history.grad_norms")?;
+    let epochs = losses.len();
+    let lengths = [
+        train_accuracies.len(),
+        test_accuracies.len(),
+        grad_norms.nrows(),
+    ];
+    if lengths != [epochs; 3] || grad_norms.ncols() != layers {
+        return Err(inconsistent(npz.path()));
+    }
+    Ok((0..epochs)
+        .map(|epoch| EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: losses[epoch],
+            train_accuracy: train_accuracies[epoch],
+            test_accuracy: test_accuracies[epoch],
+            grad_norms: grad_norms.row(epoch).to_vec(),
+        })
+        .collect())
 }

@@ -55,6 +55,11 @@ impl NpzFile {
         })
     }
 
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The arrays' names (without `.npy`).
     pub fn names(&self) -> Vec<String> {
         self.archive

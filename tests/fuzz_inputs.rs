@@ -207,7 +207,7 @@ fn npy(descr: &str, shape: &[u64], data: &[u8]) -> Vec<u8> {
     };
     let mut header =
         format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}").into_bytes();
-    while (header.len() + 11) % 64 != 0 {
+    while !(header.len() + 11).is_multiple_of(64) {
         header.push(b' ');
     }
     header.push(b'\n');

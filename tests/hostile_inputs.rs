@@ -174,7 +174,7 @@ fn item2_tiny_files_declaring_huge_shapes_are_refused_before_allocating() {
     // A 12 KB model.npz whose weight0 declares 100000 x 100000 f32 (40 GB).
     let mut header =
         b"{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000), }".to_vec();
-    while (header.len() + 11) % 64 != 0 {
+    while !(header.len() + 11).is_multiple_of(64) {
         header.push(b' ');
     }
     header.push(b'\n');

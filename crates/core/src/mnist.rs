@@ -338,6 +338,7 @@ fn read_idx(
     dims: usize,
     kind: &'static str,
 ) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    // Phase 1: raw or gzip (every member), decided by the first two bytes.
     let mut buffered = BufReader::new(source);
     let gzipped = buffered
         .fill_buf()
@@ -348,21 +349,19 @@ fn read_idx(
     } else {
         Box::new(buffered)
     };
+    // Phase 2: the header, its magic checked.
     let header_len = 4 + 4 * dims;
     let mut header = Vec::with_capacity(header_len);
     read_at_most(path, gzipped, &mut reader, header_len as u64, &mut header)?;
-    let word = |at: usize| {
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
     let truncated = |expected: u128, found: usize| DataError::Truncated {
         path: path.to_path_buf(),
         expected,
         found: found as u64,
     };
-    if header.len() < 4 {
-        return Err(truncated(header_len as u128, header.len()));
-    }
-    if word(0) != magic {
+    let word = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    if header.len() >= 4 && word(0) != magic {
         return Err(DataError::BadMagic {
             path: path.to_path_buf(),
             expected: magic,
@@ -373,18 +372,37 @@ fn read_idx(
     if header.len() < header_len {
         return Err(truncated(header_len as u128, header.len()));
     }
+    // Phase 3: exactly the body the sizes promise.
     let sizes: Vec<u32> = (0..dims).map(|dim| word(4 + 4 * dim)).collect();
     // At most three u32 factors: the product fits in u128 whatever the header says.
     let body_len: u128 = sizes.iter().map(|&size| u128::from(size)).product();
+    let body = read_body(path, gzipped, &mut reader, header_len, body_len)?;
+    // The body is in memory, so each size and their product fit in usize.
+    let sizes = sizes.iter().map(|&size| size as usize).collect();
+    Ok((sizes, body))
+}
+
+/// Reads a body of exactly `body_len` bytes: one byte past the promise at most, enough to
+/// tell "trailing bytes" without reading (or inflating) the rest.
+fn read_body(
+    path: &Path,
+    gzipped: bool,
+    reader: &mut dyn Read,
+    header_len: usize,
+    body_len: u128,
+) -> Result<Vec<u8>, DataError> {
     let expected = header_len as u128 + body_len;
-    // Read one byte past the promise, never more: enough to tell "trailing bytes".
     let limit = u64::try_from(body_len)
         .unwrap_or(u64::MAX)
         .saturating_add(1);
     let mut body = Vec::new();
-    read_at_most(path, gzipped, &mut reader, limit, &mut body)?;
+    read_at_most(path, gzipped, reader, limit, &mut body)?;
     if (body.len() as u128) < body_len {
-        return Err(truncated(expected, header_len + body.len()));
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            expected,
+            found: (header_len + body.len()) as u64,
+        });
     }
     if body.len() as u128 > body_len {
         return Err(DataError::TrailingBytes {
@@ -392,9 +410,7 @@ fn read_idx(
             expected,
         });
     }
-    // The body is in memory, so each size and their product fit in usize.
-    let sizes = sizes.iter().map(|&size| size as usize).collect();
-    Ok((sizes, body))
+    Ok(body)
 }
 
 /// Appends at most `limit` bytes of `reader` to `into`; a decoder's error is a gzip error.
