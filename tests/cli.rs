@@ -5,6 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::idx;
+
 fn backprop(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_backprop"))
         .args(args)
@@ -220,15 +223,6 @@ fn flags_are_checked_before_any_work() {
         let output = backprop(&[&["train"], flags].concat());
         expect_failure(&output, 2, fragments);
     }
-}
-
-fn idx(magic: u32, sizes: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut bytes = magic.to_be_bytes().to_vec();
-    for size in sizes {
-        bytes.extend(size.to_be_bytes());
-    }
-    bytes.extend(data);
-    bytes
 }
 
 fn data_folder(name: &str, images: Vec<u8>, labels: Vec<u8>) -> PathBuf {

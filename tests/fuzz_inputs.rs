@@ -7,7 +7,7 @@
 //! measures it). Case counts are printed; `BACKPROP_FUZZ_CASES` multiplies them for a longer
 //! local run.
 
-use std::io::{Cursor, Write};
+use std::io::Write;
 use std::path::Path;
 
 use backprop::model_file::load_model;
@@ -19,6 +19,9 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+
+mod common;
+use common::{npy, zip_of};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -198,26 +201,6 @@ fn hostile_files_give_a_clean_error_or_a_correct_load_in_bounded_memory() {
     );
 }
 
-/// An `.npy` entry: header of this element type and shape, then `data` bytes.
-fn npy(descr: &str, shape: &[u64], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-    let tuple = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}").into_bytes();
-    while !(header.len() + 11).is_multiple_of(64) {
-        header.push(b' ');
-    }
-    header.push(b'\n');
-    let mut entry = b"\x93NUMPY\x01\x00".to_vec();
-    entry.extend(u16::try_from(header.len()).unwrap().to_le_bytes());
-    entry.extend(header);
-    entry.extend(data);
-    entry
-}
-
 /// A model-like `.npz`: `weight0`, `bias0` and `activation` entries, each either what a model
 /// holds (`<f4` (2, 3), `<f4` (3,), `|u1` "relu") or a header of any shape and type, with
 /// data of the declared length or not, stored or deflated; the archive sometimes cut short.
@@ -254,23 +237,12 @@ fn npz_file() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![3 => Just(None), 1 => any::<prop::sample::Index>().prop_map(Some)],
     )
         .prop_map(|(weight, bias, activation, deflated, cut)| {
-            let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
             let entries = [
-                ("weight0", weight),
-                ("bias0", bias),
-                ("activation", activation),
+                ("weight0.npy", &weight[..], deflated[0]),
+                ("bias0.npy", &bias[..], deflated[1]),
+                ("activation.npy", &activation[..], deflated[2]),
             ];
-            for ((name, entry), deflated) in entries.into_iter().zip(deflated) {
-                let method = if deflated {
-                    zip::CompressionMethod::Deflated
-                } else {
-                    zip::CompressionMethod::Stored
-                };
-                let options = zip::write::SimpleFileOptions::default().compression_method(method);
-                zip.start_file(format!("{name}.npy"), options).unwrap();
-                zip.write_all(&entry).unwrap();
-            }
-            let mut bytes = zip.finish().unwrap().into_inner();
+            let mut bytes = zip_of(&entries);
             if let Some(cut) = cut {
                 bytes.truncate(cut.index(bytes.len() + 1));
             }

@@ -2,12 +2,14 @@
 //! flag, never a panic, an abort or a silent wrong number. One test per way things broke.
 
 use std::fs;
-use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::{idx, npy, npy_with_header, zip_of};
 use ndarray::{Array1, Array2};
 use ndarray_npy::NpzWriter;
+
+mod common;
 
 fn backprop(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_backprop"))
@@ -35,15 +37,6 @@ fn one_error_line(output: &Output, code: i32, fragments: &[&str]) {
     for fragment in fragments {
         assert!(stderr.contains(fragment), "{fragment:?} not in: {stderr}");
     }
-}
-
-fn idx(magic: u32, sizes: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut bytes = magic.to_be_bytes().to_vec();
-    for size in sizes {
-        bytes.extend(size.to_be_bytes());
-    }
-    bytes.extend(data);
-    bytes
 }
 
 /// A folder with the four IDX files: 40 training and 10 test images of 2 x 2, labels 0..9;
@@ -172,23 +165,10 @@ fn item2_tiny_files_declaring_huge_shapes_are_refused_before_allocating() {
     every_command_refuses(&dir, &small_model(&dir), &["images-idx3-ubyte: no images"]);
 
     // A 12 KB model.npz whose weight0 declares 100000 x 100000 f32 (40 GB).
-    let mut header =
-        b"{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000), }".to_vec();
-    while !(header.len() + 11).is_multiple_of(64) {
-        header.push(b' ');
-    }
-    header.push(b'\n');
-    let mut entry = b"\x93NUMPY\x01\x00".to_vec();
-    entry.extend(u16::try_from(header.len()).unwrap().to_le_bytes());
-    entry.extend(header);
-    entry.extend([0u8; 12_000]);
-    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    zip.start_file("weight0.npy", stored).unwrap();
-    zip.write_all(&entry).unwrap();
+    let entry = npy("<f4", &[100_000, 100_000], &[0; 12_000]);
+    let archive = zip_of(&[("weight0.npy", &entry, false)]);
     let model = dir.join("huge.npz");
-    fs::write(&model, zip.finish().unwrap().into_inner()).unwrap();
+    fs::write(&model, archive).unwrap();
     let output = backprop(&["eval", "--model", model.to_str().unwrap()]);
     one_error_line(
         &output,
@@ -394,19 +374,10 @@ fn item7_flags_in_range_but_impossible_are_refused_before_any_output() {
 fn item11_a_corrupt_npz_header_and_a_full_disk_are_one_line_each() {
     let dir = data("npz-header", |_| {});
     // A .npy whose header dictionary never closes: the parser's several lines become one.
-    let mut header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), ".to_vec();
-    header.resize(117, b' ');
-    header.push(b'\n');
-    let mut entry = b"\x93NUMPY\x01\x00".to_vec();
-    entry.extend(u16::try_from(header.len()).unwrap().to_le_bytes());
-    entry.extend(header);
-    entry.extend([0u8; 48]);
-    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    zip.start_file("weight0.npy", zip::write::SimpleFileOptions::default())
-        .unwrap();
-    zip.write_all(&entry).unwrap();
+    let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), ";
+    let archive = zip_of(&[("weight0.npy", &npy_with_header(dict, &[0; 48]), false)]);
     let model = dir.join("corrupt.npz");
-    fs::write(&model, zip.finish().unwrap().into_inner()).unwrap();
+    fs::write(&model, archive).unwrap();
     let output = backprop(&[
         "eval",
         "--data",

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use backprop_core::init::seeded_rng;
 use rand::RngExt;
 
+mod common;
+use common::idx;
+
 fn backprop() -> Command {
     Command::new(env!("CARGO_BIN_EXE_backprop"))
 }
@@ -18,15 +21,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn idx(magic: u32, sizes: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut bytes = magic.to_be_bytes().to_vec();
-    for size in sizes {
-        bytes.extend(size.to_be_bytes());
-    }
-    bytes.extend(data);
-    bytes
 }
 
 /// A small MNIST-style folder: 3,000 training and 300 test images of 8 x 8, each class a
