@@ -184,16 +184,21 @@ fn npy_data_len(header: &[u8]) -> Result<u64, String> {
         .and_then(|(_, rest)| rest.split_once(')'))
         .ok_or_else(|| bad("'shape'"))?
         .0;
-    let mut len = item_size;
+    // The bytes, and (as ndarray requires even of an empty array) the product of the non-zero
+    // axes, which must fit an isize.
+    let (mut len, mut nonzero) = (item_size, item_size.max(1));
+    let too_large = || format!("its shape ({shape}) declares more elements than can be addressed");
     for axis in shape
         .split(',')
         .map(str::trim)
         .filter(|axis| !axis.is_empty())
     {
         let axis: u64 = axis.parse().map_err(|_| bad("'shape'"))?;
-        len = len.checked_mul(axis).ok_or_else(|| {
-            format!("its shape ({shape}) declares more bytes than a u64 can count")
-        })?;
+        len = len.checked_mul(axis).ok_or_else(too_large)?;
+        nonzero = nonzero.checked_mul(axis.max(1)).ok_or_else(too_large)?;
+    }
+    if nonzero > isize::MAX as u64 {
+        return Err(too_large());
     }
     Ok(len)
 }
@@ -337,4 +342,24 @@ pub fn check_model(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shape_is_checked_in_bytes_and_in_addressable_elements() {
+        let header = |shape: &str| {
+            format!("\x10{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}")
+        };
+        assert_eq!(npy_data_len(header("(2, 3)").as_bytes()), Ok(24));
+        assert_eq!(npy_data_len(header("(0, 5)").as_bytes()), Ok(0));
+        // Found by tests/fuzz_inputs.rs: zero bytes, but ndarray refuses the shape (it would
+        // have panicked inside ndarray-npy).
+        let empty_but_huge = npy_data_len(header("(0, 9223372036854775808)").as_bytes());
+        assert!(empty_but_huge.unwrap_err().contains("more elements than can be addressed"));
+        let overflow = npy_data_len(header("(4294967296, 4294967296)").as_bytes());
+        assert!(overflow.unwrap_err().contains("more elements than can be addressed"));
+    }
 }

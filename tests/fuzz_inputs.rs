@@ -4,8 +4,8 @@
 //!
 //! For every case: no panic, a clean error or a correct load, and the peak memory the reader
 //! holds stays within a small factor of the bytes the file really has (the counting allocator
-//! measures it). Case counts are printed; `BACKPROP_FUZZ_CASES` multiplies them for a longer
-//! local run.
+//! measures it). The generator is seeded, so every run sees the same cases; case counts are
+//! printed; `BACKPROP_FUZZ_CASES=N` runs N times as many.
 
 use std::io::Write;
 use std::path::Path;
@@ -18,7 +18,7 @@ use backprop_harness::alloc::{
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 mod common;
 use common::{npy, zip_of};
@@ -40,12 +40,14 @@ fn cases(base: u32) -> u32 {
     base * scale
 }
 
+/// A runner with a fixed seed: CI sees the same cases every time.
 fn runner(cases: u32) -> TestRunner {
-    TestRunner::new(Config {
+    let config = Config {
         cases,
         failure_persistence: None,
         ..Config::default()
-    })
+    };
+    TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
 }
 
 /// The peak bytes `read` held above what was live before it.
@@ -135,7 +137,8 @@ fn hostile_files_give_a_clean_error_or_a_correct_load_in_bounded_memory() {
             within_bound(peak, raw.len(), file.len())?;
             if let Ok((images, rows, cols)) = result {
                 count(0);
-                prop_assert_eq!(images.len(), raw.len() - 16);
+                // A damaged file may still be a valid one (a cut that lands on a promise).
+                prop_assert!(!intact || images.len() == raw.len() - 16);
                 prop_assert!(images.nrows() > 0 && rows * cols > 0);
                 prop_assert!(
                     images
