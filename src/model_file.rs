@@ -358,8 +358,16 @@ mod tests {
         // Found by tests/fuzz_inputs.rs: zero bytes, but ndarray refuses the shape (it would
         // have panicked inside ndarray-npy).
         let empty_but_huge = npy_data_len(header("(0, 9223372036854775808)").as_bytes());
-        assert!(empty_but_huge.unwrap_err().contains("more elements than can be addressed"));
+        assert!(
+            empty_but_huge
+                .unwrap_err()
+                .contains("more elements than can be addressed")
+        );
         let overflow = npy_data_len(header("(4294967296, 4294967296)").as_bytes());
-        assert!(overflow.unwrap_err().contains("more elements than can be addressed"));
+        assert!(
+            overflow
+                .unwrap_err()
+                .contains("more elements than can be addressed")
+        );
     }
 }
