@@ -104,18 +104,88 @@ pub fn report(package: &str, outcomes: &[Outcome]) -> String {
             Outcome::Fail(_) => {}
         }
     }
-    if all_pass(outcomes) {
+    report
+}
+
+/// Runs the edge and stress checks of `package` (the promises beyond the four gates: large
+/// inputs, memory layouts, NaN, zero_grad, target shapes, deep nets, allocations); returns
+/// each failing check's message, `"CHECK failed at FILE:LINE\nMESSAGE"`.
+///
+/// # Errors
+/// `cargo` could not be started.
+pub fn run_beyond_gates(root: &Path, package: &str) -> Result<Vec<String>, RunError> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "test", "-p", package, "--test", "harness", "--", "edge::", "stress::",
+        ])
+        .current_dir(root)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .map_err(|error| OutputError::new(root, format!("cannot run cargo: {error}")))?;
+    if output.status.success() {
+        return Ok(Vec::new());
+    }
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    Ok(panics_in(&text))
+}
+
+/// Every test panic in cargo's output: "thread 'CHECK' (id) panicked at FILE:LINE:", then the
+/// message up to the note about backtraces or a blank line.
+fn panics_in(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut panics = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        let Some(location) = line.split("panicked at ").nth(1) else {
+            continue;
+        };
+        let check = line.split('\'').nth(1).unwrap_or("a check");
+        let message: Vec<&str> = lines[at + 1..]
+            .iter()
+            .take_while(|line| !line.starts_with("note:") && !line.trim().is_empty())
+            .copied()
+            .collect();
+        panics.push(format!(
+            "{check} failed at {}\n{}",
+            location.trim_end_matches(':'),
+            message.join("\n")
+        ));
+    }
+    panics
+}
+
+/// What follows the gates' report when all four pass: the edge and stress checks that still
+/// fail ("gates pass, but: ..."), each with its hint, or that the whole suite passes.
+pub fn report_beyond_gates(package: &str, failures: &[String]) -> String {
+    if failures.is_empty() {
+        return format!(
+            "all four gates pass, and every edge and stress check: the whole suite is green \
+             (cargo test -p {package})\n"
+        );
+    }
+    let mut report = format!(
+        "gates pass, but: {} edge/stress check{} fail{}\n",
+        failures.len(),
+        if failures.len() == 1 { "" } else { "s" },
+        if failures.len() == 1 { "s" } else { "" }
+    );
+    for failure in failures {
+        let check = failure.split(' ').next().unwrap_or_default();
+        report.push_str(&indent(failure));
         report.push_str(&format!(
-            "all four gates pass; the whole suite: cargo test -p {package}\n"
+            "  read: {}\n  rerun it alone: cargo test -p {package} {check}\n",
+            hint_for(check)
         ));
     }
     report
 }
 
 /// The report as JSON: `{"package", "all_pass", "gates": [{"gate", "title", "filter", "result",
-/// "message", "hint"}]}`, `result` one of `pass`, `fail`, `does not build`; gates after a build
-/// failure are left out.
-pub fn report_json(package: &str, outcomes: &[Outcome]) -> String {
+/// "message", "hint"}], "beyond_gates": [failing edge/stress messages]}`, `result` one of
+/// `pass`, `fail`, `does not build`; gates after a build failure are left out. `all_pass` is
+/// true only when the gates and every edge and stress check pass.
+pub fn report_json(package: &str, outcomes: &[Outcome], beyond_gates: &[String]) -> String {
     let gates: Vec<serde_json::Value> = GATES
         .iter()
         .zip(outcomes)
@@ -138,8 +208,9 @@ pub fn report_json(package: &str, outcomes: &[Outcome]) -> String {
         .collect();
     serde_json::json!({
         "package": package,
-        "all_pass": all_pass(outcomes),
+        "all_pass": all_pass(outcomes) && beyond_gates.is_empty(),
         "gates": gates,
+        "beyond_gates": beyond_gates,
     })
     .to_string()
 }
@@ -187,4 +258,40 @@ fn run_gate(root: &Path, package: &str, filter: &str) -> Result<Outcome, RunErro
         .take(8)
         .collect();
     Ok(Outcome::DoesNotBuild(problem.join("\n")))
+}
+
+#[cfg(test)]
+mod beyond_gates_tests {
+    use super::*;
+
+    #[test]
+    fn failing_edge_checks_are_reported_after_passing_gates_with_their_hints() {
+        // What `cargo test` prints for two failing checks (the ReLU that turns NaN into 0).
+        let cargo_output = "running 2 tests\n\
+            thread 'edge::activations_propagate_nan' (7) panicked at crates/harness/src/edge.rs:9:9:\n\
+            relu of NaN gave 0, not NaN\n\
+            note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n\
+            thread 'stress::deep_tanh_mlp_passes_finite_differences' (8) panicked at x.rs:1:2:\n\
+            dL/dinput: worst entry [0, 1]\n\n\
+            failures:\n";
+        let failures = panics_in(cargo_output);
+        assert_eq!(failures.len(), 2);
+        let report = report_beyond_gates("my-level", &failures);
+        assert!(
+            report.starts_with("gates pass, but: 2 edge/stress checks fail\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains(
+                "  edge::activations_propagate_nan failed at crates/harness/src/edge.rs:9:9\n  \
+             relu of NaN gave 0, not NaN\n  read: hints/edge.md\n  rerun it alone: cargo test \
+             -p my-level edge::activations_propagate_nan\n"
+            ),
+            "{report}"
+        );
+        assert!(report.contains("read: hints/stress.md"), "{report}");
+        assert!(!report.contains("all four gates pass"), "{report}");
+        let green = report_beyond_gates("my-level", &[]);
+        assert!(green.contains("every edge and stress check"), "{green}");
+    }
 }

@@ -48,7 +48,8 @@ struct CheckArgs {
     /// workspace this binary was built from).
     #[arg(long)]
     root: Option<PathBuf>,
-    /// Print nothing; the exit code says whether all four gates pass.
+    /// Print nothing; the exit code says whether the four gates and every edge and stress
+    /// check pass.
     #[arg(short, long)]
     quiet: bool,
     /// Print the gates' results as JSON.
@@ -110,19 +111,36 @@ fn new_level_command(args: NewLevelArgs) -> ExitCode {
 
 fn check_command(args: CheckArgs) -> ExitCode {
     let root = root_folder(args.root, "Cargo.toml");
-    match backprop::check::run_gates(&root, &args.name) {
-        Ok(outcomes) => {
-            if args.json {
-                println!("{}", backprop::check::report_json(&args.name, &outcomes));
-            } else if !args.quiet {
-                print!("{}", backprop::check::report(&args.name, &outcomes));
-            }
-            if backprop::check::all_pass(&outcomes) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+    let outcomes = match backprop::check::run_gates(&root, &args.name) {
+        Ok(outcomes) => outcomes,
+        Err(error) => return exit_code(Err(error)),
+    };
+    let gates_pass = backprop::check::all_pass(&outcomes);
+    // Past the gates: the edge and stress checks, so a green report means the whole contract.
+    let beyond = match gates_pass {
+        true => match backprop::check::run_beyond_gates(&root, &args.name) {
+            Ok(failures) => failures,
+            Err(error) => return exit_code(Err(error)),
+        },
+        false => Vec::new(),
+    };
+    if args.json {
+        println!(
+            "{}",
+            backprop::check::report_json(&args.name, &outcomes, &beyond)
+        );
+    } else if !args.quiet {
+        print!("{}", backprop::check::report(&args.name, &outcomes));
+        if gates_pass {
+            print!(
+                "{}",
+                backprop::check::report_beyond_gates(&args.name, &beyond)
+            );
         }
-        Err(error) => exit_code(Err(error)),
+    }
+    if gates_pass && beyond.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -2,9 +2,9 @@
 
 use backprop_core::gradcheck::model_gradients;
 use backprop_core::{
-    Activation, Layer, Level, LinearLayer, Loss, LossKind, MlpSpec, Model, Targets,
+    Activation, Float, Layer, Level, LinearLayer, Loss, LossKind, MlpSpec, Model, Targets,
 };
-use ndarray::{Array1, Array2, array};
+use ndarray::{Array1, Array2, ArrayView2, ShapeBuilder, array, s};
 
 use crate::basic::check_model_against_reference;
 use crate::expect::{self, close, gradients_pass, panics_with};
@@ -408,5 +408,191 @@ pub fn shape_mismatch_panics_with_both_shapes<L: Level<f64>>() {
         let mut linear = L::linear(weight.clone(), bias.clone());
         linear.forward(uniform(4, 5, 95).view());
         linear.backward(Array2::zeros((4, 2)).view());
+    });
+}
+
+/// Activations at |x| up to 1e4, in f32 and f64: outputs within [0, 1] (sigmoid) or [-1, 1]
+/// (tanh) and gradients finite and right, where a naive e^x / (1 + e^x) is inf / inf = NaN past
+/// x = 88.7 (f32) or 709.8 (f64).
+pub fn activations_stay_finite_at_large_inputs<L: Level<f32> + Level<f64>>() {
+    activations_at_large_inputs::<f32, L>("f32", 1e-6);
+    activations_at_large_inputs::<f64, L>("f64", 1e-12);
+}
+
+fn activations_at_large_inputs<F: Float, L: Level<F>>(float: &str, tolerance: f64) {
+    let values = [
+        -1e4, -1e3, -710.0, -100.0, -89.0, -20.0, 0.5, 20.0, 89.0, 100.0, 710.0, 1e3, 1e4,
+    ];
+    let input = Array2::from_shape_fn((1, values.len()), |(_, col)| values[col]);
+    let upstream = Array2::from_elem(input.dim(), 0.5);
+    for activation in Activation::ALL {
+        let mut layer = L::activation(activation);
+        let output = layer.forward(input.mapv(F::of).view());
+        let grad_input = layer.backward(upstream.mapv(F::of).view());
+        let expected_output = reference::activation_forward(activation, input.view());
+        let expected_grad =
+            reference::activation_backward(activation, input.view(), upstream.view());
+        let pairs = [
+            ("output", &output, &expected_output),
+            ("dL/dinput", &grad_input, &expected_grad),
+        ];
+        for (name, ours, expected) in pairs {
+            for (col, (&ours, &expected)) in ours.iter().zip(expected.iter()).enumerate() {
+                let ours = ours.to_f64().unwrap_or(f64::NAN);
+                assert!(
+                    ours.is_finite() && (ours - expected).abs() <= tolerance,
+                    "{activation} in {float} at x = {:e}: {name} is {ours:e}, expected \
+                     {expected:e} (|x| this large overflows e^x: compute from e^-|x| instead)\n  \
+                     hint: {}",
+                    values[col],
+                    crate::diagnosis::hint_for("edge::activations_stay_finite")
+                );
+            }
+        }
+    }
+}
+
+/// A NaN input gives a NaN output in every activation (the contract: NaN propagates, never
+/// becomes a number). `x.max(0)` turns NaN into 0.
+pub fn activations_propagate_nan<L: Level<f64>>() {
+    let mut input = uniform(2, 3, 96);
+    input[[1, 1]] = f64::NAN;
+    for activation in Activation::ALL {
+        let output = L::activation(activation).forward(input.view());
+        assert!(
+            output[[1, 1]].is_nan(),
+            "{activation} of NaN gave {}, not NaN (a NaN must propagate: f64::max(NaN, 0.0) is \
+             0.0; compare with `if x > 0.0 {{ x }} else {{ 0.0 }}` or keep NaN explicitly)",
+            output[[1, 1]]
+        );
+    }
+}
+
+/// Every layer and loss gives the same outputs and gradients for an input in standard layout,
+/// in column-major layout (the transpose of a transpose) and as a strided slice: a layer must
+/// index its input, not read its memory as row-major.
+pub fn layers_accept_any_memory_layout<L: Level<f64>>() {
+    let (input, upstream) = (uniform(5, 4, 97), uniform(5, 3, 98));
+    let targets = classes(5, 3, 99);
+    let mse_targets = uniform(5, 3, 100);
+    let standard =
+        outputs_for_layout::<L>(&targets, input.view(), upstream.view(), mse_targets.view());
+    // The same values in column-major memory, and as every other column of a wider array.
+    let column_major = |array: &Array2<f64>| {
+        let mut fortran = Array2::zeros(array.dim().f());
+        fortran.assign(array);
+        fortran
+    };
+    let (input_t, upstream_t, targets_t) = (
+        column_major(&input),
+        column_major(&upstream),
+        column_major(&mse_targets),
+    );
+    let strided = |array: &Array2<f64>| {
+        let mut wide = Array2::from_elem((array.nrows(), 2 * array.ncols()), f64::NAN);
+        wide.slice_mut(s![.., ..;2]).assign(array);
+        wide
+    };
+    let (input_s, upstream_s, targets_s) =
+        (strided(&input), strided(&upstream), strided(&mse_targets));
+    let layouts = [
+        (
+            "column-major",
+            outputs_for_layout::<L>(
+                &targets,
+                input_t.view(),
+                upstream_t.view(),
+                targets_t.view(),
+            ),
+        ),
+        (
+            "strided (a slice with step 2)",
+            outputs_for_layout::<L>(
+                &targets,
+                input_s.slice(s![.., ..;2]),
+                upstream_s.slice(s![.., ..;2]),
+                targets_s.slice(s![.., ..;2]),
+            ),
+        ),
+    ];
+    for (layout, outputs) in layouts {
+        for ((name, ours), (_, expected)) in outputs.iter().zip(&standard) {
+            let check = format!("{name} with a {layout} input");
+            close(&check, name, ours.view(), expected.view(), EXACT_F64);
+        }
+    }
+}
+
+/// Every output and gradient of a Linear, the activations and both losses for one input `x`,
+/// upstream gradient `g` (also the activations' and losses' input) and MSE targets `t`.
+fn outputs_for_layout<L: Level<f64>>(
+    targets: &[usize],
+    x: ArrayView2<'_, f64>,
+    g: ArrayView2<'_, f64>,
+    t: ArrayView2<'_, f64>,
+) -> Vec<(&'static str, Array2<f64>)> {
+    let mut linear = L::linear(uniform(4, 3, 101), array![0.1, -0.2, 0.3]);
+    let mut outputs = vec![("Linear(4, 3) output", linear.forward(x))];
+    outputs.push(("Linear(4, 3) dL/dinput", linear.backward(g)));
+    let params = linear.params_mut();
+    outputs.push(("Linear(4, 3) dL/dweight", params.grad_weight.to_owned()));
+    let grad_bias = params.grad_bias.to_owned().insert_axis(ndarray::Axis(0));
+    outputs.push(("Linear(4, 3) dL/dbias", grad_bias));
+    for activation in Activation::ALL {
+        let mut layer = L::activation(activation);
+        let name: &'static str = activation.name();
+        outputs.push((name, layer.forward(g)));
+        outputs.push((name, layer.backward(g)));
+    }
+    let mut cross_entropy = L::softmax_cross_entropy();
+    let loss = cross_entropy.forward(g, Targets::Classes(targets));
+    outputs.push((
+        "softmax cross-entropy loss",
+        Array2::from_elem((1, 1), loss),
+    ));
+    outputs.push(("softmax cross-entropy dL/dlogits", cross_entropy.backward()));
+    let mut mse = L::mse();
+    let loss = mse.forward(g, Targets::Values(t));
+    outputs.push(("MSE loss", Array2::from_elem((1, 1), loss)));
+    outputs.push(("MSE dL/dpredictions", mse.backward()));
+    outputs
+}
+
+/// A standalone `Linear`'s `zero_grad` clears both parameter gradients and leaves the
+/// parameters alone.
+pub fn linear_zero_grad_clears_both_gradients<L: Level<f64>>() {
+    let (weight, bias) = (uniform(4, 3, 102), array![0.5, -0.5, 0.25]);
+    let mut linear = L::linear(weight.clone(), bias.clone());
+    linear.forward(uniform(5, 4, 103).view());
+    linear.backward(uniform(5, 3, 104).view());
+    linear.zero_grad();
+    let params = linear.params_mut();
+    for (name, grad) in [
+        ("dL/dweight", params.grad_weight.view().into_dyn()),
+        ("dL/dbias", params.grad_bias.view().into_dyn()),
+    ] {
+        assert!(
+            grad.iter().all(|&g| g == 0.0),
+            "Linear(4, 3) after backward then zero_grad: {name} is {grad}, not 0"
+        );
+    }
+    assert!(
+        params.weight == weight && params.bias == bias,
+        "zero_grad changed a parameter"
+    );
+}
+
+/// A loss refuses targets of another shape than its predictions instead of broadcasting them.
+pub fn loss_targets_must_match_the_predictions<L: Level<f64>>() {
+    let predictions = uniform(4, 3, 105);
+    for wrong in [(4, 1), (1, 3), (3, 3)] {
+        let targets = Array2::zeros(wrong);
+        let check = format!("MSE of (4, 3) predictions against {wrong:?} targets");
+        panics_with(&check, "", || {
+            L::mse().forward(predictions.view(), Targets::Values(targets.view()));
+        });
+    }
+    panics_with("softmax cross-entropy of 4 rows with 3 targets", "", || {
+        L::softmax_cross_entropy().forward(predictions.view(), Targets::Classes(&[0, 1, 2]));
     });
 }

@@ -100,6 +100,11 @@ macro_rules! suite {
                 gradients_accumulate_until_zero_grad,
                 backward_uses_the_latest_forward,
                 shape_mismatch_panics_with_both_shapes,
+                activations_stay_finite_at_large_inputs,
+                activations_propagate_nan,
+                layers_accept_any_memory_layout,
+                linear_zero_grad_clears_both_gradients,
+                loss_targets_must_match_the_predictions,
             );
         }
         mod stress {

@@ -12,6 +12,17 @@
 //! | `BIAS_NOT_SUMMED`   | dL/db from the first row only, not Σ over rows    | gates 1, 2, 3              |
 //! | `STALE_CACHE`       | Linear keeps the input of its first forward       | edge: latest forward       |
 //! | `TANH_FROM_INPUT`   | tanh' written 1 - x^2 (input) instead of 1 - y^2  | gate 1, stress: deep and random nets |
+//!
+//! And the contract's holes, which pass all four gates (`every_contract_hole_is_closed`):
+//!
+//! | mutant                  | the bug                                         | rejected by                |
+//! |-------------------------|-------------------------------------------------|----------------------------|
+//! | `SIGMOID_NAIVE`         | sigmoid as e^x / (1 + e^x): NaN past x ~ 710    | edge: large inputs         |
+//! | `TANH_NAIVE`            | tanh as (e^x - e^-x) / (e^x + e^-x)             | edge: large inputs         |
+//! | `ROW_MAJOR_INPUT`       | Linear reads its input's memory as row-major    | edge: memory layouts       |
+//! | `ZERO_GRAD_WEIGHT_ONLY` | Linear's zero_grad forgets the bias gradient    | edge: Linear zero_grad     |
+//! | `MSE_BROADCAST`         | MSE broadcasts (4, 1) targets over (4, 3)       | edge: loss target shapes   |
+//! | `RELU_MAX_NAN`          | ReLU as x.max(0), which turns NaN into 0        | edge: NaN propagates       |
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -32,6 +43,12 @@ const STALE_CACHE: u8 = 7;
 const TANH_FROM_INPUT: u8 = 8;
 const SIGN_FLIP: u8 = 9;
 const GRAD_WEIGHT_TRANSPOSED: u8 = 10;
+const SIGMOID_NAIVE: u8 = 11;
+const TANH_NAIVE: u8 = 12;
+const ROW_MAJOR_INPUT: u8 = 13;
+const ZERO_GRAD_WEIGHT_ONLY: u8 = 14;
+const MSE_BROADCAST: u8 = 15;
+const RELU_MAX_NAN: u8 = 16;
 
 /// level02 with bug number `BUG` planted.
 #[derive(Debug)]
@@ -41,10 +58,10 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
     const NAME: &'static str = "mutant";
     type Linear = MutantLinear<F, BUG>;
     type Relu = MutantRelu<F, BUG>;
-    type Sigmoid = level02::Sigmoid<F>;
+    type Sigmoid = MutantSigmoid<F, BUG>;
     type Tanh = MutantTanh<F, BUG>;
     type SoftmaxCrossEntropy = MutantSoftmaxCrossEntropy<F, BUG>;
-    type Mse = level02::Mse<F>;
+    type Mse = MutantMse<F, BUG>;
     type Mlp = StackedMlp<F, Self>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Self::Linear {
@@ -61,7 +78,10 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
         }
     }
     fn sigmoid() -> Self::Sigmoid {
-        level02::Sigmoid::default()
+        MutantSigmoid {
+            inner: level02::Sigmoid::default(),
+            output: None,
+        }
     }
     fn tanh() -> Self::Tanh {
         MutantTanh {
@@ -76,7 +96,10 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
         }
     }
     fn mse() -> Self::Mse {
-        level02::Mse::default()
+        MutantMse {
+            inner: level02::Mse::default(),
+            difference: None,
+        }
     }
     fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
         StackedMlp::new(layers, activation, loss)
@@ -92,6 +115,12 @@ struct MutantLinear<F, const BUG: u8> {
 
 impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        if let (ROW_MAJOR_INPUT, Some(memory)) = (BUG, input.as_slice_memory_order()) {
+            // The bug: the input's memory read as if it were row-major.
+            let reread = ArrayView2::from_shape(input.dim(), memory).unwrap();
+            self.last_input = Some(reread.to_owned());
+            return self.inner.forward(reread);
+        }
         let output = self.inner.forward(input);
         self.last_input = Some(input.to_owned());
         if BUG == STALE_CACHE {
@@ -144,6 +173,70 @@ impl<F: Float, const BUG: u8> LinearLayer<F> for MutantLinear<F, BUG> {
     fn params_mut(&mut self) -> LinearMut<'_, F> {
         self.inner.params_mut()
     }
+
+    fn zero_grad(&mut self) {
+        let mut params = self.inner.params_mut();
+        params.grad_weight.fill(F::zero());
+        if BUG != ZERO_GRAD_WEIGHT_ONLY {
+            params.grad_bias.fill(F::zero()); // the bug: this line forgotten
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MutantSigmoid<F, const BUG: u8> {
+    inner: level02::Sigmoid<F>,
+    output: Option<Array2<F>>,
+}
+
+impl<F: Float, const BUG: u8> Layer<F> for MutantSigmoid<F, BUG> {
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        if BUG != SIGMOID_NAIVE {
+            return self.inner.forward(input);
+        }
+        // The bug: e^x / (1 + e^x) is inf / inf = NaN once e^x overflows.
+        let output = input.mapv(|x| x.exp() / (F::one() + x.exp()));
+        self.output = Some(output.clone());
+        output
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        match &self.output {
+            Some(y) if BUG == SIGMOID_NAIVE => &grad_output * &y.mapv(|y| y * (F::one() - y)),
+            _ => self.inner.backward(grad_output),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MutantMse<F, const BUG: u8> {
+    inner: level02::Mse<F>,
+    difference: Option<Array2<F>>,
+}
+
+impl<F: Float, const BUG: u8> Loss<F> for MutantMse<F, BUG> {
+    fn forward(&mut self, predictions: ArrayView2<'_, F>, targets: Targets<'_, F>) -> F {
+        let Targets::Values(values) = targets else {
+            return self.inner.forward(predictions, targets);
+        };
+        if BUG != MSE_BROADCAST {
+            return self.inner.forward(predictions, targets);
+        }
+        // The bug: no shape check, so ndarray broadcasts (4, 1) targets over (4, 3).
+        let difference = &predictions - &values;
+        let loss = difference.mapv(|d| d * d).sum() / F::of(difference.len() as f64);
+        self.difference = Some(difference);
+        loss
+    }
+
+    fn backward(&mut self) -> Array2<F> {
+        match &self.difference {
+            Some(difference) if BUG == MSE_BROADCAST => {
+                difference * F::of(2.0 / difference.len() as f64)
+            }
+            _ => self.inner.backward(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -155,7 +248,12 @@ struct MutantRelu<F, const BUG: u8> {
 impl<F: Float, const BUG: u8> Layer<F> for MutantRelu<F, BUG> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         self.input = Some(input.to_owned());
-        self.inner.forward(input)
+        let output = self.inner.forward(input);
+        if BUG == RELU_MAX_NAN {
+            // The bug: max(NaN, 0) is 0, so a NaN input becomes a clean 0.
+            return input.mapv(|x| x.max(F::zero()));
+        }
+        output
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
@@ -179,10 +277,19 @@ struct MutantTanh<F, const BUG: u8> {
 impl<F: Float, const BUG: u8> Layer<F> for MutantTanh<F, BUG> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         self.input = Some(input.to_owned());
+        if BUG == TANH_NAIVE {
+            // The bug: (e^x - e^-x) / (e^x + e^-x) is inf / inf = NaN once e^x overflows.
+            return input.mapv(|x| (x.exp() - (-x).exp()) / (x.exp() + (-x).exp()));
+        }
         self.inner.forward(input)
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        if BUG == TANH_NAIVE {
+            let input = self.input.as_ref().unwrap();
+            let output = input.mapv(|x| (x.exp() - (-x).exp()) / (x.exp() + (-x).exp()));
+            return &grad_output * &output.mapv(|y| F::one() - y * y);
+        }
         if BUG != TANH_FROM_INPUT {
             return self.inner.backward(grad_output);
         }
@@ -441,6 +548,97 @@ fn every_mutant_is_rejected_by_a_named_check() {
     assert_eq!(mutants.len(), 8);
 }
 
+/// The contract's holes: each mutant passes all four gates (which is why these checks exist)
+/// and is rejected by the edge check written for it, whose message says what went wrong.
+#[test]
+fn every_contract_hole_is_closed() {
+    // (mutant, its edge check, the gates, what the message says, whether the gates pass)
+    type Hole = (&'static str, fn(), fn(), &'static str, bool);
+    let holes: [Hole; 6] = [
+        (
+            "sigmoid as e^x / (1 + e^x)",
+            edge::activations_stay_finite_at_large_inputs::<Mutant<SIGMOID_NAIVE>>,
+            all_gates::<Mutant<SIGMOID_NAIVE>>,
+            "sigmoid in f32 at x = 8.9e1: output is NaN",
+            true,
+        ),
+        (
+            "tanh as (e^x - e^-x) / (e^x + e^-x)",
+            edge::activations_stay_finite_at_large_inputs::<Mutant<TANH_NAIVE>>,
+            all_gates::<Mutant<TANH_NAIVE>>,
+            "tanh in f32 at x = -1e4: output is NaN",
+            true,
+        ),
+        (
+            "Linear reads its input's memory as row-major",
+            edge::layers_accept_any_memory_layout::<Mutant<ROW_MAJOR_INPUT>>,
+            all_gates::<Mutant<ROW_MAJOR_INPUT>>,
+            "Linear(4, 3) output with a column-major input",
+            true,
+        ),
+        (
+            "Linear's zero_grad forgets the bias gradient",
+            edge::linear_zero_grad_clears_both_gradients::<Mutant<ZERO_GRAD_WEIGHT_ONLY>>,
+            all_gates::<Mutant<ZERO_GRAD_WEIGHT_ONLY>>,
+            "dL/dbias is",
+            false, // gate 4's training fixtures zero through each layer's zero_grad
+        ),
+        (
+            "MSE broadcasts its targets",
+            edge::loss_targets_must_match_the_predictions::<Mutant<MSE_BROADCAST>>,
+            all_gates::<Mutant<MSE_BROADCAST>>,
+            "MSE of (4, 3) predictions against (4, 1) targets: expected a panic, but it returned",
+            true,
+        ),
+        (
+            "ReLU as x.max(0)",
+            edge::activations_propagate_nan::<Mutant<RELU_MAX_NAN>>,
+            all_gates::<Mutant<RELU_MAX_NAN>>,
+            "relu of NaN gave 0, not NaN",
+            true,
+        ),
+    ];
+    let rejections = failures_of(holes.iter().map(|hole| hole.1));
+    let gates = failures_of(holes.iter().map(|hole| hole.2));
+    let mut problems = Vec::new();
+    for ((mutant, _, _, fragment, passes_gates), (rejection, gate)) in
+        holes.iter().zip(rejections.iter().zip(&gates))
+    {
+        if let (true, Some(failure)) = (passes_gates, gate) {
+            problems.push(format!(
+                "{mutant}: expected to pass the four gates, failed: {failure}"
+            ));
+        }
+        match rejection {
+            Some(message) if message.contains(fragment) => {
+                let gates = if gate.is_none() {
+                    "passes gates 1-4"
+                } else {
+                    "fails gate 4 too"
+                };
+                println!("{mutant:<46} {gates}, rejected by edge:\n    {message}")
+            }
+            Some(message) => {
+                problems.push(format!("{mutant}: message lacks {fragment:?}: {message}"))
+            }
+            None => problems.push(format!("{mutant}: its edge check passed")),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every check of gates 1 to 4.
+fn all_gates<L: Level<f32> + Level<f64>>() {
+    basic::gate1_single_layer_backward::<L>();
+    basic::gate2_multi_layer_backward::<L>();
+    basic::gate3_finite_differences_layers::<L>();
+    basic::gate3_finite_differences_mlp::<L>();
+    parity::gate4_pytorch_layers::<L>();
+    parity::gate4_pytorch_losses::<L>();
+    parity::gate4_pytorch_mlps::<L>();
+    parity::gate4_pytorch_training::<L>();
+}
+
 /// The unmutated wrapper (bug 0) passes the same checks, so the rejections above come from the
 /// planted bugs and not from the wrapping.
 #[test]
@@ -453,6 +651,11 @@ fn the_wrapper_without_a_bug_passes_the_same_checks() {
     edge::gradients_accumulate_until_zero_grad::<Mutant<0>>();
     edge::huge_logits_give_finite_loss_and_gradient::<Mutant<0>>();
     edge::backward_uses_the_latest_forward::<Mutant<0>>();
+    edge::activations_stay_finite_at_large_inputs::<Mutant<0>>();
+    edge::activations_propagate_nan::<Mutant<0>>();
+    edge::layers_accept_any_memory_layout::<Mutant<0>>();
+    edge::linear_zero_grad_clears_both_gradients::<Mutant<0>>();
+    edge::loss_targets_must_match_the_predictions::<Mutant<0>>();
     stress::deep_tanh_mlp_passes_finite_differences::<Mutant<0>>();
     stress::random_shapes_pass_finite_differences::<Mutant<0>>();
     parity::gate4_pytorch_layers::<Mutant<0>>();
