@@ -1,19 +1,26 @@
-//! Failure messages that teach: when a gradient is wrong, name the usual mistake behind the
-//! pattern, with the numbers, and the hint file to read.
+//! Failure messages that teach: when a gradient is wrong, name the mistake behind the pattern,
+//! with the numbers, and the hint file to read; but only when the pattern and the check's own
+//! circumstances single the mistake out. Otherwise the message says what differs and where, and
+//! names no cause (a wrong cause, stated with confidence, is worse than none).
 //!
 //! [`expect::close`](crate::expect::close) and
 //! [`expect::close_to_pytorch`](crate::expect::close_to_pytorch) append the diagnosis to their
 //! message. The patterns, tried in this order:
 //!
-//! | pattern in ours vs the reference | usual mistake |
-//! |---|---|
-//! | NaN or infinity where the reference is finite | softmax without the max shift: exp overflowed |
-//! | ours is the reference transposed (square tensors) | `g^T x` for `x^T g` |
-//! | wrong only where the reference is exactly 0 | the ReLU mask at x = 0 (`>=` for `>`) |
-//! | ours / reference = -1 everywhere | a flipped sign (`y - p` for `p - y`) |
-//! | ours / reference = 1/2 everywhere | the second backward overwrote (`=` for `+=`) |
-//! | ours / reference = an integer N >= 2 everywhere | a missing 1/N: a sum where the loss takes a mean |
-//! | a bias gradient wrong after the weight passed | the bias gradient not summed over the batch |
+//! | pattern in ours vs the reference | and the check | named mistake |
+//! |---|---|---|
+//! | NaN where the reference is finite | a softmax / logits tensor | exp overflowed (no max shift): inf / inf |
+//! | an infinity where the reference is finite | a softmax / logits tensor | ln of a probability that underflowed to 0 |
+//! | ours is the reference transposed (square, not symmetric) | any | `g^T x` for `x^T g` |
+//! | wrong only where the reference is exactly 0 | a ReLU check | the mask at x = 0 (`>=` for `>`) |
+//! | ours / reference = -1 everywhere | any | a flipped sign |
+//! | ours / reference = 1/2 everywhere | a second backward | `=` where `+=` belongs |
+//! | ours / reference = 1/2 everywhere | an MSE check | the 2 of d(p - t)^2/dp |
+//! | ours / reference = N, the tensor's rows | any | a missing 1/N (sum for mean) |
+//! | ours / reference = 1/N | any | a 1/N taken twice |
+//! | only a bias gradient wrong | gate 1 (one fresh layer, one backward) | dL/db not summed over rows |
+//!
+//! Any other constant factor, or a NaN elsewhere, is described without a cause.
 
 use ndarray::ArrayViewD;
 
@@ -34,8 +41,9 @@ impl std::fmt::Display for Diagnosis {
 
 pub use backprop_core::hints::{HINTS_BY_CHECK, hint_for};
 
-/// Recognises the pattern of `ours` against `reference` (same shape), or `None`.
+/// Recognises the pattern of `ours` against `reference` (same shape) in `check`, or `None`.
 pub fn diagnose(
+    check: &str,
     tensor: &str,
     ours: ArrayViewD<'_, f64>,
     reference: ArrayViewD<'_, f64>,
@@ -44,15 +52,24 @@ pub fn diagnose(
     let pairs = || ours.iter().copied().zip(reference.iter().copied());
     let wrong = |a: f64, b: f64| (a - b).abs() > 1e-9 * (1.0 + b.abs()) || !a.is_finite();
 
+    let context = format!("{check} {tensor}").to_lowercase();
+    let about_softmax = context.contains("softmax") || context.contains("logits");
     // NaN or infinity where the reference is finite.
     if let Some((a, b)) = pairs().find(|&(a, b)| !a.is_finite() && b.is_finite()) {
-        return diagnosis(
-            format!(
-                "{tensor} holds {a} where the reference is {b:.4e}: exp overflowed. Subtract each \
-                 row's largest logit before exp (softmax is unchanged by the shift)"
+        let text = match (about_softmax, a.is_nan()) {
+            (true, true) => format!(
+                "{tensor} holds NaN where the reference is {b:.4e}: exp overflowed to infinity \
+                 and inf / inf is NaN. Subtract each row's largest logit before exp (softmax is \
+                 unchanged by the shift)"
             ),
-            "hints/edge.md",
-        );
+            (true, false) => format!(
+                "{tensor} holds {a} where the reference is {b:.4e}: a logarithm of 0, from a \
+                 probability that underflowed to 0. Take the log of the softmax as z - max - \
+                 ln Σ e^(z - max) instead of ln(p)"
+            ),
+            (false, _) => format!("{tensor} holds {a} where the reference is {b:.4e}"),
+        };
+        return diagnosis(text, "hints/edge.md");
     }
     // The transpose (only visible when the tensor is square and not symmetric).
     if ours.ndim() == 2 && ours.shape()[0] == ours.shape()[1] && ours.shape()[0] > 1 {
@@ -80,7 +97,11 @@ pub fn diagnose(
     // Wrong only where the reference is exactly 0.
     let wrong_entries = pairs().filter(|&(a, b)| wrong(a, b)).count();
     let wrong_at_zero = pairs().filter(|&(a, b)| b == 0.0 && wrong(a, b)).count();
-    if wrong_entries > 0 && wrong_entries == wrong_at_zero && !tensor.contains("bias") {
+    if wrong_entries > 0
+        && wrong_entries == wrong_at_zero
+        && context.contains("relu")
+        && !tensor.contains("bias")
+    {
         return diagnosis(
             format!(
                 "{tensor} is wrong only at the {wrong_entries} of {} entries where the reference \
@@ -110,7 +131,15 @@ pub fn diagnose(
                 "hints/math-refresh.md",
             );
         }
-        if constant && near(0.5) {
+        let rows = if ours.ndim() == 2 {
+            ours.shape()[0] as f64
+        } else {
+            0.0
+        };
+        let second_backward = context.contains("second backward");
+        let text = if !constant || near(1.0) {
+            None
+        } else if near(0.5) && second_backward {
             return diagnosis(
                 format!(
                     "{tensor} is 1/2 of the reference at every entry after a second backward: \
@@ -119,20 +148,35 @@ pub fn diagnose(
                 ),
                 "hints/edge.md",
             );
-        }
-        let rounded = first.round();
-        if constant && rounded >= 2.0 && near(rounded) {
-            return diagnosis(
-                format!(
-                    "{tensor} is {rounded} x the reference at every entry: the batch size? A \
-                     sum where the loss takes the mean: divide the loss gradient by N (the batch \
-                     size; for MSE by N x M)"
-                ),
-                "hints/math-refresh.md",
-            );
+        } else if near(0.5) && context.contains("mse") {
+            Some(format!(
+                "{tensor} is 1/2 of the reference at every entry: the 2 of d(p - t)^2/dp = \
+                 2 (p - t) is missing"
+            ))
+        // A batch of 2 cannot tell 1/N from the many other factors of 2: from 3 rows on.
+        } else if rows >= 3.0 && near(rows) && !second_backward {
+            Some(format!(
+                "{tensor} is {rows} x the reference at every entry, and {rows} is the batch \
+                 size: a sum where the loss takes the mean. Divide the loss gradient by N \
+                 (for MSE by N x M)"
+            ))
+        } else if rows >= 3.0 && near(1.0 / rows) {
+            Some(format!(
+                "{tensor} is 1/{rows} of the reference at every entry, and {rows} is the \
+                 batch size: the mean's 1/N was applied twice (once in the loss, once more in \
+                 a layer)"
+            ))
+        } else {
+            Some(format!(
+                "{tensor} is {first:.6} x the reference at every entry (one constant factor)"
+            ))
+        };
+        if let Some(text) = text {
+            return diagnosis(text, "hints/math-refresh.md");
         }
     }
-    if tensor.contains("bias") {
+    let single_backward = context.contains("single layer backward");
+    if tensor.contains("bias") && single_backward {
         return diagnosis(
             format!(
                 "only {tensor} is wrong (the weight gradient, checked before it, passed): \
@@ -150,25 +194,77 @@ mod tests {
     use ndarray::array;
 
     fn text(ours: ndarray::Array2<f64>, reference: ndarray::Array2<f64>) -> String {
-        diagnose("dL/dx", ours.view().into_dyn(), reference.view().into_dyn())
-            .map(|d| d.to_string())
-            .unwrap_or_default()
+        text_in("gate 1, relu", ours, reference)
+    }
+
+    fn text_in(check: &str, ours: ndarray::Array2<f64>, reference: ndarray::Array2<f64>) -> String {
+        diagnose(
+            check,
+            "dL/dx",
+            ours.view().into_dyn(),
+            reference.view().into_dyn(),
+        )
+        .map(|d| d.to_string())
+        .unwrap_or_default()
     }
 
     #[test]
     fn each_pattern_is_named() {
         let reference = array![[1.0, -2.0], [0.5, 4.0]];
-        assert!(text(&reference * 4.0, reference.clone()).contains("4 x the reference"));
+        let three_rows = array![[1.0, -2.0], [0.5, 4.0], [3.0, 1.5]];
+        let batch = text(&three_rows * 3.0, three_rows.clone());
+        assert!(
+            batch.contains("3 is the batch size: a sum where"),
+            "{batch}"
+        );
+        let twice = text(&three_rows / 3.0, three_rows.clone());
+        assert!(twice.contains("applied twice"), "{twice}");
         assert!(text(-&reference, reference.clone()).contains("flipped sign"));
-        assert!(text(&reference * 0.5, reference.clone()).contains("overwrote"));
+        let second = "second backward without zero_grad";
+        assert!(text_in(second, &reference * 0.5, reference.clone()).contains("overwrote"));
+        assert!(text_in("gate 1, mse", &reference * 0.5, reference.clone()).contains("the 2 of"));
+        assert!(text(&reference * 0.5, reference.clone()).contains("0.500000 x the reference"));
         assert!(text(reference.t().to_owned(), reference.clone()).contains("transposed"));
         let masked = array![[1.0, 0.0], [0.5, 4.0]];
         assert!(text(reference.clone(), masked).contains("exactly 0"));
-        assert!(
-            text(array![[f64::NAN, 1.0], [0.5, 4.0]], reference.clone()).contains("exp overflowed")
-        );
+        let softmax = "gate 1, softmax cross-entropy";
+        let nan = array![[f64::NAN, 1.0], [0.5, 4.0]];
+        assert!(text_in(softmax, nan, reference.clone()).contains("exp overflowed"));
+        let infinite = array![[f64::INFINITY, 1.0], [0.5, 4.0]];
+        assert!(text_in(softmax, infinite, reference.clone()).contains("a logarithm of 0"));
         // Unrelated numbers: no guess.
-        assert_eq!(text(array![[3.0, 1.0], [-7.0, 2.0]], reference), "");
+        assert_eq!(text(array![[3.0, 1.0], [-7.0, 2.0]], reference.clone()), "");
+    }
+
+    /// The patterns that used to name a cause on too little evidence now only describe.
+    #[test]
+    fn no_cause_is_named_without_the_evidence_for_it() {
+        let reference = array![[1.0, -2.0], [0.5, 4.0]];
+        // 1/2 on a first backward of something other than MSE: no "=" for "+=".
+        let half = text_in("gate 1, Linear(2, 2)", &reference * 0.5, reference.clone());
+        assert!(
+            half.contains("0.500000 x the reference") && !half.contains("overwrote"),
+            "{half}"
+        );
+        // Wrong only at zeros, outside a ReLU check: no mask story.
+        let masked = array![[1.0, 0.0], [0.5, 4.0]];
+        let zeros = text_in("gate 1, softmax cross-entropy", reference.clone(), masked);
+        assert_eq!(zeros, "");
+        // A NaN outside softmax: described, no exp story.
+        let nan = text_in(
+            "gate 1, tanh",
+            array![[f64::NAN, 1.0], [0.5, 4.0]],
+            reference.clone(),
+        );
+        assert!(nan.contains("holds NaN") && !nan.contains("exp"), "{nan}");
+        // A wrong bias after more than one backward: no "sum over rows" story.
+        let bias = diagnose(
+            "gate 4 (PyTorch parity), fixture accumulate",
+            "dL/dbias",
+            (&reference * 3.7).view().into_dyn(),
+            reference.view().into_dyn(),
+        );
+        assert!(bias.is_some_and(|d| !d.text.contains("sum of g")));
     }
 
     #[test]

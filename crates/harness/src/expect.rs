@@ -153,7 +153,7 @@ fn explain(
     ours: ArrayViewD<'_, f64>,
     reference: ArrayViewD<'_, f64>,
 ) -> String {
-    match crate::diagnosis::diagnose(tensor, ours, reference) {
+    match crate::diagnosis::diagnose(check, tensor, ours, reference) {
         Some(diagnosis) => format!("\n  {diagnosis}"),
         None => format!("\n  hint: {}", crate::diagnosis::hint_for(check)),
     }

@@ -710,7 +710,7 @@ fn failures_name_the_mistake_and_the_hint() {
         (
             "missing 1/N",
             basic::gate1_single_layer_backward::<Mutant<MISSING_MEAN>>,
-            "is 6 x the reference at every entry: the batch size?",
+            "is 6 x the reference at every entry, and 6 is the batch size",
             "hints/math-refresh.md",
         ),
         (
