@@ -98,13 +98,39 @@ pub fn report(package: &str, outcomes: &[Outcome]) -> String {
                 report.push_str(&indent(message));
                 report.push_str(&format!(
                     "  read: {}\n  rerun this gate alone: cargo test -p {package} {filter}\n",
-                    hint_for(filter)
+                    hint_for_failure(filter, message)
                 ));
             }
             Outcome::Fail(_) => {}
         }
     }
     report
+}
+
+/// The hint for a failed check: the one its diagnosis names ("(read FILE)"), else the page of
+/// the layer its message is about, else the check group's.
+pub fn hint_for_failure(check: &str, message: &str) -> String {
+    if let Some((file, _)) = message
+        .split_once("(read ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+    {
+        return file.to_string();
+    }
+    // The line after "CHECK failed at FILE:LINE" says which layer or loss went wrong.
+    let about = message.lines().nth(1).unwrap_or(message).to_lowercase();
+    let by_layer = [
+        ("linear", "hints/hint-2-linear-backward.md"),
+        ("relu", "hints/hint-1-chain-rule.md"),
+        ("sigmoid", "hints/hint-1-chain-rule.md"),
+        ("tanh", "hints/hint-1-chain-rule.md"),
+        ("cross-entropy", "hints/math-refresh.md"),
+        ("mse", "hints/math-refresh.md"),
+    ];
+    by_layer
+        .iter()
+        .filter_map(|(word, hint)| about.find(word).map(|at| (at, hint)))
+        .min()
+        .map_or_else(|| hint_for(check).to_string(), |(_, hint)| hint.to_string())
 }
 
 /// Runs the edge and stress checks of `package` (the promises beyond the four gates: large
@@ -290,6 +316,21 @@ mod beyond_gates_tests {
             "{report}"
         );
         assert!(report.contains("read: hints/stress.md"), "{report}");
+        // A gate's failure reads the page of the layer that failed, not always the Linear's.
+        let sigmoid = "basic::gate1_single_layer_backward failed at x.rs:1:1\n\
+            gate 1 (single layer backward), sigmoid: dL/dinput [4, 3]: worst entry [0, 0]";
+        assert_eq!(
+            hint_for_failure("basic::gate1", sigmoid),
+            "hints/hint-1-chain-rule.md"
+        );
+        let loss = "basic::gate1 failed at x.rs:1:1\ngate 1 (single layer backward), mse: dL/dp";
+        assert_eq!(
+            hint_for_failure("basic::gate1", loss),
+            "hints/math-refresh.md"
+        );
+        let diagnosed =
+            "c failed at x\nLinear(4, 4): dL/dbias\n  likely mistake: ... (read hints/edge.md)";
+        assert_eq!(hint_for_failure("basic::gate1", diagnosed), "hints/edge.md");
         assert!(!report.contains("all four gates pass"), "{report}");
         let green = report_beyond_gates("my-level", &[]);
         assert!(green.contains("every edge and stress check"), "{green}");

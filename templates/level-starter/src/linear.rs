@@ -40,12 +40,16 @@ impl<F: Float> Layer<F> for Linear<F> {
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
-        // TODO: with g = grad_output (batch, fan_out) and the x kept by forward:
-        // ADD x^T g to grad_weight and the column sums of g to grad_bias (gradients accumulate
-        // until zero_grad), and return g W^T, the gradient for the layer below.
-        // Hint: hints/hint-2-linear-backward.md; shapes: hints/math-refresh.md
+        // TODO: g = grad_output is dL/dy, shape (batch, fan_out); forward kept x (batch, fan_in).
+        // Compute three gradients of L, each from y = x W + b with the chain rule:
+        // - dL/dW, shaped like W (fan_in, fan_out): ADD it to grad_weight;
+        // - dL/db, one number per output: ADD it to grad_bias (add, never assign: gradients
+        //   accumulate over backward passes until zero_grad);
+        // - dL/dx, shaped like x: return it, for the layer below.
+        // The shapes alone leave one way to multiply each pair. Hint:
+        // hints/hint-2-linear-backward.md
         let _ = grad_output;
-        todo!("Linear::backward: dW += x^T g, db += sum of g's rows, return g W^T (hints/hint-2-linear-backward.md)")
+        todo!("Linear::backward: add dL/dW and dL/db to the gradients, return dL/dx (hints/hint-2-linear-backward.md)")
     }
 }
 

@@ -21,7 +21,9 @@ impl<F: Float> Loss<F> for Mse<F> {
     }
 
     fn backward(&mut self) -> Array2<F> {
-        // TODO: dL/dp = 2 (p - t) / (N M): every entry of the mean counts once.
-        todo!("Mse::backward: 2 (p - t) / (N M) (hints/math-refresh.md)")
+        // TODO: dL/dp, one entry per prediction: differentiate the mean of (p - t)^2 with respect
+        // to one prediction (how many entries does the mean divide by?). Hint:
+        // hints/math-refresh.md
+        todo!("Mse::backward: dL/dp, shaped like the predictions (hints/math-refresh.md)")
     }
 }

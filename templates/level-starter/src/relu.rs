@@ -22,9 +22,10 @@ impl<F: Float> Layer<F> for Relu<F> {
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
-        // TODO: g where x > 0, else 0. At exactly x = 0 the gradient is 0 (PyTorch's choice;
-        // the edge checks test it). Hint: hints/edge.md
+        // TODO: dL/dx = g times ReLU's derivative, entry by entry, from the x kept by forward.
+        // ReLU has no derivative at exactly x = 0: the contract takes PyTorch's choice there
+        // (the edge checks test it). Hint: hints/edge.md
         let _ = grad_output;
-        todo!("Relu::backward: g where x > 0, 0 elsewhere, also at x = 0 (hints/edge.md)")
+        todo!("Relu::backward: dL/dx from g and the kept input (hints/edge.md)")
     }
 }

@@ -19,9 +19,10 @@ impl<F: Float> Layer<F> for Sigmoid<F> {
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
-        // TODO: g * y (1 - y) elementwise, from the y kept by forward (not from x).
+        // TODO: dL/dx = g times the sigmoid's derivative, entry by entry. Differentiate
+        // 1 / (1 + e^-x) and write the result with the y kept by forward (no exp needed).
         // Hint: hints/math-refresh.md
         let _ = grad_output;
-        todo!("Sigmoid::backward: g * y (1 - y) with the kept output (hints/math-refresh.md)")
+        todo!("Sigmoid::backward: dL/dx from g and the kept output (hints/math-refresh.md)")
     }
 }

@@ -23,8 +23,9 @@ impl<F: Float> Loss<F> for SoftmaxCrossEntropy<F> {
     }
 
     fn backward(&mut self) -> Array2<F> {
-        // TODO: dL/dz = (softmax(z) - onehot(t)) / N, with N the batch size.
-        // Hint: hints/math-refresh.md derives it.
-        todo!("SoftmaxCrossEntropy::backward: (p - onehot(t)) / N (hints/math-refresh.md)")
+        // TODO: dL/dz, shaped like the logits: differentiate the batch mean of
+        // -log softmax(z)[t] with respect to each logit (two cases: the target's column and
+        // the others; and the mean divides by the batch size). Hint: hints/math-refresh.md
+        todo!("SoftmaxCrossEntropy::backward: dL/dlogits, shaped like the logits (hints/math-refresh.md)")
     }
 }

@@ -19,9 +19,10 @@ impl<F: Float> Layer<F> for Tanh<F> {
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
-        // TODO: g * 1 - y^2 elementwise, from the y kept by forward (not from x).
+        // TODO: dL/dx = g times tanh's derivative, entry by entry, written with the y kept by
+        // forward (the derivative of tanh has a form in terms of tanh itself).
         // Hint: hints/math-refresh.md
         let _ = grad_output;
-        todo!("Tanh::backward: g * 1 - y^2 with the kept output (hints/math-refresh.md)")
+        todo!("Tanh::backward: dL/dx from g and the kept output (hints/math-refresh.md)")
     }
 }
