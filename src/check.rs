@@ -140,21 +140,10 @@ pub fn hint_for_failure(check: &str, message: &str) -> String {
 /// # Errors
 /// `cargo` could not be started.
 pub fn run_beyond_gates(root: &Path, package: &str) -> Result<Vec<String>, RunError> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
-        .args([
-            "test", "-p", package, "--test", "harness", "--", "edge::", "stress::",
-        ])
-        .current_dir(root)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .map_err(|error| OutputError::new(root, format!("cannot run cargo: {error}")))?;
-    if output.status.success() {
-        return Ok(Vec::new());
-    }
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    Ok(panics_in(&text))
+    Ok(match cargo_test(root, package, &["edge::", "stress::"])? {
+        None => Vec::new(),
+        Some((stdout, stderr)) => panics_in(&format!("{stdout}\n{stderr}")),
+    })
 }
 
 /// Every test panic in cargo's output: "thread 'CHECK' (id) panicked at FILE:LINE:", then the
@@ -247,35 +236,11 @@ fn indent(text: &str) -> String {
 
 /// One gate: `cargo test`, then its verdict from the exit status and the output.
 fn run_gate(root: &Path, package: &str, filter: &str) -> Result<Outcome, RunError> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
-        .args(["test", "-p", package, "--test", "harness", "--", filter])
-        .current_dir(root)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .map_err(|error| OutputError::new(root, format!("cannot run cargo: {error}")))?;
-    if output.status.success() {
+    let Some((stdout, stderr)) = cargo_test(root, package, &[filter])? else {
         return Ok(Outcome::Pass);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    // A test's panic: "thread 'CHECK' (id) panicked at FILE:LINE:", then the message up to the
-    // note about backtraces.
-    let mut lines = stdout
-        .lines()
-        .chain(stderr.lines())
-        .skip_while(|line| !line.contains("panicked at"));
-    if let Some(first) = lines.next() {
-        let check = first.split('\'').nth(1).unwrap_or(filter);
-        let location = first.split("panicked at ").nth(1).unwrap_or("");
-        let message: Vec<&str> = lines
-            .take_while(|line| !line.starts_with("note:") && !line.trim().is_empty())
-            .collect();
-        return Ok(Outcome::Fail(format!(
-            "{check} failed at {}\n{}",
-            location.trim_end_matches(':'),
-            message.join("\n")
-        )));
+    };
+    if let Some(first) = panics_in(&format!("{stdout}\n{stderr}")).into_iter().next() {
+        return Ok(Outcome::Fail(first));
     }
     // No test ran: the build failed (or the package does not exist); cargo says why on stderr.
     let problem: Vec<&str> = stderr
@@ -284,6 +249,28 @@ fn run_gate(root: &Path, package: &str, filter: &str) -> Result<Outcome, RunErro
         .take(8)
         .collect();
     Ok(Outcome::DoesNotBuild(problem.join("\n")))
+}
+
+/// `cargo test -p PACKAGE --test harness -- FILTERS`: `None` when it passed, else its stdout
+/// and stderr.
+fn cargo_test(
+    root: &Path,
+    package: &str,
+    filters: &[&str],
+) -> Result<Option<(String, String)>, RunError> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["test", "-p", package, "--test", "harness", "--"])
+        .args(filters)
+        .current_dir(root)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .map_err(|error| OutputError::new(root, format!("cannot run cargo: {error}")))?;
+    if output.status.success() {
+        return Ok(None);
+    }
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    Ok(Some((text(&output.stdout), text(&output.stderr))))
 }
 
 #[cfg(test)]

@@ -60,17 +60,11 @@ impl NpzFile {
         &self.path
     }
 
-    /// The arrays' names (without `.npy`).
-    pub fn names(&self) -> Vec<String> {
-        self.archive
-            .file_names()
-            .map(|name| name.strip_suffix(".npy").unwrap_or(name).to_string())
-            .collect()
-    }
-
-    /// True when the archive holds an array `name`.
+    /// True when the archive holds an array `name` (an entry `name.npy`).
     pub fn contains(&self, name: &str) -> bool {
-        self.names().iter().any(|present| present == name)
+        self.archive
+            .index_for_name(&format!("{name}.npy"))
+            .is_some()
     }
 
     /// The array `name`, after its declared size has been checked against the entry.

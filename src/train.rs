@@ -17,7 +17,9 @@ use backprop_core::data::Batches;
 use backprop_core::flow::{step_stats, sum_of_squares};
 use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
-use backprop_core::{Activation, Float, Init, Level, LossKind, MlpSpec, Model, Targets};
+use backprop_core::{
+    Activation, Float, Init, Level, LinearParams, LossKind, MlpSpec, Model, Targets,
+};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -52,12 +54,13 @@ impl OptimizerKind {
         }
     }
 
-    /// Tensors of state the optimizer keeps per parameter.
-    pub fn buffers(self) -> usize {
+    /// The state the optimizer keeps, one tensor per parameter each: the names of
+    /// [`backprop_core::optim::OptimizerState::buffers`] (plain SGD keeps none).
+    pub fn buffer_names(self) -> &'static [&'static str] {
         match self {
-            OptimizerKind::Sgd => 0,
-            OptimizerKind::Momentum => 1,
-            OptimizerKind::Adam => 2,
+            OptimizerKind::Sgd => &[],
+            OptimizerKind::Momentum => &["velocity"],
+            OptimizerKind::Adam => &["first_moment", "second_moment"],
         }
     }
 
@@ -265,7 +268,7 @@ pub fn train<L: Level<f32>>(
         None => mnist.train,
     };
     let sizes = config.sizes(train_set.images.ncols(), CLASSES);
-    let buffers = config.optimizer.kind.buffers();
+    let buffers = config.optimizer.kind.buffer_names().len();
     check_memory(
         &format!(
             "--hidden {} with --batch-size {}",
@@ -289,7 +292,7 @@ pub fn train<L: Level<f32>>(
     let checkpoint = match destination {
         Destination::Resume(_) if checkpoint_path.is_file() => Some(load_checkpoint(
             &checkpoint_path,
-            config.optimizer.build::<f32>().buffer_names(),
+            config.optimizer.kind.buffer_names(),
         )?),
         Destination::Resume(_) => None,
         _ => {
@@ -367,8 +370,9 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
                 );
             }
             self.history.push(metrics);
-            save_checkpoint(&config.out.join("checkpoint.npz"), &self.checkpoint())?;
-            self.write_outputs()?;
+            let checkpoint = self.checkpoint();
+            save_checkpoint(&config.out.join("checkpoint.npz"), &checkpoint)?;
+            self.write_outputs(&checkpoint.params)?;
         }
         Ok(self
             .history
@@ -376,13 +380,13 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             .map_or(0.0, |metrics| metrics.test_accuracy))
     }
 
-    /// `metrics.csv`, the plots and `model.npz` as of the last finished epoch.
-    fn write_outputs(&mut self) -> Result<(), RunError> {
+    /// `metrics.csv`, the plots and `model.npz` (of `params`, the model's parameters) as of
+    /// the last finished epoch.
+    fn write_outputs(&self, params: &LinearParams<f32>) -> Result<(), RunError> {
         let out = &self.config.out;
         write_metrics(out, &self.history, self.last_norms.len())?;
         write_training_plots(out, &self.history)?;
-        let params = self.model.linear_params();
-        save_model(&out.join("model.npz"), &params, self.config.activation)?;
+        save_model(&out.join("model.npz"), params, self.config.activation)?;
         Ok(())
     }
 
@@ -436,7 +440,8 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         self.step = checkpoint.step;
         self.last_norms = checkpoint.last_norms;
         self.history = checkpoint.history;
-        self.write_outputs()
+        let params = self.model.linear_params();
+        self.write_outputs(&params)
     }
 
     /// One pass over the shuffled training set, then the accuracies.

@@ -338,14 +338,6 @@ pub enum AnyOptimizer<F> {
 }
 
 impl<F: Float> AnyOptimizer<F> {
-    /// The names of this optimizer's buffers, in [`OptimizerState::buffers`] order.
-    pub fn buffer_names(&self) -> &'static [&'static str] {
-        match self {
-            AnyOptimizer::Sgd(_) => &["velocity"],
-            AnyOptimizer::Adam(_) => &["first_moment", "second_moment"],
-        }
-    }
-
     /// A copy of the state: what a checkpoint saves.
     pub fn state(&self) -> OptimizerState<F> {
         match self {
