@@ -9,9 +9,10 @@ use backprop_core::gradcheck::{
 use backprop_core::{
     Activation, Layer, Level, LinearLayer, Loss, LossKind, MlpSpec, Model, Targets,
 };
-use ndarray::{Array1, Array2, array};
+use ndarray::{Array1, Array2, arr0, array};
 
-use crate::expect::{self, close, close_scalar, gradients_pass};
+use crate::diagnosis::{Evidence, Subject};
+use crate::expect::{self, close, close_with, gradients_pass};
 use crate::fixtures::{classes, uniform};
 use crate::reference;
 use crate::tolerance::{
@@ -24,14 +25,13 @@ struct Expected<'a> {
     grad_input: &'a Array2<f64>,
 }
 
-/// Runs `layer` forward on `input` and backward under `upstream`, and compares the output and
-/// dL/d(input) with the expected values.
+/// Runs `layer` (a `subject`) forward on `input` and backward under `upstream`, and compares the
+/// output and dL/d(input) with the expected values.
 #[track_caller]
 fn check_layer<Ly: Layer<f64> + ?Sized>(
-    check: &str,
+    (check, subject): (&str, Subject),
     layer: &mut Ly,
-    input: &Array2<f64>,
-    upstream: &Array2<f64>,
+    (input, upstream): (&Array2<f64>, &Array2<f64>),
     expected: Expected<'_>,
     tolerance: f64,
 ) {
@@ -44,12 +44,17 @@ fn check_layer<Ly: Layer<f64> + ?Sized>(
         tolerance,
     );
     let grad_input = layer.backward(upstream.view());
-    close(
+    let evidence = Evidence {
+        earlier_matched: true,
+        ..Evidence::layer(subject, input.view(), upstream.view())
+    };
+    close_with(
         check,
         "dL/dinput",
         grad_input.view(),
         expected.grad_input.view(),
         tolerance,
+        &evidence,
     );
 }
 
@@ -64,35 +69,70 @@ fn check_linear<Ly: LinearLayer<f64>>(
     (grad_weight, grad_bias): (&Array2<f64>, &Array1<f64>),
     tolerance: f64,
 ) {
-    check_layer(check, layer, input, upstream, expected, tolerance);
+    let weight = layer.params_mut().weight.to_owned();
+    let linear = (check, Subject::Linear);
+    check_layer(linear, layer, (input, upstream), expected, tolerance);
+    // The output and dL/dinput matched (else check_layer stopped): evidence for the next two.
+    let evidence = Evidence {
+        weight: Some(weight.view()),
+        earlier_matched: true,
+        ..Evidence::layer(Subject::Linear, input.view(), upstream.view())
+    };
     let params = layer.params_mut();
-    let weight = params.grad_weight.view();
-    close(check, "dL/dweight", weight, grad_weight.view(), tolerance);
-    let bias = params.grad_bias.view();
-    close(check, "dL/dbias", bias, grad_bias.view(), tolerance);
+    let ours = params.grad_weight.view();
+    close_with(
+        check,
+        "dL/dweight",
+        ours,
+        grad_weight.view(),
+        tolerance,
+        &evidence,
+    );
+    let ours = params.grad_bias.view();
+    close_with(
+        check,
+        "dL/dbias",
+        ours,
+        grad_bias.view(),
+        tolerance,
+        &evidence,
+    );
 }
 
 /// Compares a loss value and its gradient with the expected ones.
 #[track_caller]
-fn check_loss<Lo: Loss<f64>>(
-    check: &str,
+fn check_loss<'a, Lo: Loss<f64>>(
+    (check, subject): (&str, Subject),
     loss: &mut Lo,
-    input: &Array2<f64>,
-    targets: Targets<'_, f64>,
+    (input, targets): (&'a Array2<f64>, Targets<'a, f64>),
     expected_loss: f64,
     expected_grad: &Array2<f64>,
     tolerance: f64,
 ) {
     let value = loss.forward(input.view(), targets);
     let grad = loss.backward();
-    close(
+    let evidence = Evidence::loss(subject, input.view(), targets);
+    close_with(
         check,
         "dL/dlogits",
         grad.view(),
         expected_grad.view(),
         tolerance,
+        &evidence,
     );
-    close_scalar(check, "loss", value, expected_loss, tolerance);
+    let evidence = Evidence {
+        earlier_matched: true,
+        ..evidence
+    };
+    let (value, expected_loss) = (arr0(value), arr0(expected_loss));
+    close_with(
+        check,
+        "loss",
+        value.view(),
+        expected_loss.view(),
+        tolerance,
+        &evidence,
+    );
 }
 
 /// `y = x W + b` on a 2x3 batch, worked out by hand.
@@ -146,10 +186,9 @@ pub fn relu_matches_hand_computation<L: Level<f64>>() {
     let output = array![[0.0, 0.0, 2.0], [3.0, 0.0, 0.25]];
     let grad_input = array![[0.0, 0.0, 3.0], [4.0, 0.0, 6.0]];
     check_layer(
-        "relu",
+        ("relu", Subject::Activation(Activation::Relu)),
         &mut L::relu(),
-        &x,
-        &upstream,
+        (&x, &upstream),
         Expected {
             output: &output,
             grad_input: &grad_input,
@@ -168,10 +207,9 @@ pub fn sigmoid_matches_hand_computation<L: Level<f64>>() {
     // s(1 - s) = [1/4, 3/16, 3/16], times g = [1, 2, -4]
     let grad_input = array![[0.25, 0.375, -0.75]];
     check_layer(
-        "sigmoid",
+        ("sigmoid", Subject::Activation(Activation::Sigmoid)),
         &mut L::sigmoid(),
-        &x,
-        &upstream,
+        (&x, &upstream),
         Expected {
             output: &output,
             grad_input: &grad_input,
@@ -190,10 +228,9 @@ pub fn tanh_matches_hand_computation<L: Level<f64>>() {
     // 1 - t^2 = [1, 0.64, 0.64], times g = [1, 2, -4]
     let grad_input = array![[1.0, 1.28, -2.56]];
     check_layer(
-        "tanh",
+        ("tanh", Subject::Activation(Activation::Tanh)),
         &mut L::tanh(),
-        &x,
-        &upstream,
+        (&x, &upstream),
         Expected {
             output: &output,
             grad_input: &grad_input,
@@ -214,10 +251,9 @@ pub fn softmax_cross_entropy_matches_hand_computation<L: Level<f64>>() {
     let grad = array![[1.0 / 16.0, 1.0 / 8.0, -3.0 / 16.0], [0.3, -0.4, 0.1]];
     let mut layer = L::softmax_cross_entropy();
     check_loss(
-        "softmax cross-entropy",
+        ("softmax cross-entropy", Subject::SoftmaxCrossEntropy),
         &mut layer,
-        &logits,
-        Targets::Classes(&[2, 1]),
+        (&logits, Targets::Classes(&[2, 1])),
         loss,
         &grad,
         EXACT_F64,
@@ -232,10 +268,9 @@ pub fn mse_matches_hand_computation<L: Level<f64>>() {
     let grad = array![[0.5, 0.0], [-1.0, 0.0]];
     let mut layer = L::mse();
     check_loss(
-        "mse",
+        ("mse", Subject::Mse),
         &mut layer,
-        &predictions,
-        Targets::Values(targets.view()),
+        (&predictions, Targets::Values(targets.view())),
         1.25,
         &grad,
         EXACT_F64,
@@ -278,17 +313,27 @@ pub fn gate1_single_layer_backward<L: Level<f64>>() {
             grad_input: &grad_input,
         };
         let mut layer = L::activation(activation);
-        check_layer(&context, &mut layer, &x, &upstream, expected, REFERENCE_F64);
+        let subject = Subject::Activation(activation);
+        let inputs = (&x, &upstream);
+        check_layer(
+            (&context, subject),
+            &mut layer,
+            inputs,
+            expected,
+            REFERENCE_F64,
+        );
     }
     // Losses.
     let logits = uniform(6, 4, 5) * 4.0;
     let targets = classes(6, 4, 6);
     let (loss, grad) = reference::softmax_cross_entropy(logits.view(), &targets);
     check_loss(
-        &format!("{check}, softmax cross-entropy"),
+        (
+            &format!("{check}, softmax cross-entropy"),
+            Subject::SoftmaxCrossEntropy,
+        ),
         &mut L::softmax_cross_entropy(),
-        &logits,
-        Targets::Classes(&targets),
+        (&logits, Targets::Classes(&targets)),
         loss,
         &grad,
         REFERENCE_F64,
@@ -296,10 +341,9 @@ pub fn gate1_single_layer_backward<L: Level<f64>>() {
     let values = uniform(6, 4, 7);
     let (loss, grad) = reference::mse(logits.view(), values.view());
     check_loss(
-        &format!("{check}, mse"),
+        (&format!("{check}, mse"), Subject::Mse),
         &mut L::mse(),
-        &logits,
-        Targets::Values(values.view()),
+        (&logits, Targets::Values(values.view())),
         loss,
         &grad,
         REFERENCE_F64,
@@ -324,17 +368,31 @@ pub(crate) fn check_model_against_reference<M: Model<f64>>(
         input.view(),
         targets,
     );
+    let evidence = Evidence::network(input.nrows());
     model.zero_grad();
     let logits = model.forward(input.view());
-    close(
+    close_with(
         check,
         "logits",
         logits.view(),
         expected.logits.view(),
         tolerance,
+        &evidence,
     );
     let loss = model.loss(targets);
-    close_scalar(check, "loss", loss, expected.loss, tolerance);
+    let after_logits = Evidence {
+        earlier_matched: true,
+        ..evidence
+    };
+    let (loss, expected_loss) = (arr0(loss), arr0(expected.loss));
+    close_with(
+        check,
+        "loss",
+        loss.view(),
+        expected_loss.view(),
+        tolerance,
+        &after_logits,
+    );
     let grad_input = model.backward();
     let grads = expect::model_gradients(model);
     assert_eq!(
@@ -347,28 +405,31 @@ pub(crate) fn check_model_against_reference<M: Model<f64>>(
         let (weight_name, weight_grad) = &pair[0];
         let (bias_name, bias_grad) = &pair[1];
         let expected_weight = grad_weight.view().into_dyn();
-        close(
+        close_with(
             check,
             &format!("dL/d{weight_name}"),
             weight_grad.view(),
             expected_weight,
             tolerance,
+            &evidence,
         );
         let expected_bias = grad_bias.view().into_dyn();
-        close(
+        close_with(
             check,
             &format!("dL/d{bias_name}"),
             bias_grad.view(),
             expected_bias,
             tolerance,
+            &evidence,
         );
     }
-    close(
+    close_with(
         check,
         "dL/dinput",
         grad_input.view(),
         expected.grad_input.view(),
         tolerance,
+        &evidence,
     );
 }
 

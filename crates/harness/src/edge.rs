@@ -4,10 +4,11 @@ use backprop_core::gradcheck::model_gradients;
 use backprop_core::{
     Activation, Float, Layer, Level, LinearLayer, Loss, LossKind, MlpSpec, Model, Targets,
 };
-use ndarray::{Array1, Array2, ArrayView2, ShapeBuilder, array, s};
+use ndarray::{Array1, Array2, ArrayView2, ShapeBuilder, arr0, array, s};
 
 use crate::basic::check_model_against_reference;
-use crate::expect::{self, close, gradients_pass, panics_with};
+use crate::diagnosis::{Evidence, Pass, Subject};
+use crate::expect::{self, close, close_with, gradients_pass, panics_with};
 use crate::fixtures::{classes, uniform};
 use crate::reference;
 use crate::tolerance::{EXACT_F64, FINITE_DIFFERENCE_NETWORK, REFERENCE_F64};
@@ -133,12 +134,14 @@ pub fn relu_at_exactly_zero_has_zero_gradient<L: Level<f64>>() {
     let grad_input = relu.backward(upstream.view());
     // dx = g where x > 0: the zeros at [0, 0], [0, 2], [1, 1] get no gradient.
     let expected = array![[0.0, 1.5, 0.0], [0.0, 0.0, 5.5]];
-    close(
+    let relu_layer = Subject::Activation(Activation::Relu);
+    close_with(
         check,
         "dL/dinput",
         grad_input.view(),
         expected.view(),
         EXACT_F64,
+        &Evidence::layer(relu_layer, x.view(), upstream.view()),
     );
 
     // In a net: zero rows of x with a zero first bias give pre-activations of exactly 0.
@@ -168,17 +171,33 @@ pub fn huge_logits_give_finite_loss_and_gradient<L: Level<f64>>() {
         let grad = loss.backward();
         let (expected_loss, expected_grad) =
             reference::softmax_cross_entropy(logits.view(), &targets);
-        close(
+        let evidence = Evidence::loss(
+            Subject::SoftmaxCrossEntropy,
+            logits.view(),
+            Targets::Classes(&targets),
+        );
+        close_with(
             &check,
             "dL/dlogits",
             grad.view(),
             expected_grad.view(),
             REFERENCE_F64,
+            &evidence,
         );
         // L = (0 + 2 scale) / 2
-        assert!(
-            value.is_finite() && (value - scale).abs() <= EXACT_F64 * scale,
-            "{check}: loss is {value}, expected {expected_loss} (subtract each row's max before exp)"
+        assert_eq!(expected_loss, scale, "the reference's own loss");
+        let evidence = Evidence {
+            earlier_matched: true,
+            ..evidence
+        };
+        let (value, expected_loss) = (arr0(value), arr0(expected_loss));
+        close_with(
+            &check,
+            "loss",
+            value.view(),
+            expected_loss.view(),
+            EXACT_F64,
+            &evidence,
         );
     }
 }
@@ -329,12 +348,17 @@ pub fn gradients_accumulate_until_zero_grad<L: Level<f64>>() {
     let twice = expect::model_gradients(&mut model);
     for ((name, single), (_, double)) in once.iter().zip(&twice) {
         let check = "second backward without zero_grad (gradients accumulate: += not =)";
-        close(
+        let evidence = Evidence {
+            pass: Pass::SecondWithoutZeroGrad,
+            ..Evidence::network(input.nrows())
+        };
+        close_with(
             check,
             &format!("dL/d{name}"),
             double.view(),
             (single * 2.0).view(),
             EXACT_F64,
+            &evidence,
         );
     }
     model.zero_grad();

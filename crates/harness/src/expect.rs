@@ -7,6 +7,8 @@ use backprop_core::gradcheck::{GradReport, relative_error};
 use backprop_core::{Float, Model};
 use ndarray::{ArrayD, ArrayView, ArrayViewD, Dimension, arr0};
 
+use crate::diagnosis::Evidence;
+
 /// Panics unless `got` matches `expected` entry by entry within `tolerance`: each entry must
 /// satisfy approx's `relative_eq!(got, expected, epsilon = tolerance * 1e-8, max_relative =
 /// tolerance)`, that is `|got - expected| <= tolerance * max(1e-8, |got|, |expected|)`. The
@@ -22,6 +24,27 @@ pub fn close<D: Dimension>(
     got: ArrayView<'_, f64, D>,
     expected: ArrayView<'_, f64, D>,
     tolerance: f64,
+) {
+    close_with(
+        check,
+        tensor,
+        got,
+        expected,
+        tolerance,
+        &Evidence::default(),
+    );
+}
+
+/// [`close`] with what the check knows beyond the two tensors, so that the failure message can
+/// name the mistake the evidence singles out (see [`diagnosis`](crate::diagnosis)).
+#[track_caller]
+pub fn close_with<D: Dimension>(
+    check: &str,
+    tensor: &str,
+    got: ArrayView<'_, f64, D>,
+    expected: ArrayView<'_, f64, D>,
+    tolerance: f64,
+    evidence: &Evidence<'_>,
 ) {
     let (got, expected) = (got.into_dyn(), expected.into_dyn());
     if got.shape() != expected.shape() {
@@ -62,14 +85,15 @@ pub fn close<D: Dimension>(
             "{check}: {tensor} {:?}: worst entry {index:?}: got {ours:.10e}, expected \
              {theirs:.10e} (relative error {error:.1e} > tolerance {tolerance:.0e}){}",
             got.shape(),
-            explain(check, tensor, got.view(), expected.view())
+            explain(check, tensor, got.view(), expected.view(), evidence)
         );
     }
 }
 
 /// Compares `ours` with PyTorch's values: relative error within
 /// [`PYTORCH_F64`](crate::tolerance::PYTORCH_F64) for an `f64` fixture, `torch.testing.assert_close`'s
-/// rule (`|ours - torch| <= atol + rtol |torch|`) for an `f32` one.
+/// rule (`|ours - torch| <= atol + rtol |torch|`) for an `f32` one. `evidence` feeds the
+/// diagnosis, as in [`close_with`].
 ///
 /// # Panics
 /// `"{check}: dL/dlinear0.weight [784, 256]: worst entry [12, 3]: ours 1.2e-3, PyTorch 1.1e-3 (...)"`.
@@ -80,6 +104,7 @@ pub fn close_to_pytorch(
     ours: ArrayViewD<'_, f64>,
     pytorch: ArrayViewD<'_, f64>,
     dtype: &str,
+    evidence: &Evidence<'_>,
 ) {
     use crate::tolerance::{PYTORCH_F32_ATOL, PYTORCH_F32_RTOL, PYTORCH_F64};
     assert!(
@@ -141,7 +166,7 @@ pub fn close_to_pytorch(
         panic!(
             "{check}: {tensor} {:?}: worst entry {index:?}: ours {a:.10e}, PyTorch {b:.10e} ({rule}){}",
             ours.shape(),
-            explain(check, tensor, ours.view(), pytorch.view())
+            explain(check, tensor, ours.view(), pytorch.view(), evidence)
         );
     }
 }
@@ -152,8 +177,9 @@ fn explain(
     tensor: &str,
     ours: ArrayViewD<'_, f64>,
     reference: ArrayViewD<'_, f64>,
+    evidence: &Evidence<'_>,
 ) -> String {
-    match crate::diagnosis::diagnose(check, tensor, ours, reference) {
+    match crate::diagnosis::diagnose(check, tensor, ours, reference, evidence) {
         Some(diagnosis) => format!("\n  {diagnosis}"),
         None => format!("\n  hint: {}", crate::diagnosis::hint_for(check)),
     }

@@ -20,6 +20,7 @@ use backprop_core::{
 use ndarray::{Array, Array2, ArrayD, Dimension, Ix1, Ix2};
 use ndarray_npy::{NpzReader, ReadableElement};
 
+use crate::diagnosis::{Evidence, Subject};
 use crate::expect::{close_to_pytorch, model_gradients};
 
 /// The folder holding the `.npz` fixtures.
@@ -172,20 +173,43 @@ impl Fixture {
     /// Compares `ours` with the fixture's array `key`.
     #[track_caller]
     fn compare<F: Float, D: Dimension>(&mut self, tensor: &str, ours: &Array<F, D>, key: &str) {
+        self.compare_with(tensor, ours, key, &Evidence::default());
+    }
+
+    /// [`Fixture::compare`] with the evidence a diagnosis may use.
+    #[track_caller]
+    fn compare_with<F: Float, D: Dimension>(
+        &mut self,
+        tensor: &str,
+        ours: &Array<F, D>,
+        key: &str,
+        evidence: &Evidence<'_>,
+    ) {
         let expected = self.expected(key);
         let ours = ours.mapv(F::as_f64).into_dyn();
+        let evidence = Evidence {
+            single_precision: self.dtype() == "f32",
+            ..*evidence
+        };
         close_to_pytorch(
             &self.check(),
             tensor,
             ours.view(),
             expected.view(),
             self.dtype(),
+            &evidence,
         );
     }
 
     #[track_caller]
-    fn compare_scalar<F: Float>(&mut self, tensor: &str, ours: F, key: &str) {
-        self.compare(tensor, &ndarray::arr0(ours), key);
+    fn compare_scalar<F: Float>(
+        &mut self,
+        tensor: &str,
+        ours: F,
+        key: &str,
+        evidence: &Evidence<'_>,
+    ) {
+        self.compare_with(tensor, &ndarray::arr0(ours), key, evidence);
     }
 }
 
@@ -218,28 +242,37 @@ pub fn gate4_pytorch_layers<L: Level<f64> + Level<f32>>() {
 fn layer_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
     let input: Array2<F> = fixture.array("input");
     let upstream: Array2<F> = fixture.array("upstream");
-    let run = |layer: &mut dyn Layer<F>, fixture: &mut Fixture| {
+    let (input_f64, upstream_f64) = (input.mapv(F::as_f64), upstream.mapv(F::as_f64));
+    let evidence = |subject| Evidence {
+        earlier_matched: true,
+        ..Evidence::layer(subject, input_f64.view(), upstream_f64.view())
+    };
+    let run = |layer: &mut dyn Layer<F>, fixture: &mut Fixture, evidence: &Evidence<'_>| {
         let output = layer.forward(input.view());
         fixture.compare("output", &output, "output");
         let grad_input = layer.backward(upstream.view());
-        fixture.compare("dL/dinput", &grad_input, "grad_input");
+        fixture.compare_with("dL/dinput", &grad_input, "grad_input", evidence);
     };
     match fixture.meta("layer") {
         "linear" => {
-            let mut linear = L::linear(fixture.array("weight"), fixture.array("bias"));
-            run(&mut linear, fixture);
+            let weight: Array2<F> = fixture.array("weight");
+            let weight_f64 = weight.mapv(F::as_f64);
+            let evidence = Evidence {
+                weight: Some(weight_f64.view()),
+                ..evidence(Subject::Linear)
+            };
+            let mut linear = L::linear(weight, fixture.array("bias"));
+            run(&mut linear, fixture, &evidence);
             for (name, _, grad) in linear.params_mut().tensors() {
-                fixture.compare(
-                    &format!("dL/d{name}"),
-                    &grad.to_owned(),
-                    &format!("grad_{name}"),
-                );
+                let (tensor, key) = (format!("dL/d{name}"), format!("grad_{name}"));
+                fixture.compare_with(&tensor, &grad.to_owned(), &key, &evidence);
             }
         }
-        name => run(
-            &mut L::activation(name.parse().unwrap_or_else(|error| panic!("{error}"))),
-            fixture,
-        ),
+        name => {
+            let activation: Activation = name.parse().unwrap_or_else(|error| panic!("{error}"));
+            let evidence = evidence(Subject::Activation(activation));
+            run(&mut L::activation(activation), fixture, &evidence);
+        }
     }
 }
 
@@ -251,22 +284,40 @@ pub fn gate4_pytorch_losses<L: Level<f64> + Level<f32>>() {
 
 fn loss_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
     let input: Array2<F> = fixture.array("input");
-    let (loss, grad) = match fixture.loss_kind() {
+    let input_f64 = input.mapv(F::as_f64);
+    let classes;
+    let values: Array2<f64>;
+    let (loss, grad, evidence) = match fixture.loss_kind() {
         LossKind::SoftmaxCrossEntropy => {
-            let classes = fixture.classes("targets");
-            run_loss(
-                &mut L::softmax_cross_entropy(),
-                &input,
-                Targets::Classes(&classes),
+            classes = fixture.classes("targets");
+            let targets = Targets::Classes(&classes);
+            let (loss, grad) = run_loss(&mut L::softmax_cross_entropy(), &input, targets);
+            let subject = Subject::SoftmaxCrossEntropy;
+            let targets = Targets::Classes(&classes);
+            (
+                loss,
+                grad,
+                Evidence::loss(subject, input_f64.view(), targets),
             )
         }
         LossKind::Mse => {
-            let values: Array2<F> = fixture.array("target_values");
-            run_loss(&mut L::mse(), &input, Targets::Values(values.view()))
+            let targets: Array2<F> = fixture.array("target_values");
+            values = targets.mapv(F::as_f64);
+            let (loss, grad) = run_loss(&mut L::mse(), &input, Targets::Values(targets.view()));
+            let targets = Targets::Values(values.view());
+            (
+                loss,
+                grad,
+                Evidence::loss(Subject::Mse, input_f64.view(), targets),
+            )
         }
     };
-    fixture.compare("dL/dinput", &grad, "grad_input");
-    fixture.compare_scalar("loss", loss, "loss");
+    fixture.compare_with("dL/dinput", &grad, "grad_input", &evidence);
+    let evidence = Evidence {
+        earlier_matched: true,
+        ..evidence
+    };
+    fixture.compare_scalar("loss", loss, "loss", &evidence);
 }
 
 fn run_loss<F: Float>(
@@ -313,14 +364,19 @@ fn mlp_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
     let input: Array2<F> = fixture.array("input");
     let targets = OwnedTargets::<F>::read(fixture, "");
     let mut model = fixture_model::<F, L>(fixture);
+    let evidence = Evidence::network(input.nrows());
     model.zero_grad();
     let logits = model.forward(input.view());
-    fixture.compare("logits", &logits, "logits");
+    fixture.compare_with("logits", &logits, "logits", &evidence);
     let loss = model.loss(targets.view());
-    fixture.compare_scalar("loss", loss, "loss");
+    let after_logits = Evidence {
+        earlier_matched: true,
+        ..evidence
+    };
+    fixture.compare_scalar("loss", loss, "loss", &after_logits);
     let grad_input = model.backward();
-    compare_parameter_gradients(fixture, &mut model);
-    fixture.compare("dL/dinput", &grad_input, "grad_input");
+    compare_parameter_gradients(fixture, &mut model, &evidence);
+    fixture.compare_with("dL/dinput", &grad_input, "grad_input", &evidence);
 }
 
 /// Level `L`'s MLP with the fixture's weights, activation and loss.
@@ -333,13 +389,17 @@ fn fixture_model<F: Float, L: Level<F>>(fixture: &mut Fixture) -> L::Mlp {
 }
 
 /// Compares `linear{i}.weight`/`.bias` gradients with `grad_weight{i}`/`grad_bias{i}`.
-fn compare_parameter_gradients<F: Float>(fixture: &mut Fixture, model: &mut impl Model<F>) {
+fn compare_parameter_gradients<F: Float>(
+    fixture: &mut Fixture,
+    model: &mut impl Model<F>,
+    evidence: &Evidence<'_>,
+) {
     for (index, pair) in model_gradients(model).chunks(2).enumerate() {
         for ((name, grad), key) in pair
             .iter()
             .zip([format!("grad_weight{index}"), format!("grad_bias{index}")])
         {
-            fixture.compare(&format!("dL/d{name}"), grad, &key);
+            fixture.compare_with(&format!("dL/d{name}"), grad, &key, evidence);
         }
     }
 }
@@ -433,7 +493,7 @@ fn accumulate_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
         model.loss(targets.view());
         model.backward();
     }
-    compare_parameter_gradients(fixture, &mut model);
+    compare_parameter_gradients(fixture, &mut model, &Evidence::default());
 }
 
 fn clip_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
@@ -453,8 +513,9 @@ fn clip_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
         "total gradient norm before clipping",
         F::of(total_norm),
         "total_norm",
+        &Evidence::default(),
     );
-    compare_parameter_gradients(fixture, &mut model);
+    compare_parameter_gradients(fixture, &mut model, &Evidence::default());
 }
 
 #[cfg(test)]

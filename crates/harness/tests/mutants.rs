@@ -23,6 +23,15 @@
 //! | `ZERO_GRAD_WEIGHT_ONLY` | Linear's zero_grad forgets the bias gradient    | edge: Linear zero_grad     |
 //! | `MSE_BROADCAST`         | MSE broadcasts (4, 1) targets over (4, 3)       | edge: loss target shapes   |
 //! | `RELU_MAX_NAN`          | ReLU as x.max(0), which turns NaN into 0        | edge: NaN propagates       |
+//!
+//! And ten more learner bugs for the confusion matrix (`planted_bugs_against_named_diagnoses`),
+//! which runs every check on all 26 mutants and requires the diagnosis it names to be the planted
+//! one or none: sigmoid' as y (`SIGMOID_PRIME_AS_OUTPUT`), tanh' as 1 - y
+//! (`TANH_PRIME_ONE_MINUS_Y`), p / N without the one-hot (`ONEHOT_NOT_SUBTRACTED`), MSE without
+//! its 2 (`MSE_MISSING_TWO`) or averaged over rows only (`MSE_MEAN_OVER_ROWS`), the loss value
+//! summed (`LOSS_SUM`), ReLU masking on g (`RELU_MASK_ON_UPSTREAM`), the bias gradient assigned
+//! (`BIAS_ASSIGNED`), dW divided by N again (`WEIGHT_MEAN_TWICE`), cross-entropy as -ln p
+//! (`LOG_OF_SOFTMAX`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -30,6 +39,7 @@ use backprop_core::{
     Activation, Float, Layer, Level, LinearLayer, LinearMut, LinearParams, Loss, LossKind,
     StackedMlp, Targets,
 };
+use backprop_harness::diagnosis::Mistake;
 use backprop_harness::{basic, edge, parity, stress};
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 
@@ -49,6 +59,16 @@ const ROW_MAJOR_INPUT: u8 = 13;
 const ZERO_GRAD_WEIGHT_ONLY: u8 = 14;
 const MSE_BROADCAST: u8 = 15;
 const RELU_MAX_NAN: u8 = 16;
+const SIGMOID_PRIME_AS_OUTPUT: u8 = 17;
+const TANH_PRIME_ONE_MINUS_Y: u8 = 18;
+const ONEHOT_NOT_SUBTRACTED: u8 = 19;
+const MSE_MISSING_TWO: u8 = 20;
+const LOSS_SUM: u8 = 21;
+const RELU_MASK_ON_UPSTREAM: u8 = 22;
+const BIAS_ASSIGNED: u8 = 23;
+const WEIGHT_MEAN_TWICE: u8 = 24;
+const LOG_OF_SOFTMAX: u8 = 25;
+const MSE_MEAN_OVER_ROWS: u8 = 26;
 
 /// level02 with bug number `BUG` planted.
 #[derive(Debug)]
@@ -152,6 +172,20 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
                 // The bug: dx = g W. It only type-checks when W is square, as in ndarray.
                 grad_output.dot(&params.weight)
             }
+            BIAS_ASSIGNED => {
+                // The bug: db = Σ_rows g, replacing what earlier backwards accumulated.
+                params.grad_bias.assign(&grad_output.sum_axis(Axis(0)));
+                grad_input
+            }
+            WEIGHT_MEAN_TWICE => {
+                // The bug: dW += x^T g / N, the loss gradient already holding the 1/N.
+                let input = self.last_input.as_ref().unwrap();
+                let right = input.t().dot(&grad_output);
+                let batch = F::of(input.nrows() as f64);
+                params.grad_weight -= &right;
+                params.grad_weight += &(right / batch);
+                grad_input
+            }
             GRAD_WEIGHT_TRANSPOSED => {
                 // g^T x instead of x^T g. It only fits W's shape when W is square; elsewhere
                 // the learner's code would stop on the shapes, so the mutant leaves it alone.
@@ -192,7 +226,9 @@ struct MutantSigmoid<F, const BUG: u8> {
 impl<F: Float, const BUG: u8> Layer<F> for MutantSigmoid<F, BUG> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         if BUG != SIGMOID_NAIVE {
-            return self.inner.forward(input);
+            let output = self.inner.forward(input);
+            self.output = Some(output.clone());
+            return output;
         }
         // The bug: e^x / (1 + e^x) is inf / inf = NaN once e^x overflows.
         let output = input.mapv(|x| x.exp() / (F::one() + x.exp()));
@@ -203,6 +239,8 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantSigmoid<F, BUG> {
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
         match &self.output {
             Some(y) if BUG == SIGMOID_NAIVE => &grad_output * &y.mapv(|y| y * (F::one() - y)),
+            // The bug: sigmoid' written as y where it is y (1 - y).
+            Some(y) if BUG == SIGMOID_PRIME_AS_OUTPUT => &grad_output * y,
             _ => self.inner.backward(grad_output),
         }
     }
@@ -234,7 +272,19 @@ impl<F: Float, const BUG: u8> Loss<F> for MutantMse<F, BUG> {
             Some(difference) if BUG == MSE_BROADCAST => {
                 difference * F::of(2.0 / difference.len() as f64)
             }
-            _ => self.inner.backward(),
+            _ => {
+                let grad = self.inner.backward();
+                match BUG {
+                    // The bug: (p - t) / (N M), the 2 of d(p - t)^2/dp forgotten.
+                    MSE_MISSING_TWO => grad / F::of(2.0),
+                    // The bug: 2 (p - t) / N, the mean taken over the rows only.
+                    MSE_MEAN_OVER_ROWS => {
+                        let columns = F::of(grad.ncols() as f64);
+                        grad * columns
+                    }
+                    _ => grad,
+                }
+            }
         }
     }
 }
@@ -257,6 +307,11 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantRelu<F, BUG> {
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        if BUG == RELU_MASK_ON_UPSTREAM {
+            // The bug: the mask tests the upstream gradient, not the input.
+            self.inner.backward(grad_output);
+            return grad_output.mapv(|g| if g > F::zero() { g } else { F::zero() });
+        }
         if BUG != RELU_MASK_GE {
             return self.inner.backward(grad_output);
         }
@@ -290,6 +345,11 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantTanh<F, BUG> {
             let output = input.mapv(|x| (x.exp() - (-x).exp()) / (x.exp() + (-x).exp()));
             return &grad_output * &output.mapv(|y| F::one() - y * y);
         }
+        if BUG == TANH_PRIME_ONE_MINUS_Y {
+            // The bug: tanh' written as 1 - y where it is 1 - y^2.
+            let output = self.input.as_ref().unwrap().mapv(F::tanh);
+            return &grad_output * &output.mapv(|y| F::one() - y);
+        }
         if BUG != TANH_FROM_INPUT {
             return self.inner.backward(grad_output);
         }
@@ -302,14 +362,35 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantTanh<F, BUG> {
 #[derive(Debug)]
 struct MutantSoftmaxCrossEntropy<F, const BUG: u8> {
     inner: level02::SoftmaxCrossEntropy<F>,
-    /// For NO_MAX_SHIFT: (probabilities, targets) of the unshifted softmax.
+    /// For NO_MAX_SHIFT: (probabilities, targets) of the unshifted softmax; for
+    /// ONEHOT_NOT_SUBTRACTED: (logits, targets).
     probs: Option<(Array2<F>, Vec<usize>)>,
 }
 
 impl<F: Float, const BUG: u8> Loss<F> for MutantSoftmaxCrossEntropy<F, BUG> {
     fn forward(&mut self, logits: ArrayView2<'_, F>, targets: Targets<'_, F>) -> F {
-        if BUG != NO_MAX_SHIFT {
-            return self.inner.forward(logits, targets);
+        let value = self.inner.forward(logits, targets);
+        let classes = targets.expect_classes(logits.dim()).to_vec();
+        let batch = F::of(classes.len() as f64);
+        match BUG {
+            // The bug: the loss summed over the batch, not its mean.
+            LOSS_SUM => return value * batch,
+            // The bug: ln of the (max-shifted) probability, which underflows to 0.
+            LOG_OF_SOFTMAX => {
+                let max = logits.fold_axis(Axis(1), F::neg_infinity(), |&m, &z| m.max(z));
+                let exp = (&logits - &max.insert_axis(Axis(1))).mapv(F::exp);
+                let probs = &exp / &exp.sum_axis(Axis(1)).insert_axis(Axis(1));
+                let picked: F = (0..classes.len())
+                    .map(|row| probs[[row, classes[row]]].ln())
+                    .sum();
+                return -picked / batch;
+            }
+            ONEHOT_NOT_SUBTRACTED => {
+                self.probs = Some((logits.to_owned(), classes));
+                return value;
+            }
+            NO_MAX_SHIFT => {}
+            _ => return value,
         }
         // The bug: p = e^z / Σ e^z straight away; e^(1e4) overflows to inf, inf/inf = NaN.
         let targets = targets.expect_classes(logits.dim());
@@ -333,6 +414,16 @@ impl<F: Float, const BUG: u8> Loss<F> for MutantSoftmaxCrossEntropy<F, BUG> {
                 grad * batch
             }
             SIGN_FLIP => -self.inner.backward(),
+            ONEHOT_NOT_SUBTRACTED => {
+                // The bug: p / N, the one-hot never subtracted.
+                let (_, targets) = self.probs.as_ref().unwrap();
+                let mut grad = self.inner.backward();
+                let batch = F::of(targets.len() as f64);
+                for (row, &target) in targets.iter().enumerate() {
+                    grad[[row, target]] += F::one() / batch;
+                }
+                grad
+            }
             NO_MAX_SHIFT => {
                 let (probs, targets) = self.probs.as_ref().unwrap();
                 let mut grad = probs.clone();
@@ -704,68 +795,313 @@ fn relu_gradient_one_at_zero_passes_finite_differences_but_fails_pytorch_parity(
 /// the worst entry, ours and the reference.
 #[test]
 fn failures_name_the_mistake_and_the_hint() {
-    // (mutant, check, words the diagnosis must contain, hint file)
-    type Diagnosed = (&'static str, fn(), &'static str, &'static str);
+    // (mutant, check, the mistake its message must name)
+    type Diagnosed = (&'static str, fn(), Mistake);
     let cases: Vec<Diagnosed> = vec![
         (
             "missing 1/N",
             basic::gate1_single_layer_backward::<Mutant<MISSING_MEAN>>,
-            "is 6 x the reference at every entry, and 6 is the batch size",
-            "hints/math-refresh.md",
+            Mistake::MissingMean,
         ),
         (
             "flipped sign",
             basic::gate1_single_layer_backward::<Mutant<SIGN_FLIP>>,
-            "is exactly -1 x the reference at every entry: a flipped sign",
-            "hints/math-refresh.md",
+            Mistake::SignFlip,
         ),
         (
             "bias not summed",
             basic::gate1_single_layer_backward::<Mutant<BIAS_NOT_SUMMED>>,
-            "dL/db is the sum of g over the batch rows",
-            "hints/hint-2-linear-backward.md",
+            Mistake::BiasNotSummed,
         ),
         (
             "g^T x for x^T g",
             parity::gate4_pytorch_layers::<Mutant<GRAD_WEIGHT_TRANSPOSED>>,
-            "equals the reference transposed",
-            "hints/hint-2-linear-backward.md",
+            Mistake::TransposedProduct,
         ),
         (
             ">= in the ReLU mask",
             edge::relu_at_exactly_zero_has_zero_gradient::<Mutant<RELU_MASK_GE>>,
-            "where the reference is exactly 0: with ReLU",
-            "hints/edge.md",
+            Mistake::ReluMaskAtZero,
         ),
         (
             "= instead of +=",
             edge::gradients_accumulate_until_zero_grad::<Mutant<OVERWRITE_GRAD>>,
-            "is 1/2 of the reference at every entry after a second backward",
-            "hints/edge.md",
+            Mistake::Overwrite,
         ),
         (
             "no max shift",
             edge::huge_logits_give_finite_loss_and_gradient::<Mutant<NO_MAX_SHIFT>>,
-            "exp overflowed",
-            "hints/edge.md",
+            Mistake::NoMaxShift,
         ),
     ];
     let outcomes = failures_of(cases.iter().map(|case| case.1));
     let mut problems = Vec::new();
-    for ((mutant, _, words, hint), outcome) in cases.iter().zip(&outcomes) {
+    for ((mutant, _, mistake), outcome) in cases.iter().zip(&outcomes) {
         match outcome {
             None => problems.push(format!("{mutant}: the check passed")),
             Some(message)
-                if message.contains(words)
-                    && message.contains(hint)
+                if Mistake::named_in(message) == [*mistake]
+                    && message.contains(mistake.hint())
                     && message.contains("worst entry") =>
             {
                 println!("{mutant}:\n    {message}\n")
             }
             Some(message) => problems.push(format!(
-                "{mutant}: expected the diagnosis {words:?} and {hint}, got: {message}"
+                "{mutant}: expected the diagnosis {mistake:?} and {}, got: {message}",
+                mistake.hint()
             )),
         }
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every check a learner's crate meets in `backprop check`, in its order: the four gates, then
+/// the edge checks and the stress checks that take no MNIST training run.
+fn every_check<L: Level<f32> + Level<f64>>() -> Vec<(&'static str, fn())> {
+    macro_rules! named {
+        ($($group:ident::$check:ident),* $(,)?) => {
+            vec![$((concat!(stringify!($group), "::", stringify!($check)), $group::$check::<L> as fn())),*]
+        };
+    }
+    named![
+        basic::linear_forward_matches_hand_computation,
+        basic::linear_backward_matches_hand_computation,
+        basic::relu_matches_hand_computation,
+        basic::sigmoid_matches_hand_computation,
+        basic::tanh_matches_hand_computation,
+        basic::softmax_cross_entropy_matches_hand_computation,
+        basic::mse_matches_hand_computation,
+        basic::gate1_single_layer_backward,
+        basic::gate2_multi_layer_backward,
+        basic::gate3_finite_differences_layers,
+        basic::gate3_finite_differences_mlp,
+        parity::gate4_pytorch_layers,
+        parity::gate4_pytorch_losses,
+        parity::gate4_pytorch_mlps,
+        parity::gate4_pytorch_training,
+        edge::batch_of_one,
+        edge::empty_batch_layers_give_empty_outputs,
+        edge::empty_batch_loss_panics,
+        edge::zero_inputs,
+        edge::relu_at_exactly_zero_has_zero_gradient,
+        edge::huge_logits_give_finite_loss_and_gradient,
+        edge::all_targets_same_class,
+        edge::single_output_class,
+        edge::out_of_range_target_panics,
+        edge::nan_input_propagates_to_the_loss,
+        edge::into_forms_agree_with_allocating_forms,
+        edge::gradients_accumulate_until_zero_grad,
+        edge::backward_uses_the_latest_forward,
+        edge::shape_mismatch_panics_with_both_shapes,
+        edge::activations_stay_finite_at_large_inputs,
+        edge::activations_propagate_nan,
+        edge::layers_accept_any_memory_layout,
+        edge::linear_zero_grad_clears_both_gradients,
+        edge::loss_targets_must_match_the_predictions,
+        stress::deep_tanh_mlp_passes_finite_differences,
+        stress::random_shapes_pass_finite_differences,
+        stress::wide_layers_match_reference,
+    ]
+}
+
+/// The confusion matrix of planted bugs against named diagnoses: every planted bug is rejected,
+/// and across every check it fails, the harness names the planted mistake or no mistake at all,
+/// never another one. Where a diagnosis exists for the planted mistake, it is named at least once.
+#[test]
+fn planted_bugs_against_named_diagnoses() {
+    use Mistake::*;
+    // (the planted bug, the mistake the harness should name for it, or None: no diagnosis fits)
+    type Planted = (
+        &'static str,
+        Option<Mistake>,
+        fn() -> Vec<(&'static str, fn())>,
+    );
+    let planted: Vec<Planted> = vec![
+        (
+            "softmax-CE gradient without 1/N",
+            Some(MissingMean),
+            every_check::<Mutant<MISSING_MEAN>>,
+        ),
+        (
+            "ReLU mask x >= 0",
+            Some(ReluMaskAtZero),
+            every_check::<Mutant<RELU_MASK_GE>>,
+        ),
+        (
+            "dL/dx = g W",
+            Some(TransposedWeight),
+            every_check::<Mutant<TRANSPOSED_WEIGHT>>,
+        ),
+        (
+            "= instead of += in Linear",
+            Some(Overwrite),
+            every_check::<Mutant<OVERWRITE_GRAD>>,
+        ),
+        (
+            "softmax without the max shift",
+            Some(NoMaxShift),
+            every_check::<Mutant<NO_MAX_SHIFT>>,
+        ),
+        (
+            "dL/db from the first row",
+            Some(BiasNotSummed),
+            every_check::<Mutant<BIAS_NOT_SUMMED>>,
+        ),
+        (
+            "Linear keeps its first input",
+            None,
+            every_check::<Mutant<STALE_CACHE>>,
+        ),
+        (
+            "tanh' as 1 - x^2",
+            Some(DerivativeFromInput),
+            every_check::<Mutant<TANH_FROM_INPUT>>,
+        ),
+        (
+            "onehot - p for p - onehot",
+            Some(SignFlip),
+            every_check::<Mutant<SIGN_FLIP>>,
+        ),
+        (
+            "dL/dW = g^T x",
+            Some(TransposedProduct),
+            every_check::<Mutant<GRAD_WEIGHT_TRANSPOSED>>,
+        ),
+        (
+            "sigmoid as e^x / (1 + e^x)",
+            None,
+            every_check::<Mutant<SIGMOID_NAIVE>>,
+        ),
+        (
+            "tanh as (e^x - e^-x) / (e^x + e^-x)",
+            None,
+            every_check::<Mutant<TANH_NAIVE>>,
+        ),
+        (
+            "Linear reads memory as row-major",
+            None,
+            every_check::<Mutant<ROW_MAJOR_INPUT>>,
+        ),
+        (
+            "zero_grad forgets the bias",
+            None,
+            every_check::<Mutant<ZERO_GRAD_WEIGHT_ONLY>>,
+        ),
+        (
+            "MSE broadcasts its targets",
+            None,
+            every_check::<Mutant<MSE_BROADCAST>>,
+        ),
+        (
+            "ReLU as x.max(0)",
+            None,
+            every_check::<Mutant<RELU_MAX_NAN>>,
+        ),
+        (
+            "sigmoid' as y",
+            Some(WrongLocalDerivative),
+            every_check::<Mutant<SIGMOID_PRIME_AS_OUTPUT>>,
+        ),
+        (
+            "tanh' as 1 - y",
+            Some(WrongLocalDerivative),
+            every_check::<Mutant<TANH_PRIME_ONE_MINUS_Y>>,
+        ),
+        (
+            "softmax-CE gradient p / N",
+            Some(OnehotNotSubtracted),
+            every_check::<Mutant<ONEHOT_NOT_SUBTRACTED>>,
+        ),
+        (
+            "MSE gradient without its 2",
+            Some(MseMissingTwo),
+            every_check::<Mutant<MSE_MISSING_TWO>>,
+        ),
+        (
+            "cross-entropy summed, not averaged",
+            Some(LossNotMean),
+            every_check::<Mutant<LOSS_SUM>>,
+        ),
+        (
+            "ReLU mask on g > 0",
+            Some(ReluMaskOnUpstream),
+            every_check::<Mutant<RELU_MASK_ON_UPSTREAM>>,
+        ),
+        (
+            "dL/db = instead of +=",
+            Some(Overwrite),
+            every_check::<Mutant<BIAS_ASSIGNED>>,
+        ),
+        (
+            "dL/dW divided by N again",
+            Some(MeanTwice),
+            every_check::<Mutant<WEIGHT_MEAN_TWICE>>,
+        ),
+        (
+            "cross-entropy as -ln p[target]",
+            Some(LogOfUnderflow),
+            every_check::<Mutant<LOG_OF_SOFTMAX>>,
+        ),
+        (
+            "MSE mean over rows only",
+            Some(MissingMean),
+            every_check::<Mutant<MSE_MEAN_OVER_ROWS>>,
+        ),
+    ];
+    assert!(planted.len() >= 20);
+
+    let mut problems = Vec::new();
+    let (mut right, mut absent) = (0, 0);
+    println!(
+        "{:<36} {:<22} {:>6}  named (failing checks)",
+        "planted bug", "expected diagnosis", "fails"
+    );
+    for (bug, expected, checks) in &planted {
+        let checks = checks();
+        let failures = failures_of(checks.iter().map(|(_, check)| *check));
+        let failing: Vec<(&str, &String)> = checks
+            .iter()
+            .zip(&failures)
+            .filter_map(|((name, _), failure)| failure.as_ref().map(|message| (*name, message)))
+            .collect();
+        let mut named: std::collections::BTreeMap<Mistake, usize> = Default::default();
+        let mut undiagnosed = 0;
+        for (check, message) in &failing {
+            let mistakes = Mistake::named_in(message);
+            undiagnosed += usize::from(mistakes.is_empty());
+            for mistake in mistakes {
+                *named.entry(mistake).or_default() += 1;
+                if Some(mistake) != *expected {
+                    problems.push(format!("{bug}: {check} names {mistake:?}: {message}"));
+                }
+            }
+        }
+        right += named
+            .iter()
+            .filter(|(m, _)| Some(**m) == *expected)
+            .map(|(_, n)| n)
+            .sum::<usize>();
+        absent += undiagnosed;
+        if failing.is_empty() {
+            problems.push(format!("{bug}: every check passed"));
+        }
+        if let Some(mistake) = expected.filter(|mistake| !named.contains_key(mistake)) {
+            problems.push(format!("{bug}: no failing check names {mistake:?}"));
+        }
+        let mut cells: Vec<String> = named.iter().map(|(m, n)| format!("{m:?} ({n})")).collect();
+        cells.push(format!("none ({undiagnosed})"));
+        let expected = expected.map_or("none".to_string(), |m| format!("{m:?}"));
+        println!(
+            "{bug:<36} {expected:<22} {:>6}  {}",
+            failing.len(),
+            cells.join(", ")
+        );
+    }
+    println!(
+        "{} planted bugs, all rejected: {right} failing checks name the planted mistake, {absent} \
+         name none, {} name a wrong one",
+        planted.len(),
+        problems.iter().filter(|p| p.contains(" names ")).count()
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
