@@ -4,8 +4,9 @@
 //! Each gate is one `cargo test -p NAME --test harness -- basic::gateN` run in the workspace, so
 //! what `check` reports is exactly what the test command says.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 use backprop_core::hints::hint_for;
 
@@ -97,8 +98,10 @@ pub fn report(package: &str, outcomes: &[Outcome]) -> String {
                 explained = true;
                 report.push_str(&indent(message));
                 report.push_str(&format!(
-                    "  read: {}\n  rerun this gate alone: cargo test -p {package} {filter}\n",
-                    hint_for_failure(filter, message)
+                    "  read: {}\n  or a hint one step at a time: backprop hint gate{}\n  rerun \
+                     this gate alone: cargo test -p {package} {filter}\n",
+                    hint_for_failure(filter, message),
+                    number + 1
                 ));
             }
             Outcome::Fail(_) => {}
@@ -273,9 +276,69 @@ fn cargo_test(
     Ok(Some((text(&output.stdout), text(&output.stderr))))
 }
 
+/// Every file under a folder with its length and modification time, sorted: what `check
+/// --watch` compares to see an edit.
+pub type Snapshot = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The files under `dir`, recursively (unreadable entries are left out).
+pub fn snapshot(dir: &Path) -> Snapshot {
+    let mut files = Snapshot::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => folders.push(entry.path()),
+                Ok(meta) => files.push((entry.path(), meta.len(), meta.modified().ok())),
+                Err(_) => {}
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Blocks until the files under `dir` differ from `before` and then stay unchanged for a
+/// moment (an editor's save can be several writes); returns the new snapshot.
+pub fn wait_for_change(dir: &Path, before: &Snapshot) -> Snapshot {
+    const POLL: Duration = Duration::from_millis(300);
+    let mut current = snapshot(dir);
+    while current == *before {
+        std::thread::sleep(POLL);
+        current = snapshot(dir);
+    }
+    loop {
+        std::thread::sleep(POLL);
+        let settled = snapshot(dir);
+        if settled == current {
+            return settled;
+        }
+        current = settled;
+    }
+}
+
 #[cfg(test)]
 mod beyond_gates_tests {
     use super::*;
+
+    /// `--watch` wakes on an edit in a subfolder and returns once the files settle.
+    #[test]
+    fn an_edit_under_the_watched_folder_ends_the_wait() {
+        let dir = std::env::temp_dir().join(format!("backprop-watch-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("nested")).unwrap();
+        std::fs::write(dir.join("nested/layer.rs"), "fn a() {}").unwrap();
+        let before = snapshot(&dir);
+        assert_eq!(before.len(), 1);
+        let file = dir.join("nested/layer.rs");
+        let editor = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            std::fs::write(file, "fn a() { todo!() }").unwrap();
+        });
+        let after = wait_for_change(&dir, &before);
+        editor.join().unwrap();
+        assert_ne!(after, before);
+        assert_eq!(after, snapshot(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn failing_edge_checks_are_reported_after_passing_gates_with_their_hints() {

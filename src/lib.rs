@@ -18,6 +18,7 @@ pub mod diagnose;
 pub mod error;
 pub mod eval;
 pub mod graph;
+pub mod hint;
 pub mod levels;
 pub mod limits;
 pub mod model_file;

@@ -1,7 +1,7 @@
 //! `backprop`: train, evaluate, diagnose and draw MLPs with the built-in levels; make and check
 //! a learner's own level.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use backprop::cli::{LevelChoice, LevelCommand, exit_code, root_folder};
@@ -30,8 +30,20 @@ enum Command {
     /// Run the four success levels (gates) of a level crate in order: PASS/FAIL each, the first
     /// failure explained with its hint.
     Check(CheckArgs),
+    /// A gate's hint, one tier at a time: the idea, then (--more) the shapes or a worked
+    /// example, then (--more --more) the formula.
+    Hint(HintArgs),
     /// Print a shell completion script: backprop completions bash > ~/.local/share/bash-completion/completions/backprop
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HintArgs {
+    /// gate1, gate2, gate3 or gate4 (or a check name such as basic::gate1_single_layer_backward).
+    topic: String,
+    /// Show the next tier; twice for the one after.
+    #[arg(long, action = clap::ArgAction::Count)]
+    more: u8,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,6 +67,10 @@ struct CheckArgs {
     /// Print the gates' results as JSON.
     #[arg(long)]
     json: bool,
+    /// Rerun whenever a file under crates/NAME/src changes, clearing the screen first (Ctrl-C
+    /// stops).
+    #[arg(long, conflicts_with = "json")]
+    watch: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,6 +101,9 @@ fn main() -> ExitCode {
         Command::Level(command) => exit_code(command.level().level.dispatch(Execute(command))),
         Command::NewLevel(args) => new_level_command(args),
         Command::Check(args) => check_command(args),
+        Command::Hint(args) => exit_code(
+            backprop::hint::hint(&args.topic, usize::from(args.more)).map(|text| print!("{text}")),
+        ),
         Command::Completions(args) => {
             let mut command = Cli::command();
             clap_complete::generate(args.shell, &mut command, "backprop", &mut std::io::stdout());
@@ -110,18 +129,42 @@ fn new_level_command(args: NewLevelArgs) -> ExitCode {
 }
 
 fn check_command(args: CheckArgs) -> ExitCode {
-    let root = root_folder(args.root, "Cargo.toml");
-    let outcomes = match backprop::check::run_gates(&root, &args.name) {
-        Ok(outcomes) => outcomes,
-        Err(error) => return exit_code(Err(error)),
-    };
+    let root = root_folder(args.root.clone(), "Cargo.toml");
+    if !args.watch {
+        return match check_once(&root, &args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(error) => exit_code(Err(error)),
+        };
+    }
+    // --watch: rerun whenever a file under the crate's src/ changes, on a cleared screen.
+    let watched = root.join("crates").join(&args.name).join("src");
+    if !watched.is_dir() {
+        let problem = format!("--watch: {} is not a folder", watched.display());
+        return exit_code(Err(backprop::error::RunError::Flag(problem)));
+    }
+    loop {
+        let before = backprop::check::snapshot(&watched);
+        if let Err(error) = check_once(&root, &args) {
+            return exit_code(Err(error));
+        }
+        println!(
+            "\nwatching {} for changes (Ctrl-C to stop)",
+            watched.display()
+        );
+        backprop::check::wait_for_change(&watched, &before);
+        print!("\x1b[2J\x1b[H");
+    }
+}
+
+/// One `check` run: the gates, then (if they pass) every edge and stress check, printed as
+/// `args` asks; true when the whole suite passes.
+fn check_once(root: &Path, args: &CheckArgs) -> Result<bool, backprop::error::RunError> {
+    let outcomes = backprop::check::run_gates(root, &args.name)?;
     let gates_pass = backprop::check::all_pass(&outcomes);
     // Past the gates: the edge and stress checks, so a green report means the whole contract.
     let beyond = match gates_pass {
-        true => match backprop::check::run_beyond_gates(&root, &args.name) {
-            Ok(failures) => failures,
-            Err(error) => return exit_code(Err(error)),
-        },
+        true => backprop::check::run_beyond_gates(root, &args.name)?,
         false => Vec::new(),
     };
     if args.json {
@@ -138,9 +181,5 @@ fn check_command(args: CheckArgs) -> ExitCode {
             );
         }
     }
-    if gates_pass && beyond.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    Ok(gates_pass && beyond.is_empty())
 }

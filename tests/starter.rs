@@ -9,8 +9,11 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -72,6 +75,65 @@ fn backprop_check(workspace: &Path) -> (bool, String) {
         .expect("backprop runs");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     (output.status.success(), text)
+}
+
+/// What `check --watch` prints after each report.
+const WATCHING: &str = "watching ";
+
+/// `backprop check learner --watch` in the scratch workspace, its stdout gathered as it comes;
+/// killed when dropped.
+struct Watcher {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Watcher {
+    fn start(workspace: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_backprop"))
+            .args(["check", "learner", "--watch", "--root"])
+            .arg(workspace)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("backprop runs");
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = Arc::clone(&output);
+        std::thread::spawn(move || {
+            let mut buffer = [0; 4096];
+            while let Ok(read @ 1..) = stdout.read(&mut buffer) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..read]));
+            }
+        });
+        Watcher { child, output }
+    }
+
+    /// Waits until `reports` reports are printed (each ends in the "watching" line); returns
+    /// everything printed so far.
+    fn wait_for_reports(&self, reports: usize) -> String {
+        let start = Instant::now();
+        loop {
+            let text = self.output.lock().unwrap().clone();
+            if text.matches(WATCHING).count() >= reports {
+                return text;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(600),
+                "check --watch printed fewer than {reports} reports in 10 minutes:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn cargo_test(workspace: &Path, package: &str, filter: &[&str]) -> (Output, String) {
@@ -160,9 +222,10 @@ fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02(
     );
     assert!(text.contains("0 passed"), "{text}");
 
-    // `backprop check`: the four gates in order, FAIL each, only the first one explained.
-    let (passed, report) = backprop_check(&workspace);
-    assert!(!passed, "{report}");
+    // `backprop check --watch`: the four gates in order, FAIL each, only the first one
+    // explained; then it waits for an edit.
+    let watcher = Watcher::start(&workspace);
+    let report = watcher.wait_for_reports(1);
     let verdicts: Vec<&str> = report
         .lines()
         .filter(|line| line.starts_with("gate "))
@@ -197,6 +260,15 @@ fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02(
             .replace("level02", "learner");
         fs::write(crate_dir.join("src").join(path.file_name().unwrap()), code).unwrap();
     }
+    // The edit wakes the watcher: it clears the screen and reruns, now all green.
+    let both = watcher.wait_for_reports(2);
+    drop(watcher);
+    let (_, rerun) = both
+        .split_once(WATCHING)
+        .and_then(|(_, rest)| rest.split_once("\x1b[2J\x1b[H"))
+        .unwrap_or_else(|| panic!("no screen cleared between the two reports:\n{both}"));
+    assert_eq!(rerun.matches(" PASS\n").count(), 4, "{rerun}");
+    assert!(rerun.contains("the whole suite is green"), "{rerun}");
     let (output, text) = cargo_test(&workspace, "learner", &[]);
     assert!(
         output.status.success(),

@@ -11,6 +11,11 @@
 //! 3. gate 3 compares every gradient with central differences;
 //! 4. gate 4 with PyTorch's autograd, in `f64` and `f32`.
 //!
+//! From the repository root, `cargo run --release -- check level-starter --watch` reruns the
+//! gates each time you save a file here; `cargo run --release -- hint gate1` gives gate 1's hint
+//! one tier at a time (the idea; with `--more` the shapes and a worked example; with `--more
+//! --more` the formula).
+//!
 //! The plumbing below (the `Level` impl that names your types) is done for you.
 //!
 //! Once the gates pass, your level does everything the built-in ones do, with no edit outside
