@@ -537,3 +537,34 @@ fn check_and_new_level_take_only_names_that_can_be_a_level_crate() {
         assert_eq!(crates(), before, "{name}: nothing is made");
     }
 }
+
+/// `backprop hint gate1` gives the idea; each `--more` the next tier, the formula last.
+#[test]
+fn hint_prints_one_tier_at_a_time() {
+    let tier = |more: usize| {
+        let mut args = vec!["hint", "gate1"];
+        args.extend(std::iter::repeat_n("--more", more));
+        let output = backprop(&args);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let tiers = [tier(0), tier(1), tier(2)];
+    for (number, text) in tiers.iter().enumerate() {
+        assert!(
+            text.starts_with(&format!("gate1, tier {} of 3", number + 1)),
+            "{text}"
+        );
+    }
+    assert!(tiers[0].contains("next tier: backprop hint gate1 --more\n"));
+    assert!(tiers[1].contains("next tier: backprop hint gate1 --more --more\n"));
+    // Only the last tier states the formula.
+    let formula = |text: &String| text.contains("x^T g") && text.contains("g W^T");
+    assert_eq!(tiers.each_ref().map(formula), [false, false, true]);
+    let unknown = backprop(&["hint", "gate9"]);
+    assert!(!unknown.status.success());
+    let error = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        error.contains("the topics are gate1, gate2, gate3, gate4"),
+        "{error}"
+    );
+}

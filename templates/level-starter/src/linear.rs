@@ -31,7 +31,6 @@ impl<F: Float> Linear<F> {
 }
 
 impl<F: Float> Layer<F> for Linear<F> {
-
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         // TODO: return x W + b (the bias added to every row), and keep a copy of x in
         // `self.input`: backward needs it. Hint: hints/hint-2-linear-backward.md
