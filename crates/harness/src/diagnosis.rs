@@ -397,183 +397,178 @@ fn candidates(tensor: &str, evidence: &Evidence<'_>) -> Vec<Candidate> {
     let (Some(subject), Some(x)) = (evidence.subject, evidence.input) else {
         return found;
     };
-    let batch = x.nrows() as f64;
-    let mut add =
-        |mistake, formula, value: Array2<f64>| found.push((mistake, formula, value.into_dyn()));
-    match (subject, evidence.upstream) {
-        (Subject::Linear, Some(g)) if tensor.contains("weight") => {
-            let right = x.t().dot(&g);
-            if right.is_square() {
-                add(
-                    Mistake::TransposedProduct,
-                    "g^T x (the transpose of x^T g)",
-                    right.t().to_owned(),
-                );
-            }
-            if batch >= 2.0 {
-                add(Mistake::MeanTwice, "x^T g / N", &right / batch);
-            }
-        }
-        (Subject::Linear, Some(g)) if tensor.contains("bias") => {
-            add(
-                Mistake::BiasNotSummed,
-                "g's first row alone",
-                g.row(0).insert_axis(Axis(0)).to_owned(),
-            );
-            if batch >= 2.0 {
-                add(
-                    Mistake::MeanTwice,
-                    "the mean of g over the rows",
-                    g.mean_axis(Axis(0)).expect("rows").insert_axis(Axis(0)),
-                );
-            }
-            return reshape_to_bias(found);
-        }
-        (Subject::Linear, Some(g)) => {
-            if let Some(weight) = evidence.weight.filter(|w| w.is_square()) {
-                add(
-                    Mistake::TransposedWeight,
-                    "g W (W not transposed)",
-                    g.dot(&weight),
-                );
-            }
-        }
-        (Subject::Activation(activation), Some(g)) => {
+    let mut add = |mistake, formula, value: ArrayD<f64>| found.push((mistake, formula, value));
+    match (subject, evidence.upstream, evidence.targets) {
+        (Subject::Linear, Some(g), _) => linear_candidates(tensor, x, g, evidence.weight, &mut add),
+        (Subject::Activation(activation), Some(g), _) => {
             activation_candidates(activation, x, g, &mut add)
         }
-        (Subject::SoftmaxCrossEntropy, _) if tensor != "loss" => {
-            if let Some(Targets::Classes(classes)) = evidence.targets {
-                softmax_candidates(x, classes, &mut add);
-            }
+        (Subject::SoftmaxCrossEntropy, _, Some(Targets::Classes(classes))) if tensor != "loss" => {
+            softmax_candidates(x, classes, &mut add)
         }
-        (Subject::Mse, _) if tensor != "loss" => {
-            if let Some(Targets::Values(t)) = evidence.targets {
-                let difference = &x - &t;
-                let count = difference.len() as f64;
-                add(
-                    Mistake::MseMissingTwo,
-                    "(p - t) / (N M), without the 2",
-                    &difference / count,
-                );
-                add(
-                    Mistake::MissingMean,
-                    "2 (p - t), with no mean",
-                    &difference * 2.0,
-                );
-                add(
-                    Mistake::MissingMean,
-                    "2 (p - t) / N: the mean divides by all N x M entries",
-                    &difference * (2.0 / batch),
-                );
-                add(
-                    Mistake::SignFlip,
-                    "2 (t - p) / (N M)",
-                    &difference * (-2.0 / count),
-                );
-            }
+        (Subject::Mse, _, Some(Targets::Values(t))) if tensor != "loss" => {
+            mse_candidates(x, t, &mut add)
         }
         _ => {}
     }
     found
 }
 
-/// Bias candidates were built as (1, out); the bias gradient is 1-D.
-fn reshape_to_bias(found: Vec<Candidate>) -> Vec<Candidate> {
-    found
-        .into_iter()
-        .map(|(mistake, formula, value)| {
-            let len = value.len();
-            (
-                mistake,
-                formula,
-                value.into_shape_with_order(vec![len]).expect("one row"),
-            )
-        })
-        .collect()
+/// `Linear`'s mistakes, for dL/dW, dL/db or dL/dx.
+fn linear_candidates(
+    tensor: &str,
+    x: ArrayView2<'_, f64>,
+    g: ArrayView2<'_, f64>,
+    weight: Option<ArrayView2<'_, f64>>,
+    add: &mut impl FnMut(Mistake, &'static str, ArrayD<f64>),
+) {
+    let batch = x.nrows() as f64;
+    if tensor.contains("weight") {
+        let right = x.t().dot(&g);
+        if right.is_square() {
+            let transposed = right.t().to_owned().into_dyn();
+            add(
+                Mistake::TransposedProduct,
+                "g^T x (the transpose of x^T g)",
+                transposed,
+            );
+        }
+        if batch >= 2.0 {
+            add(Mistake::MeanTwice, "x^T g / N", (right / batch).into_dyn());
+        }
+    } else if tensor.contains("bias") {
+        let first_row = g.row(0).to_owned().into_dyn();
+        add(Mistake::BiasNotSummed, "g's first row alone", first_row);
+        if let (true, Some(mean)) = (batch >= 2.0, g.mean_axis(Axis(0))) {
+            add(
+                Mistake::MeanTwice,
+                "the mean of g over the rows",
+                mean.into_dyn(),
+            );
+        }
+    } else if let Some(weight) = weight.filter(|w| w.is_square()) {
+        add(
+            Mistake::TransposedWeight,
+            "g W (W not transposed)",
+            g.dot(&weight).into_dyn(),
+        );
+    }
 }
 
+/// MSE's mistakes, for dL/dp.
+fn mse_candidates(
+    predictions: ArrayView2<'_, f64>,
+    targets: ArrayView2<'_, f64>,
+    add: &mut impl FnMut(Mistake, &'static str, ArrayD<f64>),
+) {
+    let difference = (&predictions - &targets).into_dyn();
+    let (count, batch) = (difference.len() as f64, predictions.nrows() as f64);
+    add(
+        Mistake::MseMissingTwo,
+        "(p - t) / (N M), without the 2",
+        &difference / count,
+    );
+    add(
+        Mistake::MissingMean,
+        "2 (p - t), with no mean",
+        &difference * 2.0,
+    );
+    let rows_only = "2 (p - t) / N: the mean divides by all N x M entries";
+    add(Mistake::MissingMean, rows_only, &difference * (2.0 / batch));
+    add(
+        Mistake::SignFlip,
+        "2 (t - p) / (N M)",
+        &difference * (-2.0 / count),
+    );
+}
+
+/// An activation's mistakes, for dL/dx: wrong local slopes times g, the slope without g, and
+/// ReLU masking on g.
 fn activation_candidates(
     activation: Activation,
     x: ArrayView2<'_, f64>,
     g: ArrayView2<'_, f64>,
-    add: &mut impl FnMut(Mistake, &'static str, Array2<f64>),
+    add: &mut impl FnMut(Mistake, &'static str, ArrayD<f64>),
 ) {
+    let (wrong, (mistake, formula, right)) = local_slopes(activation, x);
+    for (mistake, formula, slope) in wrong {
+        add(mistake, formula, (&g * &slope).into_dyn());
+    }
+    add(mistake, formula, right.into_dyn());
+    if activation == Activation::Relu {
+        let masked_on_g = g.mapv(|g| if g > 0.0 { g } else { 0.0 }).into_dyn();
+        add(Mistake::ReluMaskOnUpstream, "g where g > 0", masked_on_g);
+    }
+}
+
+/// A known wrong local slope and what g times it computes.
+type Slope = (Mistake, &'static str, Array2<f64>);
+
+/// The wrong local slopes a learner writes for `activation` at `x`, and the right slope alone
+/// (the result when g is left out).
+fn local_slopes(activation: Activation, x: ArrayView2<'_, f64>) -> (Vec<Slope>, Slope) {
+    use Mistake::{
+        DerivativeFromInput, ReluMaskAtZero, UpstreamNotMultiplied, WrongLocalDerivative,
+    };
+    let step = |keep: fn(f64) -> bool| x.mapv(|x| if keep(x) { 1.0 } else { 0.0 });
     match activation {
-        Activation::Relu => {
-            let at_or_above = x.mapv(|x| if x >= 0.0 { 1.0 } else { 0.0 });
-            add(Mistake::ReluMaskAtZero, "g where x >= 0", &g * &at_or_above);
-            add(
-                Mistake::ReluMaskOnUpstream,
-                "g where g > 0",
-                g.mapv(|g| if g > 0.0 { g } else { 0.0 }),
-            );
-            add(
-                Mistake::UpstreamNotMultiplied,
+        Activation::Relu => (
+            vec![(ReluMaskAtZero, "g where x >= 0", step(|x| x >= 0.0))],
+            (
+                UpstreamNotMultiplied,
                 "1 where x > 0, without g",
-                x.mapv(|x| if x > 0.0 { 1.0 } else { 0.0 }),
-            );
-        }
+                step(|x| x > 0.0),
+            ),
+        ),
         Activation::Sigmoid => {
             let y = x.mapv(|x| 1.0 / (1.0 + (-x).exp()));
-            add(
-                Mistake::WrongLocalDerivative,
-                "g y (sigmoid' written as y)",
-                &g * &y,
-            );
-            add(
-                Mistake::WrongLocalDerivative,
-                "g (1 - y) (sigmoid' written as 1 - y)",
-                &g * &y.mapv(|y| 1.0 - y),
-            );
-            add(
-                Mistake::DerivativeFromInput,
-                "g x (1 - x), from the input x",
-                &g * &x.mapv(|x| x * (1.0 - x)),
-            );
-            add(
-                Mistake::UpstreamNotMultiplied,
-                "y (1 - y), without g",
-                y.mapv(|y| y * (1.0 - y)),
-            );
+            let as_y = "g y (sigmoid' written as y)";
+            let as_one_minus_y = "g (1 - y) (sigmoid' written as 1 - y)";
+            let from_x = "g x (1 - x), from the input x";
+            let wrong = vec![
+                (WrongLocalDerivative, as_y, y.clone()),
+                (WrongLocalDerivative, as_one_minus_y, y.mapv(|y| 1.0 - y)),
+                (DerivativeFromInput, from_x, x.mapv(|x| x * (1.0 - x))),
+            ];
+            let right = y.mapv(|y| y * (1.0 - y));
+            (
+                wrong,
+                (UpstreamNotMultiplied, "y (1 - y), without g", right),
+            )
         }
         Activation::Tanh => {
             let y = x.mapv(f64::tanh);
-            add(
-                Mistake::WrongLocalDerivative,
-                "g (1 - y) (tanh' written as 1 - y)",
-                &g * &y.mapv(|y| 1.0 - y),
-            );
-            add(
-                Mistake::WrongLocalDerivative,
-                "g (1 + y^2) (tanh' written as 1 + y^2)",
-                &g * &y.mapv(|y| 1.0 + y * y),
-            );
-            add(
-                Mistake::DerivativeFromInput,
-                "g (1 - x^2), from the input x",
-                &g * &x.mapv(|x| 1.0 - x * x),
-            );
-            add(
-                Mistake::UpstreamNotMultiplied,
-                "1 - y^2, without g",
-                y.mapv(|y| 1.0 - y * y),
-            );
+            let as_one_minus_y = "g (1 - y) (tanh' written as 1 - y)";
+            let as_one_plus_y2 = "g (1 + y^2) (tanh' written as 1 + y^2)";
+            let from_x = "g (1 - x^2), from the input x";
+            let wrong = vec![
+                (WrongLocalDerivative, as_one_minus_y, y.mapv(|y| 1.0 - y)),
+                (
+                    WrongLocalDerivative,
+                    as_one_plus_y2,
+                    y.mapv(|y| 1.0 + y * y),
+                ),
+                (DerivativeFromInput, from_x, x.mapv(|x| 1.0 - x * x)),
+            ];
+            let right = y.mapv(|y| 1.0 - y * y);
+            (wrong, (UpstreamNotMultiplied, "1 - y^2, without g", right))
         }
     }
 }
 
+/// Softmax cross-entropy's mistakes, for dL/dz.
 fn softmax_candidates(
     logits: ArrayView2<'_, f64>,
     classes: &[usize],
-    add: &mut impl FnMut(Mistake, &'static str, Array2<f64>),
+    add: &mut impl FnMut(Mistake, &'static str, ArrayD<f64>),
 ) {
     let batch = logits.nrows() as f64;
     let max = logits.fold_axis(Axis(1), f64::NEG_INFINITY, |m, &z| m.max(z));
     let exp = (&logits - &max.insert_axis(Axis(1))).mapv(f64::exp);
-    let probs = &exp / &exp.sum_axis(Axis(1)).insert_axis(Axis(1));
-    let mut onehot = Array2::zeros(logits.dim());
+    let probs = (&exp / &exp.sum_axis(Axis(1)).insert_axis(Axis(1))).into_dyn();
+    let mut onehot = ArrayD::zeros(probs.raw_dim());
     for (row, &class) in classes.iter().enumerate() {
-        if let Some(entry) = onehot.get_mut([row, class]) {
+        if let Some(entry) = onehot.get_mut([row, class].as_slice()) {
             *entry = 1.0;
         }
     }
