@@ -153,8 +153,9 @@ pub struct Diagnosis {
     pub mistake: Option<Mistake>,
     /// The numbers: what ours is, against the reference.
     pub text: String,
-    /// The hint file, relative to the repository root.
-    pub hint: &'static str,
+    /// The hint file, relative to the repository root: the mistake's, or the page of the layer
+    /// the check is about (none for a whole network).
+    pub hint: Option<&'static str>,
 }
 
 impl std::fmt::Display for Diagnosis {
@@ -165,9 +166,12 @@ impl std::fmt::Display for Diagnosis {
                 "likely mistake: {}: {} (read {})",
                 mistake.headline(),
                 self.text,
-                self.hint
+                mistake.hint()
             ),
-            None => write!(f, "what differs: {} (read {})", self.text, self.hint),
+            None => match self.hint {
+                Some(hint) => write!(f, "what differs: {} (read {hint})", self.text),
+                None => write!(f, "what differs: {}", self.text),
+            },
         }
     }
 }
@@ -183,6 +187,17 @@ pub enum Subject {
     SoftmaxCrossEntropy,
     /// Mean squared error.
     Mse,
+}
+
+impl Subject {
+    /// The hint page about this layer or loss.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Subject::Linear => "hints/hint-2-linear-backward.md",
+            Subject::Activation(_) => "hints/hint-1-chain-rule.md",
+            Subject::SoftmaxCrossEntropy | Subject::Mse => "hints/math-refresh.md",
+        }
+    }
 }
 
 /// Which backward pass produced the gradient.
@@ -268,20 +283,19 @@ impl<'a> Evidence<'a> {
     }
 }
 
-/// Recognises the pattern of `ours` against `reference` (same shape) in `check`, given the
-/// check's `evidence`, or `None` when nothing stands out.
+/// Recognises the pattern of `ours` against `reference` (same shape), given the check's
+/// `evidence`, or `None` when nothing stands out.
 pub fn diagnose(
-    check: &str,
     tensor: &str,
     ours: ArrayViewD<'_, f64>,
     reference: ArrayViewD<'_, f64>,
     evidence: &Evidence<'_>,
 ) -> Option<Diagnosis> {
     let (ours, reference) = (&ours, &reference);
-    non_finite(check, tensor, ours, reference, evidence)
+    non_finite(tensor, ours, reference, evidence)
         .or_else(|| recomputed_mistake(tensor, ours, reference, evidence))
         .or_else(|| transposed(tensor, ours, reference))
-        .or_else(|| constant_factor(check, tensor, ours, reference, evidence))
+        .or_else(|| constant_factor(tensor, ours, reference, evidence))
         .or_else(|| only_the_bias(tensor, evidence))
 }
 
@@ -289,21 +303,20 @@ fn named(mistake: Mistake, text: String) -> Option<Diagnosis> {
     Some(Diagnosis {
         mistake: Some(mistake),
         text,
-        hint: mistake.hint(),
+        hint: Some(mistake.hint()),
     })
 }
 
-fn described(check: &str, text: String) -> Option<Diagnosis> {
+fn described(evidence: &Evidence<'_>, text: String) -> Option<Diagnosis> {
     Some(Diagnosis {
         mistake: None,
         text,
-        hint: hint_for(check),
+        hint: evidence.subject.map(Subject::hint),
     })
 }
 
 /// NaN or an infinity where the reference is finite.
 fn non_finite(
-    check: &str,
     tensor: &str,
     ours: &ArrayViewD<'_, f64>,
     reference: &ArrayViewD<'_, f64>,
@@ -355,7 +368,7 @@ fn non_finite(
         }
     }
     described(
-        check,
+        evidence,
         format!("{tensor} holds {value} where the reference is {expected:.4e}"),
     )
 }
@@ -617,7 +630,6 @@ fn transposed(
 
 /// One constant factor between ours and the reference.
 fn constant_factor(
-    check: &str,
     tensor: &str,
     ours: &ArrayViewD<'_, f64>,
     reference: &ArrayViewD<'_, f64>,
@@ -667,7 +679,7 @@ fn constant_factor(
                 format!("{every}, the number of entries the mean runs over"),
             );
         }
-        return described(check, every);
+        return described(evidence, every);
     }
     match batch {
         Some(n) if near(n) && evidence.pass != Pass::SecondWithoutZeroGrad => named(
@@ -678,7 +690,7 @@ fn constant_factor(
             Mistake::MeanTwice,
             format!("{every}, and {n} is the batch size: once in the loss is enough"),
         ),
-        _ => described(check, every),
+        _ => described(evidence, every),
     }
 }
 
@@ -695,7 +707,7 @@ fn only_the_bias(tensor: &str, evidence: &Evidence<'_>) -> Option<Diagnosis> {
             "only {tensor} is wrong: the output, dL/dinput and dL/dweight of this fresh layer \
              matched on this one backward. dL/db has one number per output"
         ),
-        hint: Mistake::BiasNotSummed.hint(),
+        hint: Some(Mistake::BiasNotSummed.hint()),
     })
 }
 
@@ -711,7 +723,7 @@ mod tests {
         evidence: &Evidence<'_>,
     ) -> String {
         let (ours, reference) = (ours.view().into_dyn(), reference.view().into_dyn());
-        diagnose("gate 1", tensor, ours, reference, evidence)
+        diagnose(tensor, ours, reference, evidence)
             .map(|d| d.to_string())
             .unwrap_or_default()
     }
@@ -726,7 +738,7 @@ mod tests {
             let message = Diagnosis {
                 mistake: Some(mistake),
                 text: "x".into(),
-                hint: mistake.hint(),
+                hint: Some(mistake.hint()),
             };
             assert_eq!(named(&message.to_string()), vec![mistake]);
         }

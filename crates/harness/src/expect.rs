@@ -179,7 +179,7 @@ fn explain(
     reference: ArrayViewD<'_, f64>,
     evidence: &Evidence<'_>,
 ) -> String {
-    match crate::diagnosis::diagnose(check, tensor, ours, reference, evidence) {
+    match crate::diagnosis::diagnose(tensor, ours, reference, evidence) {
         Some(diagnosis) => format!("\n  {diagnosis}"),
         None => format!("\n  hint: {}", crate::diagnosis::hint_for(check)),
     }
