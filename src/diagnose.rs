@@ -208,6 +208,7 @@ fn run_one<L: Level<f32>>(
         loss: LossKind::SoftmaxCrossEntropy,
         init,
         seed: config.seed,
+        ..MlpSpec::classifier(&[], 0)
     };
     let mut model = L::mlp_from_spec(&spec);
     let mut sgd = Sgd::new(f64::from(config.lr));

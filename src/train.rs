@@ -339,6 +339,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             loss: LossKind::SoftmaxCrossEntropy,
             init: config.init,
             seed: config.seed,
+            ..MlpSpec::classifier(&[], 0)
         };
         let layers = spec.sizes.len() - 1;
         Trainer {

@@ -27,6 +27,7 @@ fn spec(activation: Activation, init: Init) -> MlpSpec {
         loss: LossKind::SoftmaxCrossEntropy,
         init,
         seed: 42,
+        ..MlpSpec::classifier(&[], 0)
     }
 }
 

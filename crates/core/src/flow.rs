@@ -389,14 +389,14 @@ pub fn clip_grad_norm<F: Float>(model: &mut impl Model<F>, max_norm: f64) -> f64
         "clip_grad_norm: max_norm must be above 0, got {max_norm}"
     );
     let mut squares = 0.0;
-    model.visit_linears(|_, layer| {
+    model.visit_params(|_, layer| {
         squares += sum_of_squares(&layer.grad_weight) + sum_of_squares(&layer.grad_bias);
     });
     let total = squares.sqrt();
     let coefficient = clip_coefficient(total, max_norm);
     if coefficient < 1.0 || !total.is_finite() {
         let coefficient = F::of(coefficient);
-        model.visit_linears(|_, mut layer| {
+        model.visit_params(|_, mut layer| {
             layer.grad_weight.mapv_inplace(|grad| grad * coefficient);
             layer.grad_bias.mapv_inplace(|grad| grad * coefficient);
         });

@@ -11,7 +11,7 @@ use ndarray::{Array1, Array2};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Activation, Float, LinearParams, LossKind};
+use crate::{Activation, Float, Layout, LinearParams, LossKind, Norm};
 
 /// The project's seeded generator: ChaCha8, reproducible on every platform.
 pub type SeededRng = ChaCha8Rng;
@@ -131,8 +131,12 @@ pub struct MlpSpec {
     pub loss: LossKind,
     /// How each `Linear` layer is drawn.
     pub init: Init,
-    /// The seed of the generator that draws them, layer after layer.
+    /// The seed of the generator that draws them, layer after layer (and of the dropout masks).
     pub seed: u64,
+    /// The normalization after each hidden `Linear`.
+    pub norm: Norm,
+    /// The dropout probability after each hidden activation (0: none).
+    pub dropout: f64,
 }
 
 impl MlpSpec {
@@ -144,6 +148,19 @@ impl MlpSpec {
             loss: LossKind::SoftmaxCrossEntropy,
             init: Init::PytorchDefault,
             seed,
+            norm: Norm::None,
+            dropout: 0.0,
+        }
+    }
+
+    /// The layout between the layers: activation, normalization, dropout (seeded `seed`), loss.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            activation: self.activation,
+            loss: self.loss,
+            norm: self.norm,
+            dropout: self.dropout,
+            seed: self.seed,
         }
     }
 

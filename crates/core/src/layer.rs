@@ -79,6 +79,13 @@ pub trait Layer<F: Float>: Debug {
     /// If called before `forward`, or if `grad_output` does not match the last output's shape.
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F>;
 
+    /// Training mode (`true`) or evaluation mode, as PyTorch's `train()` and `eval()`; only
+    /// batch norm and dropout behave differently. Layers start in training mode. The default
+    /// does nothing.
+    fn set_training(&mut self, training: bool) {
+        let _ = training;
+    }
+
     /// [`forward`](Layer::forward), writing every element of `output` (never reading it).
     ///
     /// # Panics
@@ -113,6 +120,9 @@ impl<F: Float, T: Layer<F> + ?Sized> Layer<F> for Box<T> {
     }
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
         (**self).backward(grad_output)
+    }
+    fn set_training(&mut self, training: bool) {
+        (**self).set_training(training)
     }
     #[track_caller]
     fn forward_into(&mut self, input: ArrayView2<'_, F>, output: ArrayViewMut2<'_, F>) {

@@ -2,7 +2,10 @@
 
 use ndarray::{Array1, Array2};
 
-use crate::{Activation, Float, Layer, LinearLayer, LinearParams, Loss, LossKind, MlpSpec, Model};
+use crate::{
+    Activation, DropoutLayer, Float, Layer, Layout, LinearLayer, LinearParams, Loss, LossKind,
+    MlpSpec, Model, NormLayer,
+};
 
 /// Names a level's layer, loss and model types and builds them.
 ///
@@ -44,6 +47,12 @@ pub trait Level<F: Float>: 'static {
     type SoftmaxCrossEntropy: Loss<F>;
     /// Mean squared error, mean over every element.
     type Mse: Loss<F>;
+    /// Batch normalization over each feature (see [`crate::norm`]).
+    type BatchNorm: NormLayer<F> + 'static;
+    /// Layer normalization over each row.
+    type LayerNorm: NormLayer<F> + 'static;
+    /// Inverted dropout.
+    type Dropout: DropoutLayer<F> + 'static;
     /// The multi-layer perceptron.
     type Mlp: Model<F>;
 
@@ -63,11 +72,27 @@ pub trait Level<F: Float>: 'static {
     fn softmax_cross_entropy() -> Self::SoftmaxCrossEntropy;
     /// The mean squared error loss.
     fn mse() -> Self::Mse;
-    /// An MLP from the `(weight, bias)` of each `Linear` layer, input layer first.
+    /// Batch norm over `features` features: gamma 1, beta 0, running mean 0 and variance 1.
+    fn batch_norm(features: usize) -> Self::BatchNorm;
+    /// Layer norm over rows of `features` features: gamma 1, beta 0.
+    fn layer_norm(features: usize) -> Self::LayerNorm;
+    /// Dropout with probability `p` (0 <= p < 1), its masks drawn from the generator seeded
+    /// `seed`.
+    fn dropout(p: f64, seed: u64) -> Self::Dropout;
+    /// An MLP from the `(weight, bias)` of each `Linear` layer, input layer first, with
+    /// `layout`'s activation, normalization, dropout and loss.
     ///
     /// # Panics
     /// If `layers` is empty or two consecutive layers' shapes do not chain.
-    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp;
+    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp;
+
+    /// A plain MLP: `activation` between the layers, `loss` at the end.
+    ///
+    /// # Panics
+    /// As [`Level::mlp_with`].
+    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
+        Self::mlp_with(layers, &Layout::plain(activation, loss))
+    }
 
     /// The layer for `activation`, boxed so that one type holds any of the three.
     fn activation(activation: Activation) -> Box<dyn Layer<F>> {
@@ -78,8 +103,8 @@ pub trait Level<F: Float>: 'static {
         }
     }
 
-    /// An MLP initialised from `spec` (its seed decides every weight).
+    /// An MLP initialised from `spec` (its seed decides every weight and dropout mask).
     fn mlp_from_spec(spec: &MlpSpec) -> Self::Mlp {
-        Self::mlp(spec.initial_params(), spec.activation, spec.loss)
+        Self::mlp_with(spec.initial_params(), &spec.layout())
     }
 }

@@ -15,6 +15,7 @@
 //! | `optim.SGD(lr, momentum).step()`       | [`optim::Sgd`] with [`Optimizer::step`]       |
 //! | `optim.Adam(lr).step()`                | [`optim::Adam`]                               |
 //! | `torch.manual_seed(s)`                 | [`MlpSpec::seed`], [`init::seeded_rng`]       |
+//! | `nn.BatchNorm1d`, `nn.LayerNorm`, `nn.Dropout` | [`Level::batch_norm`], [`Level::layer_norm`], [`Level::dropout`] (see [`norm`]) |
 //!
 //! ## Training a tiny MLP
 //!
@@ -82,6 +83,7 @@ pub mod layer;
 pub mod level;
 pub mod mnist;
 pub mod model;
+pub mod norm;
 pub mod optim;
 pub mod stacked;
 
@@ -89,7 +91,8 @@ pub use float::Float;
 pub use init::{Init, MlpSpec};
 pub use layer::{Layer, LinearLayer, LinearMut, Loss, Targets};
 pub use level::Level;
-pub use model::{Activation, LinearParams, LossKind, Model};
+pub use model::{Activation, Layout, LinearParams, LossKind, Model};
+pub use norm::{DropoutLayer, Norm, NormLayer, NormMut};
 pub use optim::Optimizer;
 pub use stacked::StackedMlp;
 

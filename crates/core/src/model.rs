@@ -6,6 +6,7 @@ use std::str::FromStr;
 use ndarray::{Array1, Array2, ArrayView2};
 
 use crate::layer::LinearMut;
+use crate::norm::{Norm, NormMut};
 use crate::optim::Optimizer;
 
 use crate::flow::Signals;
@@ -60,6 +61,35 @@ pub enum LossKind {
     SoftmaxCrossEntropy,
     /// Mean squared error against dense targets, mean over every element.
     Mse,
+}
+
+/// What an MLP puts between its `Linear` layers, and the loss at its end: each hidden `Linear`
+/// is followed by the normalization, the activation, then dropout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layout {
+    /// The activation after each hidden `Linear` (and its normalization).
+    pub activation: Activation,
+    /// The loss after the last `Linear`.
+    pub loss: LossKind,
+    /// Batch norm, layer norm or none, between each hidden `Linear` and its activation.
+    pub norm: Norm,
+    /// The dropout probability after each hidden activation; 0 puts no dropout layer.
+    pub dropout: f64,
+    /// The dropout masks' seed: hidden layer i draws from the generator seeded `seed + i`.
+    pub seed: u64,
+}
+
+impl Layout {
+    /// `activation` between the layers, `loss` at the end, no normalization, no dropout.
+    pub fn plain(activation: Activation, loss: LossKind) -> Self {
+        Layout {
+            activation,
+            loss,
+            norm: Norm::None,
+            dropout: 0.0,
+            seed: 0,
+        }
+    }
 }
 
 /// The weight `(fan_in, fan_out)` and bias `(fan_out,)` of every `Linear` layer, input first.
@@ -132,12 +162,46 @@ pub trait Model<F: Float>: Debug {
     where
         Self: Sized;
 
+    /// Calls `visit(index, norm)` for every normalization layer, first hidden layer first. The
+    /// default visits none (a model without normalization).
+    fn visit_norms(&mut self, visit: impl FnMut(usize, NormMut<'_, F>))
+    where
+        Self: Sized,
+    {
+        let _ = visit;
+    }
+
+    /// Every trainable parameter group, as optimizers see them: each `Linear`'s weight and
+    /// bias (indices `0..linears`), then each normalization layer's gamma and beta as a
+    /// one-row weight and a bias ([`NormMut::into_linear`]).
+    fn visit_params(&mut self, mut visit: impl FnMut(usize, LinearMut<'_, F>))
+    where
+        Self: Sized,
+    {
+        let mut count = 0;
+        self.visit_linears(|_, layer| {
+            visit(count, layer);
+            count += 1;
+        });
+        self.visit_norms(|_, norm| {
+            visit(count, norm.into_linear());
+            count += 1;
+        });
+    }
+
+    /// Training mode (batch statistics, dropout on) or evaluation mode (running statistics,
+    /// dropout off), as PyTorch's `model.train()` and `model.eval()`. Models start in training
+    /// mode. The default does nothing, right for a model with neither.
+    fn set_training(&mut self, training: bool) {
+        let _ = training;
+    }
+
     /// Sets every parameter gradient to zero.
     fn zero_grad(&mut self)
     where
         Self: Sized,
     {
-        self.visit_linears(|_, mut layer| {
+        self.visit_params(|_, mut layer| {
             layer.grad_weight.fill(F::zero());
             layer.grad_bias.fill(F::zero());
         });

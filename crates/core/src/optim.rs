@@ -1,7 +1,8 @@
 //! Optimizers: SGD (plain, momentum, Nesterov, weight decay) and Adam, outside the model.
 //!
 //! An optimizer owns its state (velocities, moment estimates) and updates a model's parameters
-//! from their gradients through [`Model::visit_linears`], so one optimizer serves every level.
+//! from their gradients through [`Model::visit_params`] (every `Linear`'s weight and bias, then
+//! every normalization layer's gamma and beta), so one optimizer serves every level.
 //! The formulas, order of operations included, are PyTorch's (`torch.optim.SGD` and
 //! `torch.optim.Adam`), and the harness's gate 4 checks three steps of each against PyTorch.
 //!
@@ -202,7 +203,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
     #[track_caller]
     fn step(&mut self, model: &mut impl Model<F>) {
         let mut velocity = std::mem::take(&mut self.velocity);
-        model.visit_linears(|index, layer| {
+        model.visit_params(|index, layer| {
             if self.momentum == 0.0 {
                 self.plain(layer.weight, layer.grad_weight.view());
                 self.plain(layer.bias, layer.grad_bias.view());
@@ -308,7 +309,7 @@ impl<F: Float> Optimizer<F> for Adam<F> {
             std::mem::take(&mut self.first_moment),
             std::mem::take(&mut self.second_moment),
         );
-        model.visit_linears(|index, layer| {
+        model.visit_params(|index, layer| {
             let m = LayerState::of(&mut first, index, &layer);
             let v = LayerState::of(&mut second, index, &layer);
             self.update(

@@ -1,4 +1,5 @@
-//! `StackedMlp`: an MLP assembled from any level's own layers and loss.
+//! `StackedMlp`: an MLP assembled from any level's own layers and loss, with optional
+//! normalization and dropout between them.
 //!
 //! Composing layers is the same code in every level (the chain rule in reverse order), so levels
 //! that do not fuse layers (levels 1 and 2, a learner's first crate) use this model as their
@@ -10,18 +11,22 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::flow::{Signals, max_abs, sum_of_squares};
 use crate::{
-    Activation, Float, Layer, Level, LinearLayer, LinearMut, LinearParams, Loss, LossKind, Model,
-    Targets,
+    Activation, Float, Layer, Layout, Level, LinearLayer, LinearMut, LinearParams, Loss, LossKind,
+    Model, Norm, NormLayer, NormMut, Targets,
 };
 
-/// `Linear, act, Linear, act, ..., Linear, loss`, built from level `L`'s types.
+/// `Linear, [norm], act, [dropout], ..., Linear, loss`, built from level `L`'s types.
 pub struct StackedMlp<F: Float, L: Level<F>> {
     sizes: Vec<usize>,
     activation: Activation,
     /// `linears[i]` maps width `sizes[i]` to `sizes[i + 1]`.
     linears: Vec<L::Linear>,
-    /// `activations[i]` follows `linears[i]`; the last `Linear` has none.
+    /// `norms[i]` follows `linears[i]` (empty without normalization).
+    norms: Vec<Box<dyn NormLayer<F>>>,
+    /// `activations[i]` follows `norms[i]`, or `linears[i]`; the last `Linear` has none.
     activations: Vec<Box<dyn Layer<F>>>,
+    /// `dropouts[i]` follows `activations[i]` (empty without dropout).
+    dropouts: Vec<L::Dropout>,
     loss: LossLayer<F, L>,
     /// The output of the last `forward`, which `loss` reads.
     logits: Option<Array2<F>>,
@@ -38,12 +43,13 @@ enum LossLayer<F: Float, L: Level<F>> {
 }
 
 impl<F: Float, L: Level<F>> StackedMlp<F, L> {
-    /// Wraps each `(weight, bias)` in `L::linear` and puts `activation` between them.
+    /// Wraps each `(weight, bias)` in `L::linear` and puts `layout`'s normalization,
+    /// activation and dropout after each hidden one.
     ///
     /// # Panics
     /// If `layers` is empty or a layer's `fan_in` differs from the previous layer's `fan_out`.
     #[track_caller]
-    pub fn new(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self {
+    pub fn new(layers: LinearParams<F>, layout: &Layout) -> Self {
         assert!(!layers.is_empty(), "an MLP needs at least one Linear layer");
         let mut sizes = vec![layers[0].0.nrows()];
         for (index, (weight, _)) in layers.iter().enumerate() {
@@ -56,25 +62,40 @@ impl<F: Float, L: Level<F>> StackedMlp<F, L> {
             );
             sizes.push(weight.ncols());
         }
-        let hidden_layers = layers.len() - 1;
-        let activations = (0..hidden_layers)
-            .map(|_| L::activation(activation))
+        let hidden = &sizes[1..sizes.len() - 1];
+        let norms = hidden
+            .iter()
+            .filter_map(|&width| -> Option<Box<dyn NormLayer<F>>> {
+                match layout.norm {
+                    Norm::None => None,
+                    Norm::Batch => Some(Box::new(L::batch_norm(width))),
+                    Norm::Layer => Some(Box::new(L::layer_norm(width))),
+                }
+            })
             .collect();
-        let loss = match loss {
+        let dropouts = (0..hidden.len() as u64)
+            .filter(|_| layout.dropout > 0.0)
+            .map(|index| L::dropout(layout.dropout, layout.seed.wrapping_add(index)))
+            .collect();
+        let loss = match layout.loss {
             LossKind::SoftmaxCrossEntropy => {
                 LossLayer::SoftmaxCrossEntropy(L::softmax_cross_entropy())
             }
             LossKind::Mse => LossLayer::Mse(L::mse()),
         };
-        let linears = layers
-            .into_iter()
-            .map(|(weight, bias)| L::linear(weight, bias))
-            .collect();
         StackedMlp {
+            activation: layout.activation,
+            activations: hidden
+                .iter()
+                .map(|_| L::activation(layout.activation))
+                .collect(),
+            linears: layers
+                .into_iter()
+                .map(|(weight, bias)| L::linear(weight, bias))
+                .collect(),
             sizes,
-            activation,
-            linears,
-            activations,
+            norms,
+            dropouts,
             loss,
             logits: None,
             hidden_outputs: Vec::new(),
@@ -97,12 +118,22 @@ impl<F: Float, L: Level<F>> Model<F> for StackedMlp<F, L> {
             input.dim(),
             self.sizes[0]
         );
-        // Phase 1: Linear then activation, layer after layer; each caches its own input.
+        // Phase 1: Linear, [norm], activation, [dropout], layer after layer; each caches its
+        // own input.
         self.hidden_outputs.clear();
         let mut hidden = self.linears[0].forward(input);
-        for (linear, activation) in self.linears[1..].iter_mut().zip(&mut self.activations) {
-            let activated = activation.forward(hidden.view());
-            hidden = linear.forward(activated.view());
+        for index in 0..self.activations.len() {
+            if let Some(norm) = self.norms.get_mut(index) {
+                hidden = norm.forward(hidden.view());
+            }
+            let activated = self.activations[index].forward(hidden.view());
+            hidden = match self.dropouts.get_mut(index) {
+                Some(dropout) => {
+                    let dropped = dropout.forward(activated.view());
+                    self.linears[index + 1].forward(dropped.view())
+                }
+                None => self.linears[index + 1].forward(activated.view()),
+            };
             self.hidden_outputs.push(activated);
         }
         // Phase 2: keep the logits for `loss`.
@@ -134,7 +165,13 @@ impl<F: Float, L: Level<F>> Model<F> for StackedMlp<F, L> {
             grad = self.linears[index].backward(grad.view());
             self.input_grad_norms[index] = Some(sum_of_squares(&grad).sqrt());
             if index > 0 {
+                if let Some(dropout) = self.dropouts.get_mut(index - 1) {
+                    grad = dropout.backward(grad.view());
+                }
                 grad = self.activations[index - 1].backward(grad.view());
+                if let Some(norm) = self.norms.get_mut(index - 1) {
+                    grad = norm.backward(grad.view());
+                }
             }
         }
         grad
@@ -158,9 +195,25 @@ impl<F: Float, L: Level<F>> Model<F> for StackedMlp<F, L> {
         }
     }
 
+    fn visit_norms(&mut self, mut visit: impl FnMut(usize, NormMut<'_, F>)) {
+        for (index, norm) in self.norms.iter_mut().enumerate() {
+            visit(index, norm.params_mut());
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.norms
+            .iter_mut()
+            .for_each(|norm| norm.set_training(training));
+        self.dropouts
+            .iter_mut()
+            .for_each(|dropout| dropout.set_training(training));
+    }
+
     fn zero_grad(&mut self) {
         // Through each layer's own zero_grad, so the harness sees a learner's.
         self.linears.iter_mut().for_each(LinearLayer::zero_grad);
+        self.norms.iter_mut().for_each(|norm| norm.zero_grad());
     }
 }
 

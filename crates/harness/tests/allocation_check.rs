@@ -1,6 +1,6 @@
 //! The allocation check can fail: level02 dressed up as allocation-bounded is rejected.
 
-use backprop_core::{Activation, Float, Level, LinearParams, LossKind};
+use backprop_core::{Float, Layout, Level, LinearParams};
 use backprop_harness::stress;
 use ndarray::{Array1, Array2};
 
@@ -21,6 +21,9 @@ impl<F: Float> Level<F> for Pretender {
     type Tanh = <level02::Level02 as Level<F>>::Tanh;
     type SoftmaxCrossEntropy = <level02::Level02 as Level<F>>::SoftmaxCrossEntropy;
     type Mse = <level02::Level02 as Level<F>>::Mse;
+    type BatchNorm = <level02::Level02 as Level<F>>::BatchNorm;
+    type LayerNorm = <level02::Level02 as Level<F>>::LayerNorm;
+    type Dropout = <level02::Level02 as Level<F>>::Dropout;
     type Mlp = <level02::Level02 as Level<F>>::Mlp;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Self::Linear {
@@ -41,8 +44,17 @@ impl<F: Float> Level<F> for Pretender {
     fn mse() -> Self::Mse {
         <level02::Level02 as Level<F>>::mse()
     }
-    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
-        <level02::Level02 as Level<F>>::mlp(layers, activation, loss)
+    fn batch_norm(features: usize) -> Self::BatchNorm {
+        <level02::Level02 as Level<F>>::batch_norm(features)
+    }
+    fn layer_norm(features: usize) -> Self::LayerNorm {
+        <level02::Level02 as Level<F>>::layer_norm(features)
+    }
+    fn dropout(p: f64, seed: u64) -> Self::Dropout {
+        <level02::Level02 as Level<F>>::dropout(p, seed)
+    }
+    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp {
+        <level02::Level02 as Level<F>>::mlp_with(layers, layout)
     }
 }
 

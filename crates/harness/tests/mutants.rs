@@ -36,8 +36,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use backprop_core::{
-    Activation, Float, Layer, Level, LinearLayer, LinearMut, LinearParams, Loss, LossKind,
-    StackedMlp, Targets,
+    Float, Layer, Layout, Level, LinearLayer, LinearMut, LinearParams, Loss, StackedMlp, Targets,
 };
 use backprop_harness::diagnosis::Mistake;
 use backprop_harness::{basic, edge, parity, stress};
@@ -82,6 +81,9 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
     type Tanh = MutantTanh<F, BUG>;
     type SoftmaxCrossEntropy = MutantSoftmaxCrossEntropy<F, BUG>;
     type Mse = MutantMse<F, BUG>;
+    type BatchNorm = level02::BatchNorm<F>;
+    type LayerNorm = level02::LayerNorm<F>;
+    type Dropout = level02::Dropout<F>;
     type Mlp = StackedMlp<F, Self>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Self::Linear {
@@ -121,8 +123,17 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
             difference: None,
         }
     }
-    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
-        StackedMlp::new(layers, activation, loss)
+    fn batch_norm(features: usize) -> Self::BatchNorm {
+        level02::BatchNorm::new(features)
+    }
+    fn layer_norm(features: usize) -> Self::LayerNorm {
+        level02::LayerNorm::new(features)
+    }
+    fn dropout(p: f64, seed: u64) -> Self::Dropout {
+        level02::Dropout::new(p, seed)
+    }
+    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp {
+        StackedMlp::new(layers, layout)
     }
 }
 

@@ -8,7 +8,10 @@
 //! - `linear.rs`: y = x W + b, and dW = x^T g, db = Σ_rows g, dx = g W^T;
 //! - `relu.rs`, `sigmoid.rs`, `tanh.rs`: elementwise, dx = g * f'(x);
 //! - `softmax_cross_entropy.rs`: the stable log-softmax and the fused (p - onehot) / N;
-//! - `mse.rs`: mean((p - t)^2) and 2 (p - t) / (N M).
+//! - `mse.rs`: mean((p - t)^2) and 2 (p - t) / (N M);
+//! - `batch_norm.rs`, `layer_norm.rs`: normalization over the batch or the row, the backward
+//!   through the mean and the variance derived step by step in the comments;
+//! - `dropout.rs`: the mask drawn in forward and reused in backward.
 //!
 //! The model is [`backprop_core::StackedMlp`] over these layers. Read level02 next to see the
 //! same math as whole-array operations.
@@ -26,6 +29,9 @@
 //! ```
 #![warn(missing_docs)]
 
+mod batch_norm;
+mod dropout;
+mod layer_norm;
 mod linear;
 mod mse;
 mod relu;
@@ -33,6 +39,9 @@ mod sigmoid;
 mod softmax_cross_entropy;
 mod tanh;
 
+pub use batch_norm::BatchNorm;
+pub use dropout::Dropout;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use mse::Mse;
 pub use relu::Relu;
@@ -40,7 +49,7 @@ pub use sigmoid::Sigmoid;
 pub use softmax_cross_entropy::SoftmaxCrossEntropy;
 pub use tanh::Tanh;
 
-use backprop_core::{Activation, Float, Level, LinearParams, LossKind, StackedMlp};
+use backprop_core::{Float, Layout, Level, LinearParams, StackedMlp};
 use ndarray::{Array1, Array2};
 
 /// The level-1 marker: names this crate's types for the harness, the CLI and the benches.
@@ -56,6 +65,9 @@ impl<F: Float> Level<F> for Level01 {
     type Tanh = Tanh<F>;
     type SoftmaxCrossEntropy = SoftmaxCrossEntropy<F>;
     type Mse = Mse<F>;
+    type BatchNorm = BatchNorm<F>;
+    type LayerNorm = LayerNorm<F>;
+    type Dropout = Dropout<F>;
     type Mlp = StackedMlp<F, Level01>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
@@ -76,7 +88,16 @@ impl<F: Float> Level<F> for Level01 {
     fn mse() -> Mse<F> {
         Mse::default()
     }
-    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
-        StackedMlp::new(layers, activation, loss)
+    fn batch_norm(features: usize) -> BatchNorm<F> {
+        BatchNorm::new(features)
+    }
+    fn layer_norm(features: usize) -> LayerNorm<F> {
+        LayerNorm::new(features)
+    }
+    fn dropout(p: f64, seed: u64) -> Dropout<F> {
+        Dropout::new(p, seed)
+    }
+    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp {
+        StackedMlp::new(layers, layout)
     }
 }

@@ -13,6 +13,9 @@
 //! | `tanh.rs`                   | `y = tanh x`                | `dx = g * (1 - y^2)`                      |
 //! | `softmax_cross_entropy.rs`  | `L = mean(lse(z) - z[t])`   | `dz = (softmax(z) - onehot(t)) / N`       |
 //! | `mse.rs`                    | `L = mean((p - t)^2)`       | `dp = 2 (p - t) / (N M)`                  |
+//! | `batch_norm.rs`             | `y = gamma x̂ + beta`, x̂ over the batch | `dx = (N dx̂ - Σ dx̂ - x̂ Σ dx̂ x̂) / (N σ)` |
+//! | `layer_norm.rs`             | `y = gamma x̂ + beta`, x̂ over the row   | the same, the sums over the row      |
+//! | `dropout.rs`                | `y = x m / (1 - p)`         | `dx = g m / (1 - p)`, the same mask       |
 //!
 //! The model is [`backprop_core::StackedMlp`] over these layers.
 //!
@@ -28,6 +31,9 @@
 //! ```
 #![warn(missing_docs)]
 
+mod batch_norm;
+mod dropout;
+mod layer_norm;
 mod linear;
 mod mse;
 mod relu;
@@ -35,6 +41,9 @@ mod sigmoid;
 mod softmax_cross_entropy;
 mod tanh;
 
+pub use batch_norm::BatchNorm;
+pub use dropout::Dropout;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use mse::Mse;
 pub use relu::Relu;
@@ -42,7 +51,7 @@ pub use sigmoid::Sigmoid;
 pub use softmax_cross_entropy::SoftmaxCrossEntropy;
 pub use tanh::Tanh;
 
-use backprop_core::{Activation, Float, Level, LinearParams, LossKind, StackedMlp};
+use backprop_core::{Float, Layout, Level, LinearParams, StackedMlp};
 use ndarray::{Array1, Array2};
 
 /// The level-2 marker: names this crate's types for the harness, the CLI and the benches.
@@ -58,6 +67,9 @@ impl<F: Float> Level<F> for Level02 {
     type Tanh = Tanh<F>;
     type SoftmaxCrossEntropy = SoftmaxCrossEntropy<F>;
     type Mse = Mse<F>;
+    type BatchNorm = BatchNorm<F>;
+    type LayerNorm = LayerNorm<F>;
+    type Dropout = Dropout<F>;
     type Mlp = StackedMlp<F, Level02>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
@@ -78,7 +90,16 @@ impl<F: Float> Level<F> for Level02 {
     fn mse() -> Mse<F> {
         Mse::default()
     }
-    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
-        StackedMlp::new(layers, activation, loss)
+    fn batch_norm(features: usize) -> BatchNorm<F> {
+        BatchNorm::new(features)
+    }
+    fn layer_norm(features: usize) -> LayerNorm<F> {
+        LayerNorm::new(features)
+    }
+    fn dropout(p: f64, seed: u64) -> Dropout<F> {
+        Dropout::new(p, seed)
+    }
+    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp {
+        StackedMlp::new(layers, layout)
     }
 }

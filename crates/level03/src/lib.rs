@@ -67,10 +67,12 @@
 
 mod activation;
 mod buffer;
+mod dropout;
 mod gemm;
 mod linear;
 mod mlp;
 mod mse;
+mod norm;
 mod parallel;
 mod relu;
 mod sigmoid;
@@ -78,14 +80,16 @@ mod softmax_cross_entropy;
 mod tanh;
 
 pub use activation::ActivationLayer;
+pub use dropout::Dropout;
 pub use linear::Linear;
 pub use mlp::Mlp;
 pub use mse::Mse;
+pub use norm::NormalizationLayer;
 pub use softmax_cross_entropy::SoftmaxCrossEntropy;
 
 #[cfg(doc)]
 use backprop_core::Model;
-use backprop_core::{Activation, Float, Level, LinearParams, LossKind};
+use backprop_core::{Activation, Float, Layout, Level, LinearParams, Norm};
 use ndarray::{Array1, Array2};
 
 /// The level-3 marker: names this crate's types for the harness, the CLI and the benches.
@@ -102,6 +106,9 @@ impl<F: Float> Level<F> for Level03 {
     type Tanh = ActivationLayer<F>;
     type SoftmaxCrossEntropy = SoftmaxCrossEntropy<F>;
     type Mse = Mse<F>;
+    type BatchNorm = NormalizationLayer<F>;
+    type LayerNorm = NormalizationLayer<F>;
+    type Dropout = Dropout<F>;
     type Mlp = Mlp<F>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
@@ -122,7 +129,16 @@ impl<F: Float> Level<F> for Level03 {
     fn mse() -> Mse<F> {
         Mse::default()
     }
-    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Mlp<F> {
-        Mlp::new(layers, activation, loss)
+    fn batch_norm(features: usize) -> NormalizationLayer<F> {
+        NormalizationLayer::new(Norm::Batch, features)
+    }
+    fn layer_norm(features: usize) -> NormalizationLayer<F> {
+        NormalizationLayer::new(Norm::Layer, features)
+    }
+    fn dropout(p: f64, seed: u64) -> Dropout<F> {
+        Dropout::new(p, seed)
+    }
+    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Mlp<F> {
+        Mlp::new(layers, layout)
     }
 }

@@ -2,15 +2,18 @@
 
 use backprop_core::flow::{Signals, max_abs, sum_of_squares};
 use backprop_core::{
-    Activation, Float, LinearMut, LinearParams, LossKind, Model, Optimizer, Targets,
+    Activation, Float, Layout, LinearMut, LinearParams, LossKind, Model, Norm, NormMut, Optimizer,
+    Targets,
 };
 use ndarray::{Array1, Array2, ArrayView2};
 
 use crate::activation::{activation_backward_inplace, activation_inplace};
 use crate::buffer::RowBuffer;
+use crate::dropout::DropoutState;
 use crate::gemm::gemm;
 use crate::linear::{linear_forward, linear_param_grads};
 use crate::mse::mse_inplace;
+use crate::norm::NormState;
 use crate::softmax_cross_entropy::softmax_cross_entropy_inplace;
 
 /// Where the model is in the `forward -> loss -> backward` sequence.
@@ -35,7 +38,13 @@ enum Stage {
 /// - `grads[i]` `(batch, sizes[i + 1])` for hidden layers: dL/d(pre-activation), written by the
 ///   product `g W^T` and then multiplied in place by the activation's derivative;
 /// - the input gradient `(batch, sizes[0])`, only when [`Model::backward`] asks for it: training
-///   ([`Model::train_step`], [`Model::backward_params_only`]) skips the first layer's `g W^T`.
+///   ([`Model::train_step`], [`Model::backward_params_only`]) skips the first layer's `g W^T`;
+/// - with normalization, each hidden layer's [`NormState`] (x̂ and its statistics), applied in
+///   place over `outputs[i]` between `x W + b` and the activation, and in backward over
+///   `grads[i]` after the activation's derivative;
+/// - with dropout, `dropped[i]`: `outputs[i]` times the layer's mask, which the next `Linear`
+///   reads (forward and its weight gradient), while `outputs[i]` keeps the activation's output
+///   for its derivative.
 ///
 /// For [`Model::signals`] (gradient statistics) the hidden `outputs` are read as they are; the
 /// backward pass also records each layer's input-gradient norm (one pass over a buffer it just
@@ -60,6 +69,10 @@ pub struct Mlp<F> {
     outputs: Vec<RowBuffer<F>>,
     grads: Vec<RowBuffer<F>>,
     grad_input: RowBuffer<F>,
+    /// One per hidden layer, or none.
+    norms: Vec<NormState<F>>,
+    dropouts: Vec<DropoutState<F>>,
+    dropped: Vec<RowBuffer<F>>,
     stage: Stage,
     loss: F,
     /// ‖dL/d(input of Linear i)‖ of the last backward (`None` where it was skipped), and the
@@ -74,7 +87,7 @@ impl<F: Float> Mlp<F> {
     /// # Panics
     /// If `layers` is empty or consecutive shapes do not chain.
     #[track_caller]
-    pub fn new(layers: LinearParams<F>, activation: Activation, loss_kind: LossKind) -> Self {
+    pub fn new(layers: LinearParams<F>, layout: &Layout) -> Self {
         assert!(!layers.is_empty(), "an MLP needs at least one Linear layer");
         let mut sizes = vec![layers[0].0.nrows()];
         for (index, (weight, bias)) in layers.iter().enumerate() {
@@ -95,15 +108,30 @@ impl<F: Float> Mlp<F> {
             sizes.push(weight.ncols());
         }
         let depth = layers.len();
+        let hidden = &sizes[1..depth];
+        let norms = match layout.norm {
+            Norm::None => Vec::new(),
+            kind => hidden
+                .iter()
+                .map(|&width| NormState::new(kind, width))
+                .collect(),
+        };
+        let dropouts: Vec<_> = (0..hidden.len() as u64)
+            .filter(|_| layout.dropout > 0.0)
+            .map(|index| DropoutState::new(layout.dropout, layout.seed.wrapping_add(index)))
+            .collect();
         let (weights, biases): (Vec<_>, Vec<_>) = layers.into_iter().unzip();
         Mlp {
+            dropped: vec![RowBuffer::default(); dropouts.len()],
+            norms,
+            dropouts,
             grad_weights: weights.iter().map(|w| Array2::zeros(w.raw_dim())).collect(),
             grad_biases: biases.iter().map(|b| Array1::zeros(b.raw_dim())).collect(),
             weights,
             biases,
             sizes,
-            activation,
-            loss_kind,
+            activation: layout.activation,
+            loss_kind: layout.loss,
             grads_are_zero: false,
             input_copy: RowBuffer::default(),
             outputs: vec![RowBuffer::default(); depth],
@@ -123,6 +151,7 @@ impl<F: Float> Mlp<F> {
             .outputs
             .iter()
             .chain(&self.grads)
+            .chain(&self.dropped)
             .chain([&self.input_copy, &self.grad_input]);
         buffers.map(RowBuffer::bytes).sum()
     }
@@ -143,16 +172,28 @@ impl<F: Float> Mlp<F> {
         let depth = self.weights.len();
         for index in 0..depth {
             let (earlier, rest) = self.outputs.split_at_mut(index);
-            let layer_input = if index == 0 {
-                input
-            } else {
-                earlier[index - 1].view()
+            let layer_input = match (index, self.dropped.get(index.wrapping_sub(1))) {
+                (0, _) => input,
+                (_, Some(dropped)) => dropped.view(),
+                (_, None) => earlier[index - 1].view(),
             };
-            // outputs[i] <- activation(h W_i + b_i), the activation in place.
+            // outputs[i] <- activation(norm(h W_i + b_i)), each in place.
             let (weight, bias) = (self.weights[index].view(), &self.biases[index]);
             linear_forward(layer_input, weight, bias, rest[0].view_mut());
-            if index + 1 < depth {
-                activation_inplace(self.activation, rest[0].view_mut());
+            if index + 1 == depth {
+                break;
+            }
+            if let Some(norm) = self.norms.get_mut(index) {
+                norm.forward_inplace(rest[0].view_mut());
+            }
+            activation_inplace(self.activation, rest[0].view_mut());
+            // dropped[i] <- outputs[i] m / (1 - p), for the next Linear.
+            if let (Some(dropout), Some(dropped)) =
+                (self.dropouts.get_mut(index), self.dropped.get_mut(index))
+            {
+                dropped.resize(batch, rest[0].view().ncols());
+                dropped.view_mut().assign(&rest[0].view());
+                dropout.forward_inplace(dropped.view_mut());
             }
         }
         self.stage = Stage::Forward;
@@ -203,10 +244,10 @@ impl<F: Float> Mlp<F> {
             } else {
                 upper[0].view()
             };
-            let layer_input = if index == 0 {
-                input
-            } else {
-                self.outputs[index - 1].view()
+            let layer_input = match (index, self.dropped.get(index.wrapping_sub(1))) {
+                (0, _) => input,
+                (_, Some(dropped)) => dropped.view(),
+                (_, None) => self.outputs[index - 1].view(),
             };
             let grad_weight = self.grad_weights[index].view_mut();
             let grad_bias = self.grad_biases[index].view_mut();
@@ -217,8 +258,15 @@ impl<F: Float> Mlp<F> {
                 let below = &mut lower[index - 1];
                 gemm(F::one(), grad, weight_t, F::zero(), below.view_mut());
                 self.input_grad_norms[index] = Some(sum_of_squares(&below.view()).sqrt());
+                // Back through dropout, the activation and the normalization, each in place.
+                if let Some(dropout) = self.dropouts.get(index - 1) {
+                    dropout.backward_inplace(below.view_mut());
+                }
                 let output = self.outputs[index - 1].view();
                 activation_backward_inplace(self.activation, below.view_mut(), output);
+                if let Some(norm) = self.norms.get_mut(index - 1) {
+                    norm.backward_inplace(below.view_mut(), overwrite);
+                }
             } else if want_grad_input {
                 self.grad_input.resize(batch, self.sizes[0]);
                 gemm(
@@ -233,6 +281,32 @@ impl<F: Float> Mlp<F> {
                 self.input_grad_norms[0] = None;
             }
         }
+        self.grads_are_zero = false;
+    }
+
+    /// The marked zeros become real ones before anybody reads the gradients.
+    fn materialize_zero_grads(&mut self) {
+        if !self.grads_are_zero {
+            return;
+        }
+        let linear = self
+            .grad_weights
+            .iter_mut()
+            .map(|grad| grad.view_mut().into_dyn());
+        let biases = self
+            .grad_biases
+            .iter_mut()
+            .map(|grad| grad.view_mut().into_dyn());
+        let norms = self.norms.iter_mut().flat_map(|norm| {
+            [
+                norm.grad_gamma.view_mut().into_dyn(),
+                norm.grad_beta.view_mut().into_dyn(),
+            ]
+        });
+        linear
+            .chain(biases)
+            .chain(norms)
+            .for_each(|mut grad| grad.fill(F::zero()));
         self.grads_are_zero = false;
     }
 
@@ -287,16 +361,7 @@ impl<F: Float> Model<F> for Mlp<F> {
     }
 
     fn visit_linears(&mut self, mut visit: impl FnMut(usize, LinearMut<'_, F>)) {
-        if self.grads_are_zero {
-            // The marked zeros become real ones before anybody reads the gradients.
-            self.grad_weights
-                .iter_mut()
-                .for_each(|grad| grad.fill(F::zero()));
-            self.grad_biases
-                .iter_mut()
-                .for_each(|grad| grad.fill(F::zero()));
-            self.grads_are_zero = false;
-        }
+        self.materialize_zero_grads();
         let layers = self.weights.iter_mut().zip(&mut self.biases);
         let grads = self.grad_weights.iter_mut().zip(&mut self.grad_biases);
         for (index, ((weight, bias), (grad_weight, grad_bias))) in layers.zip(grads).enumerate() {
@@ -310,6 +375,22 @@ impl<F: Float> Model<F> for Mlp<F> {
                 },
             );
         }
+    }
+
+    fn visit_norms(&mut self, mut visit: impl FnMut(usize, NormMut<'_, F>)) {
+        self.materialize_zero_grads();
+        for (index, norm) in self.norms.iter_mut().enumerate() {
+            visit(index, norm.params_mut());
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.norms
+            .iter_mut()
+            .for_each(|norm| norm.training = training);
+        self.dropouts
+            .iter_mut()
+            .for_each(|dropout| dropout.training = training);
     }
 
     fn zero_grad(&mut self) {

@@ -9,7 +9,9 @@
 //! 2. nothing new: gate 2 chains your layers into an MLP (the model is
 //!    [`backprop_core::StackedMlp`], which calls your layers in order and in reverse);
 //! 3. gate 3 compares every gradient with central differences;
-//! 4. gate 4 with PyTorch's autograd, in `f64` and `f32`.
+//! 4. gate 4 with PyTorch's autograd, in `f64` and `f32`;
+//! 5. then `batch_norm.rs`, `layer_norm.rs`, `dropout.rs`: the normalization checks
+//!    (`cargo test -p level-starter norm::`), after reading hints/hint-4-normalization.md.
 //!
 //! From the repository root, `cargo run --release -- check level-starter --watch` reruns the
 //! gates each time you save a file here; `cargo run --release -- hint gate1` gives gate 1's hint
@@ -29,6 +31,9 @@
 //! ```
 #![warn(missing_docs)]
 
+mod batch_norm;
+mod dropout;
+mod layer_norm;
 mod linear;
 mod mse;
 mod relu;
@@ -36,6 +41,9 @@ mod sigmoid;
 mod softmax_cross_entropy;
 mod tanh;
 
+pub use batch_norm::BatchNorm;
+pub use dropout::Dropout;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use mse::Mse;
 pub use relu::Relu;
@@ -43,7 +51,7 @@ pub use sigmoid::Sigmoid;
 pub use softmax_cross_entropy::SoftmaxCrossEntropy;
 pub use tanh::Tanh;
 
-use backprop_core::{Activation, Float, Level, LinearParams, LossKind, StackedMlp};
+use backprop_core::{Float, Layout, Level, LinearParams, StackedMlp};
 use ndarray::{Array1, Array2};
 
 /// This level's marker: names its types for the harness, the CLI and the benches.
@@ -59,6 +67,9 @@ impl<F: Float> Level<F> for MyLevel {
     type Tanh = Tanh<F>;
     type SoftmaxCrossEntropy = SoftmaxCrossEntropy<F>;
     type Mse = Mse<F>;
+    type BatchNorm = BatchNorm<F>;
+    type LayerNorm = LayerNorm<F>;
+    type Dropout = Dropout<F>;
     type Mlp = StackedMlp<F, MyLevel>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
@@ -79,7 +90,16 @@ impl<F: Float> Level<F> for MyLevel {
     fn mse() -> Mse<F> {
         Mse::default()
     }
-    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
-        StackedMlp::new(layers, activation, loss)
+    fn batch_norm(features: usize) -> BatchNorm<F> {
+        BatchNorm::new(features)
+    }
+    fn layer_norm(features: usize) -> LayerNorm<F> {
+        LayerNorm::new(features)
+    }
+    fn dropout(p: f64, seed: u64) -> Dropout<F> {
+        Dropout::new(p, seed)
+    }
+    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp {
+        StackedMlp::new(layers, layout)
     }
 }

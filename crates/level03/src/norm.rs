@@ -1,0 +1,297 @@
+//! Batch norm and layer norm in place: the statistics, x̂ and the backward over reused buffers.
+
+use backprop_core::norm::{BATCH_NORM_MOMENTUM, NORM_EPS};
+use backprop_core::{Float, Layer, Norm, NormLayer, NormMut, assert_same_shape};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
+
+use crate::buffer::RowBuffer;
+
+/// One normalization's parameters and what its backward needs, kept in buffers that grow only
+/// for a larger batch. Batch norm normalizes each feature over the rows, layer norm each row over
+/// its features; both then scale by gamma and shift by beta, per feature.
+///
+/// Forward writes `y = gamma x̂ + beta` over the values in place and keeps x̂ and the
+/// `1 / sqrt(var + eps)` of each group (feature or row). Backward turns g into dL/dz in place:
+/// `dz = gamma s (g - mean(g) - x̂ mean(g x̂))` with the means over the group (batch norm in
+/// evaluation: `dz = gamma s g`, the running statistics being constants).
+#[derive(Debug, Clone)]
+pub(crate) struct NormState<F> {
+    kind: Norm,
+    pub(crate) gamma: Array1<F>,
+    pub(crate) beta: Array1<F>,
+    pub(crate) grad_gamma: Array1<F>,
+    pub(crate) grad_beta: Array1<F>,
+    /// Batch norm's running mean and unbiased running variance (empty for layer norm).
+    pub(crate) running_mean: Array1<F>,
+    pub(crate) running_var: Array1<F>,
+    pub(crate) training: bool,
+    normalized: RowBuffer<F>,
+    /// s = 1 / sqrt(var + eps) per group, then scratch sums; capacity reused.
+    inv_std: Vec<F>,
+    sums: Vec<F>,
+    sums_with_normalized: Vec<F>,
+    /// Whether the last forward used the batch's statistics (batch norm in training).
+    batch_statistics: bool,
+}
+
+impl<F: Float> NormState<F> {
+    /// `kind` over `features` features: gamma 1, beta 0, running mean 0 and variance 1.
+    pub(crate) fn new(kind: Norm, features: usize) -> Self {
+        let running = if kind == Norm::Batch { features } else { 0 };
+        NormState {
+            kind,
+            gamma: Array1::ones(features),
+            beta: Array1::zeros(features),
+            grad_gamma: Array1::zeros(features),
+            grad_beta: Array1::zeros(features),
+            running_mean: Array1::zeros(running),
+            running_var: Array1::ones(running),
+            training: true,
+            normalized: RowBuffer::default(),
+            inv_std: Vec::new(),
+            sums: Vec::new(),
+            sums_with_normalized: Vec::new(),
+            batch_statistics: false,
+        }
+    }
+
+    /// `values` (batch, features) <- gamma x̂ + beta, keeping x̂.
+    #[track_caller]
+    pub(crate) fn forward_inplace(&mut self, mut values: ArrayViewMut2<'_, F>) {
+        let (batch, features) = values.dim();
+        assert_same_shape(
+            "normalization input",
+            values.dim(),
+            (batch, self.gamma.len()),
+        );
+        self.normalized.resize(batch, features);
+        match self.kind {
+            Norm::Batch => self.batch_statistics_forward(values.view()),
+            _ => self.row_statistics_forward(values.view()),
+        }
+        // x̂ = (x - mean) s was written by the statistics pass; now y = gamma x̂ + beta.
+        for (mut out, normalized) in values
+            .outer_iter_mut()
+            .zip(self.normalized.view().outer_iter())
+        {
+            Zip::from(&mut out)
+                .and(&normalized)
+                .and(&self.gamma)
+                .and(&self.beta)
+                .for_each(|y, &x_hat, &gamma, &beta| *y = gamma * x_hat + beta);
+        }
+    }
+
+    /// Per feature over the rows: mean, biased variance, running statistics (training), x̂.
+    #[track_caller]
+    fn batch_statistics_forward(&mut self, values: ArrayView2<'_, F>) {
+        let (batch, features) = values.dim();
+        self.batch_statistics = self.training;
+        let (mean, var) = (&mut self.sums, &mut self.sums_with_normalized);
+        if self.training {
+            assert!(
+                batch > 1,
+                "BatchNorm in training needs more than one row per batch (got {batch}): one row \
+                 has no variance, as PyTorch says too; use evaluation mode or a larger batch"
+            );
+            let rows = F::of(batch as f64);
+            mean.clear();
+            mean.resize(features, F::zero());
+            var.clear();
+            var.resize(features, F::zero());
+            for row in values.outer_iter() {
+                mean.iter_mut().zip(row).for_each(|(m, &x)| *m += x);
+            }
+            mean.iter_mut().for_each(|m| *m = *m / rows);
+            for row in values.outer_iter() {
+                for ((v, &m), &x) in var.iter_mut().zip(mean.iter()).zip(row) {
+                    *v += (x - m) * (x - m);
+                }
+            }
+            var.iter_mut().for_each(|v| *v = *v / rows);
+            // Running statistics: 10% of the way to this batch's, the variance unbiased.
+            let (momentum, keep) = (F::of(BATCH_NORM_MOMENTUM), F::of(1.0 - BATCH_NORM_MOMENTUM));
+            let unbiased = rows / (rows - F::one());
+            for (j, (&m, &v)) in mean.iter().zip(var.iter()).enumerate() {
+                self.running_mean[j] = self.running_mean[j] * keep + m * momentum;
+                self.running_var[j] = self.running_var[j] * keep + v * unbiased * momentum;
+            }
+        } else {
+            mean.clear();
+            mean.extend(self.running_mean.iter().copied());
+            var.clear();
+            var.extend(self.running_var.iter().copied());
+        }
+        self.inv_std.clear();
+        let eps = F::of(NORM_EPS);
+        self.inv_std
+            .extend(var.iter().map(|&v| F::one() / (v + eps).sqrt()));
+        let mut normalized = self.normalized.view_mut();
+        for (mut out, row) in normalized.outer_iter_mut().zip(values.outer_iter()) {
+            for (((x_hat, &x), &m), &s) in
+                out.iter_mut().zip(row).zip(mean.iter()).zip(&self.inv_std)
+            {
+                *x_hat = (x - m) * s;
+            }
+        }
+    }
+
+    /// Per row over its features: mean, biased variance, x̂.
+    fn row_statistics_forward(&mut self, values: ArrayView2<'_, F>) {
+        let width = F::of(values.ncols() as f64);
+        let eps = F::of(NORM_EPS);
+        self.inv_std.clear();
+        let mut normalized = self.normalized.view_mut();
+        for (mut out, row) in normalized.outer_iter_mut().zip(values.outer_iter()) {
+            let mean = row.sum() / width;
+            let var = row.fold(F::zero(), |acc, &x| acc + (x - mean) * (x - mean)) / width;
+            let s = F::one() / (var + eps).sqrt();
+            self.inv_std.push(s);
+            Zip::from(&mut out)
+                .and(&row)
+                .for_each(|x_hat, &x| *x_hat = (x - mean) * s);
+        }
+        self.batch_statistics = true;
+    }
+
+    /// `grad` (batch, features) <- dL/dz from dL/dy, in place; dL/dgamma and dL/dbeta are added
+    /// to (or, with `overwrite`, written over) the stored gradients.
+    #[track_caller]
+    pub(crate) fn backward_inplace(&mut self, mut grad: ArrayViewMut2<'_, F>, overwrite: bool) {
+        let normalized = self.normalized.view();
+        assert_same_shape("normalization backward grad", grad.dim(), normalized.dim());
+        if overwrite {
+            self.grad_gamma.fill(F::zero());
+            self.grad_beta.fill(F::zero());
+        }
+        // dL/dbeta = Σ_rows g, dL/dgamma = Σ_rows g x̂ (per feature, in both kinds).
+        for (g_row, x_row) in grad.outer_iter().zip(normalized.outer_iter()) {
+            Zip::from(&mut self.grad_beta)
+                .and(&mut self.grad_gamma)
+                .and(&g_row)
+                .and(&x_row)
+                .for_each(|db, dg, &g, &x_hat| {
+                    *db += g;
+                    *dg += g * x_hat;
+                });
+        }
+        match (self.kind, self.batch_statistics) {
+            (Norm::Batch, true) => self.batch_backward(grad.view_mut()),
+            (Norm::Batch, false) => {
+                let inv_std = ArrayView1::from(&self.inv_std[..]);
+                for mut g_row in grad.outer_iter_mut() {
+                    Zip::from(&mut g_row)
+                        .and(&self.gamma)
+                        .and(&inv_std)
+                        .for_each(|g, &gamma, &s| *g = *g * gamma * s);
+                }
+            }
+            _ => self.row_backward(grad.view_mut()),
+        }
+    }
+
+    /// Batch norm through the batch statistics: per feature,
+    /// `dz = gamma s (g - Σg / N - x̂ Σ(g x̂) / N)`; the two sums are gamma's and beta's
+    /// gradients of this pass, recomputed here so accumulation does not disturb them.
+    fn batch_backward(&mut self, mut grad: ArrayViewMut2<'_, F>) {
+        let normalized = self.normalized.view();
+        let rows = F::of(grad.nrows() as f64);
+        let features = grad.ncols();
+        let (sums, sums_xhat) = (&mut self.sums, &mut self.sums_with_normalized);
+        sums.clear();
+        sums.resize(features, F::zero());
+        sums_xhat.clear();
+        sums_xhat.resize(features, F::zero());
+        for (g_row, x_row) in grad.outer_iter().zip(normalized.outer_iter()) {
+            for (((sum, sum_x), &g), &x_hat) in sums
+                .iter_mut()
+                .zip(sums_xhat.iter_mut())
+                .zip(g_row)
+                .zip(x_row)
+            {
+                *sum += g;
+                *sum_x += g * x_hat;
+            }
+        }
+        for (mut g_row, x_row) in grad.outer_iter_mut().zip(normalized.outer_iter()) {
+            for (j, (g, &x_hat)) in g_row.iter_mut().zip(x_row).enumerate() {
+                let scale = self.gamma[j] * self.inv_std[j];
+                *g = scale * (*g - sums[j] / rows - x_hat * sums_xhat[j] / rows);
+            }
+        }
+    }
+
+    /// Layer norm through each row's statistics: `dz = s (d - mean(d) - x̂ mean(d x̂))` with
+    /// `d = gamma g`, the means over the row.
+    fn row_backward(&mut self, mut grad: ArrayViewMut2<'_, F>) {
+        let normalized = self.normalized.view();
+        let width = F::of(grad.ncols() as f64);
+        for ((mut g_row, x_row), &s) in grad
+            .outer_iter_mut()
+            .zip(normalized.outer_iter())
+            .zip(&self.inv_std)
+        {
+            let (mut sum, mut sum_x) = (F::zero(), F::zero());
+            for ((&g, &gamma), &x_hat) in g_row.iter().zip(&self.gamma).zip(x_row) {
+                sum += g * gamma;
+                sum_x += g * gamma * x_hat;
+            }
+            for ((g, &gamma), &x_hat) in g_row.iter_mut().zip(&self.gamma).zip(x_row) {
+                *g = s * (*g * gamma - sum / width - x_hat * sum_x / width);
+            }
+        }
+    }
+
+    /// Views of the parameters, their gradients and the running statistics.
+    pub(crate) fn params_mut(&mut self) -> NormMut<'_, F> {
+        let running = (self.kind == Norm::Batch)
+            .then(|| (self.running_mean.view_mut(), self.running_var.view_mut()));
+        NormMut {
+            gamma: self.gamma.view_mut(),
+            beta: self.beta.view_mut(),
+            grad_gamma: self.grad_gamma.view_mut(),
+            grad_beta: self.grad_beta.view_mut(),
+            running,
+        }
+    }
+}
+
+/// Batch norm or layer norm as a layer of its own over [`NormState`] (the harness's checks use
+/// it; [`Mlp`](crate::Mlp) keeps its `NormState`s beside its own buffers).
+#[derive(Debug, Clone)]
+pub struct NormalizationLayer<F> {
+    state: NormState<F>,
+}
+
+impl<F: Float> NormalizationLayer<F> {
+    /// `kind` (batch or layer) over `features` features.
+    pub fn new(kind: Norm, features: usize) -> Self {
+        NormalizationLayer {
+            state: NormState::new(kind, features),
+        }
+    }
+}
+
+impl<F: Float> Layer<F> for NormalizationLayer<F> {
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        let mut output = input.to_owned();
+        self.state.forward_inplace(output.view_mut());
+        output
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        let mut grad = grad_output.to_owned();
+        self.state.backward_inplace(grad.view_mut(), false);
+        grad
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.state.training = training;
+    }
+}
+
+impl<F: Float> NormLayer<F> for NormalizationLayer<F> {
+    fn params_mut(&mut self) -> NormMut<'_, F> {
+        self.state.params_mut()
+    }
+}
