@@ -70,7 +70,7 @@ impl<F: Float> DropoutState<F> {
                 }
             }
         }
-        Zip::from(values).and(&mask).for_each(|x, &m| *x = *x * m);
+        Zip::from(values).and(&mask).for_each(|x, &m| *x *= m);
     }
 
     /// `grad <- grad m / (1 - p)` with the forward's mask.
@@ -79,7 +79,7 @@ impl<F: Float> DropoutState<F> {
         if self.active {
             let mask = self.scaled_mask.view();
             assert_same_shape("Dropout backward grad", grad.dim(), mask.dim());
-            Zip::from(grad).and(&mask).for_each(|g, &m| *g = *g * m);
+            Zip::from(grad).and(&mask).for_each(|g, &m| *g *= m);
         }
     }
 }

@@ -102,13 +102,13 @@ impl<F: Float> NormState<F> {
             for row in values.outer_iter() {
                 mean.iter_mut().zip(row).for_each(|(m, &x)| *m += x);
             }
-            mean.iter_mut().for_each(|m| *m = *m / rows);
+            mean.iter_mut().for_each(|m| *m /= rows);
             for row in values.outer_iter() {
                 for ((v, &m), &x) in var.iter_mut().zip(mean.iter()).zip(row) {
                     *v += (x - m) * (x - m);
                 }
             }
-            var.iter_mut().for_each(|v| *v = *v / rows);
+            var.iter_mut().for_each(|v| *v /= rows);
             // Running statistics: 10% of the way to this batch's, the variance unbiased.
             let (momentum, keep) = (F::of(BATCH_NORM_MOMENTUM), F::of(1.0 - BATCH_NORM_MOMENTUM));
             let unbiased = rows / (rows - F::one());
