@@ -312,6 +312,85 @@ def clip(out_dir, name, sizes, activation, batch, max_norm, dtype_name, seed):
          dtype=dtype_name, layers=len(linears), max_norm=max_norm)
 
 
+# ---------------------------------------------------------------------------------------------
+# Normalization and dropout, each alone under a random upstream gradient.
+
+
+def norm_batch(out_dir, name, batch, features, dtype_name, seed):
+    """BatchNorm1d in training (forward, backward, running statistics), two more training
+    forwards (three in all), then evaluation on the first batch."""
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    layer = torch.nn.BatchNorm1d(features, eps=1e-5, momentum=0.1, dtype=dtype)
+    with torch.no_grad():
+        layer.weight.copy_(1.0 + 0.5 * torch.randn(features, dtype=dtype))
+        layer.bias.copy_(torch.randn(features, dtype=dtype))
+    batches = [3.0 * torch.randn(batch, features, dtype=dtype) + 1.0 for _ in range(3)]
+    x = batches[0].clone().requires_grad_(True)
+    upstream = torch.randn(batch, features, dtype=dtype)
+    layer.train()
+    output = layer(x)
+    output.backward(upstream)
+    arrays = {
+        "input": numpy(x), "input2": numpy(batches[1]), "input3": numpy(batches[2]),
+        "upstream": numpy(upstream), "gamma": numpy(layer.weight), "beta": numpy(layer.bias),
+        "output": numpy(output), "grad_input": numpy(x.grad),
+        "grad_gamma": numpy(layer.weight.grad), "grad_beta": numpy(layer.bias.grad),
+        "running_mean1": numpy(layer.running_mean), "running_var1": numpy(layer.running_var),
+    }
+    with torch.no_grad():
+        layer(batches[1])
+        layer(batches[2])
+    arrays["running_mean3"] = numpy(layer.running_mean)
+    arrays["running_var3"] = numpy(layer.running_var)
+    layer.eval()
+    x_eval = batches[0].clone().requires_grad_(True)
+    output_eval = layer(x_eval)
+    output_eval.backward(upstream)
+    arrays["output_eval"] = numpy(output_eval)
+    arrays["grad_input_eval"] = numpy(x_eval.grad)
+    save(out_dir, name, arrays, kind="norm", layer="batch_norm", dtype=dtype_name)
+
+
+def norm_layer(out_dir, name, batch, features, dtype_name, seed):
+    """LayerNorm over the features of each row."""
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    layer = torch.nn.LayerNorm(features, eps=1e-5, dtype=dtype)
+    with torch.no_grad():
+        layer.weight.copy_(1.0 + 0.5 * torch.randn(features, dtype=dtype))
+        layer.bias.copy_(torch.randn(features, dtype=dtype))
+    x = (2.0 * torch.randn(batch, features, dtype=dtype) - 0.5).requires_grad_(True)
+    upstream = torch.randn(batch, features, dtype=dtype)
+    output = layer(x)
+    output.backward(upstream)
+    arrays = {
+        "input": numpy(x), "upstream": numpy(upstream), "gamma": numpy(layer.weight),
+        "beta": numpy(layer.bias), "output": numpy(output), "grad_input": numpy(x.grad),
+        "grad_gamma": numpy(layer.weight.grad), "grad_beta": numpy(layer.bias.grad),
+    }
+    save(out_dir, name, arrays, kind="norm", layer="layer_norm", dtype=dtype_name)
+
+
+def norm_dropout(out_dir, name, batch, features, p, dtype_name, seed):
+    """Dropout(p) in training; the mask PyTorch drew is stored (1 kept, 0 dropped), read back
+    from the output (the inputs are never 0)."""
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    layer = torch.nn.Dropout(p)
+    x = (torch.rand(batch, features, dtype=dtype) + 0.5).requires_grad_(True)
+    upstream = torch.randn(batch, features, dtype=dtype)
+    layer.train()
+    output = layer(x)
+    output.backward(upstream)
+    keep = (output != 0).to(dtype)
+    arrays = {
+        "input": numpy(x), "upstream": numpy(upstream), "keep": numpy(keep),
+        "output": numpy(output), "grad_input": numpy(x.grad),
+    }
+    save(out_dir, name, arrays, kind="norm", layer="dropout", p=p, dtype=dtype_name)
+
+
 def write_all(out_dir):
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -356,6 +435,10 @@ def write_all(out_dir):
         optimizer_steps(out_dir, f"adam_3_steps_sigmoid_weight_decay_{dtype_name}", [10, 12, 4],
                         "sigmoid", 6, "adam", 0.02, 3, dtype_name, 37, beta1=0.8, beta2=0.99,
                         eps=1e-6, weight_decay=0.05)
+    for dtype_name in ("f64", "f32"):
+        norm_batch(out_dir, f"norm_batch_norm_{dtype_name}", 8, 5, dtype_name, 40)
+        norm_layer(out_dir, f"norm_layer_norm_{dtype_name}", 6, 7, dtype_name, 41)
+        norm_dropout(out_dir, f"norm_dropout_{dtype_name}", 6, 9, 0.3, dtype_name, 42)
     accumulate(out_dir, "accumulate_two_batches_relu_f64", [6, 8, 3], "relu", 4, "f64", 31)
     clip(out_dir, "clip_grad_norm_relu_f64", [6, 8, 3], "relu", 4, 0.25, "f64", 32)
     clip(out_dir, "clip_grad_norm_tanh_f32", [6, 8, 3], "tanh", 4, 0.25, "f32", 33)

@@ -21,7 +21,9 @@ use std::fmt;
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Dimension};
 
-use crate::{Activation, Layer, LinearLayer, LinearMut, LinearParams, Loss, Model, Targets};
+use crate::{
+    Activation, Layer, LinearLayer, LinearMut, LinearParams, Loss, Model, NormLayer, Targets,
+};
 
 /// The finite-difference step h.
 pub const STEP: f64 = 1e-5;
@@ -169,6 +171,24 @@ pub fn linear_gradients<L: LinearLayer<f64>>(
     let no_kinks = Array2::from_elem(input.dim(), false);
     let visit: VisitLinears<L> = |layer, visit| visit(None, layer.params_mut());
     upstream_reports(layer, input, upstream, no_kinks, visit)
+}
+
+/// Checks a normalization layer (batch norm in training: its statistics are recomputed at
+/// every perturbed forward, so the whole batch moves with one entry) like [`layer_gradients`]:
+/// one report for `input`, then `gamma` and `beta`.
+pub fn norm_gradients<L: NormLayer<f64>>(
+    layer: &mut L,
+    input: ArrayView2<'_, f64>,
+    upstream: ArrayView2<'_, f64>,
+) -> Vec<GradReport> {
+    layer.zero_grad();
+    let no_kinks = Array2::from_elem(input.dim(), false);
+    let visit: VisitLinears<L> = |layer, visit| visit(None, layer.params_mut().into_linear());
+    let mut reports = upstream_reports(layer, input, upstream, no_kinks, visit);
+    for (report, name) in reports[1..].iter_mut().zip(["gamma", "beta"]) {
+        report.tensor = name.to_string();
+    }
+    reports
 }
 
 /// Both layer checks: analytic gradients from one forward and one backward under `upstream`,

@@ -32,6 +32,10 @@
 //! - [`edge`]: batch of one, empty batch, zeros, ReLU at exactly 0, huge logits, one class,
 //!   bad targets, NaN, the `*_into` forms, the accumulate-until-`zero_grad` rule, stale caches,
 //!   shape errors;
+//! - [`norm`]: batch norm, layer norm and dropout (the group after gate 4): by hand, against
+//!   the reference, finite differences through the batch statistics, evaluation mode, one-row
+//!   batches, constant features, normalized networks, and PyTorch's fixtures
+//!   (`norm::gate5_pytorch_normalization`);
 //! - [`stress`]: a 30-layer tanh net, random shapes (proptest), 1024-wide layers, training runs
 //!   and MNIST. Sizes stay small unless `BACKPROP_STRESS=full`.
 //!
@@ -46,6 +50,7 @@ pub mod diagnosis;
 pub mod edge;
 pub mod expect;
 pub mod fixtures;
+pub mod norm;
 pub mod parity;
 pub mod reference;
 pub mod stress;
@@ -105,6 +110,20 @@ macro_rules! suite {
                 layers_accept_any_memory_layout,
                 linear_zero_grad_clears_both_gradients,
                 loss_targets_must_match_the_predictions,
+            );
+        }
+        mod norm {
+            $crate::__stamp!($level; norm;
+                batch_norm_matches_hand_computation,
+                normalization_matches_reference,
+                normalization_passes_finite_differences,
+                batch_norm_refuses_one_row_in_training,
+                constant_features_stay_finite,
+                normalized_mlp_passes_finite_differences,
+                evaluation_mode_turns_dropout_off,
+            );
+            $crate::__stamp!($level; parity;
+                gate5_pytorch_normalization,
             );
         }
         mod stress {

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use backprop_core::flow::clip_grad_norm;
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
 use backprop_core::{
-    Activation, Float, Layer, Level, LinearLayer, LinearParams, Loss, LossKind, Model, Targets,
+    Activation, DropoutLayer, Float, Layer, Level, LinearLayer, LinearParams, Loss, LossKind,
+    Model, NormLayer, Targets,
 };
 use ndarray::{Array, Array2, ArrayD, Dimension, Ix1, Ix2};
 use ndarray_npy::{NpzReader, ReadableElement};
@@ -581,4 +582,97 @@ mod tests {
             "the fixtures take {total} bytes, more than 10 MB"
         );
     }
+}
+
+/// **After gate 4, normalization**: batch norm (training forward and backward, the running
+/// statistics after one and three training forwards, evaluation forward and backward), layer
+/// norm, and dropout under the mask PyTorch drew, in `f64` and `f32`.
+pub fn gate5_pytorch_normalization<L: Level<f64> + Level<f32>>() {
+    for_each_fixture("norm", norm_fixture::<f64, L>, norm_fixture::<f32, L>);
+}
+
+fn norm_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
+    let input: Array2<F> = fixture.array("input");
+    let upstream: Array2<F> = fixture.array("upstream");
+    let features = input.ncols();
+    match fixture.meta("layer") {
+        "batch_norm" => {
+            let mut layer = L::batch_norm(features);
+            norm_pass(fixture, &mut layer, (&input, &upstream), "");
+            compare_running(fixture, &mut layer, "1");
+            for key in ["input2", "input3"] {
+                layer.forward(fixture.array::<F, Ix2>(key).view());
+            }
+            compare_running(fixture, &mut layer, "3");
+            layer.set_training(false);
+            let output = layer.forward(input.view());
+            fixture.compare("output in evaluation", &output, "output_eval");
+            let grad_input = layer.backward(upstream.view());
+            fixture.compare("dL/dinput in evaluation", &grad_input, "grad_input_eval");
+        }
+        "layer_norm" => {
+            let mut layer = L::layer_norm(features);
+            norm_pass(fixture, &mut layer, (&input, &upstream), "");
+        }
+        "dropout" => {
+            let p: f64 = fixture.meta("p").parse().expect("meta p is a number");
+            let keep = fixture
+                .array::<F, Ix2>("keep")
+                .mapv(|kept| kept != F::zero());
+            let mut layer = L::dropout(p, 0);
+            layer.fix_mask(Some(keep));
+            let output = layer.forward(input.view());
+            fixture.compare("output", &output, "output");
+            let grad_input = layer.backward(upstream.view());
+            fixture.compare("dL/dinput", &grad_input, "grad_input");
+        }
+        other => panic!("{}: unknown normalization layer {other:?}", fixture.name),
+    }
+}
+
+/// A normalization layer with the fixture's gamma and beta, one forward and backward, compared.
+fn norm_pass<F: Float, N: NormLayer<F>>(
+    fixture: &mut Fixture,
+    layer: &mut N,
+    (input, upstream): (&Array2<F>, &Array2<F>),
+    suffix: &str,
+) {
+    {
+        let mut params = layer.params_mut();
+        params.gamma.assign(&fixture.array::<F, Ix1>("gamma"));
+        params.beta.assign(&fixture.array::<F, Ix1>("beta"));
+    }
+    layer.zero_grad();
+    let output = layer.forward(input.view());
+    fixture.compare("output", &output, &format!("output{suffix}"));
+    let grad_input = layer.backward(upstream.view());
+    fixture.compare("dL/dinput", &grad_input, &format!("grad_input{suffix}"));
+    let params = layer.params_mut();
+    let (grad_gamma, grad_beta) = (params.grad_gamma.to_owned(), params.grad_beta.to_owned());
+    fixture.compare("dL/dgamma", &grad_gamma, "grad_gamma");
+    fixture.compare("dL/dbeta", &grad_beta, "grad_beta");
+}
+
+/// Batch norm's running mean and variance against `running_mean{after}` and `running_var{after}`.
+fn compare_running<F: Float, N: NormLayer<F>>(fixture: &mut Fixture, layer: &mut N, after: &str) {
+    let params = layer.params_mut();
+    let (mean, var) = params
+        .running
+        .map(|(mean, var)| (mean.to_owned(), var.to_owned()))
+        .expect("batch norm keeps running statistics");
+    let forwards = if after == "1" {
+        "1 training forward"
+    } else {
+        "3 training forwards"
+    };
+    fixture.compare(
+        &format!("running mean after {forwards}"),
+        &mean,
+        &format!("running_mean{after}"),
+    );
+    fixture.compare(
+        &format!("running variance after {forwards}"),
+        &var,
+        &format!("running_var{after}"),
+    );
 }

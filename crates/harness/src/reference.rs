@@ -143,3 +143,174 @@ pub fn mlp(
         grad_params,
     }
 }
+
+/// Everything one pass of a normalization layer gives: the output, the input gradient, the
+/// gradients of gamma and beta, and (batch norm in training) the batch's mean and biased
+/// variance.
+#[derive(Debug, Clone)]
+pub struct NormPass {
+    /// y.
+    pub output: Array2<f64>,
+    /// dL/dx.
+    pub grad_input: Array2<f64>,
+    /// dL/dgamma.
+    pub grad_gamma: Array1<f64>,
+    /// dL/dbeta.
+    pub grad_beta: Array1<f64>,
+    /// The statistics the pass normalized with, per feature (batch norm) or per row.
+    pub mean: Array1<f64>,
+    /// The biased variance the pass normalized with.
+    pub var: Array1<f64>,
+}
+
+/// Batch norm in training on `x` `(N, features)` under upstream `g`, written node by node on
+/// its computation graph (mu, var, s, x̂, y) and differentiated the long way: the three paths
+/// into x (direct, through mu, through var), not the compact formula the levels use.
+pub fn batch_norm(
+    x: ArrayView2<'_, f64>,
+    gamma: &Array1<f64>,
+    beta: &Array1<f64>,
+    g: ArrayView2<'_, f64>,
+) -> NormPass {
+    let pass = normalize_columns(x.t(), gamma, beta, g.t(), None);
+    transpose_pass(pass)
+}
+
+/// Batch norm in evaluation: normalized with `running` (mean, variance), which are constants.
+pub fn batch_norm_eval(
+    x: ArrayView2<'_, f64>,
+    gamma: &Array1<f64>,
+    beta: &Array1<f64>,
+    running: (&Array1<f64>, &Array1<f64>),
+    g: ArrayView2<'_, f64>,
+) -> NormPass {
+    let pass = normalize_columns(x.t(), gamma, beta, g.t(), Some(running));
+    transpose_pass(pass)
+}
+
+/// Layer norm on `x` `(N, features)`: each row normalized over its features.
+pub fn layer_norm(
+    x: ArrayView2<'_, f64>,
+    gamma: &Array1<f64>,
+    beta: &Array1<f64>,
+    g: ArrayView2<'_, f64>,
+) -> NormPass {
+    // Per row, gamma and beta per feature: normalize the rows of x^T's columns one at a time.
+    let (rows, features) = x.dim();
+    let mut output = Array2::zeros((rows, features));
+    let mut grad_input = Array2::zeros((rows, features));
+    let (mut grad_gamma, mut grad_beta) = (Array1::zeros(features), Array1::zeros(features));
+    let (mut mean, mut var) = (Array1::zeros(rows), Array1::zeros(rows));
+    for row in 0..rows {
+        let group = normalize_group(x.row(row).to_owned(), gamma, beta, g.row(row), None);
+        output.row_mut(row).assign(&group.output);
+        grad_input.row_mut(row).assign(&group.grad_input);
+        grad_gamma += &group.grad_gamma;
+        grad_beta += &group.grad_beta;
+        (mean[row], var[row]) = (group.mean, group.var);
+    }
+    NormPass {
+        output,
+        grad_input,
+        grad_gamma,
+        grad_beta,
+        mean,
+        var,
+    }
+}
+
+/// One group's pass (a feature's column in batch norm, a row in layer norm).
+struct GroupPass {
+    output: Array1<f64>,
+    grad_input: Array1<f64>,
+    grad_gamma: Array1<f64>,
+    grad_beta: Array1<f64>,
+    mean: f64,
+    var: f64,
+}
+
+/// Normalizes the values `x` of one group, scaled by `gamma` and shifted by `beta` entry by
+/// entry (each entry its own feature in layer norm; in batch norm the caller passes the
+/// feature's one gamma repeated), with the batch's statistics or the given constant ones.
+fn normalize_group(
+    x: Array1<f64>,
+    gamma: &Array1<f64>,
+    beta: &Array1<f64>,
+    g: ndarray::ArrayView1<'_, f64>,
+    constant: Option<(f64, f64)>,
+) -> GroupPass {
+    let n = x.len() as f64;
+    // Forward, node by node.
+    let (mu, var) = constant.unwrap_or_else(|| {
+        let mu = x.sum() / n;
+        (mu, x.mapv(|v| (v - mu).powi(2)).sum() / n)
+    });
+    let s = 1.0 / (var + backprop_core::norm::NORM_EPS).sqrt();
+    let x_hat = x.mapv(|v| (v - mu) * s);
+    let output = &x_hat * gamma + beta;
+    // Backward, node by node.
+    let grad_beta = g.to_owned();
+    let grad_gamma = &g * &x_hat;
+    let d = &g * gamma; // dL/dx̂
+    let grad_input = match constant {
+        Some(_) => &d * s,
+        None => {
+            let d_var = (&d * &x.mapv(|v| v - mu)).sum() * (-0.5 * s.powi(3));
+            let d_mu = -s * d.sum() + d_var * x.mapv(|v| -2.0 * (v - mu)).sum() / n;
+            x.mapv(|v| d_var * 2.0 * (v - mu) / n + d_mu / n) + &d * s
+        }
+    };
+    GroupPass {
+        output,
+        grad_input,
+        grad_gamma,
+        grad_beta,
+        mean: mu,
+        var,
+    }
+}
+
+/// Batch norm feature by feature: `x_t` and `g_t` are `(features, N)`; the result is laid out
+/// the same way (transposed back by [`transpose_pass`]).
+fn normalize_columns(
+    x_t: ArrayView2<'_, f64>,
+    gamma: &Array1<f64>,
+    beta: &Array1<f64>,
+    g_t: ArrayView2<'_, f64>,
+    running: Option<(&Array1<f64>, &Array1<f64>)>,
+) -> NormPass {
+    let (features, rows) = x_t.dim();
+    let mut pass = NormPass {
+        output: Array2::zeros((features, rows)),
+        grad_input: Array2::zeros((features, rows)),
+        grad_gamma: Array1::zeros(features),
+        grad_beta: Array1::zeros(features),
+        mean: Array1::zeros(features),
+        var: Array1::zeros(features),
+    };
+    for feature in 0..features {
+        let one = |value: f64| Array1::from_elem(rows, value);
+        let constant = running.map(|(mean, var)| (mean[feature], var[feature]));
+        let group = normalize_group(
+            x_t.row(feature).to_owned(),
+            &one(gamma[feature]),
+            &one(beta[feature]),
+            g_t.row(feature),
+            constant,
+        );
+        pass.output.row_mut(feature).assign(&group.output);
+        pass.grad_input.row_mut(feature).assign(&group.grad_input);
+        pass.grad_gamma[feature] = group.grad_gamma.sum();
+        pass.grad_beta[feature] = group.grad_beta.sum();
+        (pass.mean[feature], pass.var[feature]) = (group.mean, group.var);
+    }
+    pass
+}
+
+fn transpose_pass(pass: NormPass) -> NormPass {
+    NormPass {
+        output: pass.output.reversed_axes(),
+        grad_input: pass.grad_input.reversed_axes(),
+        ..pass
+    }
+}
