@@ -8,13 +8,13 @@
 //! 4.5e-12 while every large entry agrees to 1e-15.
 
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
-use backprop_core::{Activation, Level, LossKind, MlpSpec, Model, Targets};
+use backprop_core::{Activation, Level, LossKind, MlpSpec, Model, Norm, NormMut, Targets};
 use backprop_harness::expect::{close, close_scalar, model_gradients};
 use backprop_harness::fixtures::{classes, uniform};
 use level01::Level01;
 use level02::Level02;
 use level03::Level03;
-use ndarray::Array2;
+use ndarray::{Array1, Array2};
 
 const AGREEMENT: f64 = 1e-12;
 /// For sums whose terms cancel by five orders of magnitude (see the module docs).
@@ -173,11 +173,93 @@ fn agrees_with_level01_after_three_sgd_steps<L: Level<f64>>() {
     }
 }
 
+/// Normalization and dropout inside the network: three momentum steps (the same masks, drawn
+/// from the same seeds in the same order), then every parameter, gamma, beta and running
+/// statistic, one more pass in training (layer norm), and the logits in evaluation mode. The
+/// normalization backward subtracts each group's means from the gradient: cancelling sums.
+fn agrees_with_level01_with_normalization_and_dropout<L: Level<f64>>() {
+    for (norm, activation) in [
+        (Norm::Batch, Activation::Sigmoid),
+        (Norm::Layer, Activation::Relu),
+    ] {
+        let spec = MlpSpec {
+            activation,
+            norm,
+            dropout: 0.3,
+            ..MlpSpec::classifier(&[12, 10, 8, 4], 2100)
+        };
+        let input = uniform(9, 12, 2101);
+        let targets = classes(9, 4, 2102);
+        let mut loops = <Level01 as Level<f64>>::mlp_from_spec(&spec);
+        let mut other = L::mlp_from_spec(&spec);
+        let optimizer = AnyOptimizer::Sgd(Sgd::new(0.2).with_momentum(0.9));
+        let (mut loops_optimizer, mut other_optimizer) = (optimizer.clone(), optimizer);
+        for _ in 0..3 {
+            let targets = Targets::Classes(&targets);
+            loops.train_step(input.view(), targets, &mut loops_optimizer);
+            other.train_step(input.view(), targets, &mut other_optimizer);
+        }
+        let case = format!(
+            "{} vs level01, {norm} norm, dropout 0.3, 3 momentum steps",
+            L::NAME
+        );
+        let (mut expected, mut got) = (Vec::new(), Vec::new());
+        loops.visit_norms(|_, params| expected.push(norm_tensors(params)));
+        other.visit_norms(|_, params| got.push(norm_tensors(params)));
+        assert_eq!(expected.len(), 2, "{case}: two hidden layers, two norms");
+        for (expected, got) in expected.iter().zip(&got) {
+            for ((name, want), (_, have)) in expected.iter().zip(got) {
+                close(&case, name, have.view(), want.view(), AGREEMENT_CANCELLING);
+            }
+        }
+        for ((weight, bias), (other_weight, other_bias)) in
+            loops.linear_params().iter().zip(&other.linear_params())
+        {
+            close(
+                &case,
+                "weight",
+                other_weight.view(),
+                weight.view(),
+                AGREEMENT,
+            );
+            close(&case, "bias", other_bias.view(), bias.view(), AGREEMENT_CANCELLING);
+        }
+        // A bias right before batch norm has gradient 0, so its computed value is rounding
+        // noise (1e-17) that no relative tolerance can compare: the full pass is compared with
+        // layer norm, the parameters above with both.
+        if norm == Norm::Layer {
+            let targets = Targets::Classes(&targets);
+            compare_models(&case, &mut loops, &mut other, &input, targets, AGREEMENT_CANCELLING);
+        }
+        loops.set_training(false);
+        other.set_training(false);
+        let case = format!("{case}, then evaluation mode");
+        let (want, have) = (loops.forward(input.view()), other.forward(input.view()));
+        close(&case, "logits", have.view(), want.view(), AGREEMENT_CANCELLING);
+    }
+}
+
+/// gamma, beta and their gradients (and the running statistics, if any), owned and named.
+fn norm_tensors(params: NormMut<'_, f64>) -> Vec<(&'static str, Array1<f64>)> {
+    let mut tensors = vec![
+        ("gamma", params.gamma.to_owned()),
+        ("beta", params.beta.to_owned()),
+        ("dL/dgamma", params.grad_gamma.to_owned()),
+        ("dL/dbeta", params.grad_beta.to_owned()),
+    ];
+    if let Some((mean, var)) = params.running {
+        tensors.push(("running mean", mean.to_owned()));
+        tensors.push(("running variance", var.to_owned()));
+    }
+    tensors
+}
+
 #[test]
 fn level02_agrees_with_level01() {
     agrees_with_level01_on_forward_loss_and_gradients::<Level02>();
     agrees_with_level01_at_mnist_width::<Level02>();
     agrees_with_level01_after_three_sgd_steps::<Level02>();
+    agrees_with_level01_with_normalization_and_dropout::<Level02>();
 }
 
 #[test]
@@ -185,4 +267,5 @@ fn level03_agrees_with_level01() {
     agrees_with_level01_on_forward_loss_and_gradients::<Level03>();
     agrees_with_level01_at_mnist_width::<Level03>();
     agrees_with_level01_after_three_sgd_steps::<Level03>();
+    agrees_with_level01_with_normalization_and_dropout::<Level03>();
 }
