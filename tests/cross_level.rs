@@ -222,20 +222,39 @@ fn agrees_with_level01_with_normalization_and_dropout<L: Level<f64>>() {
                 weight.view(),
                 AGREEMENT,
             );
-            close(&case, "bias", other_bias.view(), bias.view(), AGREEMENT_CANCELLING);
+            close(
+                &case,
+                "bias",
+                other_bias.view(),
+                bias.view(),
+                AGREEMENT_CANCELLING,
+            );
         }
         // A bias right before batch norm has gradient 0, so its computed value is rounding
         // noise (1e-17) that no relative tolerance can compare: the full pass is compared with
         // layer norm, the parameters above with both.
         if norm == Norm::Layer {
             let targets = Targets::Classes(&targets);
-            compare_models(&case, &mut loops, &mut other, &input, targets, AGREEMENT_CANCELLING);
+            compare_models(
+                &case,
+                &mut loops,
+                &mut other,
+                &input,
+                targets,
+                AGREEMENT_CANCELLING,
+            );
         }
         loops.set_training(false);
         other.set_training(false);
         let case = format!("{case}, then evaluation mode");
         let (want, have) = (loops.forward(input.view()), other.forward(input.view()));
-        close(&case, "logits", have.view(), want.view(), AGREEMENT_CANCELLING);
+        close(
+            &case,
+            "logits",
+            have.view(),
+            want.view(),
+            AGREEMENT_CANCELLING,
+        );
     }
 }
 

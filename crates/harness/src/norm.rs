@@ -191,6 +191,25 @@ pub fn normalization_matches_reference<L: Level<f64>>() {
         (&x, &g),
         &expected,
     );
+    let check = "batch norm running statistics after a forward in evaluation (unchanged)";
+    let running = batch_norm
+        .params_mut()
+        .running
+        .expect("batch norm keeps running statistics");
+    close(
+        check,
+        "running mean",
+        running.0.view(),
+        mean.view(),
+        EXACT_F64,
+    );
+    close(
+        check,
+        "running variance",
+        running.1.view(),
+        var.view(),
+        EXACT_F64,
+    );
     // Layer norm.
     let mut layer_norm = L::layer_norm(5);
     set_affine(&mut layer_norm, &params);

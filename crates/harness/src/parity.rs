@@ -609,6 +609,8 @@ fn norm_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
             fixture.compare("output in evaluation", &output, "output_eval");
             let grad_input = layer.backward(upstream.view());
             fixture.compare("dL/dinput in evaluation", &grad_input, "grad_input_eval");
+            // Evaluation reads the running statistics and never moves them.
+            compare_running(fixture, &mut layer, "3");
         }
         "layer_norm" => {
             let mut layer = L::layer_norm(features);

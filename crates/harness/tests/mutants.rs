@@ -25,21 +25,27 @@
 //! | `RELU_MAX_NAN`          | ReLU as x.max(0), which turns NaN into 0        | edge: NaN propagates       |
 //!
 //! And ten more learner bugs for the confusion matrix (`planted_bugs_against_named_diagnoses`),
-//! which runs every check on all 26 mutants and requires the diagnosis it names to be the planted
+//! which runs every check on all the mutants and requires the diagnosis it names to be the planted
 //! one or none: sigmoid' as y (`SIGMOID_PRIME_AS_OUTPUT`), tanh' as 1 - y
 //! (`TANH_PRIME_ONE_MINUS_Y`), p / N without the one-hot (`ONEHOT_NOT_SUBTRACTED`), MSE without
 //! its 2 (`MSE_MISSING_TWO`) or averaged over rows only (`MSE_MEAN_OVER_ROWS`), the loss value
 //! summed (`LOSS_SUM`), ReLU masking on g (`RELU_MASK_ON_UPSTREAM`), the bias gradient assigned
 //! (`BIAS_ASSIGNED`), dW divided by N again (`WEIGHT_MEAN_TWICE`), cross-entropy as -ln p
-//! (`LOG_OF_SOFTMAX`).
+//! (`LOG_OF_SOFTMAX`). And five in the normalization layers, rejected by the `norm::` group:
+//! batch norm's backward as gamma g / sqrt(var + eps), the direct path alone
+//! (`BATCH_NORM_DIRECT_PATH_ONLY`), dropout's backward without the mask or without the scale
+//! (`DROPOUT_BACKWARD_WITHOUT_MASK`, `DROPOUT_BACKWARD_WITHOUT_SCALE`), running statistics that
+//! move in evaluation (`RUNNING_STATISTICS_IN_EVALUATION`), and a biased running variance
+//! (`BIASED_RUNNING_VARIANCE`): 31 in all.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use backprop_core::{
-    Float, Layer, Layout, Level, LinearLayer, LinearMut, LinearParams, Loss, StackedMlp, Targets,
+    DropoutLayer, Float, Layer, Layout, Level, LinearLayer, LinearMut, LinearParams, Loss,
+    NormLayer, NormMut, StackedMlp, Targets,
 };
 use backprop_harness::diagnosis::Mistake;
-use backprop_harness::{basic, edge, parity, stress};
+use backprop_harness::{basic, edge, norm, parity, stress};
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 
 const MISSING_MEAN: u8 = 1;
@@ -68,6 +74,11 @@ const BIAS_ASSIGNED: u8 = 23;
 const WEIGHT_MEAN_TWICE: u8 = 24;
 const LOG_OF_SOFTMAX: u8 = 25;
 const MSE_MEAN_OVER_ROWS: u8 = 26;
+const BATCH_NORM_DIRECT_PATH_ONLY: u8 = 27;
+const DROPOUT_BACKWARD_WITHOUT_MASK: u8 = 28;
+const DROPOUT_BACKWARD_WITHOUT_SCALE: u8 = 29;
+const RUNNING_STATISTICS_IN_EVALUATION: u8 = 30;
+const BIASED_RUNNING_VARIANCE: u8 = 31;
 
 /// level02 with bug number `BUG` planted.
 #[derive(Debug)]
@@ -81,9 +92,9 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
     type Tanh = MutantTanh<F, BUG>;
     type SoftmaxCrossEntropy = MutantSoftmaxCrossEntropy<F, BUG>;
     type Mse = MutantMse<F, BUG>;
-    type BatchNorm = level02::BatchNorm<F>;
+    type BatchNorm = MutantBatchNorm<F, BUG>;
     type LayerNorm = level02::LayerNorm<F>;
-    type Dropout = level02::Dropout<F>;
+    type Dropout = MutantDropout<F, BUG>;
     type Mlp = StackedMlp<F, Self>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Self::Linear {
@@ -124,13 +135,20 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
         }
     }
     fn batch_norm(features: usize) -> Self::BatchNorm {
-        level02::BatchNorm::new(features)
+        MutantBatchNorm {
+            inner: level02::BatchNorm::new(features),
+            input: None,
+            training: true,
+        }
     }
     fn layer_norm(features: usize) -> Self::LayerNorm {
         level02::LayerNorm::new(features)
     }
     fn dropout(p: f64, seed: u64) -> Self::Dropout {
-        level02::Dropout::new(p, seed)
+        MutantDropout {
+            inner: level02::Dropout::new(p, seed),
+            p,
+        }
     }
     fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp {
         StackedMlp::new(layers, layout)
@@ -445,6 +463,109 @@ impl<F: Float, const BUG: u8> Loss<F> for MutantSoftmaxCrossEntropy<F, BUG> {
             }
             _ => self.inner.backward(),
         }
+    }
+}
+
+#[derive(Debug)]
+struct MutantBatchNorm<F, const BUG: u8> {
+    inner: level02::BatchNorm<F>,
+    /// The last forward's input.
+    input: Option<Array2<F>>,
+    training: bool,
+}
+
+impl<F: Float, const BUG: u8> MutantBatchNorm<F, BUG> {
+    /// Each feature's mean and biased variance over the rows of the last input.
+    fn batch_statistics(&self) -> (Array1<F>, Array1<F>) {
+        let input = self.input.as_ref().unwrap();
+        let rows = F::of(input.nrows() as f64);
+        let mean = input.sum_axis(Axis(0)) / rows;
+        let var = (input - &mean).mapv(|d| d * d).sum_axis(Axis(0)) / rows;
+        (mean, var)
+    }
+}
+
+impl<F: Float, const BUG: u8> Layer<F> for MutantBatchNorm<F, BUG> {
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        self.input = Some(input.to_owned());
+        let momentum = F::of(0.1);
+        if BUG == RUNNING_STATISTICS_IN_EVALUATION && !self.training {
+            // The bug: the running statistics move in evaluation too.
+            let (mean, var) = self.batch_statistics();
+            let params = self.inner.params_mut();
+            let (mut running_mean, mut running_var) = params.running.unwrap();
+            running_mean.zip_mut_with(&mean, |r, &m| *r = *r * F::of(0.9) + m * momentum);
+            running_var.zip_mut_with(&var, |r, &v| *r = *r * F::of(0.9) + v * momentum);
+        }
+        let output = self.inner.forward(input);
+        if BUG == BIASED_RUNNING_VARIANCE && self.training {
+            // The bug: the running variance takes the biased batch variance (no N / (N - 1)).
+            let (_, var) = self.batch_statistics();
+            let rows = F::of(input.nrows() as f64);
+            let (_, mut running_var) = self.inner.params_mut().running.unwrap();
+            running_var.zip_mut_with(&var, |r, &v| *r -= momentum * v / (rows - F::one()));
+        }
+        output
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        let grad_input = self.inner.backward(grad_output);
+        if BUG != BATCH_NORM_DIRECT_PATH_ONLY || !self.training {
+            return grad_input;
+        }
+        // The bug: dx = gamma g / sqrt(var + eps), the paths through the mean and the variance
+        // forgotten.
+        let (_, var) = self.batch_statistics();
+        let gamma = self.inner.params_mut().gamma.to_owned();
+        let inv_std = var.mapv(|v| F::one() / (v + F::of(1e-5)).sqrt());
+        &grad_output * &(gamma * inv_std)
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        self.inner.set_training(training);
+    }
+}
+
+impl<F: Float, const BUG: u8> NormLayer<F> for MutantBatchNorm<F, BUG> {
+    fn params_mut(&mut self) -> NormMut<'_, F> {
+        self.inner.params_mut()
+    }
+}
+
+#[derive(Debug)]
+struct MutantDropout<F, const BUG: u8> {
+    inner: level02::Dropout<F>,
+    p: f64,
+}
+
+impl<F: Float, const BUG: u8> Layer<F> for MutantDropout<F, BUG> {
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        self.inner.forward(input)
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        let grad_input = self.inner.backward(grad_output);
+        let scale = F::of(1.0 / (1.0 - self.p));
+        match BUG {
+            // The bug: the scale without the mask, so dropped units get a gradient.
+            DROPOUT_BACKWARD_WITHOUT_MASK if grad_input != grad_output => {
+                grad_output.mapv(|g| g * scale)
+            }
+            // The bug: the mask without the 1 / (1 - p) scale.
+            DROPOUT_BACKWARD_WITHOUT_SCALE => grad_input.mapv(|g| g / scale),
+            _ => grad_input,
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.inner.set_training(training);
+    }
+}
+
+impl<F: Float, const BUG: u8> DropoutLayer<F> for MutantDropout<F, BUG> {
+    fn fix_mask(&mut self, keep: Option<Array2<bool>>) {
+        self.inner.fix_mask(keep);
     }
 }
 
@@ -764,6 +885,9 @@ fn the_wrapper_without_a_bug_passes_the_same_checks() {
     parity::gate4_pytorch_losses::<Mutant<0>>();
     parity::gate4_pytorch_mlps::<Mutant<0>>();
     parity::gate4_pytorch_training::<Mutant<0>>();
+    for (_, check) in every_check::<Mutant<0>>() {
+        check();
+    }
 }
 
 /// ReLU with gradient 1 at exactly 0 (what `clamp(min=0)` gives, and what `x >= 0` in the mask
@@ -912,6 +1036,14 @@ fn every_check<L: Level<f32> + Level<f64>>() -> Vec<(&'static str, fn())> {
         stress::deep_tanh_mlp_passes_finite_differences,
         stress::random_shapes_pass_finite_differences,
         stress::wide_layers_match_reference,
+        norm::batch_norm_matches_hand_computation,
+        norm::normalization_matches_reference,
+        norm::normalization_passes_finite_differences,
+        norm::batch_norm_refuses_one_row_in_training,
+        norm::constant_features_stay_finite,
+        norm::normalized_mlp_passes_finite_differences,
+        norm::evaluation_mode_turns_dropout_off,
+        parity::gate5_pytorch_normalization,
     ]
 }
 
@@ -1058,13 +1190,38 @@ fn planted_bugs_against_named_diagnoses() {
             Some(MissingMean),
             every_check::<Mutant<MSE_MEAN_OVER_ROWS>>,
         ),
+        (
+            "batch norm backward: gamma g s only",
+            None,
+            every_check::<Mutant<BATCH_NORM_DIRECT_PATH_ONLY>>,
+        ),
+        (
+            "dropout backward without the mask",
+            None,
+            every_check::<Mutant<DROPOUT_BACKWARD_WITHOUT_MASK>>,
+        ),
+        (
+            "dropout backward without the scale",
+            None,
+            every_check::<Mutant<DROPOUT_BACKWARD_WITHOUT_SCALE>>,
+        ),
+        (
+            "running statistics move in evaluation",
+            None,
+            every_check::<Mutant<RUNNING_STATISTICS_IN_EVALUATION>>,
+        ),
+        (
+            "biased running variance",
+            None,
+            every_check::<Mutant<BIASED_RUNNING_VARIANCE>>,
+        ),
     ];
     assert!(planted.len() >= 20);
 
     let mut problems = Vec::new();
     let (mut right, mut absent) = (0, 0);
     println!(
-        "{:<36} {:<22} {:>6}  named (failing checks)",
+        "{:<38} {:<22} {:>6}  named (failing checks)",
         "planted bug", "expected diagnosis", "fails"
     );
     for (bug, expected, checks) in &planted {
@@ -1102,8 +1259,9 @@ fn planted_bugs_against_named_diagnoses() {
         let mut cells: Vec<String> = named.iter().map(|(m, n)| format!("{m:?} ({n})")).collect();
         cells.push(format!("none ({undiagnosed})"));
         let expected = expected.map_or("none".to_string(), |m| format!("{m:?}"));
+        let first = failing.first().map_or("", |(check, _)| check);
         println!(
-            "{bug:<36} {expected:<22} {:>6}  {}",
+            "{bug:<38} {expected:<22} {:>6}  {} (first: {first})",
             failing.len(),
             cells.join(", ")
         );
