@@ -1,8 +1,9 @@
 //! `checkpoint.npz`: everything a training run needs to go on after its last finished epoch,
 //! written (atomically) at the end of every epoch and read by `train --resume DIR`.
 //!
-//! It holds the model (`weight{i}`, `bias{i}`, `activation`, as `model.npz`), the optimizer's
-//! buffers (`optimizer.{buffer}.weight{i}` / `.bias{i}`), `progress` = `[epochs done, steps
+//! It holds the model (`weight{i}`, `bias{i}`, `activation`, `norm` and `norm{i}.*`, as
+//! `model.npz`), the optimizer's buffers (`optimizer.{buffer}.weight{i}` / `.bias{i}`, one per
+//! parameter group: each `Linear`, then each norm's gamma and beta), `progress` = `[epochs done, steps
 //! taken, optimizer steps]`, and the history that `metrics.csv` is rewritten from
 //! (`history.train_loss`, `history.train_accuracy`, `history.test_accuracy`,
 //! `history.grad_norms` (epochs, layers), and `last_norms`). The batch order needs no array: it
@@ -11,10 +12,9 @@
 use std::path::Path;
 
 use backprop_core::optim::OptimizerState;
-use backprop_core::{Activation, LinearParams};
 use ndarray::{Array1, Array2};
 
-use crate::model_file::{NpzFile, add_model, npz_bytes, read_model};
+use crate::model_file::{NpzFile, SavedModel, add_model, npz_bytes, read_model};
 use crate::output::{EpochMetrics, OutputError, write_atomically};
 
 /// The state of a run after `epochs_done` epochs.
@@ -24,10 +24,8 @@ pub struct Checkpoint {
     pub epochs_done: usize,
     /// Optimizer steps taken over those epochs.
     pub step: usize,
-    /// The model's layers.
-    pub params: LinearParams<f32>,
-    /// The model's activation.
-    pub activation: Activation,
+    /// The model: layers, activation, normalization.
+    pub model: SavedModel,
     /// The optimizer's state.
     pub optimizer: OptimizerState<f32>,
     /// One row of `metrics.csv` per finished epoch.
@@ -54,7 +52,7 @@ pub fn save_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<(), Outpu
         u64::from(checkpoint.optimizer.steps),
     ]);
     let bytes = npz_bytes(|npz| {
-        add_model(npz, &checkpoint.params, checkpoint.activation)?;
+        add_model(npz, &checkpoint.model)?;
         for (buffer, layers) in &checkpoint.optimizer.buffers {
             for (index, (weight, bias)) in layers.iter().enumerate() {
                 npz.add_array(format!("optimizer.{buffer}.weight{index}"), weight)?;
@@ -85,7 +83,8 @@ pub fn load_checkpoint(
     buffer_names: &[&'static str],
 ) -> Result<Checkpoint, OutputError> {
     let mut npz = NpzFile::open(path)?;
-    let (params, activation) = read_model(&mut npz)?;
+    let model = read_model(&mut npz)?;
+    let params = &model.params;
     let mut buffers = Vec::new();
     for &buffer in buffer_names {
         let mut layers = Vec::new();
@@ -98,17 +97,25 @@ pub fn load_checkpoint(
         buffers.push((buffer, layers));
     }
     let progress: Array1<u64> = npz.array("progress")?;
-    let history = read_history(&mut npz, params.len())?;
+    let history = read_history(&mut npz, model.params.len())?;
     let last_norms: Array1<f64> = npz.array("last_norms")?;
     let consistent = progress.len() == 3
         && progress[0] as usize == history.len()
         && last_norms.len() == params.len()
-        && buffers.iter().all(|(_, layers)| {
-            layers.is_empty()
-                || layers.len() == params.len()
-                    && layers.iter().zip(&params).all(|((weight, bias), (w, b))| {
-                        weight.dim() == w.dim() && bias.dim() == b.dim()
-                    })
+        && buffers.iter().all(|(_, groups)| {
+            // One buffer per parameter group: each Linear, then each norm's (gamma, beta).
+            let norms = model.norms.iter().map(|norm| ((1, norm.gamma.len()), norm.beta.len()));
+            let shapes: Vec<_> = params
+                .iter()
+                .map(|(w, b)| (w.dim(), b.len()))
+                .chain(norms)
+                .collect();
+            groups.is_empty()
+                || groups.len() == shapes.len()
+                    && groups
+                        .iter()
+                        .zip(&shapes)
+                        .all(|((weight, bias), shape)| (weight.dim(), bias.len()) == *shape)
         });
     if !consistent {
         return Err(inconsistent(path));
@@ -116,8 +123,7 @@ pub fn load_checkpoint(
     Ok(Checkpoint {
         epochs_done: history.len(),
         step: usize::try_from(progress[1]).unwrap_or(usize::MAX),
-        params,
-        activation,
+        model,
         optimizer: OptimizerState {
             steps: u32::try_from(progress[2]).unwrap_or(u32::MAX),
             buffers,

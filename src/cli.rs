@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use backprop_core::{Activation, Init, Level};
+use backprop_core::{Activation, Init, Level, Norm};
 use clap::{Args, Parser, Subcommand};
 
 use crate::diagnose::{DiagnoseConfig, diagnose};
@@ -150,7 +150,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = positive_finite_f64)]
     pub lr: Option<f64>,
     /// Momentum factor of --optimizer momentum, in [0, 1).
-    #[arg(long, default_value_t = 0.9, value_parser = momentum)]
+    #[arg(long, default_value_t = 0.9, value_parser = in_unit_interval)]
     pub momentum: f64,
     /// Nesterov momentum (with --optimizer momentum).
     #[arg(long)]
@@ -167,7 +167,14 @@ pub struct TrainArgs {
     /// Weight initialisation: pytorch, he, xavier or normal:STD.
     #[arg(long, default_value = "pytorch", value_parser = init)]
     pub init: Init,
-    /// Seed for the weights and the shuffling.
+    /// Normalization after each hidden layer, before its activation: none, batch or layer.
+    #[arg(long, default_value = "none", value_parser = norm)]
+    pub norm: Norm,
+    /// Dropout probability after each hidden activation, in [0, 1) (0: none). Evaluation and
+    /// the accuracies run without it.
+    #[arg(long, default_value_t = 0.0, value_parser = in_unit_interval)]
+    pub dropout: f64,
+    /// Seed for the weights, the shuffling and the dropout masks.
     #[arg(short, long, default_value_t = 0)]
     pub seed: u64,
     /// rayon threads (default: all cores; at most 256).
@@ -188,7 +195,8 @@ pub struct TrainArgs {
     /// config.json (only --threads and --quiet may be given with it).
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-        "hidden", "activation", "init", "seed", "data", "out", "limit", "watch_gradients",
+        "hidden", "activation", "init", "norm", "dropout", "seed", "data", "out", "limit",
+        "watch_gradients",
     ])]
     pub resume: Option<PathBuf>,
     /// Use only the first N training images.
@@ -245,6 +253,8 @@ impl TrainArgs {
                 .parse::<Activation>()
                 .expect("clap checked the activation"),
             init: self.init,
+            norm: self.norm,
+            dropout: self.dropout,
             seed,
             threads: self.threads,
             data: data_folder(self.data)?,
@@ -477,6 +487,11 @@ fn positive_finite_f64(text: &str) -> Result<f64, String> {
     }
 }
 
+/// `none`, `batch` or `layer`.
+fn norm(text: &str) -> Result<Norm, String> {
+    text.parse()
+}
+
 fn non_negative_finite(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
@@ -484,7 +499,8 @@ fn non_negative_finite(text: &str) -> Result<f64, String> {
     }
 }
 
-fn momentum(text: &str) -> Result<f64, String> {
+/// A number in [0, 1): a momentum, or a dropout probability (dropping everything is no layer).
+fn in_unit_interval(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if (0.0..1.0).contains(&value) => Ok(value),
         _ => Err(format!("{text:?} is not a number in [0, 1)")),

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
-use backprop_core::{Level, LossKind, Model};
+use backprop_core::{Level, Model};
 use ndarray::{Array2, Axis, s};
 
 use crate::error::RunError;
@@ -12,6 +12,8 @@ use crate::model_file::{check_model, load_model};
 
 /// (accuracy, confusion matrix `[true][predicted]`) of `model` on `data`, in chunks of 1,000.
 pub fn accuracy(model: &mut impl Model<f32>, data: &Dataset) -> (f64, Array2<usize>) {
+    // Evaluation mode for the pass (running statistics, no dropout), training mode after.
+    model.set_training(false);
     let mut confusion = Array2::zeros((CLASSES, CLASSES));
     for start in (0..data.len()).step_by(1000) {
         let end = (start + 1000).min(data.len());
@@ -27,6 +29,7 @@ pub fn accuracy(model: &mut impl Model<f32>, data: &Dataset) -> (f64, Array2<usi
             confusion[[label, predicted]] += 1;
         }
     }
+    model.set_training(true);
     let correct: usize = (0..CLASSES).map(|class| confusion[[class, class]]).sum();
     (correct as f64 / data.len().max(1) as f64, confusion)
 }
@@ -80,10 +83,10 @@ impl Evaluation {
 /// # Errors
 /// As [`load_model`], [`load_mnist`] and [`check_model`].
 pub fn eval<L: Level<f32>>(model_path: &Path, data: &Path) -> Result<Evaluation, RunError> {
-    let (params, activation) = load_model(model_path)?;
+    let saved = load_model(model_path)?;
     let test_set = load_mnist(data)?.test;
-    check_model(model_path, &params, test_set.images.ncols())?;
-    let mut model = L::mlp(params, activation, LossKind::SoftmaxCrossEntropy);
+    check_model(model_path, &saved.params, test_set.images.ncols())?;
+    let mut model = saved.build::<L>(0.0, 0);
     let (accuracy, confusion) = accuracy(&mut model, &test_set);
     Ok(Evaluation {
         accuracy,

@@ -14,7 +14,7 @@ use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use backprop_core::mnist::CLASSES;
-use backprop_core::{Activation, LinearParams};
+use backprop_core::{Activation, Layout, Level, LinearParams, LossKind, Model, Norm};
 use ndarray::{Array, Array1, Array2, Dimension};
 use ndarray_npy::{NpzWriter, ReadNpyExt, ReadableElement, WriteNpzError};
 use zip::{CompressionMethod, ZipArchive};
@@ -220,51 +220,125 @@ pub fn npz_bytes(
     Ok(cursor.into_inner())
 }
 
-/// Adds `weight{i}` (fan_in, fan_out), `bias{i}` and `activation` (UTF-8 bytes).
+/// What a model file holds: the layers, the activation, and the normalization after each
+/// hidden layer with its parameters (batch norm's running statistics included: evaluation
+/// normalizes with them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedModel {
+    /// `(weight (fan_in, fan_out), bias)` per `Linear` layer.
+    pub params: LinearParams<f32>,
+    /// The activation between them.
+    pub activation: Activation,
+    /// The normalization after each hidden `Linear`.
+    pub norm: Norm,
+    /// One per hidden layer when `norm` is not `None`.
+    pub norms: Vec<NormParams>,
+}
+
+/// One normalization layer's gamma, beta and (batch norm) running mean and variance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormParams {
+    /// gamma.
+    pub gamma: Array1<f32>,
+    /// beta.
+    pub beta: Array1<f32>,
+    /// Batch norm's running mean and variance.
+    pub running: Option<(Array1<f32>, Array1<f32>)>,
+}
+
+impl SavedModel {
+    /// A copy of `model`'s layers and normalization parameters.
+    pub fn of(model: &mut impl Model<f32>, activation: Activation, norm: Norm) -> Self {
+        let mut norms = Vec::new();
+        model.visit_norms(|_, layer| {
+            norms.push(NormParams {
+                gamma: layer.gamma.to_owned(),
+                beta: layer.beta.to_owned(),
+                running: layer.running.map(|(mean, var)| (mean.to_owned(), var.to_owned())),
+            })
+        });
+        SavedModel {
+            params: model.linear_params(),
+            activation,
+            norm,
+            norms,
+        }
+    }
+
+    /// Level `L`'s model with these layers and normalization parameters (in training mode).
+    pub fn build<L: Level<f32>>(&self, dropout: f64, seed: u64) -> L::Mlp {
+        let layout = Layout {
+            norm: self.norm,
+            dropout,
+            seed,
+            ..Layout::plain(self.activation, LossKind::SoftmaxCrossEntropy)
+        };
+        let mut model = L::mlp_with(self.params.clone(), &layout);
+        model.visit_norms(|index, mut layer| {
+            let saved = &self.norms[index];
+            layer.gamma.assign(&saved.gamma);
+            layer.beta.assign(&saved.beta);
+            if let (Some((mean, var)), Some((saved_mean, saved_var))) =
+                (layer.running.as_mut(), &saved.running)
+            {
+                mean.assign(saved_mean);
+                var.assign(saved_var);
+            }
+        });
+        model
+    }
+}
+
+/// Adds `weight{i}` (fan_in, fan_out), `bias{i}`, `activation` and `norm` (UTF-8 bytes), and
+/// per normalization layer `norm{i}.gamma`, `.beta` (and `.running_mean`, `.running_var`).
 ///
 /// # Errors
 /// What the writer said.
 pub fn add_model(
     npz: &mut NpzWriter<Cursor<Vec<u8>>>,
-    layers: &LinearParams<f32>,
-    activation: Activation,
+    model: &SavedModel,
 ) -> Result<(), WriteNpzError> {
-    for (index, (weight, bias)) in layers.iter().enumerate() {
+    for (index, (weight, bias)) in model.params.iter().enumerate() {
         npz.add_array(format!("weight{index}"), weight)?;
         npz.add_array(format!("bias{index}"), bias)?;
     }
-    let name = Array1::from_vec(activation.name().as_bytes().to_vec());
-    npz.add_array("activation", &name)
+    for (index, norm) in model.norms.iter().enumerate() {
+        npz.add_array(format!("norm{index}.gamma"), &norm.gamma)?;
+        npz.add_array(format!("norm{index}.beta"), &norm.beta)?;
+        if let Some((mean, var)) = &norm.running {
+            npz.add_array(format!("norm{index}.running_mean"), mean)?;
+            npz.add_array(format!("norm{index}.running_var"), var)?;
+        }
+    }
+    let text = |text: &str| Array1::from_vec(text.as_bytes().to_vec());
+    npz.add_array("norm", &text(model.norm.name()))?;
+    npz.add_array("activation", &text(model.activation.name()))
 }
 
-/// Saves `weight{i}` (fan_in, fan_out), `bias{i}` and `activation` (UTF-8 bytes) as `.npz`.
+/// Saves a model as `.npz` (see [`add_model`]).
 ///
 /// # Errors
 /// As [`write_atomically`].
-pub fn save_model(
-    path: &Path,
-    layers: &LinearParams<f32>,
-    activation: Activation,
-) -> Result<(), OutputError> {
-    let bytes = npz_bytes(|npz| add_model(npz, layers, activation))
-        .map_err(|problem| OutputError::new(path, problem))?;
+pub fn save_model(path: &Path, model: &SavedModel) -> Result<(), OutputError> {
+    let bytes =
+        npz_bytes(|npz| add_model(npz, model)).map_err(|problem| OutputError::new(path, problem))?;
     write_atomically(path, &bytes)
 }
 
-/// Loads a model saved by [`save_model`] (or a checkpoint): its layers and activation.
+/// Loads a model saved by [`save_model`] (or a checkpoint).
 ///
 /// # Errors
 /// A missing or unreadable file, or one without the expected arrays or whose layers do not
 /// chain; the message names the file and the array.
-pub fn load_model(path: &Path) -> Result<(LinearParams<f32>, Activation), OutputError> {
+pub fn load_model(path: &Path) -> Result<SavedModel, OutputError> {
     read_model(&mut NpzFile::open(path)?)
 }
 
-/// The layers and activation of an opened model or checkpoint.
+/// The model in an opened model file or checkpoint.
 ///
 /// # Errors
 /// As [`load_model`].
-pub fn read_model(npz: &mut NpzFile) -> Result<(LinearParams<f32>, Activation), OutputError> {
+pub fn read_model(npz: &mut NpzFile) -> Result<SavedModel, OutputError> {
     let path = npz.path.clone();
     let problem = |text: String| OutputError::new(&path, text);
     let layers = (0..)
@@ -291,11 +365,67 @@ pub fn read_model(npz: &mut NpzFile) -> Result<(LinearParams<f32>, Activation), 
         }
         params.push((weight, bias));
     }
-    let activation: Array1<u8> = npz.array("activation")?;
-    let activation = String::from_utf8_lossy(activation.as_slice().unwrap_or_default())
+    let text = |npz: &mut NpzFile, name: &str| -> Result<String, OutputError> {
+        let bytes: Array1<u8> = npz.array(name)?;
+        Ok(String::from_utf8_lossy(bytes.as_slice().unwrap_or_default()).into_owned())
+    };
+    let activation = text(npz, "activation")?
         .parse()
         .map_err(|text: String| problem(format!("activation: {text}")))?;
-    Ok((params, activation))
+    // Files from before normalization existed have no `norm`: none.
+    let norm: Norm = match npz.contains("norm") {
+        true => text(npz, "norm")?
+            .parse()
+            .map_err(|text: String| problem(format!("norm: {text}")))?,
+        false => Norm::None,
+    };
+    let norms = read_norms(npz, norm, &params)?;
+    Ok(SavedModel {
+        params,
+        activation,
+        norm,
+        norms,
+    })
+}
+
+/// `norm{i}.*` for each hidden layer, each as wide as that layer's output.
+fn read_norms(
+    npz: &mut NpzFile,
+    norm: Norm,
+    params: &LinearParams<f32>,
+) -> Result<Vec<NormParams>, OutputError> {
+    if norm == Norm::None {
+        return Ok(Vec::new());
+    }
+    let hidden = &params[..params.len() - 1];
+    let mut norms = Vec::with_capacity(hidden.len());
+    for (index, (weight, _)) in hidden.iter().enumerate() {
+        let mut vector = |name: &str| -> Result<Array1<f32>, OutputError> {
+            let values: Array1<f32> = npz.array(&format!("norm{index}.{name}"))?;
+            match values.len() == weight.ncols() {
+                true => Ok(values),
+                false => Err(OutputError::new(
+                    npz.path(),
+                    format!(
+                        "norm{index}.{name} has {} entries for a layer of {} outputs",
+                        values.len(),
+                        weight.ncols()
+                    ),
+                )),
+            }
+        };
+        let (gamma, beta) = (vector("gamma")?, vector("beta")?);
+        let running = match norm {
+            Norm::Batch => Some((vector("running_mean")?, vector("running_var")?)),
+            _ => None,
+        };
+        norms.push(NormParams {
+            gamma,
+            beta,
+            running,
+        });
+    }
+    Ok(norms)
 }
 
 /// Checks that a loaded model can classify `pixels`-pixel images into [`CLASSES`] classes:

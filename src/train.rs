@@ -18,7 +18,7 @@ use backprop_core::flow::{step_stats, sum_of_squares};
 use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
 use backprop_core::{
-    Activation, Float, Init, Level, LinearParams, LossKind, MlpSpec, Model, Targets,
+    Activation, Float, Init, Level, LossKind, MlpSpec, Model, Norm, Targets,
 };
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -27,7 +27,7 @@ use crate::checkpoint::{Checkpoint, load_checkpoint, save_checkpoint};
 use crate::error::RunError;
 use crate::eval::accuracy;
 use crate::limits::{check_memory, training_bytes};
-use crate::model_file::save_model;
+use crate::model_file::{SavedModel, save_model};
 use crate::output::{EpochMetrics, write_atomically, write_metrics, write_training_plots};
 use crate::run_folder::{Destination, RunFolder};
 use crate::watch::GradientWatch;
@@ -126,6 +126,10 @@ pub struct TrainConfig {
     pub activation: Activation,
     /// Weight initialisation.
     pub init: Init,
+    /// The normalization after each hidden layer.
+    pub norm: Norm,
+    /// The dropout probability after each hidden activation (0: none).
+    pub dropout: f64,
     /// Seed for the weights and the shuffling.
     pub seed: u64,
     /// rayon threads (None: all cores).
@@ -161,6 +165,8 @@ impl TrainConfig {
             "hidden": self.hidden,
             "activation": self.activation.name(),
             "init": self.init.to_string(),
+            "norm": self.norm.name(),
+            "dropout": self.dropout,
             "seed": self.seed,
             "threads": self.threads,
             "data": text(&self.data),
@@ -225,6 +231,15 @@ impl TrainConfig {
                 .parse()
                 .map_err(|_| wrong("activation"))?,
             init: text("init")?.parse().map_err(|_| wrong("init"))?,
+            // Runs from before normalization existed have neither setting.
+            norm: match json.get("norm") {
+                Some(_) => text("norm")?.parse().map_err(|_| wrong("norm"))?,
+                None => Norm::None,
+            },
+            dropout: match json.get("dropout") {
+                Some(_) => float("dropout")?,
+                None => 0.0,
+            },
             seed: number("seed")?,
             threads: optional("threads")?,
             data: PathBuf::from(text("data")?),
@@ -339,7 +354,8 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             loss: LossKind::SoftmaxCrossEntropy,
             init: config.init,
             seed: config.seed,
-            ..MlpSpec::classifier(&[], 0)
+            norm: config.norm,
+            dropout: config.dropout,
         };
         let layers = spec.sizes.len() - 1;
         Trainer {
@@ -373,7 +389,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             self.history.push(metrics);
             let checkpoint = self.checkpoint();
             save_checkpoint(&config.out.join("checkpoint.npz"), &checkpoint)?;
-            self.write_outputs(&checkpoint.params)?;
+            self.write_outputs(&checkpoint.model)?;
         }
         Ok(self
             .history
@@ -381,23 +397,23 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             .map_or(0.0, |metrics| metrics.test_accuracy))
     }
 
-    /// `metrics.csv`, the plots and `model.npz` (of `params`, the model's parameters) as of
-    /// the last finished epoch.
-    fn write_outputs(&self, params: &LinearParams<f32>) -> Result<(), RunError> {
+    /// `metrics.csv`, the plots and `model.npz` (of `model`, the model's parameters) as of the
+    /// last finished epoch.
+    fn write_outputs(&self, model: &SavedModel) -> Result<(), RunError> {
         let out = &self.config.out;
         write_metrics(out, &self.history, self.last_norms.len())?;
         write_training_plots(out, &self.history)?;
-        save_model(&out.join("model.npz"), params, self.config.activation)?;
+        save_model(&out.join("model.npz"), model)?;
         Ok(())
     }
 
     /// Everything [`Trainer::restore`] needs to go on after this epoch.
     fn checkpoint(&mut self) -> Checkpoint {
+        let config = self.config;
         Checkpoint {
             epochs_done: self.history.len(),
             step: self.step,
-            params: self.model.linear_params(),
-            activation: self.config.activation,
+            model: SavedModel::of(&mut self.model, config.activation, config.norm),
             optimizer: self.optimizer.state(),
             history: self.history.clone(),
             last_norms: self.last_norms.clone(),
@@ -409,40 +425,48 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
     /// older ones).
     fn restore(&mut self, checkpoint: Checkpoint, sizes: &[usize]) -> Result<(), RunError> {
         let config = self.config;
-        let checkpoint_sizes: Vec<usize> = checkpoint
+        let saved = &checkpoint.model;
+        let checkpoint_sizes: Vec<usize> = saved
             .params
             .iter()
             .map(|(weight, _)| weight.nrows())
-            .chain(checkpoint.params.last().map(|(weight, _)| weight.ncols()))
+            .chain(saved.params.last().map(|(weight, _)| weight.ncols()))
             .collect();
+        let problem = |problem: String| RunError::Model {
+            path: config.out.join("checkpoint.npz"),
+            problem,
+        };
         if checkpoint_sizes != sizes
-            || checkpoint.activation != config.activation
+            || saved.activation != config.activation
+            || saved.norm != config.norm
             || checkpoint.epochs_done > config.epochs
         {
-            return Err(RunError::Model {
-                path: config.out.join("checkpoint.npz"),
-                problem: format!(
-                    "layers {checkpoint_sizes:?} ({}, {} epochs done) do not belong to the run \
-                     in config.json (layers {sizes:?}, {}, {} epochs)",
-                    checkpoint.activation.name(),
-                    checkpoint.epochs_done,
-                    config.activation.name(),
-                    config.epochs
-                ),
-            });
+            return Err(problem(format!(
+                "layers {checkpoint_sizes:?} ({}, {} norm, {} epochs done) do not belong to the \
+                 run in config.json (layers {sizes:?}, {}, {} norm, {} epochs)",
+                saved.activation.name(),
+                saved.norm,
+                checkpoint.epochs_done,
+                config.activation.name(),
+                config.norm,
+                config.epochs
+            )));
         }
-        self.model = L::mlp(
-            checkpoint.params,
-            config.activation,
-            LossKind::SoftmaxCrossEntropy,
-        );
+        if config.dropout > 0.0 {
+            return Err(problem(format!(
+                "the run uses --dropout {}: its masks come from generators whose position the \
+                 checkpoint does not keep, so a resumed run would not be the one interrupted; \
+                 start it again instead",
+                config.dropout
+            )));
+        }
+        self.model = saved.build::<L>(config.dropout, config.seed);
         self.optimizer.restore(checkpoint.optimizer);
         self.batches.skip_epochs(checkpoint.epochs_done);
         self.step = checkpoint.step;
         self.last_norms = checkpoint.last_norms;
         self.history = checkpoint.history;
-        let params = self.model.linear_params();
-        self.write_outputs(&params)
+        self.write_outputs(&checkpoint.model)
     }
 
     /// One pass over the shuffled training set, then the accuracies.

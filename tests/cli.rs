@@ -414,8 +414,8 @@ fn interrupting_training_leaves_no_half_written_file() {
             .ends_with('}')
     );
     // The model of the last finished epoch and its checkpoint load whole.
-    let (layers, _) = backprop::model_file::load_model(&out.join("model.npz")).unwrap();
-    assert_eq!(layers.len(), 2);
+    let model = backprop::model_file::load_model(&out.join("model.npz")).unwrap();
+    assert_eq!(model.params.len(), 2);
     backprop::checkpoint::load_checkpoint(&out.join("checkpoint.npz"), &["velocity"]).unwrap();
 }
 

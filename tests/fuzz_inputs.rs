@@ -183,10 +183,11 @@ fn hostile_files_give_a_clean_error_or_a_correct_load_in_bounded_memory() {
             std::fs::write(&model_path, &bytes).unwrap();
             let (result, peak) = peak_of(|| load_model(&model_path));
             within_bound(peak, bytes.len(), bytes.len())?;
-            if let Ok((layers, _)) = result {
+            if let Ok(model) = result {
                 count(2);
                 prop_assert!(
-                    layers
+                    model
+                        .params
                         .iter()
                         .all(|(weight, bias)| weight.ncols() == bias.len())
                 );
