@@ -341,6 +341,13 @@ pub struct DiagnoseArgs {
     /// The max_norm of the clipped runs (finite, > 0).
     #[arg(long, default_value_t = 1.0, value_parser = positive_finite)]
     pub clip: f32,
+    /// Normalizations to compare after each hidden layer, comma-separated: none, batch,
+    /// layer (none,batch puts each configuration with and without batch norm side by side).
+    #[arg(long, default_value = "none", value_delimiter = ',', value_parser = norm)]
+    pub norm: Vec<Norm>,
+    /// Dropout after each hidden activation in every configuration, in [0, 1).
+    #[arg(long, default_value_t = 0.0, value_parser = in_unit_interval)]
+    pub dropout: f64,
     /// Seed for the weights, the batches and the synthetic data.
     #[arg(short, long, default_value_t = 0)]
     pub seed: u64,
@@ -373,6 +380,8 @@ impl DiagnoseArgs {
             batch_size: self.batch_size,
             lr: self.lr,
             clip: f64::from(self.clip),
+            norms: self.norm,
+            dropout: self.dropout,
             seed: self.seed,
             synthetic: self.synthetic,
             data,

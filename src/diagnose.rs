@@ -1,6 +1,7 @@
 //! `backprop diagnose`: a grid of short trainings that shows gradients vanish, explode or flow.
 //!
-//! Every configuration (depth x activation x init x clipping) trains an MLP of equal hidden
+//! Every configuration (depth x activation x normalization x init x clipping) trains an MLP of
+//! equal hidden
 //! widths for a few hundred SGD steps on the same batches, and records after each backward pass
 //! the per-layer statistics of [`backprop_core::flow`]. The table gives, per configuration:
 //!
@@ -30,7 +31,7 @@ use backprop_core::flow::{
 use backprop_core::init::{seeded_rng, standard_normal};
 use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::optim::{Optimizer, Sgd};
-use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Targets};
+use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Norm, Targets};
 use ndarray::Array2;
 
 use crate::error::RunError;
@@ -53,6 +54,10 @@ pub struct DiagnoseConfig {
     pub lr: f32,
     /// The `max_norm` of the clipped runs.
     pub clip: f64,
+    /// The normalizations to try after each hidden layer (`none`, `batch`, `layer`).
+    pub norms: Vec<Norm>,
+    /// Dropout after each hidden activation (0: none), in every configuration.
+    pub dropout: f64,
     /// Seed of the weights, the shuffling and the synthetic data.
     pub seed: u64,
     /// Gaussian clusters instead of MNIST.
@@ -85,6 +90,8 @@ pub struct Outcome {
     pub init: &'static str,
     /// Whether gradients were clipped.
     pub clipped: bool,
+    /// The normalization after each hidden layer.
+    pub norm: Norm,
     /// The loss at every step run (the run stops at the first non-finite one).
     pub losses: Vec<f32>,
     /// The statistics after every finite step's backward pass: gradient norms before clipping,
@@ -192,9 +199,10 @@ fn training_data(config: &DiagnoseConfig) -> Result<Dataset, RunError> {
 fn run_one<L: Level<f32>>(
     config: &DiagnoseConfig,
     data: &Dataset,
-    (depth, activation, (init_name, init), clipped): (
+    (depth, activation, norm, (init_name, init), clipped): (
         usize,
         Activation,
+        Norm,
         (&'static str, Init),
         bool,
     ),
@@ -208,7 +216,8 @@ fn run_one<L: Level<f32>>(
         loss: LossKind::SoftmaxCrossEntropy,
         init,
         seed: config.seed,
-        ..MlpSpec::classifier(&[], 0)
+        norm,
+        dropout: config.dropout,
     };
     let mut model = L::mlp_from_spec(&spec);
     let mut sgd = Sgd::new(f64::from(config.lr));
@@ -220,6 +229,7 @@ fn run_one<L: Level<f32>>(
         activation,
         init: init_name,
         clipped,
+        norm,
         losses: Vec::with_capacity(config.steps),
         stats: Vec::with_capacity(config.steps),
     };
@@ -273,14 +283,16 @@ pub fn diagnose<L: Level<f32>>(config: &DiagnoseConfig) -> Result<Vec<Outcome>, 
     }
     for &activation in &Activation::ALL {
         for &depth in &config.depths {
-            for init in INITS {
-                for clipped in [false, true] {
-                    let grid_point = (depth, activation, init, clipped);
-                    let outcome = run_one::<L>(config, &data, grid_point);
-                    if !config.quiet {
-                        println!("{}", table_row(&outcome));
+            for &norm in &config.norms {
+                for init in INITS {
+                    for clipped in [false, true] {
+                        let grid_point = (depth, activation, norm, init, clipped);
+                        let outcome = run_one::<L>(config, &data, grid_point);
+                        if !config.quiet {
+                            println!("{}", table_row(&outcome));
+                        }
+                        outcomes.push(outcome);
                     }
-                    outcomes.push(outcome);
                 }
             }
         }
@@ -299,11 +311,11 @@ pub fn diagnose<L: Level<f32>>(config: &DiagnoseConfig) -> Result<Vec<Outcome>, 
 
 fn table_header(config: &DiagnoseConfig) -> String {
     format!(
-        "{} steps of SGD (lr {}, batch {}), hidden width {}, clipping to norm {}; ratio = \
-         ‖dL/dW_first‖ / ‖dL/dW_last‖, upd@0 = log10(lr ‖dL/dW_first‖ / ‖W_first‖)\n\
-         | depth | activation | init      | clip | ratio@init |    ratio | upd@0 | max ‖dW‖ | verdict      |   loss@1 | final loss |\n\
-         |------:|------------|-----------|------|-----------:|---------:|------:|---------:|--------------|---------:|-----------:|",
-        config.steps, config.lr, config.batch_size, config.width, config.clip
+        "{} steps of SGD (lr {}, batch {}), hidden width {}, clipping to norm {}, dropout {}; \
+         ratio = ‖dL/dW_first‖ / ‖dL/dW_last‖, upd@0 = log10(lr ‖dL/dW_first‖ / ‖W_first‖)\n\
+         | depth | activation | norm  | init      | clip | ratio@init |    ratio | upd@0 | max ‖dW‖ | verdict      |   loss@1 | final loss |\n\
+         |------:|------------|-------|-----------|------|-----------:|---------:|------:|---------:|--------------|---------:|-----------:|",
+        config.steps, config.lr, config.batch_size, config.width, config.clip, config.dropout
     )
 }
 
@@ -327,9 +339,10 @@ fn ratio_text(ratio: f64) -> String {
 
 fn table_row(outcome: &Outcome) -> String {
     format!(
-        "| {:>5} | {:<10} | {:<9} | {:<4} | {:>10} | {:>8} | {:>5.1} | {:>8.1e} | {:<12} | {:>8} | {:>10} |",
+        "| {:>5} | {:<10} | {:<5} | {:<9} | {:<4} | {:>10} | {:>8} | {:>5.1} | {:>8.1e} | {:<12} | {:>8} | {:>10} |",
         outcome.depth,
         outcome.activation.name(),
+        outcome.norm.name(),
         outcome.init,
         if outcome.clipped { "yes" } else { "no" },
         ratio_text(outcome.ratio_at_init()),
@@ -367,7 +380,9 @@ fn write_plots(out: &Path, config: &DiagnoseConfig, outcomes: &[Outcome]) -> Res
                         && outcome.init == init
                         && outcome.clipped == clipped
                 });
-                let (norms, ratios) = runs.map(panel_lines).unzip();
+                let (norms, ratios) = runs
+                    .map(|outcome| panel_lines(outcome, config.norms.len() > 1))
+                    .unzip();
                 norm_lines.push(norms);
                 ratio_lines.push(ratios);
             }
@@ -403,8 +418,9 @@ fn write_plots(out: &Path, config: &DiagnoseConfig, outcomes: &[Outcome]) -> Res
 }
 
 /// One run's two lines: the median log10 ‖dL/dW‖ of each layer, and the first layer's log10
-/// update ratio at each step; both labelled with the depth.
-fn panel_lines(outcome: &Outcome) -> (Line, Line) {
+/// update ratio at each step; both labelled with the depth (and the normalization, when the
+/// grid has more than one).
+fn panel_lines(outcome: &Outcome, name_norm: bool) -> (Line, Line) {
     let per_layer = (0..outcome.depth)
         .map(|layer| {
             let norms = outcome
@@ -420,7 +436,10 @@ fn panel_lines(outcome: &Outcome) -> (Line, Line) {
         .enumerate()
         .map(|(step, stats)| ((step + 1) as f64, stats.layers[0].update_ratio_log10))
         .collect();
-    let label = format!("depth {}", outcome.depth);
+    let label = match name_norm {
+        true => format!("depth {}, {} norm", outcome.depth, outcome.norm),
+        false => format!("depth {}", outcome.depth),
+    };
     ((label.clone(), per_layer), (label, first_layer))
 }
 
