@@ -104,7 +104,10 @@ pub fn load_checkpoint(
         && last_norms.len() == params.len()
         && buffers.iter().all(|(_, groups)| {
             // One buffer per parameter group: each Linear, then each norm's (gamma, beta).
-            let norms = model.norms.iter().map(|norm| ((1, norm.gamma.len()), norm.beta.len()));
+            let norms = model
+                .norms
+                .iter()
+                .map(|norm| ((1, norm.gamma.len()), norm.beta.len()));
             let shapes: Vec<_> = params
                 .iter()
                 .map(|(w, b)| (w.dim(), b.len()))

@@ -254,7 +254,9 @@ impl SavedModel {
             norms.push(NormParams {
                 gamma: layer.gamma.to_owned(),
                 beta: layer.beta.to_owned(),
-                running: layer.running.map(|(mean, var)| (mean.to_owned(), var.to_owned())),
+                running: layer
+                    .running
+                    .map(|(mean, var)| (mean.to_owned(), var.to_owned())),
             })
         });
         SavedModel {
@@ -320,8 +322,8 @@ pub fn add_model(
 /// # Errors
 /// As [`write_atomically`].
 pub fn save_model(path: &Path, model: &SavedModel) -> Result<(), OutputError> {
-    let bytes =
-        npz_bytes(|npz| add_model(npz, model)).map_err(|problem| OutputError::new(path, problem))?;
+    let bytes = npz_bytes(|npz| add_model(npz, model))
+        .map_err(|problem| OutputError::new(path, problem))?;
     write_atomically(path, &bytes)
 }
 

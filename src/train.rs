@@ -17,9 +17,7 @@ use backprop_core::data::Batches;
 use backprop_core::flow::{step_stats, sum_of_squares};
 use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
-use backprop_core::{
-    Activation, Float, Init, Level, LossKind, MlpSpec, Model, Norm, Targets,
-};
+use backprop_core::{Activation, Float, Init, Level, LossKind, MlpSpec, Model, Norm, Targets};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 

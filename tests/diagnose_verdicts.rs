@@ -3,8 +3,8 @@
 //! clusters, seed 0, 200 SGD steps, level03.
 
 use backprop::diagnose::{DiagnoseConfig, INITS, Outcome, diagnose};
-use backprop_core::{Activation, Norm};
 use backprop_core::flow::{NOT_LEARNING_FRACTION, Verdict};
+use backprop_core::{Activation, Norm};
 use level03::Level03;
 
 fn grid() -> Vec<Outcome> {

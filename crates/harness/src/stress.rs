@@ -4,7 +4,7 @@
 
 use backprop_core::gradcheck::model_gradients;
 use backprop_core::optim::{Optimizer, Sgd};
-use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Targets};
+use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Norm, Targets};
 use ndarray::{Array2, Axis};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRng, TestRunner};
@@ -198,7 +198,8 @@ fn training_accuracy(logits: &Array2<f32>, labels: &[usize]) -> f64 {
 }
 
 /// Allocations per SGD step of [784, 256, 10] in f32, on a 2-thread rayon pool, after two
-/// warm-up steps: at batch 64 over 5 and over 10 steps, and at batch 128 over 5 steps.
+/// warm-up steps: at batch 64 over 5 and over 10 steps, and at batch 128 over 5 steps; plain,
+/// with batch norm and dropout 0.2, and with layer norm.
 ///
 /// A level that declares [`Level::ALLOCATION_BOUNDED`] must make the same number in all three
 /// (independent of batch size and step count) and at most 16 per step. Other levels are only
@@ -211,7 +212,7 @@ pub fn allocations_per_training_step<L: Level<f32>>() {
         .expect("a 2-thread rayon pool");
     let inputs = uniform(128, 784, 150).mapv(|x| x.abs() as f32);
     let targets = classes(128, 10, 151);
-    let count = |batch: usize, steps: usize| -> usize {
+    let count = |(norm, dropout): (Norm, f64), batch: usize, steps: usize| -> usize {
         pool.install(|| {
             let before = crate::alloc::allocations();
             drop(std::hint::black_box(Box::new(0u64)));
@@ -220,7 +221,11 @@ pub fn allocations_per_training_step<L: Level<f32>>() {
                 "the counting allocator is not installed in this test binary: stamp the suite with \
                  backprop_harness::suite!"
             );
-            let spec = MlpSpec::classifier(&[784, 256, 10], 152);
+            let spec = MlpSpec {
+                norm,
+                dropout,
+                ..MlpSpec::classifier(&[784, 256, 10], 152)
+            };
             let mut model = <L as Level<f32>>::mlp_from_spec(&spec);
             let batch_input = inputs.slice(ndarray::s![..batch, ..]);
             let batch_targets = Targets::Classes(&targets[..batch]);
@@ -235,15 +240,21 @@ pub fn allocations_per_training_step<L: Level<f32>>() {
             crate::alloc::allocations() - before
         })
     };
-    let runs = [(64, 5), (64, 10), (128, 5)];
+    let layouts = [(Norm::None, 0.0), (Norm::Batch, 0.2), (Norm::Layer, 0.0)];
+    let runs: Vec<_> = layouts
+        .iter()
+        .flat_map(|&layout| [(layout, 64, 5), (layout, 64, 10), (layout, 128, 5)])
+        .collect();
     let totals: Vec<usize> = runs
         .iter()
-        .map(|&(batch, steps)| count(batch, steps))
+        .map(|&(layout, batch, steps)| count(layout, batch, steps))
         .collect();
     let report: Vec<String> = runs
         .iter()
         .zip(&totals)
-        .map(|(&(batch, steps), total)| format!("batch {batch}, {steps} steps: {total}"))
+        .map(|(&((norm, dropout), batch, steps), total)| {
+            format!("{norm} norm, dropout {dropout}, batch {batch}, {steps} steps: {total}")
+        })
         .collect();
     let report = report.join("; ");
     println!(
@@ -260,7 +271,7 @@ pub fn allocations_per_training_step<L: Level<f32>>() {
     let per_step: Vec<f64> = runs
         .iter()
         .zip(&totals)
-        .map(|(&(_, steps), &total)| total as f64 / steps as f64)
+        .map(|(&(_, _, steps), &total)| total as f64 / steps as f64)
         .collect();
     assert!(
         per_step
