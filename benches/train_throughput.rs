@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Row names: `step/LEVEL/BATCH/THREADS`, `epoch/LEVEL/128/THREADS`,
-//! `optimizer/level03/128/THREADS`; a kept row brings its floor along.
+//! `optimizer/level03/128/THREADS`, `norm/level03/128/THREADS` (the step with batch norm, layer
+//! norm, batch norm + dropout 0.2); a kept row brings its floor along.
 
 use backprop::bench::{
     Contestant, FLOPS_PER_SAMPLE, Plan, finish, in_turns, mnist_train, pool, quick_row, record,
@@ -19,7 +20,7 @@ use backprop::bench::{
 use backprop::levels::{BuiltinLevel, WithLevel};
 use backprop_core::mnist::Dataset;
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
-use backprop_core::{Level, MlpSpec, Model, Targets};
+use backprop_core::{Level, MlpSpec, Model, Norm, Targets};
 use level03::Level03;
 use ndarray::s;
 
@@ -55,6 +56,8 @@ fn main() {
     }
     println!();
     optimizer_table(&plan, &data, 128);
+    println!();
+    layout_table(&plan, &data, 128);
     finish(&plan);
 }
 
@@ -62,33 +65,69 @@ fn main() {
 /// one's (1.00: as fast as SGD).
 fn optimizer_table(plan: &Plan, data: &Dataset, batch: usize) {
     println!("level03, batch {batch}: one step with each optimizer (in turns)");
-    println!("| optimizer | threads |    us / step | GFLOP/s | sgd / time |");
-    println!("|-----------|--------:|-------------:|--------:|-----------:|");
-    let optimizers: [(&str, AnyOptimizer<f32>); 4] = [
-        ("sgd", AnyOptimizer::Sgd(Sgd::new(0.01))),
+    let plain = MlpSpec::classifier(&[784, 256, 10], 1);
+    let sgd = AnyOptimizer::Sgd(Sgd::new(0.01));
+    let rows: [(&str, MlpSpec, AnyOptimizer<f32>); 4] = [
+        ("sgd", plain.clone(), sgd),
         (
             "momentum",
+            plain.clone(),
             AnyOptimizer::Sgd(Sgd::new(0.01).with_momentum(0.9)),
         ),
         (
             "nesterov",
+            plain.clone(),
             AnyOptimizer::Sgd(Sgd::new(0.01).with_momentum(0.9).with_nesterov()),
         ),
-        ("adam", AnyOptimizer::Adam(Adam::new(1e-3))),
+        ("adam", plain, AnyOptimizer::Adam(Adam::new(1e-3))),
     ];
+    level03_rows(plan, data, batch, ("optimizer", "sgd"), &rows);
+}
+
+/// level03's SGD step with normalization and dropout after the hidden layer, in turns; the
+/// last column is the plain step's time over this one's.
+fn layout_table(plan: &Plan, data: &Dataset, batch: usize) {
+    println!("level03, batch {batch}: one SGD step with normalization and dropout (in turns)");
+    let plain = MlpSpec::classifier(&[784, 256, 10], 1);
+    let with = |norm: Norm, dropout: f64| MlpSpec {
+        norm,
+        dropout,
+        ..plain.clone()
+    };
+    let sgd = AnyOptimizer::Sgd(Sgd::new(0.01));
+    let rows: [(&str, MlpSpec, AnyOptimizer<f32>); 4] = [
+        ("plain", plain.clone(), sgd.clone()),
+        ("batch", with(Norm::Batch, 0.0), sgd.clone()),
+        ("layer", with(Norm::Layer, 0.0), sgd.clone()),
+        ("batch+dropout", with(Norm::Batch, 0.2), sgd),
+    ];
+    level03_rows(plan, data, batch, ("norm", "plain"), &rows);
+}
+
+/// One table of level03 steps in turns: a row per `(name, network, optimizer)`, named
+/// `{table}/level03/{name}/{batch}/{threads}`; the last column is the first row's time over
+/// each row's.
+fn level03_rows(
+    plan: &Plan,
+    data: &Dataset,
+    batch: usize,
+    (table, first): (&str, &str),
+    rows: &[(&str, MlpSpec, AnyOptimizer<f32>)],
+) {
+    println!("| {table:<13} | threads |    us / step | GFLOP/s | {first} / time |");
+    println!("|---------------|--------:|-------------:|--------:|-----------:|");
     let images = data.images.slice(s![..batch, ..]);
     let targets = Targets::Classes(&data.labels[..batch]);
     for &threads in &plan.threads {
-        if !plan.runs(&format!("optimizer/level03/{batch}/{threads}")) {
+        if !plan.runs(&format!("{table}/level03/{batch}/{threads}")) {
             continue;
         }
         pool(threads).install(|| {
-            let mut timers: Vec<Box<dyn FnMut() -> std::time::Duration>> = optimizers
+            let mut timers: Vec<Box<dyn FnMut() -> std::time::Duration>> = rows
                 .iter()
-                .map(|(_, optimizer)| {
+                .map(|(_, spec, optimizer)| {
                     let mut optimizer = optimizer.clone();
-                    let spec = MlpSpec::classifier(&[784, 256, 10], 1);
-                    let mut model = Level03::mlp_from_spec(&spec);
+                    let mut model = Level03::mlp_from_spec(spec);
                     Box::new(move || {
                         timed(|| {
                             model.train_step(images, targets, &mut optimizer);
@@ -99,11 +138,11 @@ fn optimizer_table(plan: &Plan, data: &Dataset, batch: usize) {
             let mut contestants: Vec<&mut dyn FnMut() -> std::time::Duration> =
                 timers.iter_mut().map(|timer| timer.as_mut() as _).collect();
             let medians = in_turns(plan.step_turns.0, plan.step_turns.1, &mut contestants);
-            for ((name, _), time) in optimizers.iter().zip(&medians) {
-                record(format!("optimizer/level03/{name}/{batch}/{threads}"), *time);
+            for ((name, ..), time) in rows.iter().zip(&medians) {
+                record(format!("{table}/level03/{name}/{batch}/{threads}"), *time);
                 let seconds = time.as_secs_f64();
                 println!(
-                    "| {name:<9} | {threads:>7} | {:>12.1} | {:>7.1} | {:>10.3} |",
+                    "| {name:<13} | {threads:>7} | {:>12.1} | {:>7.1} | {:>10.3} |",
                     seconds * 1e6,
                     FLOPS_PER_SAMPLE * batch as f64 / seconds / 1e9,
                     medians[0].as_secs_f64() / seconds

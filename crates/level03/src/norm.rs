@@ -30,6 +30,7 @@ pub(crate) struct NormState<F> {
     inv_std: Vec<F>,
     sums: Vec<F>,
     sums_with_normalized: Vec<F>,
+    scales: Vec<F>,
     /// Whether the last forward used the batch's statistics (batch norm in training).
     batch_statistics: bool,
 }
@@ -51,6 +52,7 @@ impl<F: Float> NormState<F> {
             inv_std: Vec::new(),
             sums: Vec::new(),
             sums_with_normalized: Vec::new(),
+            scales: Vec::new(),
             batch_statistics: false,
         }
     }
@@ -213,11 +215,27 @@ impl<F: Float> NormState<F> {
                 *sum_x += g * x_hat;
             }
         }
+        // Per feature: scale = gamma s, and the two means; then one pass over the rows.
+        for (((sum, sum_x), &gamma), &s) in
+            sums.iter_mut().zip(sums_xhat.iter_mut()).zip(&self.gamma).zip(&self.inv_std)
+        {
+            *sum = gamma * s * *sum / rows;
+            *sum_x = gamma * s * *sum_x / rows;
+        }
+        self.scales.clear();
+        let scales = self.gamma.iter().zip(&self.inv_std).map(|(&gamma, &s)| gamma * s);
+        self.scales.extend(scales);
+        let (shift, tilt) = (ArrayView1::from(&sums[..]), ArrayView1::from(&sums_xhat[..]));
+        let scale = ArrayView1::from(&self.scales[..]);
         for (mut g_row, x_row) in grad.outer_iter_mut().zip(normalized.outer_iter()) {
-            for (j, (g, &x_hat)) in g_row.iter_mut().zip(x_row).enumerate() {
-                let scale = self.gamma[j] * self.inv_std[j];
-                *g = scale * (*g - sums[j] / rows - x_hat * sums_xhat[j] / rows);
-            }
+            Zip::from(&mut g_row)
+                .and(&x_row)
+                .and(&scale)
+                .and(&shift)
+                .and(&tilt)
+                .for_each(|g, &x_hat, &scale, &shift, &tilt| {
+                    *g = scale * *g - shift - x_hat * tilt;
+                });
         }
     }
 
