@@ -519,71 +519,6 @@ fn clip_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
     compare_parameter_gradients(fixture, &mut model, &Evidence::default());
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The optimizer fixtures reject a step rule one setting away from the right one: each
-    /// tweak is a classic optimizer bug (momentum without Nesterov's look-ahead or with it
-    /// where it does not belong, the wrong beta2, a weight decay that should not be there).
-    #[test]
-    fn optimizer_fixtures_fail_when_one_setting_is_wrong() {
-        type Tweak = fn(&mut AnyOptimizer<f64>);
-        let cases: [(&str, Tweak); 4] = [
-            ("momentum_3_steps_tanh_f64", |optimizer| {
-                if let AnyOptimizer::Sgd(sgd) = optimizer {
-                    sgd.nesterov = true;
-                }
-            }),
-            ("nesterov_3_steps_relu_f64", |optimizer| {
-                if let AnyOptimizer::Sgd(sgd) = optimizer {
-                    sgd.nesterov = false;
-                }
-            }),
-            ("adam_3_steps_relu_f64", |optimizer| {
-                if let AnyOptimizer::Adam(adam) = optimizer {
-                    adam.betas.1 = 0.99;
-                }
-            }),
-            ("sgd_3_steps_relu_f64", |optimizer| {
-                if let AnyOptimizer::Sgd(sgd) = optimizer {
-                    sgd.weight_decay = 1e-3;
-                }
-            }),
-        ];
-        for (name, tweak) in cases {
-            let mut fixture = Fixture::open(name);
-            let mut optimizer = fixture_optimizer::<f64>(&fixture);
-            let right = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                optimizer_steps::<f64, level02::Level02>(&mut fixture, optimizer.clone())
-            }));
-            assert!(right.is_ok(), "{name}: the right optimizer must pass");
-            tweak(&mut optimizer);
-            let wrong = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                optimizer_steps::<f64, level02::Level02>(&mut fixture, optimizer)
-            }));
-            assert!(wrong.is_err(), "{name}: a wrong optimizer passed");
-        }
-    }
-
-    #[test]
-    fn fixtures_stay_small_and_record_their_versions() {
-        let mut total = 0;
-        for entry in fs::read_dir(fixture_dir()).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-            total += fs::metadata(&path).unwrap().len();
-            let fixture = Fixture::open(&name);
-            assert!(!fixture.meta("torch").is_empty() && !fixture.meta("numpy").is_empty());
-            assert!(["f32", "f64"].contains(&fixture.dtype()), "{name}");
-        }
-        assert!(
-            total < 10_000_000,
-            "the fixtures take {total} bytes, more than 10 MB"
-        );
-    }
-}
-
 /// **After gate 4, normalization**: batch norm (training forward and backward, the running
 /// statistics after one and three training forwards, evaluation forward and backward), layer
 /// norm, and dropout under the mask PyTorch drew, in `f64` and `f32`.
@@ -677,4 +612,69 @@ fn compare_running<F: Float, N: NormLayer<F>>(fixture: &mut Fixture, layer: &mut
         &var,
         &format!("running_var{after}"),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The optimizer fixtures reject a step rule one setting away from the right one: each
+    /// tweak is a classic optimizer bug (momentum without Nesterov's look-ahead or with it
+    /// where it does not belong, the wrong beta2, a weight decay that should not be there).
+    #[test]
+    fn optimizer_fixtures_fail_when_one_setting_is_wrong() {
+        type Tweak = fn(&mut AnyOptimizer<f64>);
+        let cases: [(&str, Tweak); 4] = [
+            ("momentum_3_steps_tanh_f64", |optimizer| {
+                if let AnyOptimizer::Sgd(sgd) = optimizer {
+                    sgd.nesterov = true;
+                }
+            }),
+            ("nesterov_3_steps_relu_f64", |optimizer| {
+                if let AnyOptimizer::Sgd(sgd) = optimizer {
+                    sgd.nesterov = false;
+                }
+            }),
+            ("adam_3_steps_relu_f64", |optimizer| {
+                if let AnyOptimizer::Adam(adam) = optimizer {
+                    adam.betas.1 = 0.99;
+                }
+            }),
+            ("sgd_3_steps_relu_f64", |optimizer| {
+                if let AnyOptimizer::Sgd(sgd) = optimizer {
+                    sgd.weight_decay = 1e-3;
+                }
+            }),
+        ];
+        for (name, tweak) in cases {
+            let mut fixture = Fixture::open(name);
+            let mut optimizer = fixture_optimizer::<f64>(&fixture);
+            let right = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                optimizer_steps::<f64, level02::Level02>(&mut fixture, optimizer.clone())
+            }));
+            assert!(right.is_ok(), "{name}: the right optimizer must pass");
+            tweak(&mut optimizer);
+            let wrong = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                optimizer_steps::<f64, level02::Level02>(&mut fixture, optimizer)
+            }));
+            assert!(wrong.is_err(), "{name}: a wrong optimizer passed");
+        }
+    }
+
+    #[test]
+    fn fixtures_stay_small_and_record_their_versions() {
+        let mut total = 0;
+        for entry in fs::read_dir(fixture_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+            total += fs::metadata(&path).unwrap().len();
+            let fixture = Fixture::open(&name);
+            assert!(!fixture.meta("torch").is_empty() && !fixture.meta("numpy").is_empty());
+            assert!(["f32", "f64"].contains(&fixture.dtype()), "{name}");
+        }
+        assert!(
+            total < 10_000_000,
+            "the fixtures take {total} bytes, more than 10 MB"
+        );
+    }
 }

@@ -216,16 +216,26 @@ impl<F: Float> NormState<F> {
             }
         }
         // Per feature: scale = gamma s, and the two means; then one pass over the rows.
-        for (((sum, sum_x), &gamma), &s) in
-            sums.iter_mut().zip(sums_xhat.iter_mut()).zip(&self.gamma).zip(&self.inv_std)
+        for (((sum, sum_x), &gamma), &s) in sums
+            .iter_mut()
+            .zip(sums_xhat.iter_mut())
+            .zip(&self.gamma)
+            .zip(&self.inv_std)
         {
             *sum = gamma * s * *sum / rows;
             *sum_x = gamma * s * *sum_x / rows;
         }
         self.scales.clear();
-        let scales = self.gamma.iter().zip(&self.inv_std).map(|(&gamma, &s)| gamma * s);
+        let scales = self
+            .gamma
+            .iter()
+            .zip(&self.inv_std)
+            .map(|(&gamma, &s)| gamma * s);
         self.scales.extend(scales);
-        let (shift, tilt) = (ArrayView1::from(&sums[..]), ArrayView1::from(&sums_xhat[..]));
+        let (shift, tilt) = (
+            ArrayView1::from(&sums[..]),
+            ArrayView1::from(&sums_xhat[..]),
+        );
         let scale = ArrayView1::from(&self.scales[..]);
         for (mut g_row, x_row) in grad.outer_iter_mut().zip(normalized.outer_iter()) {
             Zip::from(&mut g_row)
