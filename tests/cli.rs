@@ -442,7 +442,7 @@ fn diagnose_writes_the_table_and_plots_and_names_the_vanishing_sigmoid() {
     assert_eq!(rows.len(), 1 + 60, "{table}");
     let deep_sigmoid = rows
         .iter()
-        .find(|row| row.contains("|    10 | sigmoid    | pytorch   | no "))
+        .find(|row| row.contains("|    10 | sigmoid    | none  | pytorch   | no "))
         .expect("a row for 10 sigmoid layers with PyTorch's init");
     assert!(deep_sigmoid.contains("vanishing"), "{deep_sigmoid}");
     for activation in ["relu", "sigmoid", "tanh"] {
