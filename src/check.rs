@@ -136,17 +136,20 @@ pub fn hint_for_failure(check: &str, message: &str) -> String {
         .map_or_else(|| hint_for(check).to_string(), |(_, hint)| hint.to_string())
 }
 
-/// Runs the edge and stress checks of `package` (the promises beyond the four gates: large
-/// inputs, memory layouts, NaN, zero_grad, target shapes, deep nets, allocations); returns
+/// Runs the edge, normalization and stress checks of `package` (the promises beyond the four
+/// gates: large inputs, memory layouts, NaN, zero_grad, target shapes, batch norm, layer norm
+/// and dropout, deep nets, allocations); returns
 /// each failing check's message, `"CHECK failed at FILE:LINE\nMESSAGE"`.
 ///
 /// # Errors
 /// `cargo` could not be started.
 pub fn run_beyond_gates(root: &Path, package: &str) -> Result<Vec<String>, RunError> {
-    Ok(match cargo_test(root, package, &["edge::", "stress::"])? {
-        None => Vec::new(),
-        Some((stdout, stderr)) => panics_in(&format!("{stdout}\n{stderr}")),
-    })
+    Ok(
+        match cargo_test(root, package, &["edge::", "norm::", "stress::"])? {
+            None => Vec::new(),
+            Some((stdout, stderr)) => panics_in(&format!("{stdout}\n{stderr}")),
+        },
+    )
 }
 
 /// Every test panic in cargo's output: "thread 'CHECK' (id) panicked at FILE:LINE:", then the
@@ -173,17 +176,17 @@ fn panics_in(text: &str) -> Vec<String> {
     panics
 }
 
-/// What follows the gates' report when all four pass: the edge and stress checks that still
+/// What follows the gates' report when all four pass: the edge, norm and stress checks that still
 /// fail ("gates pass, but: ..."), each with its hint, or that the whole suite passes.
 pub fn report_beyond_gates(package: &str, failures: &[String]) -> String {
     if failures.is_empty() {
         return format!(
-            "all four gates pass, and every edge and stress check: the whole suite is green \
+            "all four gates pass, and every edge, normalization and stress check: the whole suite is green \
              (cargo test -p {package})\n"
         );
     }
     let mut report = format!(
-        "gates pass, but: {} edge/stress check{} fail{}\n",
+        "gates pass, but: {} edge/norm/stress check{} fail{}\n",
         failures.len(),
         if failures.len() == 1 { "" } else { "s" },
         if failures.len() == 1 { "s" } else { "" }
@@ -200,9 +203,9 @@ pub fn report_beyond_gates(package: &str, failures: &[String]) -> String {
 }
 
 /// The report as JSON: `{"package", "all_pass", "gates": [{"gate", "title", "filter", "result",
-/// "message", "hint"}], "beyond_gates": [failing edge/stress messages]}`, `result` one of
+/// "message", "hint"}], "beyond_gates": [failing edge/norm/stress messages]}`, `result` one of
 /// `pass`, `fail`, `does not build`; gates after a build failure are left out. `all_pass` is
-/// true only when the gates and every edge and stress check pass.
+/// true only when the gates and every edge, normalization and stress check pass.
 pub fn report_json(package: &str, outcomes: &[Outcome], beyond_gates: &[String]) -> String {
     let gates: Vec<serde_json::Value> = GATES
         .iter()
@@ -354,7 +357,7 @@ mod beyond_gates_tests {
         assert_eq!(failures.len(), 2);
         let report = report_beyond_gates("my-level", &failures);
         assert!(
-            report.starts_with("gates pass, but: 2 edge/stress checks fail\n"),
+            report.starts_with("gates pass, but: 2 edge/norm/stress checks fail\n"),
             "{report}"
         );
         assert!(
@@ -383,6 +386,9 @@ mod beyond_gates_tests {
         assert_eq!(hint_for_failure("basic::gate1", diagnosed), "hints/edge.md");
         assert!(!report.contains("all four gates pass"), "{report}");
         let green = report_beyond_gates("my-level", &[]);
-        assert!(green.contains("every edge and stress check"), "{green}");
+        assert!(
+            green.contains("every edge, normalization and stress check"),
+            "{green}"
+        );
     }
 }

@@ -60,7 +60,7 @@ struct CheckArgs {
     /// workspace this binary was built from).
     #[arg(long)]
     root: Option<PathBuf>,
-    /// Print nothing; the exit code says whether the four gates and every edge and stress
+    /// Print nothing; the exit code says whether the four gates and every edge, norm and stress
     /// check pass.
     #[arg(short, long)]
     quiet: bool,
@@ -157,12 +157,12 @@ fn check_command(args: CheckArgs) -> ExitCode {
     }
 }
 
-/// One `check` run: the gates, then (if they pass) every edge and stress check, printed as
+/// One `check` run: the gates, then (if they pass) every edge, normalization and stress check, printed as
 /// `args` asks; true when the whole suite passes.
 fn check_once(root: &Path, args: &CheckArgs) -> Result<bool, backprop::error::RunError> {
     let outcomes = backprop::check::run_gates(root, &args.name)?;
     let gates_pass = backprop::check::all_pass(&outcomes);
-    // Past the gates: the edge and stress checks, so a green report means the whole contract.
+    // Past the gates: the edge, norm and stress checks, so a green report means the whole contract.
     let beyond = match gates_pass {
         true => backprop::check::run_beyond_gates(root, &args.name)?,
         false => Vec::new(),
