@@ -3,12 +3,12 @@
 //!
 //! | PyTorch                                   | backprop                                    |
 //! |-------------------------------------------|---------------------------------------------|
-//! | `nn.BatchNorm1d(n)` (eps 1e-5, momentum 0.1) | [`Level::batch_norm`](crate::Level::batch_norm) |
-//! | `nn.LayerNorm(n)` (eps 1e-5)              | [`Level::layer_norm`](crate::Level::layer_norm) |
-//! | `nn.Dropout(p)`                           | [`Level::dropout`](crate::Level::dropout)   |
+//! | `nn.BatchNorm1d(n)` (eps 1e-5, momentum 0.1) | [`Level::batch_norm`] |
+//! | `nn.LayerNorm(n)` (eps 1e-5)              | [`Level::layer_norm`] |
+//! | `nn.Dropout(p)`                           | [`Level::dropout`]   |
 //! | `bn.weight`, `bn.bias`                    | [`NormMut::gamma`], [`NormMut::beta`]       |
 //! | `bn.running_mean`, `bn.running_var`       | [`NormMut::running`]                        |
-//! | `model.train()`, `model.eval()`           | [`Layer::set_training`](crate::Layer::set_training), [`Model::set_training`](crate::Model::set_training) |
+//! | `model.train()`, `model.eval()`           | [`Layer::set_training`], [`Model::set_training`] |
 //!
 //! **Batch norm**, per feature j over the N rows of the batch, in training:
 //! mu = mean_i x_ij, var = mean_i (x_ij - mu)^2 (biased), x̂ = (x - mu) / sqrt(var + eps),
@@ -32,6 +32,8 @@ use rand::RngExt;
 use crate::Float;
 use crate::init::SeededRng;
 use crate::layer::{Layer, LinearMut};
+#[cfg(doc)]
+use crate::{Level, Model};
 
 /// PyTorch's eps for both normalizations.
 pub const NORM_EPS: f64 = 1e-5;

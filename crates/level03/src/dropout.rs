@@ -84,7 +84,7 @@ impl<F: Float> DropoutState<F> {
     }
 }
 
-/// Dropout as a layer of its own over [`DropoutState`].
+/// Dropout as a layer of its own over the same in-place state the `Mlp` keeps per layer.
 #[derive(Debug, Clone)]
 pub struct Dropout<F> {
     state: DropoutState<F>,

@@ -39,7 +39,7 @@ enum Stage {
 ///   product `g W^T` and then multiplied in place by the activation's derivative;
 /// - the input gradient `(batch, sizes[0])`, only when [`Model::backward`] asks for it: training
 ///   ([`Model::train_step`], [`Model::backward_params_only`]) skips the first layer's `g W^T`;
-/// - with normalization, each hidden layer's [`NormState`] (x̂ and its statistics), applied in
+/// - with normalization, each hidden layer's `NormState` (x̂ and its statistics), applied in
 ///   place over `outputs[i]` between `x W + b` and the activation, and in backward over
 ///   `grads[i]` after the activation's derivative;
 /// - with dropout, `dropped[i]`: `outputs[i]` times the layer's mask, which the next `Linear`

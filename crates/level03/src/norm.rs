@@ -284,7 +284,7 @@ impl<F: Float> NormState<F> {
     }
 }
 
-/// Batch norm or layer norm as a layer of its own over [`NormState`] (the harness's checks use
+/// Batch norm or layer norm as a layer of its own over a `NormState` (the harness's checks use
 /// it; [`Mlp`](crate::Mlp) keeps its `NormState`s beside its own buffers).
 #[derive(Debug, Clone)]
 pub struct NormalizationLayer<F> {
