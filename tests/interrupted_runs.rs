@@ -240,3 +240,51 @@ fn a_planted_partial_symlink_is_never_followed() {
             .is_file()
     );
 }
+
+/// A run with batch norm stopped after its first epoch and resumed ends with the same bytes as
+/// the run never stopped: gamma, beta, the running statistics and Adam's buffers for the norms
+/// come back from the checkpoint. A run with dropout is refused: its masks cannot be replayed.
+#[test]
+fn normalized_runs_resume_and_dropout_runs_are_refused() {
+    let root = scratch("norm-resume");
+    let data = synthetic_data(&root);
+    let (whole, stopped) = (root.join("whole"), root.join("stopped"));
+    let norm = ["--norm", "batch", "--epochs"];
+    let status = train(&data, &whole, &[&norm[..], &["3"]].concat())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The stopped run: one epoch, then its config.json asks for three, as the whole run's does.
+    let status = train(&data, &stopped, &[&norm[..], &["1"]].concat())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = stopped.join("config.json");
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\"epochs\": 1,"), "{text}");
+    fs::write(&config, text.replace("\"epochs\": 1,", "\"epochs\": 3,")).unwrap();
+    let output = resume(&stopped).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for file in ["metrics.csv", "model.npz"] {
+        assert!(
+            fs::read(whole.join(file)).unwrap() == fs::read(stopped.join(file)).unwrap(),
+            "{file} of the resumed batch-norm run differs from the whole run's"
+        );
+    }
+    let dropped = root.join("dropped");
+    let status = train(&data, &dropped, &["--dropout", "0.2", "--epochs", "1"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = resume(&dropped).output().unwrap();
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && error.contains("--dropout 0.2"),
+        "{error}"
+    );
+    let _ = fs::remove_dir_all(&root);
+}
