@@ -533,7 +533,7 @@ fn norm_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
     match fixture.meta("layer") {
         "batch_norm" => {
             let mut layer = L::batch_norm(features);
-            norm_pass(fixture, &mut layer, (&input, &upstream), "");
+            norm_pass(fixture, &mut layer, (&input, &upstream));
             compare_running(fixture, &mut layer, "1");
             for key in ["input2", "input3"] {
                 layer.forward(fixture.array::<F, Ix2>(key).view());
@@ -549,7 +549,7 @@ fn norm_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
         }
         "layer_norm" => {
             let mut layer = L::layer_norm(features);
-            norm_pass(fixture, &mut layer, (&input, &upstream), "");
+            norm_pass(fixture, &mut layer, (&input, &upstream));
         }
         "dropout" => {
             let p: f64 = fixture.meta("p").parse().expect("meta p is a number");
@@ -572,7 +572,6 @@ fn norm_pass<F: Float, N: NormLayer<F>>(
     fixture: &mut Fixture,
     layer: &mut N,
     (input, upstream): (&Array2<F>, &Array2<F>),
-    suffix: &str,
 ) {
     {
         let mut params = layer.params_mut();
@@ -581,9 +580,9 @@ fn norm_pass<F: Float, N: NormLayer<F>>(
     }
     layer.zero_grad();
     let output = layer.forward(input.view());
-    fixture.compare("output", &output, &format!("output{suffix}"));
+    fixture.compare("output", &output, "output");
     let grad_input = layer.backward(upstream.view());
-    fixture.compare("dL/dinput", &grad_input, &format!("grad_input{suffix}"));
+    fixture.compare("dL/dinput", &grad_input, "grad_input");
     let params = layer.params_mut();
     let (grad_gamma, grad_beta) = (params.grad_gamma.to_owned(), params.grad_beta.to_owned());
     fixture.compare("dL/dgamma", &grad_gamma, "grad_gamma");
