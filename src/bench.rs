@@ -220,45 +220,38 @@ pub struct Plan {
     /// Training images per epoch.
     pub epoch_samples: usize,
     /// Only rows whose name (`step/level03/128/2`, `epoch/level03/128/1`: table, level, batch,
-    /// threads) contains this text; the floor of a row's table and size runs with it.
-    pub filter: Option<String>,
+    /// threads) contains one of these texts (every row when empty); the floor of a row's table
+    /// and size runs with it.
+    pub filters: Vec<String>,
     /// `--save-baseline NAME`: keep this run's medians under NAME.
     pub save_baseline: Option<String>,
     /// `--baseline NAME`: compare this run's medians with those saved under NAME.
     pub baseline: Option<String>,
+    /// `--json PATH`: write this run's medians (seconds, by row name) to PATH.
+    pub json: Option<std::path::PathBuf>,
 }
 
 impl Plan {
     /// The full plan when the binary runs under `cargo bench` (which passes `--bench`), the
-    /// quick one otherwise; the first argument that is not a flag filters the rows
-    /// (`cargo bench --bench train_throughput -- level03/128`).
+    /// quick one otherwise. Every argument that is not a flag filters the rows
+    /// (`cargo bench --bench train_throughput -- step/level03 epoch/level03`); `--turns N` sets
+    /// the number of turns (of steps and of epochs), `--json PATH` writes the medians.
+    ///
+    /// # Panics
+    /// If a flag that takes a value has none, or `--turns` is not a positive number.
+    #[track_caller]
     pub fn from_args() -> Plan {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let value_of = |flag: &str| {
-            let at = args.iter().position(|arg| arg == flag)?;
-            args.get(at + 1).cloned()
-        };
-        let (save_baseline, baseline) = (value_of("--save-baseline"), value_of("--baseline"));
-        // The filter: the first argument that is neither a flag nor a flag's value.
-        let filter = args
-            .iter()
-            .enumerate()
-            .find(|(at, arg)| {
-                !arg.starts_with('-')
-                    && (*at == 0
-                        || !["--save-baseline", "--baseline"].contains(&args[at - 1].as_str()))
-            })
-            .map(|(_, arg)| arg.clone());
-        let plan = if std::env::args().any(|arg| arg == "--bench") {
+        let mut plan = if std::env::args().any(|arg| arg == "--bench") {
             Plan {
                 batches: vec![32, 64, 128, 256],
                 threads: vec![1, 2],
                 step_turns: (10, 11),
                 epoch_turns: 5,
                 epoch_samples: 60_000,
-                filter: None,
+                filters: Vec::new(),
                 save_baseline: None,
                 baseline: None,
+                json: None,
             }
         } else {
             Plan {
@@ -267,24 +260,41 @@ impl Plan {
                 step_turns: (1, 2),
                 epoch_turns: 1,
                 epoch_samples: 2_048,
-                filter: None,
+                filters: Vec::new(),
                 save_baseline: None,
                 baseline: None,
+                json: None,
             }
         };
-        Plan {
-            filter,
-            save_baseline,
-            baseline,
-            ..plan
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+            match arg.as_str() {
+                "--save-baseline" => plan.save_baseline = Some(value()),
+                "--baseline" => plan.baseline = Some(value()),
+                "--json" => plan.json = Some(value().into()),
+                "--turns" => {
+                    let turns = value()
+                        .parse()
+                        .ok()
+                        .filter(|&turns: &usize| turns > 0)
+                        .unwrap_or_else(|| panic!("--turns takes a positive number"));
+                    (plan.step_turns.0, plan.epoch_turns) = (turns, turns);
+                }
+                flag if flag.starts_with('-') => {} // --bench and cargo's own flags
+                filter => plan.filters.push(filter.to_owned()),
+            }
         }
+        plan
     }
 
     /// Whether the row named `name` runs.
     pub fn runs(&self, name: &str) -> bool {
-        self.filter
-            .as_ref()
-            .is_none_or(|filter| name.contains(filter.as_str()))
+        self.filters.is_empty()
+            || self
+                .filters
+                .iter()
+                .any(|filter| name.contains(filter.as_str()))
     }
 }
 
@@ -492,23 +502,38 @@ fn baseline_path(name: &str) -> std::path::PathBuf {
         .join(format!("{name}.json"))
 }
 
-/// After the tables: `--save-baseline NAME` writes this run's medians; `--baseline NAME` prints
-/// each row's change against them (as criterion's flags of the same names do).
+/// Writes `text` to `path` whole or not at all (a temporary file beside it, then a rename).
+///
+/// # Panics
+/// If the folder cannot be created or the file written (the message names it).
+fn write_whole(path: &std::path::Path, text: &str) {
+    let temporary = path.with_extension("json.tmp");
+    std::fs::create_dir_all(path.parent().expect("a file in a folder"))
+        .and_then(|()| std::fs::write(&temporary, text))
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+}
+
+/// After the tables: `--json PATH` and `--save-baseline NAME` write this run's medians;
+/// `--baseline NAME` prints each row's change against them (as criterion's flags of the same
+/// names do).
 ///
 /// # Panics
 /// If the baseline file cannot be written, or read when asked for (the message names it).
 pub fn finish(plan: &Plan) {
     let recorded = RECORDED.lock().expect("no panic while recording").clone();
+    let medians: serde_json::Map<String, serde_json::Value> = recorded
+        .iter()
+        .map(|(row, seconds)| (row.clone(), (*seconds).into()))
+        .collect();
+    let medians = serde_json::Value::Object(medians).to_string();
     if let Some(name) = &plan.save_baseline {
         let path = baseline_path(name);
-        let map: serde_json::Map<String, serde_json::Value> = recorded
-            .iter()
-            .map(|(row, seconds)| (row.clone(), (*seconds).into()))
-            .collect();
-        std::fs::create_dir_all(path.parent().expect("a folder"))
-            .and_then(|()| std::fs::write(&path, serde_json::Value::Object(map).to_string()))
-            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        write_whole(&path, &medians);
         println!("\nbaseline {name:?} saved to {}", path.display());
+    }
+    if let Some(path) = &plan.json {
+        write_whole(path, &medians);
     }
     if let Some(name) = &plan.baseline {
         let path = baseline_path(name);

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Times PyTorch on the step and the epoch that `cargo bench --bench train_throughput` times.
+
+    pip install torch numpy
+    python reference/bench_pytorch.py                    # the full tables
+    python reference/bench_pytorch.py --turns 1 --json out.json   # one turn, medians to a file
+
+The same work as the Rust bench (`src/bench.rs`): MLP [784, 256, 10] with ReLU in f32,
+softmax cross-entropy, plain `torch.optim.SGD(lr=0.01)`; a step is `zero_grad`, forward, loss,
+backward and the update on the first B MNIST training images (B = 32, 64, 128, 256); an epoch is
+the 60,000 training images in a shuffled order at batch 128, each batch gathered by indexing
+(`images[order[i:i + 128]]`, as our `Batches` copies rows). Weights start from `nn.Linear`'s
+default init, the distribution `MlpSpec::classifier` draws from (`backprop_core::init`). Thread
+counts 1 and 2 through `torch.set_num_threads` (one pool per run: `set_num_interop_threads(1)`).
+
+Timing follows `backprop::bench::in_turns`: each turn runs a step `runs` times in a row, the
+first a warm-up, and every figure is the median over all turns. The table has the Rust bench's
+columns; "floor / time" is left empty (the GEMM floor is a Rust measurement:
+`reference/bench_side_by_side.py` puts both in one table, measured in turns).
+
+`--json PATH` writes the medians in seconds by row name (`step/pytorch/128/1`,
+`epoch/pytorch/128/2`), the names the Rust bench's `--save-baseline` files use.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+MNIST = ROOT / "data" / "mnist"
+FLOPS_PER_SAMPLE = 818_176.0  # 2 (784*256 + 256*10) forward, 2 (784*256 + 256*10 + 10*256) backward
+BATCHES = [32, 64, 128, 256]
+THREADS = [1, 2]
+EPOCH_BATCH = 128
+
+
+def mnist_train_images():
+    """The training images as float32 in [0, 1] (pixel / 255) and their labels, from the IDX files."""
+    with gzip.open(MNIST / "train-images-idx3-ubyte.gz") as file:
+        raw = file.read()
+    count, rows, cols = (int.from_bytes(raw[at : at + 4], "big") for at in (4, 8, 12))
+    pixels = np.frombuffer(raw, dtype=np.uint8, offset=16, count=count * rows * cols)
+    images = pixels.reshape(count, rows * cols).astype(np.float32) / np.float32(255.0)
+    with gzip.open(MNIST / "train-labels-idx1-ubyte.gz") as file:
+        labels = np.frombuffer(file.read(), dtype=np.uint8, offset=8).astype(np.int64)
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+class Trainer:
+    """One network and its optimizer: `step(x, y)` is a whole training step."""
+
+    def __init__(self, seed):
+        torch.manual_seed(seed)
+        self.hidden = torch.nn.Linear(784, 256)
+        self.output = torch.nn.Linear(256, 10)
+        parameters = list(self.hidden.parameters()) + list(self.output.parameters())
+        self.sgd = torch.optim.SGD(parameters, lr=0.01)
+
+    def step(self, images, labels):
+        self.sgd.zero_grad()
+        logits = self.output(F.relu(self.hidden(images)))
+        loss = F.cross_entropy(logits, labels)
+        loss.backward()
+        self.sgd.step()
+        return loss
+
+
+def timed(action):
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def step_timer(images, labels, batch):
+    trainer = Trainer(seed=1)
+    x, y = images[:batch].contiguous(), labels[:batch].contiguous()
+    return lambda: timed(lambda: trainer.step(x, y))
+
+
+def epoch_timer(images, labels):
+    trainer = Trainer(seed=1)
+    generator = torch.Generator().manual_seed(5)
+
+    def epoch():
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(images), EPOCH_BATCH):
+            rows = order[start : start + EPOCH_BATCH]
+            trainer.step(images[rows], labels[rows])
+
+    return lambda: timed(epoch)
+
+
+def in_turns(turns, runs_per_turn, timers):
+    """Each timer `runs_per_turn` times in a row (the first a warm-up), `turns` times; medians."""
+    times = [[] for _ in timers]
+    for _ in range(turns):
+        for timer, record in zip(timers, times):
+            timer()
+            record.extend(timer() for _ in range(runs_per_turn - 1))
+    return [statistics.median(record) for record in times]
+
+
+def row(name, batch, threads, seconds, samples):
+    print(
+        f"| {name:<8} | {batch:>5} | {threads:>7} | {seconds * 1e6:>12.1f} | "
+        f"{samples / seconds:>9.0f} | {FLOPS_PER_SAMPLE * samples / seconds / 1e9:>7.1f} | {'':>12} |"
+    )
+
+
+def header(unit):
+    print(f"| level    | batch | threads | {unit:>12} | samples/s | GFLOP/s | floor / time |")
+    print("|----------|------:|--------:|-------------:|----------:|--------:|-------------:|")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, default=10, help="turns of each step (epochs: half as many, at least 1)")
+    parser.add_argument("--runs", type=int, default=11, help="steps per turn, the first a warm-up")
+    parser.add_argument("--epoch-samples", type=int, default=60_000)
+    parser.add_argument("--json", type=Path, help="write the medians (seconds) by row name here")
+    args = parser.parse_args()
+
+    torch.set_num_interop_threads(1)
+    images, labels = mnist_train_images()
+    medians = {}
+    print(f"PyTorch {torch.__version__}, MLP [784, 256, 10], f32, one SGD step on MNIST")
+    header("us / step")
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        for batch in BATCHES:
+            [seconds] = in_turns(args.turns, args.runs, [step_timer(images, labels, batch)])
+            medians[f"step/pytorch/{batch}/{threads}"] = seconds
+            row("pytorch", batch, threads, seconds, batch)
+    epoch_images, epoch_labels = images[: args.epoch_samples], labels[: args.epoch_samples]
+    epoch_turns = max(1, args.turns // 2)
+    print()
+    print(f"Epoch: {len(epoch_images)} shuffled images at batch {EPOCH_BATCH}, median of {epoch_turns} timed epochs")
+    header("us / epoch")
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        [seconds] = in_turns(epoch_turns, 2, [epoch_timer(epoch_images, epoch_labels)])
+        medians[f"epoch/pytorch/{EPOCH_BATCH}/{threads}"] = seconds
+        row("pytorch", EPOCH_BATCH, threads, seconds, len(epoch_images))
+    if args.json:
+        # Written whole or not at all: a temporary file in the same folder, then a rename.
+        with tempfile.NamedTemporaryFile("w", dir=args.json.parent, delete=False, suffix=".tmp") as file:
+            json.dump(medians, file)
+        os.replace(file.name, args.json)
+
+
+if __name__ == "__main__":
+    main()

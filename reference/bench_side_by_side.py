@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""level03, the GEMM floor and PyTorch on the same step and epoch, measured in turns: one table.
+
+    pip install torch numpy
+    python reference/bench_side_by_side.py              # 5 turns: about 3 minutes on 2 cores
+    python reference/bench_side_by_side.py --turns 9
+
+Each turn runs the Rust bench once (`cargo bench --bench train_throughput -- --turns 1
+step/level03 epoch/level03`: the floor and level03, 11 steps per batch size and thread count, one
+epoch after a warm-up epoch) and then `reference/bench_pytorch.py --turns 1` (the same steps and
+epochs in PyTorch), so a machine whose speed drifts slows both alike. Each figure is the median of
+its per-turn medians. "pytorch / level03" is PyTorch's time over level03's: above 1, level03 is
+faster.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOPS_PER_SAMPLE = 818_176.0
+BATCHES = [32, 64, 128, 256]
+THREADS = [1, 2]
+EPOCH_BATCH, EPOCH_SAMPLES = 128, 60_000
+
+
+def bench_binary():
+    """Builds the Rust bench in release mode and returns the path of its executable."""
+    built = subprocess.run(
+        ["cargo", "bench", "--bench", "train_throughput", "--no-run", "--message-format=json"],
+        cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True,
+    )
+    for line in built.stdout.splitlines():
+        message = json.loads(line)
+        if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "train_throughput":
+            if message.get("executable"):
+                return message["executable"]
+    sys.exit("error: cargo built no train_throughput executable")
+
+
+def one_turn(binary, folder):
+    """One run of each side; their medians by row name."""
+    rust_json, torch_json = folder / "rust.json", folder / "pytorch.json"
+    subprocess.run(
+        [binary, "--bench", "--turns", "1", "--json", str(rust_json), "step/level03", "epoch/level03"],
+        cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [sys.executable, str(ROOT / "reference" / "bench_pytorch.py"), "--turns", "1", "--json", str(torch_json)],
+        cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+    )
+    return {**json.loads(rust_json.read_text()), **json.loads(torch_json.read_text())}
+
+
+def table(medians, kind, sizes, unit, samples_of):
+    print(f"| {kind:<5} | batch | threads | floor {unit:>5} | level03 {unit:>5} | floor / time | pytorch {unit:>5} | pytorch / level03 |")
+    print("|-------|------:|--------:|-----------:|-------------:|-------------:|-------------:|------------------:|")
+    for threads in THREADS:
+        for batch in sizes:
+            floor, ours, torch = (medians[f"{kind}/{name}/{batch}/{threads}"] for name in ("floor", "level03", "pytorch"))
+            scale = 1e6 if unit == "us" else 1e3
+            print(
+                f"| {kind:<5} | {batch:>5} | {threads:>7} | {floor * scale:>10.1f} | {ours * scale:>12.1f} | "
+                f"{floor / ours:>12.2f} | {torch * scale:>12.1f} | {torch / ours:>17.2f} |"
+            )
+    print()
+    print("GFLOP/s (818,176 FLOPs per sample):")
+    for threads in THREADS:
+        for batch in sizes:
+            flops = FLOPS_PER_SAMPLE * samples_of(batch)
+            figures = ", ".join(
+                f"{name} {flops / medians[f'{kind}/{name}/{batch}/{threads}'] / 1e9:.1f}"
+                for name in ("floor", "level03", "pytorch")
+            )
+            print(f"  {kind} batch {batch}, {threads} thread(s): {figures}")
+    print()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, default=5)
+    args = parser.parse_args()
+    binary = bench_binary()
+    turns = []
+    with tempfile.TemporaryDirectory() as folder:
+        for turn in range(args.turns):
+            print(f"turn {turn + 1} of {args.turns}", file=sys.stderr)
+            turns.append(one_turn(binary, Path(folder)))
+    medians = {name: statistics.median(turn[name] for turn in turns) for name in turns[0]}
+    print(f"Medians of {args.turns} turns (each turn: the Rust bench, then PyTorch)")
+    print()
+    table(medians, "step", BATCHES, "us", lambda batch: batch)
+    table(medians, "epoch", [EPOCH_BATCH], "ms", lambda batch: EPOCH_SAMPLES)
+
+
+if __name__ == "__main__":
+    main()
