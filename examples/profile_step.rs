@@ -1,4 +1,5 @@
-//! Runs level03 training steps in a loop, for a profiler: `cargo run --release --example profile_step -- 128 2000`.
+//! Runs level03 training steps in a loop, for a profiler:
+//! `cargo run --release --example profile_step -- BATCH STEPS THREADS` (default 128 1000 1).
 use backprop_core::mnist::load_mnist;
 use backprop_core::optim::Sgd;
 use backprop_core::{Level, MlpSpec, Model, Targets};
@@ -10,6 +11,7 @@ fn main() {
         .map(|arg| arg.parse::<usize>().expect("a number"));
     let batch = args.next().unwrap_or(128);
     let steps = args.next().unwrap_or(1000);
+    let threads = args.next().unwrap_or(1);
     let data = load_mnist(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))
         .unwrap()
         .train;
@@ -17,7 +19,7 @@ fn main() {
     let mut model =
         <Level03 as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 1));
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(threads)
         .build()
         .unwrap();
     let mut sgd = Sgd::new(0.01);
