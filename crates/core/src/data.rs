@@ -1,7 +1,7 @@
 //! Shuffled mini-batches, gathered into one reused buffer: the batch loop of every training run
 //! (`backprop train`, `backprop diagnose`, the epoch benches).
 
-use ndarray::{Array2, ArrayView2, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut1, Zip, s};
 use rand::seq::SliceRandom;
 
 use crate::init::{SeededRng, seeded_rng};
@@ -109,12 +109,21 @@ impl<'d> Batches<'d> {
             return None; // an epoch too small for one batch
         }
         self.position = Some(start + rows);
-        // Gather the rows of this batch into the reused buffer.
-        for (row, &index) in self.order[start..start + rows].iter().enumerate() {
-            self.images
-                .row_mut(row)
-                .assign(&self.data.images.row(index));
-            self.labels[row] = self.data.labels[index];
+        // Gather the rows of this batch into the reused buffer: random rows of a large array,
+        // so the copy waits on memory; with more than one rayon thread each takes a share.
+        let indices = &self.order[start..start + rows];
+        let mut batch_images = self.images.slice_mut(s![..rows, ..]);
+        let gather = Zip::from(batch_images.rows_mut()).and(indices);
+        let copy_row = |mut row: ArrayViewMut1<'_, f32>, &index: &usize| {
+            row.assign(&self.data.images.row(index));
+        };
+        if rayon::current_num_threads() > 1 {
+            gather.par_for_each(copy_row);
+        } else {
+            gather.for_each(copy_row);
+        }
+        for (label, &index) in self.labels.iter_mut().zip(indices) {
+            *label = self.data.labels[index];
         }
         Some((self.images.slice(s![..rows, ..]), &self.labels[..rows]))
     }
