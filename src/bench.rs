@@ -12,8 +12,8 @@
 //! For each batch size and thread count (a rayon pool of 1 or 2 threads): the median time of a
 //! training step on MNIST images, samples/s, GFLOP/s, and the step's speed as a fraction of the
 //! *GEMM floor*: the same five matrix products alone, through matrixmultiply's sgemm (ndarray's
-//! `general_mat_mul`, a direct call), with the two big ones split in two halves on rayon when
-//! the pool has two threads, as level03 does. Then whole shuffled epochs over the 60,000
+//! `general_mat_mul`, a direct call), with the two big ones cut in two halves on rayon when the
+//! pool has two threads, as level03 cuts them. Then whole shuffled epochs over the 60,000
 //! training images at batch 128 (batch gathering included) against the floor of the same
 //! epoch's products.
 //!
@@ -88,23 +88,31 @@ pub fn in_turns(
     times.into_iter().map(median).collect()
 }
 
-/// `C <- A B` (beta 0), split in halves by rows on rayon when asked.
+/// `C <- A B` (beta 0), cut in halves on rayon when asked, as level03 cuts its products: by rows,
+/// or by columns when A has at most a quarter as many rows as B has columns.
 fn sgemm(
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,
     mut c: ArrayViewMut2<'_, f32>,
     split: bool,
 ) {
-    if split {
-        let middle = a.nrows() / 2;
-        let (a_top, a_bottom) = a.split_at(Axis(0), middle);
-        let (mut c_top, mut c_bottom) = c.split_at(Axis(0), middle);
+    let (m, n) = c.dim();
+    if !split {
+        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+    } else if 4 * m > n {
+        let (a_top, a_bottom) = a.split_at(Axis(0), m / 2);
+        let (mut c_top, mut c_bottom) = c.split_at(Axis(0), m / 2);
         rayon::join(
             || general_mat_mul(1.0, &a_top, &b, 0.0, &mut c_top),
             || general_mat_mul(1.0, &a_bottom, &b, 0.0, &mut c_bottom),
         );
     } else {
-        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+        let (b_left, b_right) = b.split_at(Axis(1), n / 2);
+        let (mut c_left, mut c_right) = c.split_at(Axis(1), n / 2);
+        rayon::join(
+            || general_mat_mul(1.0, &a, &b_left, 0.0, &mut c_left),
+            || general_mat_mul(1.0, &a, &b_right, 0.0, &mut c_right),
+        );
     }
 }
 

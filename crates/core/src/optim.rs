@@ -117,11 +117,9 @@ fn update_elements<F: Float, D: Dimension, const N: usize>(
     mut states: [ArrayViewMut<'_, F, D>; N],
     kernel: impl Fn(&mut [F], &[F], [&mut [F]; N]) + Sync,
 ) {
-    let strides = param.strides().to_vec();
-    let same_layout = grad.strides() == strides.as_slice()
-        && states
-            .iter()
-            .all(|state| state.strides() == strides.as_slice());
+    let strides = param.strides();
+    let same_layout =
+        grad.strides() == strides && states.iter().all(|state| state.strides() == strides);
     let grad_slice = grad.as_slice_memory_order();
     match (same_layout, param.as_slice_memory_order_mut(), grad_slice) {
         (true, Some(param), Some(grad)) => {

@@ -20,7 +20,7 @@
 //!   per tensor over the parameter buffers (SGD, momentum, Nesterov, Adam: see
 //!   [`backprop_core::optim`]).
 //! - **rayon where it pays.** The two big products of a step (the first layer's forward and its
-//!   weight gradient) split into two halves by rows; large elementwise passes (activations, and
+//!   weight gradient) split into two halves (by rows, or by columns for a small batch's forward); large elementwise passes (activations, and
 //!   the optimizer's update of the first layer) run on rayon. Each output element is computed the same way whatever the split,
 //!   so 1 and 2 threads give bit-identical weights (tested over 100 steps).
 //! - **No unsafe.** Splitting a product is `ArrayViewMut::split_at`; nothing needed more.
