@@ -9,7 +9,9 @@ Each turn runs the Rust bench once (`cargo bench --bench train_throughput -- --t
 step/level03 epoch/level03`: the floor and level03, 11 steps per batch size and thread count, one
 epoch after a warm-up epoch) and then `reference/bench_pytorch.py --turns 1` (the same steps and
 epochs in PyTorch), so a machine whose speed drifts slows both alike. Each figure is the median of
-its per-turn medians. "pytorch / level03" is PyTorch's time over level03's: above 1, level03 is
+its per-turn medians; the two ratios are medians of the per-turn ratios (the floor and level03
+of one turn ran side by side, and PyTorch right after them), so a slow turn moves them less than
+it moves the times. "pytorch / level03" is PyTorch's time over level03's: above 1, level03 is
 faster.
 """
 
@@ -56,27 +58,28 @@ def one_turn(binary, folder):
     return {**json.loads(rust_json.read_text()), **json.loads(torch_json.read_text())}
 
 
-def table(medians, kind, sizes, unit, samples_of):
+def table(turns, kind, sizes, unit, samples_of):
+    """The rows of one table (`step` or `epoch`) from every turn's medians."""
     print(f"| {kind:<5} | batch | threads | floor {unit:>5} | level03 {unit:>5} | floor / time | pytorch {unit:>5} | pytorch / level03 |")
     print("|-------|------:|--------:|-----------:|-------------:|-------------:|-------------:|------------------:|")
+    scale = 1e6 if unit == "us" else 1e3
+    gflops = []
     for threads in THREADS:
         for batch in sizes:
-            floor, ours, torch = (medians[f"{kind}/{name}/{batch}/{threads}"] for name in ("floor", "level03", "pytorch"))
-            scale = 1e6 if unit == "us" else 1e3
+            names = [f"{kind}/{name}/{batch}/{threads}" for name in ("floor", "level03", "pytorch")]
+            floor, ours, torch = (statistics.median(turn[name] for turn in turns) for name in names)
+            floor_ratio = statistics.median(turn[names[0]] / turn[names[1]] for turn in turns)
+            torch_ratio = statistics.median(turn[names[2]] / turn[names[1]] for turn in turns)
             print(
                 f"| {kind:<5} | {batch:>5} | {threads:>7} | {floor * scale:>10.1f} | {ours * scale:>12.1f} | "
-                f"{floor / ours:>12.2f} | {torch * scale:>12.1f} | {torch / ours:>17.2f} |"
+                f"{floor_ratio:>12.2f} | {torch * scale:>12.1f} | {torch_ratio:>17.2f} |"
             )
-    print()
-    print("GFLOP/s (818,176 FLOPs per sample):")
-    for threads in THREADS:
-        for batch in sizes:
             flops = FLOPS_PER_SAMPLE * samples_of(batch)
-            figures = ", ".join(
-                f"{name} {flops / medians[f'{kind}/{name}/{batch}/{threads}'] / 1e9:.1f}"
-                for name in ("floor", "level03", "pytorch")
-            )
-            print(f"  {kind} batch {batch}, {threads} thread(s): {figures}")
+            figures = ", ".join(f"{name} {flops / time / 1e9:.1f}" for name, time in zip(("floor", "level03", "pytorch"), (floor, ours, torch)))
+            gflops.append(f"  {kind} batch {batch}, {threads} thread(s): {figures}")
+    print()
+    print("GFLOP/s of the median times (818,176 FLOPs per sample):")
+    print("\n".join(gflops))
     print()
 
 
@@ -90,11 +93,10 @@ def main():
         for turn in range(args.turns):
             print(f"turn {turn + 1} of {args.turns}", file=sys.stderr)
             turns.append(one_turn(binary, Path(folder)))
-    medians = {name: statistics.median(turn[name] for turn in turns) for name in turns[0]}
     print(f"Medians of {args.turns} turns (each turn: the Rust bench, then PyTorch)")
     print()
-    table(medians, "step", BATCHES, "us", lambda batch: batch)
-    table(medians, "epoch", [EPOCH_BATCH], "ms", lambda batch: EPOCH_SAMPLES)
+    table(turns, "step", BATCHES, "us", lambda batch: batch)
+    table(turns, "epoch", [EPOCH_BATCH], "ms", lambda batch: EPOCH_SAMPLES)
 
 
 if __name__ == "__main__":
