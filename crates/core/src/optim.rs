@@ -26,10 +26,9 @@
 //! the tensor is large (the first layer of an MNIST MLP). Cutting changes no result: every
 //! element is computed on its own.
 
-use ndarray::{Array, ArrayView, ArrayViewMut, Dimension};
+use ndarray::{Array, ArrayView, ArrayView2, ArrayViewMut, ArrayViewMut2, Axis, Dimension};
 
-use crate::layer::LinearMut;
-use crate::{Float, LinearParams, Model};
+use crate::{Float, LinearMut, LinearParams, Model};
 
 /// Tensors with at least this many elements are updated on rayon (when the pool has more than
 /// one thread). Measured for level03: a pass over a 128 x 256 hidden layer (32,768 elements)
@@ -44,6 +43,15 @@ pub trait Optimizer<F: Float> {
     /// If the model's layer shapes differ from those of the model the optimizer stepped before
     /// (its state belongs to one model).
     fn step(&mut self, model: &mut impl Model<F>);
+
+    /// Starts a step that the model applies itself, tensor by tensor and piece by piece, right
+    /// where its backward pass leaves each gradient (level03 updates each half of its first
+    /// weight on the thread that computed that half of the gradient): see [`FusedStep`]. The
+    /// result is the same, bit for bit, as [`step`](Optimizer::step). `None`, the default, for
+    /// an optimizer without that path: the model then calls `step`.
+    fn fused_step(&mut self) -> Option<FusedStep<'_, F>> {
+        None
+    }
 }
 
 /// One tensor of optimizer state per parameter of a `Linear` layer.
@@ -54,24 +62,37 @@ struct LayerState<F> {
 }
 
 impl<F: Float> LayerState<F> {
-    /// The state of layer `index`, created as zeros on the first step.
+    /// The state of parameter group `index`, created as zeros on the first step.
     #[track_caller]
-    fn of<'s>(states: &'s mut Vec<Self>, index: usize, layer: &LinearMut<'_, F>) -> &'s mut Self {
+    fn of(states: &mut Vec<Self>, index: usize, weight: (usize, usize), bias: usize) -> &mut Self {
         if index == states.len() {
             states.push(LayerState {
-                weight: Array::zeros(layer.weight.raw_dim()),
-                bias: Array::zeros(layer.bias.raw_dim()),
+                weight: Array::zeros(weight),
+                bias: Array::zeros(bias),
             });
         }
+        assert!(
+            index < states.len(),
+            "optimizer state of parameter group {index} asked before group {}: prepare every \
+             group in order",
+            states.len()
+        );
         let state = &mut states[index];
         assert!(
-            state.weight.dim() == layer.weight.dim(),
-            "optimizer state of layer {index} is for a weight {:?}, but the model's is {:?}: \
+            state.weight.dim() == weight && state.bias.len() == bias,
+            "optimizer state of layer {index} is for a weight {:?}, but the model's is {weight:?}: \
              an optimizer belongs to one model",
             state.weight.dim(),
-            layer.weight.dim()
         );
         state
+    }
+
+    /// One of the two tensors, as a matrix (a bias as one row).
+    fn tensor(&mut self, tensor: Tensor) -> ArrayViewMut2<'_, F> {
+        match tensor {
+            Tensor::Weight => self.weight.view_mut(),
+            Tensor::Bias => self.bias.view_mut().insert_axis(Axis(0)),
+        }
     }
 }
 
@@ -188,6 +209,285 @@ fn in_pieces<F: Float, const N: usize>(
     );
 }
 
+/// Which tensor of a parameter group (a `Linear`'s weight and bias; a normalization layer's
+/// gamma and beta, in [`Model::visit_params`]' order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tensor {
+    /// The weight (gamma for a normalization layer).
+    Weight,
+    /// The bias (beta), a matrix of one row here.
+    Bias,
+}
+
+/// One step's per-element rule and its scalars, already in `F`.
+#[derive(Debug, Clone, Copy)]
+enum Rule<F> {
+    /// `p <- p - lr (g + decay p)`; `decay` `None` reads p once less.
+    Plain { lr: F, decay: Option<F> },
+    /// Momentum or Nesterov over one velocity.
+    Momentum {
+        lr: F,
+        decay: F,
+        momentum: F,
+        nesterov: bool,
+    },
+    /// Adam over two moment estimates.
+    Adam {
+        step_size: F,
+        inverse_correction2_sqrt: F,
+        one_minus_beta1: F,
+        beta2: F,
+        one_minus_beta2: F,
+        eps: F,
+        decay: F,
+    },
+}
+
+impl<F: Float> Rule<F> {
+    /// State tensors per parameter: 0, 1 (velocity) or 2 (first and second moments).
+    fn states(self) -> usize {
+        match self {
+            Rule::Plain { .. } => 0,
+            Rule::Momentum { .. } => 1,
+            Rule::Adam { .. } => 2,
+        }
+    }
+
+    /// The update of one tensor (or piece of one) and its state.
+    fn apply(
+        self,
+        param: ArrayViewMut2<'_, F>,
+        grad: ArrayView2<'_, F>,
+        [first, second]: [Option<ArrayViewMut2<'_, F>>; 2],
+    ) {
+        match self {
+            Rule::Plain { lr, decay: None } => update_elements(param, grad, [], |ps, gs, []| {
+                for (p, &g) in ps.iter_mut().zip(gs) {
+                    *p -= lr * g;
+                }
+            }),
+            Rule::Plain {
+                lr,
+                decay: Some(decay),
+            } => update_elements(param, grad, [], |ps, gs, []| {
+                for (p, &g) in ps.iter_mut().zip(gs) {
+                    *p -= lr * (g + decay * *p);
+                }
+            }),
+            Rule::Momentum { .. } => {
+                self.momentum(param, grad, first.expect("a velocity"));
+            }
+            Rule::Adam { .. } => {
+                let moments = [first, second].map(|moment| moment.expect("two moments"));
+                self.adam(param, grad, moments);
+            }
+        }
+    }
+
+    fn momentum(
+        self,
+        param: ArrayViewMut2<'_, F>,
+        grad: ArrayView2<'_, F>,
+        velocity: ArrayViewMut2<'_, F>,
+    ) {
+        let Rule::Momentum {
+            lr,
+            decay,
+            momentum,
+            nesterov,
+        } = self
+        else {
+            unreachable!("called for momentum only")
+        };
+        // One loop per variant: a branch inside would keep the loop from vectorizing.
+        update_elements(param, grad, [velocity], |params, grads, [velocities]| {
+            let elements = params.iter_mut().zip(grads).zip(velocities);
+            if nesterov {
+                for ((p, &g), v) in elements {
+                    let g = g + decay * *p;
+                    *v = momentum * *v + g;
+                    *p -= lr * (g + momentum * *v);
+                }
+            } else {
+                for ((p, &g), v) in elements {
+                    *v = momentum * *v + (g + decay * *p);
+                    *p -= lr * *v;
+                }
+            }
+        });
+    }
+
+    fn adam(
+        self,
+        param: ArrayViewMut2<'_, F>,
+        grad: ArrayView2<'_, F>,
+        moments: [ArrayViewMut2<'_, F>; 2],
+    ) {
+        let Rule::Adam {
+            step_size,
+            inverse_correction2_sqrt,
+            one_minus_beta1,
+            beta2,
+            one_minus_beta2,
+            eps,
+            decay,
+        } = self
+        else {
+            unreachable!("called for Adam only")
+        };
+        update_elements(param, grad, moments, |params, grads, [firsts, seconds]| {
+            let elements = params.iter_mut().zip(grads).zip(firsts).zip(seconds);
+            for (((p, &g), m), v) in elements {
+                let g = g + decay * *p;
+                *m += one_minus_beta1 * (g - *m);
+                *v = *v * beta2 + one_minus_beta2 * g * g;
+                let denominator = v.sqrt() * inverse_correction2_sqrt + eps;
+                *p -= step_size * (*m / denominator);
+            }
+        });
+    }
+}
+
+/// A step that the model applies itself, from [`Optimizer::fused_step`].
+///
+/// The model first calls [`prepare`](FusedStep::prepare) for every parameter group in
+/// [`Model::visit_params`]' order (the state is created on the first step), then, in any order,
+/// takes each tensor's [`TensorUpdate`], cuts it as it cuts the tensor and applies each piece
+/// once the piece's gradient is final (and after the last read of the old value). Every element
+/// is updated by the same formula as in [`Optimizer::step`].
+///
+/// ```
+/// use backprop_core::optim::{Optimizer, Sgd, Tensor};
+/// use ndarray::{Axis, array};
+///
+/// let mut sgd = Sgd::<f64>::new(0.5).with_momentum(0.9);
+/// let mut fused = sgd.fused_step().expect("SGD has a fused step");
+/// fused.prepare(0, (2, 2), 2); // one Linear(2, 2)
+/// let (mut weight, grad) = (array![[1.0, 2.0], [3.0, 4.0]], array![[2.0, 2.0], [4.0, 4.0]]);
+/// let (top, bottom) = fused.tensor(0, Tensor::Weight).split_at(Axis(0), 1);
+/// let (weight_top, weight_bottom) = weight.view_mut().split_at(Axis(0), 1);
+/// top.apply(weight_top, grad.slice(ndarray::s![..1, ..]));
+/// bottom.apply(weight_bottom, grad.slice(ndarray::s![1.., ..]));
+/// assert_eq!(weight, array![[0.0, 1.0], [1.0, 2.0]]);
+/// ```
+#[derive(Debug)]
+pub struct FusedStep<'o, F> {
+    rule: Rule<F>,
+    /// The velocities, or the first and second moments.
+    states: [Option<&'o mut Vec<LayerState<F>>>; 2],
+}
+
+impl<'o, F: Float> FusedStep<'o, F> {
+    fn new(rule: Rule<F>, states: [Option<&'o mut Vec<LayerState<F>>>; 2]) -> Self {
+        FusedStep { rule, states }
+    }
+
+    /// Makes parameter group `index` ready: a weight of shape `weight` and a bias of `bias`
+    /// entries (a normalization layer's gamma `(1, features)` and beta `features`).
+    ///
+    /// # Panics
+    /// If the groups are not prepared in order, or a group's shapes differ from the model the
+    /// optimizer stepped before.
+    #[track_caller]
+    pub fn prepare(&mut self, index: usize, weight: (usize, usize), bias: usize) {
+        for states in self.states.iter_mut().flatten() {
+            LayerState::of(states, index, weight, bias);
+        }
+    }
+
+    /// The update of `tensor` of parameter group `index` (prepared before).
+    ///
+    /// # Panics
+    /// If the group was not prepared.
+    #[track_caller]
+    pub fn tensor(&mut self, index: usize, tensor: Tensor) -> TensorUpdate<'_, F> {
+        let states = self.states.each_mut().map(|states| {
+            states.as_mut().map(|states| {
+                let state = states
+                    .get_mut(index)
+                    .unwrap_or_else(|| panic!("parameter group {index} was not prepared"));
+                state.tensor(tensor)
+            })
+        });
+        debug_assert_eq!(states.iter().flatten().count(), self.rule.states());
+        TensorUpdate {
+            rule: self.rule,
+            states,
+        }
+    }
+
+    /// Updates the whole of parameter group `index` (prepared before) from its gradients.
+    #[track_caller]
+    pub fn update_group(&mut self, index: usize, layer: LinearMut<'_, F>) {
+        let weight_grad = layer.grad_weight.view();
+        self.tensor(index, Tensor::Weight)
+            .apply(layer.weight, weight_grad);
+        let bias_grad = layer.grad_bias.view().insert_axis(Axis(0));
+        self.tensor(index, Tensor::Bias)
+            .apply(layer.bias.insert_axis(Axis(0)), bias_grad);
+    }
+
+    /// Applies the whole step to `model` (what [`Optimizer::step`] does).
+    #[track_caller]
+    fn apply_to(mut self, model: &mut impl Model<F>) {
+        model.visit_params(|index, layer| {
+            self.prepare(index, layer.weight.dim(), layer.bias.len());
+            self.update_group(index, layer);
+        });
+    }
+}
+
+/// The update of one tensor, or of a piece of one: [`split_at`](TensorUpdate::split_at) cuts
+/// it as the model cuts the tensor, [`apply`](TensorUpdate::apply) runs it.
+#[derive(Debug)]
+pub struct TensorUpdate<'s, F> {
+    rule: Rule<F>,
+    states: [Option<ArrayViewMut2<'s, F>>; 2],
+}
+
+impl<'s, F: Float> TensorUpdate<'s, F> {
+    /// The two pieces before and after `index` along `axis`.
+    pub fn split_at(self, axis: Axis, index: usize) -> (Self, Self) {
+        let [first, second] = self
+            .states
+            .map(|state| state.map(|state| state.split_at(axis, index)).unzip());
+        let rule = self.rule;
+        (
+            TensorUpdate {
+                rule,
+                states: [first.0, second.0],
+            },
+            TensorUpdate {
+                rule,
+                states: [first.1, second.1],
+            },
+        )
+    }
+
+    /// Updates `param` from `grad` (both of this piece's shape) and this piece's state.
+    ///
+    /// # Panics
+    /// If the shapes differ.
+    #[track_caller]
+    pub fn apply(self, param: ArrayViewMut2<'_, F>, grad: ArrayView2<'_, F>) {
+        for state in self.states.iter().flatten() {
+            assert_eq!(
+                state.dim(),
+                param.dim(),
+                "optimizer state of shape {:?} for a parameter of shape {:?}",
+                state.dim(),
+                param.dim()
+            );
+        }
+        assert_eq!(
+            grad.dim(),
+            param.dim(),
+            "gradient and parameter shapes differ"
+        );
+        self.rule.apply(param, grad, self.states);
+    }
+}
+
 /// Stochastic gradient descent, as `torch.optim.SGD(lr, momentum, nesterov, weight_decay)`
 /// (dampening 0):
 ///
@@ -243,72 +543,40 @@ impl<F: Float> Sgd<F> {
         }
     }
 
-    /// `p <- p - lr (g + weight_decay p)`.
-    fn plain<D: Dimension>(&self, param: ArrayViewMut<'_, F, D>, grad: ArrayView<'_, F, D>) {
+    /// This step's rule.
+    fn rule(&self) -> Rule<F> {
         let (lr, decay) = (F::of(self.lr), F::of(self.weight_decay));
-        // Without decay, the pass reads p once less per element (it runs at every step).
-        if self.weight_decay == 0.0 {
-            update_elements(param, grad, [], |params, grads, []| {
-                for (p, &g) in params.iter_mut().zip(grads) {
-                    *p -= lr * g;
-                }
-            });
+        if self.momentum == 0.0 {
+            // Without decay, the pass reads p once less per element (it runs at every step).
+            let decay = (self.weight_decay != 0.0).then_some(decay);
+            Rule::Plain { lr, decay }
         } else {
-            update_elements(param, grad, [], |params, grads, []| {
-                for (p, &g) in params.iter_mut().zip(grads) {
-                    *p -= lr * (g + decay * *p);
-                }
-            });
+            let (momentum, nesterov) = (F::of(self.momentum), self.nesterov);
+            Rule::Momentum {
+                lr,
+                decay,
+                momentum,
+                nesterov,
+            }
         }
     }
 
-    /// The momentum (or Nesterov) update of one tensor and its velocity.
-    fn with_velocity<D: Dimension>(
-        &self,
-        param: ArrayViewMut<'_, F, D>,
-        grad: ArrayView<'_, F, D>,
-        velocity: ArrayViewMut<'_, F, D>,
-    ) {
-        let (lr, decay) = (F::of(self.lr), F::of(self.weight_decay));
-        let (momentum, nesterov) = (F::of(self.momentum), self.nesterov);
-        // One loop per variant: a branch inside would keep the loop from vectorizing.
-        update_elements(param, grad, [velocity], |params, grads, [velocities]| {
-            let elements = params.iter_mut().zip(grads).zip(velocities);
-            if nesterov {
-                for ((p, &g), v) in elements {
-                    let g = g + decay * *p;
-                    *v = momentum * *v + g;
-                    *p -= lr * (g + momentum * *v);
-                }
-            } else {
-                for ((p, &g), v) in elements {
-                    *v = momentum * *v + (g + decay * *p);
-                    *p -= lr * *v;
-                }
-            }
-        });
+    /// Plain SGD keeps no state; momentum a velocity per parameter.
+    fn begin(&mut self) -> FusedStep<'_, F> {
+        let rule = self.rule();
+        let velocity = (self.momentum != 0.0).then_some(&mut self.velocity);
+        FusedStep::new(rule, [velocity, None])
     }
 }
 
 impl<F: Float> Optimizer<F> for Sgd<F> {
     #[track_caller]
     fn step(&mut self, model: &mut impl Model<F>) {
-        let mut velocity = std::mem::take(&mut self.velocity);
-        model.visit_params(|index, layer| {
-            if self.momentum == 0.0 {
-                self.plain(layer.weight, layer.grad_weight.view());
-                self.plain(layer.bias, layer.grad_bias.view());
-            } else {
-                let state = LayerState::of(&mut velocity, index, &layer);
-                self.with_velocity(
-                    layer.weight,
-                    layer.grad_weight.view(),
-                    state.weight.view_mut(),
-                );
-                self.with_velocity(layer.bias, layer.grad_bias.view(), state.bias.view_mut());
-            }
-        });
-        self.velocity = velocity;
+        self.begin().apply_to(model);
+    }
+
+    fn fused_step(&mut self) -> Option<FusedStep<'_, F>> {
+        Some(self.begin())
     }
 }
 
@@ -362,67 +630,36 @@ impl<F: Float> Adam<F> {
         }
     }
 
-    /// The update of one tensor and its two moment estimates at step `self.steps`.
-    fn update<D: Dimension>(
-        &self,
-        param: ArrayViewMut<'_, F, D>,
-        grad: ArrayView<'_, F, D>,
-        first: ArrayViewMut<'_, F, D>,
-        second: ArrayViewMut<'_, F, D>,
-    ) {
+    /// Counts the step and returns its rule, over the two moment estimates.
+    fn begin(&mut self) -> FusedStep<'_, F> {
+        self.steps += 1;
         // The scalars in f64, as PyTorch computes them in Python floats.
         let (beta1, beta2) = self.betas;
         let step = f64::from(self.steps);
-        let step_size = F::of(self.lr / (1.0 - beta1.powf(step)));
         // PyTorch divides by sqrt(1 - beta2^t); multiplying by its reciprocal (one division in
         // f64 here) saves a division per parameter, the costliest part of the pass.
-        let inverse_correction2_sqrt = F::of(1.0 / (1.0 - beta2.powf(step)).sqrt());
-        let (one_minus_beta1, beta2_f, one_minus_beta2) =
-            (F::of(1.0 - beta1), F::of(beta2), F::of(1.0 - beta2));
-        let (eps, decay) = (F::of(self.eps), F::of(self.weight_decay));
-        update_elements(
-            param,
-            grad,
-            [first, second],
-            |params, grads, [firsts, seconds]| {
-                let elements = params.iter_mut().zip(grads).zip(firsts).zip(seconds);
-                for (((p, &g), m), v) in elements {
-                    let g = g + decay * *p;
-                    *m += one_minus_beta1 * (g - *m);
-                    *v = *v * beta2_f + one_minus_beta2 * g * g;
-                    let denominator = v.sqrt() * inverse_correction2_sqrt + eps;
-                    *p -= step_size * (*m / denominator);
-                }
-            },
-        );
+        let rule = Rule::Adam {
+            step_size: F::of(self.lr / (1.0 - beta1.powf(step))),
+            inverse_correction2_sqrt: F::of(1.0 / (1.0 - beta2.powf(step)).sqrt()),
+            one_minus_beta1: F::of(1.0 - beta1),
+            beta2: F::of(beta2),
+            one_minus_beta2: F::of(1.0 - beta2),
+            eps: F::of(self.eps),
+            decay: F::of(self.weight_decay),
+        };
+        let moments = [Some(&mut self.first_moment), Some(&mut self.second_moment)];
+        FusedStep::new(rule, moments)
     }
 }
 
 impl<F: Float> Optimizer<F> for Adam<F> {
     #[track_caller]
     fn step(&mut self, model: &mut impl Model<F>) {
-        self.steps += 1;
-        let (mut first, mut second) = (
-            std::mem::take(&mut self.first_moment),
-            std::mem::take(&mut self.second_moment),
-        );
-        model.visit_params(|index, layer| {
-            let m = LayerState::of(&mut first, index, &layer);
-            let v = LayerState::of(&mut second, index, &layer);
-            self.update(
-                layer.weight,
-                layer.grad_weight.view(),
-                m.weight.view_mut(),
-                v.weight.view_mut(),
-            );
-            self.update(
-                layer.bias,
-                layer.grad_bias.view(),
-                m.bias.view_mut(),
-                v.bias.view_mut(),
-            );
-        });
-        (self.first_moment, self.second_moment) = (first, second);
+        self.begin().apply_to(model);
+    }
+
+    fn fused_step(&mut self) -> Option<FusedStep<'_, F>> {
+        Some(self.begin())
     }
 }
 
@@ -483,6 +720,13 @@ impl<F: Float> Optimizer<F> for AnyOptimizer<F> {
             AnyOptimizer::Adam(adam) => adam.step(model),
         }
     }
+
+    fn fused_step(&mut self) -> Option<FusedStep<'_, F>> {
+        match self {
+            AnyOptimizer::Sgd(sgd) => sgd.fused_step(),
+            AnyOptimizer::Adam(adam) => adam.fused_step(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -508,7 +752,8 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
             pool.expect("a rayon pool").install(|| {
                 for _ in 0..3 {
-                    sgd.with_velocity(param.view_mut(), grad.view(), velocity.view_mut());
+                    let state = [Some(velocity.view_mut()), None];
+                    sgd.rule().apply(param.view_mut(), grad.view(), state);
                 }
             });
             (param.as_standard_layout().into_owned(), velocity)

@@ -1,6 +1,7 @@
 //! Matrix products straight into preallocated outputs.
 
 use backprop_core::Float;
+use backprop_core::optim::TensorUpdate;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
@@ -30,26 +31,84 @@ pub(crate) fn gemm<F: Float>(
     a: ArrayView2<'_, F>,
     b: ArrayView2<'_, F>,
     beta: F,
+    c: ArrayViewMut2<'_, F>,
+) {
+    gemm_then(alpha, a, b, beta, c, (), |_, ()| {});
+}
+
+/// [`gemm`], then `then(piece of C, piece of companion)` on each piece of C by the thread that
+/// computed it, the companion cut as C is (the weight and its optimizer update, for the first
+/// layer's gradient: each half is updated while it is still in that core's cache).
+pub(crate) fn gemm_then<F: Float, S: CutAlong>(
+    alpha: F,
+    a: ArrayView2<'_, F>,
+    b: ArrayView2<'_, F>,
+    beta: F,
     mut c: ArrayViewMut2<'_, F>,
+    companion: S,
+    then: impl Fn(ArrayView2<'_, F>, S) + Sync,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
     let large = m.max(n) >= 2 && m * k * n >= SPLIT_AT_MULTIPLY_ADDS;
     if !large || rayon::current_num_threads() == 1 {
         general_mat_mul(alpha, &a, &b, beta, &mut c);
+        then(c.view(), companion);
     } else if 4 * m > n {
         let (a_top, a_bottom) = a.split_at(Axis(0), m / 2);
         let (mut c_top, mut c_bottom) = c.split_at(Axis(0), m / 2);
+        let (companion_top, companion_bottom) = companion.cut(Axis(0), m / 2);
         rayon::join(
-            || general_mat_mul(alpha, &a_top, &b, beta, &mut c_top),
-            || general_mat_mul(alpha, &a_bottom, &b, beta, &mut c_bottom),
+            || {
+                general_mat_mul(alpha, &a_top, &b, beta, &mut c_top);
+                then(c_top.view(), companion_top);
+            },
+            || {
+                general_mat_mul(alpha, &a_bottom, &b, beta, &mut c_bottom);
+                then(c_bottom.view(), companion_bottom);
+            },
         );
     } else {
         let (b_left, b_right) = b.split_at(Axis(1), n / 2);
         let (mut c_left, mut c_right) = c.split_at(Axis(1), n / 2);
+        let (companion_left, companion_right) = companion.cut(Axis(1), n / 2);
         rayon::join(
-            || general_mat_mul(alpha, &a, &b_left, beta, &mut c_left),
-            || general_mat_mul(alpha, &a, &b_right, beta, &mut c_right),
+            || {
+                general_mat_mul(alpha, &a, &b_left, beta, &mut c_left);
+                then(c_left.view(), companion_left);
+            },
+            || {
+                general_mat_mul(alpha, &a, &b_right, beta, &mut c_right);
+                then(c_right.view(), companion_right);
+            },
         );
+    }
+}
+
+/// What [`gemm_then`] cuts along with C.
+pub(crate) trait CutAlong: Sized + Send {
+    /// The pieces before and after `index` along `axis`.
+    fn cut(self, axis: Axis, index: usize) -> (Self, Self);
+}
+
+impl CutAlong for () {
+    fn cut(self, _: Axis, _: usize) -> ((), ()) {
+        ((), ())
+    }
+}
+
+impl<T: CutAlong> CutAlong for Option<T> {
+    fn cut(self, axis: Axis, index: usize) -> (Self, Self) {
+        self.map(|both| both.cut(axis, index)).unzip()
+    }
+}
+
+/// A weight and its optimizer update, cut together.
+impl<F: Float> CutAlong for (ArrayViewMut2<'_, F>, TensorUpdate<'_, F>) {
+    fn cut(self, axis: Axis, index: usize) -> (Self, Self) {
+        let (weight, update) = self;
+        let (weight_first, weight_rest) = weight.split_at(axis, index);
+        let (update_first, update_rest) = update.split_at(axis, index);
+        ((weight_first, update_first), (weight_rest, update_rest))
     }
 }

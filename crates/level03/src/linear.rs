@@ -1,10 +1,11 @@
 //! `Linear`: y = x W + b, straight into the caller's buffer.
 
+use backprop_core::optim::TensorUpdate;
 use backprop_core::{Float, Layer, LinearLayer, LinearMut, assert_same_shape};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 use crate::buffer::RowBuffer;
-use crate::gemm::gemm;
+use crate::gemm::{gemm, gemm_then};
 
 /// A fully connected layer: `y = x W + b`.
 ///
@@ -56,17 +57,31 @@ pub(crate) fn linear_forward<F: Float>(
 }
 
 /// `dW (+)= x^T g` and `db (+)= Σ_rows g`; with `overwrite`, `=` instead of `+=` (the gradients
-/// were just zeroed, so this is the same value without reading them).
+/// were just zeroed, so this is the same value without reading them). With `weight_update`, each
+/// piece of dW the product computes updates the same piece of W at once, on its thread.
 pub(crate) fn linear_param_grads<F: Float>(
     input: ArrayView2<'_, F>,
     grad_output: ArrayView2<'_, F>,
-    grad_weight: ArrayViewMut2<'_, F>,
-    mut grad_bias: ArrayViewMut1<'_, F>,
+    (grad_weight, mut grad_bias): (ArrayViewMut2<'_, F>, ArrayViewMut1<'_, F>),
     overwrite: bool,
+    weight_update: Option<(ArrayViewMut2<'_, F>, TensorUpdate<'_, F>)>,
 ) {
     let beta = if overwrite { F::zero() } else { F::one() };
     // x^T is a strided view of x: no copy.
-    gemm(F::one(), input.t(), grad_output, beta, grad_weight);
+    let (x_t, one) = (input.t(), F::one());
+    gemm_then(
+        one,
+        x_t,
+        grad_output,
+        beta,
+        grad_weight,
+        weight_update,
+        |grad, update| {
+            if let Some((weight, update)) = update {
+                update.apply(weight, grad);
+            }
+        },
+    );
     if overwrite {
         grad_bias.fill(F::zero());
     }
@@ -114,7 +129,7 @@ impl<F: Float> Layer<F> for Linear<F> {
             input.dim(),
         );
         let (grad_weight, grad_bias) = (self.grad_weight.view_mut(), self.grad_bias.view_mut());
-        linear_param_grads(input, grad_output, grad_weight, grad_bias, false);
+        linear_param_grads(input, grad_output, (grad_weight, grad_bias), false, None);
         // dL/dx = g W^T, W^T as a strided view.
         gemm(
             F::one(),

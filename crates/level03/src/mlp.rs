@@ -1,11 +1,12 @@
 //! `Mlp`: the whole network over shared, preallocated buffers.
 
 use backprop_core::flow::{Signals, max_abs, sum_of_squares};
+use backprop_core::optim::{FusedStep, Tensor};
 use backprop_core::{
     Activation, Float, Layout, LinearMut, LinearParams, LossKind, Model, Norm, NormMut, Optimizer,
     Targets,
 };
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::activation::{activation_backward_inplace, activation_inplace};
 use crate::buffer::RowBuffer;
@@ -224,51 +225,43 @@ impl<F: Float> Mlp<F> {
     }
 
     /// The chain rule, last layer first, from dL/dlogits in the last output buffer.
+    ///
+    /// With `fused` (training, no input gradient), each parameter group is updated as soon as
+    /// its gradient is final and its old value has been read for the last time: layer i > 0
+    /// right after `g W_i^T`, a normalization layer right after its backward, and the first
+    /// weight piece by piece inside its own gradient product.
     #[track_caller]
-    fn backward_pass(&mut self, input: ArrayView2<'_, F>, want_grad_input: bool) {
+    fn backward_pass(
+        &mut self,
+        input: ArrayView2<'_, F>,
+        want_grad_input: bool,
+        mut fused: Option<&mut FusedStep<'_, F>>,
+    ) {
         assert!(
             self.stage == Stage::Loss,
             "level03 Mlp: backward needs a loss first"
         );
+        debug_assert!(
+            !(want_grad_input && fused.is_some()),
+            "g W0^T reads the old W0"
+        );
         let batch = input.nrows();
-        let depth = self.weights.len();
         for (grad, &width) in self.grads.iter_mut().zip(&self.sizes[1..]) {
             grad.resize(batch, width);
         }
         let overwrite = self.grads_are_zero;
-        for index in (0..depth).rev() {
-            let (lower, upper) = self.grads.split_at_mut(index);
-            // g = dL/dz_i: the loss gradient for the last layer, grads[i] below it.
-            let grad = if index + 1 == depth {
-                self.outputs[index].view()
-            } else {
-                upper[0].view()
-            };
-            let layer_input = match (index, self.dropped.get(index.wrapping_sub(1))) {
-                (0, _) => input,
-                (_, Some(dropped)) => dropped.view(),
-                (_, None) => self.outputs[index - 1].view(),
-            };
-            let grad_weight = self.grad_weights[index].view_mut();
-            let grad_bias = self.grad_biases[index].view_mut();
-            linear_param_grads(layer_input, grad, grad_weight, grad_bias, overwrite);
-            let weight_t = self.weights[index].t();
+        for index in (0..self.weights.len()).rev() {
+            self.layer_param_grads(input, index, overwrite, fused.as_deref_mut());
             if index > 0 {
-                // dL/dh = g W^T, then times the activation's derivative, in place.
-                let below = &mut lower[index - 1];
-                gemm(F::one(), grad, weight_t, F::zero(), below.view_mut());
-                self.input_grad_norms[index] = Some(sum_of_squares(&below.view()).sqrt());
-                // Back through dropout, the activation and the normalization, each in place.
-                if let Some(dropout) = self.dropouts.get(index - 1) {
-                    dropout.backward_inplace(below.view_mut());
-                }
-                let output = self.outputs[index - 1].view();
-                activation_backward_inplace(self.activation, below.view_mut(), output);
-                if let Some(norm) = self.norms.get_mut(index - 1) {
-                    norm.backward_inplace(below.view_mut(), overwrite);
-                }
+                self.backward_below(index, overwrite, fused.as_deref_mut());
             } else if want_grad_input {
+                // dL/dx = g W^T, only when asked for.
                 self.grad_input.resize(batch, self.sizes[0]);
+                let grad = match self.weights.len() == 1 {
+                    true => self.outputs[0].view(),
+                    false => self.grads[0].view(),
+                };
+                let weight_t = self.weights[0].t();
                 gemm(
                     F::one(),
                     grad,
@@ -282,6 +275,97 @@ impl<F: Float> Mlp<F> {
             }
         }
         self.grads_are_zero = false;
+    }
+
+    /// Layer `index`'s dW and db; with `fused`, the first layer's W and b are updated here.
+    fn layer_param_grads(
+        &mut self,
+        input: ArrayView2<'_, F>,
+        index: usize,
+        overwrite: bool,
+        fused: Option<&mut FusedStep<'_, F>>,
+    ) {
+        // g = dL/dz_i: the loss gradient for the last layer, grads[i] below it.
+        let grad = match index + 1 == self.weights.len() {
+            true => self.outputs[index].view(),
+            false => self.grads[index].view(),
+        };
+        let layer_input = match (index, self.dropped.get(index.wrapping_sub(1))) {
+            (0, _) => input,
+            (_, Some(dropped)) => dropped.view(),
+            (_, None) => self.outputs[index - 1].view(),
+        };
+        let grads = (
+            self.grad_weights[index].view_mut(),
+            self.grad_biases[index].view_mut(),
+        );
+        let Some(fused) = fused.filter(|_| index == 0) else {
+            linear_param_grads(layer_input, grad, grads, overwrite, None);
+            return;
+        };
+        let weight_update = (self.weights[0].view_mut(), fused.tensor(0, Tensor::Weight));
+        linear_param_grads(layer_input, grad, grads, overwrite, Some(weight_update));
+        let bias = self.biases[0].view_mut().insert_axis(Axis(0));
+        let grad_bias = self.grad_biases[0].view().insert_axis(Axis(0));
+        fused.tensor(0, Tensor::Bias).apply(bias, grad_bias);
+    }
+
+    /// `grads[index - 1]` from layer `index`'s output gradient: `g W^T`, then back through
+    /// dropout, the activation and the normalization, each in place. With `fused`, layer
+    /// `index` and the normalization are updated once their old values are read.
+    fn backward_below(
+        &mut self,
+        index: usize,
+        overwrite: bool,
+        mut fused: Option<&mut FusedStep<'_, F>>,
+    ) {
+        let depth = self.weights.len();
+        let (lower, upper) = self.grads.split_at_mut(index);
+        let grad = match index + 1 == depth {
+            true => self.outputs[index].view(),
+            false => upper[0].view(),
+        };
+        let below = &mut lower[index - 1];
+        gemm(
+            F::one(),
+            grad,
+            self.weights[index].t(),
+            F::zero(),
+            below.view_mut(),
+        );
+        if let Some(fused) = fused.as_deref_mut() {
+            let layer = LinearMut {
+                weight: self.weights[index].view_mut(),
+                bias: self.biases[index].view_mut(),
+                grad_weight: self.grad_weights[index].view_mut(),
+                grad_bias: self.grad_biases[index].view_mut(),
+            };
+            fused.update_group(index, layer);
+        }
+        self.input_grad_norms[index] = Some(sum_of_squares(&below.view()).sqrt());
+        if let Some(dropout) = self.dropouts.get(index - 1) {
+            dropout.backward_inplace(below.view_mut());
+        }
+        let output = self.outputs[index - 1].view();
+        activation_backward_inplace(self.activation, below.view_mut(), output);
+        if let Some(norm) = self.norms.get_mut(index - 1) {
+            norm.backward_inplace(below.view_mut(), overwrite);
+            if let Some(fused) = fused {
+                fused.update_group(depth + index - 1, norm.params_mut().into_linear());
+            }
+        }
+    }
+
+    /// Makes every parameter group ready for a fused step, in `visit_params`' order.
+    fn prepare(&self, fused: &mut FusedStep<'_, F>) {
+        for (index, weight) in self.weights.iter().enumerate() {
+            fused.prepare(index, weight.dim(), weight.ncols());
+        }
+        let depth = self.weights.len();
+        for (index, norm) in self.norms.iter().enumerate() {
+            let features = norm.grad_gamma.len();
+            fused.prepare(depth + index, (1, features), features);
+        }
     }
 
     /// The marked zeros become real ones before anybody reads the gradients.
@@ -342,13 +426,13 @@ impl<F: Float> Model<F> for Mlp<F> {
 
     #[track_caller]
     fn backward(&mut self) -> Array2<F> {
-        self.with_input_copy(|model, input| model.backward_pass(input, true));
+        self.with_input_copy(|model, input| model.backward_pass(input, true, None));
         self.grad_input.view().to_owned()
     }
 
     #[track_caller]
     fn backward_params_only(&mut self) {
-        self.with_input_copy(|model, input| model.backward_pass(input, false));
+        self.with_input_copy(|model, input| model.backward_pass(input, false, None));
     }
 
     fn signals(&self) -> Option<Signals<'_, F>> {
@@ -408,8 +492,14 @@ impl<F: Float> Model<F> for Mlp<F> {
         self.zero_grad();
         self.forward_pass(input);
         let loss = self.loss_pass(targets);
-        self.backward_pass(input, false);
-        optimizer.step(self);
+        // The update inside the backward pass when the optimizer offers it, else after it.
+        if let Some(mut fused) = optimizer.fused_step() {
+            self.prepare(&mut fused);
+            self.backward_pass(input, false, Some(&mut fused));
+        } else {
+            self.backward_pass(input, false, None);
+            optimizer.step(self);
+        }
         self.stage = Stage::Empty; // the gradient buffers now belong to the old weights
         loss
     }
