@@ -5,8 +5,10 @@
 //! ```sh
 //! cargo bench --bench train_throughput                  # every table
 //! cargo bench --bench train_throughput -- level03/128   # only the rows whose name has it
+//! cargo bench --bench train_throughput -- step/level03 epoch/level03   # either text
 //! cargo bench --bench train_throughput -- --save-baseline before
 //! cargo bench --bench train_throughput -- --baseline before   # each row's change
+//! cargo bench --bench train_throughput -- --turns 1 --json out.json   # one turn, medians out
 //! ```
 //!
 //! Row names: `step/LEVEL/BATCH/THREADS`, `epoch/LEVEL/128/THREADS`,

@@ -26,7 +26,9 @@
 //! 818,176 · B in all.
 //!
 //! As with criterion, `-- --save-baseline NAME` keeps the run's medians (in
-//! `target/backprop-baselines/`) and `-- --baseline NAME` prints each row's change against them.
+//! `target/backprop-baselines/`) and `-- --baseline NAME` prints each row's change against them;
+//! `-- --json PATH` writes them to PATH and `-- --turns N` sets the number of turns
+//! (`reference/bench_side_by_side.py` runs one turn at a time, in turns with PyTorch).
 //!
 //! Run without `--bench` (as `cargo test --benches` does), every table shrinks to one quick
 //! turn at batch 64 on one thread and an epoch of 2,048 images: a smoke test, not a

@@ -209,6 +209,10 @@ pub trait Model<F: Float>: Debug {
 
     /// One full training step on a batch: `zero_grad`, `forward`, `loss`, the backward pass
     /// without the input gradient, then `optimizer.step`. Returns the loss before the update.
+    ///
+    /// An override may apply the update inside its backward pass through
+    /// [`Optimizer::fused_step`] (level03 does), as long as the parameters and gradients it
+    /// leaves are the ones this sequence leaves.
     fn train_step(
         &mut self,
         input: ArrayView2<'_, F>,

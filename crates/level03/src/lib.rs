@@ -15,14 +15,19 @@
 //! - **No input gradient when training.** [`Model::train_step`] and
 //!   [`Model::backward_params_only`] skip the first layer's `g W^T`; [`Model::backward`]
 //!   computes it (the harness asks for it).
-//! - **Any optimizer, on the fused path.** [`Model::train_step`] runs forward, loss and backward
-//!   straight from the caller's batch (no copy of it), then the optimizer's one elementwise pass
-//!   per tensor over the parameter buffers (SGD, momentum, Nesterov, Adam: see
-//!   [`backprop_core::optim`]).
+//! - **The update inside the backward pass.** [`Model::train_step`] runs forward, loss and
+//!   backward straight from the caller's batch (no copy of it) and applies the optimizer's
+//!   update as it goes ([`backprop_core::optim::FusedStep`]: SGD, momentum, Nesterov, Adam):
+//!   layer i > 0 right after `g W_i^T` has read its old weights, a normalization layer right
+//!   after its backward, and the first weight half by half inside its own gradient product, each
+//!   half on the thread that computed it while it is still in that core's cache. The result is
+//!   bit-identical to backward then `optimizer.step` (`tests/fused_update.rs`).
 //! - **rayon where it pays.** The two big products of a step (the first layer's forward and its
-//!   weight gradient) split into two halves (by rows, or by columns for a small batch's forward); large elementwise passes (activations, and
-//!   the optimizer's update of the first layer) run on rayon. Each output element is computed the same way whatever the split,
-//!   so 1 and 2 threads give bit-identical weights (tested over 100 steps).
+//!   weight gradient) are cut into two halves (by rows, or by columns for a small batch's
+//!   forward, so that the weight is packed once); the first layer's update runs in the halves of
+//!   its gradient product; other large elementwise passes run on rayon. Each output element is
+//!   computed the same way whatever the cut, so 1 and 2 threads give bit-identical weights
+//!   (tested over 100 steps, and for every optimizer in `tests/fused_update.rs`).
 //! - **No unsafe.** Splitting a product is `ArrayViewMut::split_at`; nothing needed more.
 //!
 //! ## Allocations
