@@ -26,6 +26,7 @@
 //! the tensor is large (the first layer of an MNIST MLP). Cutting changes no result: every
 //! element is computed on its own.
 
+use multiversion::multiversion;
 use ndarray::{Array, ArrayView, ArrayView2, ArrayViewMut, ArrayViewMut2, Axis, Dimension};
 
 use crate::{Float, LinearMut, LinearParams, Model};
@@ -255,10 +256,10 @@ impl<F: Float> Rule<F> {
 
     /// The update of one tensor (or piece of one) and its state.
     ///
-    /// The kernels are `move` closures: the scalars are copied into them, so the loops keep them
-    /// in registers. Captured by reference, they might alias the state slices for all the
-    /// compiler knows; it then reloads them at every element and does not vectorize (Nesterov
-    /// ran 4x slower that way).
+    /// The kernels are `move` closures over the loops below: the scalars are copied into them,
+    /// so the loops keep them in registers. Captured by reference, they might alias the state
+    /// slices for all the compiler knows; it then reloads them at every element and does not
+    /// vectorize (Nesterov ran 4x slower that way).
     fn apply(
         self,
         param: ArrayViewMut2<'_, F>,
@@ -266,102 +267,103 @@ impl<F: Float> Rule<F> {
         [first, second]: [Option<ArrayViewMut2<'_, F>>; 2],
     ) {
         match self {
-            Rule::Plain { lr, decay: None } => {
-                update_elements(param, grad, [], move |ps, gs, []| {
-                    for (p, &g) in ps.iter_mut().zip(gs) {
-                        *p -= lr * g;
-                    }
-                })
-            }
-            Rule::Plain {
-                lr,
-                decay: Some(decay),
-            } => update_elements(param, grad, [], move |ps, gs, []| {
-                for (p, &g) in ps.iter_mut().zip(gs) {
-                    *p -= lr * (g + decay * *p);
-                }
+            Rule::Plain { lr, decay } => update_elements(param, grad, [], move |ps, gs, []| {
+                plain_loop(ps, gs, lr, decay);
             }),
-            Rule::Momentum { .. } => {
-                self.momentum(param, grad, first.expect("a velocity"));
+            Rule::Momentum {
+                lr,
+                decay,
+                momentum,
+                nesterov,
+            } => {
+                let velocity = [first.expect("a velocity")];
+                update_elements(param, grad, velocity, move |ps, gs, [vs]| {
+                    momentum_loop(ps, gs, vs, [lr, decay, momentum], nesterov);
+                });
             }
             Rule::Adam { .. } => {
                 let moments = [first, second].map(|moment| moment.expect("two moments"));
-                self.adam(param, grad, moments);
+                update_elements(param, grad, moments, move |ps, gs, [ms, vs]| {
+                    adam_loop(ps, gs, [ms, vs], self);
+                });
             }
         }
     }
+}
 
-    fn momentum(
-        self,
-        param: ArrayViewMut2<'_, F>,
-        grad: ArrayView2<'_, F>,
-        velocity: ArrayViewMut2<'_, F>,
-    ) {
-        let Rule::Momentum {
-            lr,
-            decay,
-            momentum,
-            nesterov,
-        } = self
-        else {
-            unreachable!("called for momentum only")
-        };
-        // One loop per variant: a branch inside would keep the loop from vectorizing.
-        update_elements(
-            param,
-            grad,
-            [velocity],
-            move |params, grads, [velocities]| {
-                let elements = params.iter_mut().zip(grads).zip(velocities);
-                if nesterov {
-                    for ((p, &g), v) in elements {
-                        let g = g + decay * *p;
-                        *v = momentum * *v + g;
-                        *p -= lr * (g + momentum * *v);
-                    }
-                } else {
-                    for ((p, &g), v) in elements {
-                        *v = momentum * *v + (g + decay * *p);
-                        *p -= lr * *v;
-                    }
-                }
-            },
-        );
+// The loops, each compiled twice (multiversion): for the baseline instruction set and for AVX2,
+// picked at run time by the processor. Both compute every element with the same operations in
+// the same order (no fused multiply-add is formed from separate `*` and `+`), so the results are
+// the same on any processor.
+
+/// `p <- p - lr (g + decay p)`, or `p <- p - lr g` without decay (one read of p less).
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn plain_loop<F: Float>(params: &mut [F], grads: &[F], lr: F, decay: Option<F>) {
+    match decay {
+        None => {
+            for (p, &g) in params.iter_mut().zip(grads) {
+                *p -= lr * g;
+            }
+        }
+        Some(decay) => {
+            for (p, &g) in params.iter_mut().zip(grads) {
+                *p -= lr * (g + decay * *p);
+            }
+        }
     }
+}
 
-    fn adam(
-        self,
-        param: ArrayViewMut2<'_, F>,
-        grad: ArrayView2<'_, F>,
-        moments: [ArrayViewMut2<'_, F>; 2],
-    ) {
-        let Rule::Adam {
-            step_size,
-            inverse_correction2_sqrt,
-            one_minus_beta1,
-            beta2,
-            one_minus_beta2,
-            eps,
-            decay,
-        } = self
-        else {
-            unreachable!("called for Adam only")
-        };
-        update_elements(
-            param,
-            grad,
-            moments,
-            move |params, grads, [firsts, seconds]| {
-                let elements = params.iter_mut().zip(grads).zip(firsts).zip(seconds);
-                for (((p, &g), m), v) in elements {
-                    let g = g + decay * *p;
-                    *m += one_minus_beta1 * (g - *m);
-                    *v = *v * beta2 + one_minus_beta2 * g * g;
-                    let denominator = v.sqrt() * inverse_correction2_sqrt + eps;
-                    *p -= step_size * (*m / denominator);
-                }
-            },
-        );
+/// Momentum or Nesterov, one loop per variant (a branch inside would keep it from vectorizing).
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn momentum_loop<F: Float>(
+    params: &mut [F],
+    grads: &[F],
+    velocities: &mut [F],
+    [lr, decay, momentum]: [F; 3],
+    nesterov: bool,
+) {
+    let elements = params.iter_mut().zip(grads).zip(velocities);
+    if nesterov {
+        for ((p, &g), v) in elements {
+            let g = g + decay * *p;
+            *v = momentum * *v + g;
+            *p -= lr * (g + momentum * *v);
+        }
+    } else {
+        for ((p, &g), v) in elements {
+            *v = momentum * *v + (g + decay * *p);
+            *p -= lr * *v;
+        }
+    }
+}
+
+/// Adam's update of one piece and its two moments.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn adam_loop<F: Float>(
+    params: &mut [F],
+    grads: &[F],
+    [firsts, seconds]: [&mut [F]; 2],
+    rule: Rule<F>,
+) {
+    let Rule::Adam {
+        step_size,
+        inverse_correction2_sqrt,
+        one_minus_beta1,
+        beta2,
+        one_minus_beta2,
+        eps,
+        decay,
+    } = rule
+    else {
+        unreachable!("called for Adam only")
+    };
+    let elements = params.iter_mut().zip(grads).zip(firsts).zip(seconds);
+    for (((p, &g), m), v) in elements {
+        let g = g + decay * *p;
+        *m += one_minus_beta1 * (g - *m);
+        *v = *v * beta2 + one_minus_beta2 * g * g;
+        let denominator = v.sqrt() * inverse_correction2_sqrt + eps;
+        *p -= step_size * (*m / denominator);
     }
 }
 
@@ -783,5 +785,64 @@ mod tests {
             expected,
             "a transposed parameter, element by element"
         );
+    }
+
+    /// The loops run in the processor's widest version (AVX2 where it has it) and must give
+    /// the bits of the formula applied one element at a time.
+    #[test]
+    fn the_dispatched_loops_give_the_formulas_bits() {
+        use rand::RngExt;
+        let mut rng = crate::init::seeded_rng(11);
+        let mut values = |count: usize| -> Vec<f32> {
+            (0..count).map(|_| rng.random_range(-2.0f32..2.0)).collect()
+        };
+        let count = 1031; // not a multiple of any vector width
+        let (params, grads, firsts) = (values(count), values(count), values(count));
+        let seconds: Vec<f32> = values(count).iter().map(|v| v * v).collect();
+        let adam = Adam::<f32>::new(0.01).with_weight_decay(0.1);
+        let mut adam_with_steps = adam.clone();
+        let rule = {
+            adam_with_steps.steps = 2;
+            adam_with_steps.begin().rule
+        };
+        let Rule::Adam {
+            step_size,
+            inverse_correction2_sqrt,
+            one_minus_beta1,
+            beta2,
+            one_minus_beta2,
+            eps,
+            decay,
+        } = rule
+        else {
+            unreachable!()
+        };
+        let (mut p, mut m, mut v) = (params.clone(), firsts.clone(), seconds.clone());
+        adam_loop(&mut p, &grads, [&mut m, &mut v], rule);
+        for at in 0..count {
+            let g = grads[at] + decay * params[at];
+            let first = firsts[at] + one_minus_beta1 * (g - firsts[at]);
+            let second = seconds[at] * beta2 + one_minus_beta2 * g * g;
+            let denominator = second.sqrt() * inverse_correction2_sqrt + eps;
+            let param = params[at] - step_size * (first / denominator);
+            assert_eq!(
+                [p[at], m[at], v[at]].map(f32::to_bits),
+                [param, first, second].map(f32::to_bits),
+                "Adam at element {at}"
+            );
+        }
+        let scalars = [0.1f32, 0.01, 0.9];
+        let (mut p, mut velocity) = (params.clone(), firsts.clone());
+        momentum_loop(&mut p, &grads, &mut velocity, scalars, true);
+        for at in 0..count {
+            let [lr, decay, momentum] = scalars;
+            let g = grads[at] + decay * params[at];
+            let v = momentum * firsts[at] + g;
+            let param = params[at] - lr * (g + momentum * v);
+            assert_eq!(
+                [p[at], velocity[at]].map(f32::to_bits),
+                [param, v].map(f32::to_bits)
+            );
+        }
     }
 }

@@ -1,0 +1,36 @@
+//! Runs whole shuffled epochs of level03 (MLP [784, 256, 10], f32, SGD, batch 128, batches
+//! gathered by `Batches`) for a profiler, and prints each epoch's time:
+//! `cargo run --release --example profile_epoch -- EPOCHS THREADS` (default 3 1).
+use backprop_core::data::Batches;
+use backprop_core::mnist::load_mnist;
+use backprop_core::optim::Sgd;
+use backprop_core::{Level, MlpSpec, Model, Targets};
+use level03::Level03;
+
+fn main() {
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|arg| arg.parse::<usize>().expect("a number"));
+    let epochs = args.next().unwrap_or(3);
+    let threads = args.next().unwrap_or(1);
+    let data = load_mnist(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))
+        .unwrap()
+        .train;
+    let mut model =
+        <Level03 as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 1));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let mut sgd = Sgd::new(0.01);
+    let mut batches = Batches::new(&data, 128, 5);
+    pool.install(|| {
+        for epoch in 0..epochs {
+            let start = std::time::Instant::now();
+            while let Some((images, labels)) = batches.next_batch() {
+                model.train_step(images, Targets::Classes(labels), &mut sgd);
+            }
+            println!("epoch {epoch}: {:?}", start.elapsed());
+        }
+    });
+}
