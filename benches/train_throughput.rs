@@ -50,15 +50,15 @@ fn main() {
         .map(|level| level.dispatch(RowOf))
         .collect();
     tables(&plan, &data, &contestants);
-    println!();
-    println!("The loops level, once (1 turn of 4 steps) against the floor:");
-    backprop::bench::header("us / step");
-    for level in loops {
-        quick_row(&plan, &data, level.dispatch(RowOf), 32);
+    if plan.runs("step/level01/32/1") {
+        println!("The loops level, once (1 turn of 4 steps) against the floor:");
+        backprop::bench::header("us / step");
+        for level in loops {
+            quick_row(&plan, &data, level.dispatch(RowOf), 32);
+        }
+        println!();
     }
-    println!();
     optimizer_table(&plan, &data, 128);
-    println!();
     layout_table(&plan, &data, 128);
     finish(&plan);
 }
@@ -66,7 +66,6 @@ fn main() {
 /// level03's step with each optimizer, in turns; the last column is plain SGD's time over this
 /// one's (1.00: as fast as SGD).
 fn optimizer_table(plan: &Plan, data: &Dataset, batch: usize) {
-    println!("level03, batch {batch}: one step with each optimizer (in turns)");
     let plain = MlpSpec::classifier(&[784, 256, 10], 1);
     let sgd = AnyOptimizer::Sgd(Sgd::new(0.01));
     let rows: [(&str, MlpSpec, AnyOptimizer<f32>); 4] = [
@@ -83,13 +82,13 @@ fn optimizer_table(plan: &Plan, data: &Dataset, batch: usize) {
         ),
         ("adam", plain, AnyOptimizer::Adam(Adam::new(1e-3))),
     ];
-    level03_rows(plan, data, batch, ("optimizer", "sgd"), &rows);
+    let title = format!("level03, batch {batch}: one step with each optimizer (in turns)");
+    level03_rows(plan, data, (batch, &title), ("optimizer", "sgd"), &rows);
 }
 
 /// level03's SGD step with normalization and dropout after the hidden layer, in turns; the
 /// last column is the plain step's time over this one's.
 fn layout_table(plan: &Plan, data: &Dataset, batch: usize) {
-    println!("level03, batch {batch}: one SGD step with normalization and dropout (in turns)");
     let plain = MlpSpec::classifier(&[784, 256, 10], 1);
     let with = |norm: Norm, dropout: f64| MlpSpec {
         norm,
@@ -103,27 +102,31 @@ fn layout_table(plan: &Plan, data: &Dataset, batch: usize) {
         ("layer", with(Norm::Layer, 0.0), sgd.clone()),
         ("batch+dropout", with(Norm::Batch, 0.2), sgd),
     ];
-    level03_rows(plan, data, batch, ("norm", "plain"), &rows);
+    let title =
+        format!("level03, batch {batch}: one SGD step with normalization and dropout (in turns)");
+    level03_rows(plan, data, (batch, &title), ("norm", "plain"), &rows);
 }
 
-/// One table of level03 steps in turns: a row per `(name, network, optimizer)`, named
-/// `{table}/level03/{name}/{batch}/{threads}`; the last column is the first row's time over
-/// each row's.
+/// One table of level03 steps in turns under `title`: a row per `(name, network, optimizer)`,
+/// named `{table}/level03/{name}/{batch}/{threads}`; the last column is the first row's time
+/// over each row's. Nothing when the filter keeps no row.
 fn level03_rows(
     plan: &Plan,
     data: &Dataset,
-    batch: usize,
+    (batch, title): (usize, &str),
     (table, first): (&str, &str),
     rows: &[(&str, MlpSpec, AnyOptimizer<f32>)],
 ) {
+    let runs = |threads: &usize| plan.runs(&format!("{table}/level03/{batch}/{threads}"));
+    if !plan.threads.iter().any(runs) {
+        return;
+    }
+    println!("{title}");
     println!("| {table:<13} | threads |    us / step | GFLOP/s | {first} / time |");
     println!("|---------------|--------:|-------------:|--------:|-----------:|");
     let images = data.images.slice(s![..batch, ..]);
     let targets = Targets::Classes(&data.labels[..batch]);
-    for &threads in &plan.threads {
-        if !plan.runs(&format!("{table}/level03/{batch}/{threads}")) {
-            continue;
-        }
+    for &threads in plan.threads.iter().filter(|threads| runs(threads)) {
         pool(threads).install(|| {
             let mut timers: Vec<Box<dyn FnMut() -> std::time::Duration>> = rows
                 .iter()
@@ -152,4 +155,5 @@ fn level03_rows(
             }
         });
     }
+    println!();
 }

@@ -349,24 +349,40 @@ pub fn mnist_train() -> Dataset {
 /// Prints the step table and the epoch table for `contestants`, measured in turns with the
 /// GEMM floor.
 pub fn tables(plan: &Plan, data: &Dataset, contestants: &[Contestant]) {
-    println!("MLP [784, 256, 10], f32, one SGD step on MNIST; floor = the same 5 products alone");
-    header("us / step");
-    for &threads in &plan.threads {
-        for &batch in &plan.batches {
-            pool(threads).install(|| step_rows(plan, data, contestants, (batch, threads)));
+    let kept = |table: &str, batches: &[usize]| {
+        plan.threads.iter().any(|threads| {
+            batches.iter().any(|batch| {
+                contestants.iter().any(|contestant| {
+                    plan.runs(&format!("{table}/{}/{batch}/{threads}", contestant.name))
+                })
+            })
+        })
+    };
+    if kept("step", &plan.batches) {
+        println!(
+            "MLP [784, 256, 10], f32, one SGD step on MNIST; floor = the same 5 products alone"
+        );
+        header("us / step");
+        for &threads in &plan.threads {
+            for &batch in &plan.batches {
+                pool(threads).install(|| step_rows(plan, data, contestants, (batch, threads)));
+            }
         }
+        println!();
     }
-    let epoch_data = data.first(plan.epoch_samples);
-    println!();
-    println!(
-        "Epoch: {} shuffled images at batch {EPOCH_BATCH}, median of {} timed epochs \
-         (each after a warm-up epoch)",
-        epoch_data.len(),
-        plan.epoch_turns
-    );
-    header("us / epoch");
-    for &threads in &plan.threads {
-        pool(threads).install(|| epoch_rows(plan, &epoch_data, contestants, threads));
+    if kept("epoch", &[EPOCH_BATCH]) {
+        let epoch_data = data.first(plan.epoch_samples);
+        println!(
+            "Epoch: {} shuffled images at batch {EPOCH_BATCH}, median of {} timed epochs \
+             (each after a warm-up epoch)",
+            epoch_data.len(),
+            plan.epoch_turns
+        );
+        header("us / epoch");
+        for &threads in &plan.threads {
+            pool(threads).install(|| epoch_rows(plan, &epoch_data, contestants, threads));
+        }
+        println!();
     }
 }
 
