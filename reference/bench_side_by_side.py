@@ -6,7 +6,7 @@
     python reference/bench_side_by_side.py --turns 9
 
 Each turn runs the Rust bench once (`cargo bench --bench train_throughput -- --turns 1
-step/level03 epoch/level03`: the floor and level03, 11 steps per batch size and thread count, one
+step/level03 epoch/level03`: the floor and level03, 41 steps per batch size and thread count, one
 epoch after a warm-up epoch) and then `reference/bench_pytorch.py --turns 1` (the same steps and
 epochs in PyTorch), so a machine whose speed drifts slows both alike. Each figure is the median of
 its per-turn medians; the two ratios are medians of the per-turn ratios (the floor and level03
@@ -28,6 +28,9 @@ FLOPS_PER_SAMPLE = 818_176.0
 BATCHES = [32, 64, 128, 256]
 THREADS = [1, 2]
 EPOCH_BATCH, EPOCH_SAMPLES = 128, 60_000
+# Steps per batch size and thread count in a turn (the first a warm-up): enough for a fresh
+# 2-thread pool to settle.
+RUNS = 41
 
 
 def bench_binary():
@@ -48,11 +51,11 @@ def one_turn(binary, folder):
     """One run of each side; their medians by row name."""
     rust_json, torch_json = folder / "rust.json", folder / "pytorch.json"
     subprocess.run(
-        [binary, "--bench", "--turns", "1", "--json", str(rust_json), "step/level03", "epoch/level03"],
+        [binary, "--bench", "--turns", "1", "--runs", str(RUNS), "--json", str(rust_json), "step/level03", "epoch/level03"],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
     )
     subprocess.run(
-        [sys.executable, str(ROOT / "reference" / "bench_pytorch.py"), "--turns", "1", "--json", str(torch_json)],
+        [sys.executable, str(ROOT / "reference" / "bench_pytorch.py"), "--turns", "1", "--runs", str(RUNS), "--json", str(torch_json)],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
     )
     return {**json.loads(rust_json.read_text()), **json.loads(torch_json.read_text())}
@@ -97,6 +100,12 @@ def main():
     print()
     table(turns, "step", BATCHES, "us", lambda batch: batch)
     table(turns, "epoch", [EPOCH_BATCH], "ms", lambda batch: EPOCH_SAMPLES)
+    # On a shared machine the second core is not always there: the floor's own speedup says so.
+    speedups = ", ".join(
+        f"batch {batch} {statistics.median(t[f'step/floor/{batch}/1'] / t[f'step/floor/{batch}/2'] for t in turns):.2f}"
+        for batch in BATCHES
+    )
+    print(f"The floor's speedup from 1 to 2 threads (median of per-turn ratios): {speedups}")
 
 
 if __name__ == "__main__":

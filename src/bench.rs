@@ -245,7 +245,8 @@ impl Plan {
     /// The full plan when the binary runs under `cargo bench` (which passes `--bench`), the
     /// quick one otherwise. Every argument that is not a flag filters the rows
     /// (`cargo bench --bench train_throughput -- step/level03 epoch/level03`); `--turns N` sets
-    /// the number of turns (of steps and of epochs), `--json PATH` writes the medians.
+    /// the number of turns (of steps and of epochs), `--runs N` the steps per turn (the first a
+    /// warm-up), `--json PATH` writes the medians.
     ///
     /// # Panics
     /// If a flag that takes a value has none, or `--turns` is not a positive number.
@@ -284,13 +285,10 @@ impl Plan {
                 "--baseline" => plan.baseline = Some(value()),
                 "--json" => plan.json = Some(value().into()),
                 "--turns" => {
-                    let turns = value()
-                        .parse()
-                        .ok()
-                        .filter(|&turns: &usize| turns > 0)
-                        .unwrap_or_else(|| panic!("--turns takes a positive number"));
+                    let turns = positive(&arg, value());
                     (plan.step_turns.0, plan.epoch_turns) = (turns, turns);
                 }
+                "--runs" => plan.step_turns.1 = positive(&arg, value()).max(2),
                 flag if flag.starts_with('-') => {} // --bench and cargo's own flags
                 filter => plan.filters.push(filter.to_owned()),
             }
@@ -306,6 +304,19 @@ impl Plan {
                 .iter()
                 .any(|filter| name.contains(filter.as_str()))
     }
+}
+
+/// `value` as a positive number, for `flag`.
+///
+/// # Panics
+/// If it is not one.
+#[track_caller]
+fn positive(flag: &str, value: String) -> usize {
+    value
+        .parse()
+        .ok()
+        .filter(|&number: &usize| number > 0)
+        .unwrap_or_else(|| panic!("{flag} takes a positive number, not {value:?}"))
 }
 
 /// One table row: `| level | batch | threads | us | samples/s | GFLOP/s | floor / time |`,
