@@ -101,21 +101,23 @@ fn sgemm(
     let (m, n) = c.dim();
     if !split {
         general_mat_mul(1.0, &a, &b, 0.0, &mut c);
-    } else if 4 * m > n {
-        let (a_top, a_bottom) = a.split_at(Axis(0), m / 2);
-        let (mut c_top, mut c_bottom) = c.split_at(Axis(0), m / 2);
-        rayon::join(
-            || general_mat_mul(1.0, &a_top, &b, 0.0, &mut c_top),
-            || general_mat_mul(1.0, &a_bottom, &b, 0.0, &mut c_bottom),
-        );
-    } else {
-        let (b_left, b_right) = b.split_at(Axis(1), n / 2);
-        let (mut c_left, mut c_right) = c.split_at(Axis(1), n / 2);
-        rayon::join(
-            || general_mat_mul(1.0, &a, &b_left, 0.0, &mut c_left),
-            || general_mat_mul(1.0, &a, &b_right, 0.0, &mut c_right),
-        );
+        return;
     }
+    let (cut, at) = if 4 * m > n {
+        (Axis(0), m / 2)
+    } else {
+        (Axis(1), n / 2)
+    };
+    let ((a_first, a_rest), (b_first, b_rest)) = if cut == Axis(0) {
+        (a.split_at(cut, at), (b, b))
+    } else {
+        ((a, a), b.split_at(cut, at))
+    };
+    let (mut c_first, mut c_rest) = c.split_at(cut, at);
+    rayon::join(
+        || general_mat_mul(1.0, &a_first, &b_first, 0.0, &mut c_first),
+        || general_mat_mul(1.0, &a_rest, &b_rest, 0.0, &mut c_rest),
+    );
 }
 
 /// The five products of a step, alone, on buffers of the step's shapes.

@@ -54,35 +54,31 @@ pub(crate) fn gemm_then<F: Float, S: CutAlong>(
     if !large || rayon::current_num_threads() == 1 {
         general_mat_mul(alpha, &a, &b, beta, &mut c);
         then(c.view(), companion);
-    } else if 4 * m > n {
-        let (a_top, a_bottom) = a.split_at(Axis(0), m / 2);
-        let (mut c_top, mut c_bottom) = c.split_at(Axis(0), m / 2);
-        let (companion_top, companion_bottom) = companion.cut(Axis(0), m / 2);
-        rayon::join(
-            || {
-                general_mat_mul(alpha, &a_top, &b, beta, &mut c_top);
-                then(c_top.view(), companion_top);
-            },
-            || {
-                general_mat_mul(alpha, &a_bottom, &b, beta, &mut c_bottom);
-                then(c_bottom.view(), companion_bottom);
-            },
-        );
-    } else {
-        let (b_left, b_right) = b.split_at(Axis(1), n / 2);
-        let (mut c_left, mut c_right) = c.split_at(Axis(1), n / 2);
-        let (companion_left, companion_right) = companion.cut(Axis(1), n / 2);
-        rayon::join(
-            || {
-                general_mat_mul(alpha, &a, &b_left, beta, &mut c_left);
-                then(c_left.view(), companion_left);
-            },
-            || {
-                general_mat_mul(alpha, &a, &b_right, beta, &mut c_right);
-                then(c_right.view(), companion_right);
-            },
-        );
+        return;
     }
+    // Rows of C cut A's rows; columns of C cut B's columns. The other operand is read whole.
+    let (cut, at) = if 4 * m > n {
+        (Axis(0), m / 2)
+    } else {
+        (Axis(1), n / 2)
+    };
+    let ((a_first, a_rest), (b_first, b_rest)) = if cut == Axis(0) {
+        (a.split_at(cut, at), (b, b))
+    } else {
+        ((a, a), b.split_at(cut, at))
+    };
+    let (mut c_first, mut c_rest) = c.split_at(cut, at);
+    let (companion_first, companion_rest) = companion.cut(cut, at);
+    rayon::join(
+        || {
+            general_mat_mul(alpha, &a_first, &b_first, beta, &mut c_first);
+            then(c_first.view(), companion_first);
+        },
+        || {
+            general_mat_mul(alpha, &a_rest, &b_rest, beta, &mut c_rest);
+            then(c_rest.view(), companion_rest);
+        },
+    );
 }
 
 /// What [`gemm_then`] cuts along with C.
