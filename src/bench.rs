@@ -251,10 +251,17 @@ impl Plan {
     /// warm-up), `--json PATH` writes the medians.
     ///
     /// # Panics
-    /// If a flag that takes a value has none, or `--turns` is not a positive number.
+    /// If a flag that takes a value has none, or `--turns` or `--runs` is not a positive number.
     #[track_caller]
     pub fn from_args() -> Plan {
-        let mut plan = if std::env::args().any(|arg| arg == "--bench") {
+        Plan::parse(std::env::args().skip(1))
+    }
+
+    /// The plan for these arguments (the program's name left out).
+    #[track_caller]
+    fn parse(args: impl IntoIterator<Item = String>) -> Plan {
+        let args: Vec<String> = args.into_iter().collect();
+        let mut plan = if args.iter().any(|arg| arg == "--bench") {
             Plan {
                 batches: vec![32, 64, 128, 256],
                 threads: vec![1, 2],
@@ -279,7 +286,7 @@ impl Plan {
                 json: None,
             }
         };
-        let mut args = std::env::args().skip(1);
+        let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
             match arg.as_str() {
@@ -613,4 +620,55 @@ pub fn main<L: Level<f32>>() {
     let plan = Plan::from_args();
     tables(&plan, &mnist_train(), &contestants);
     finish(&plan);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> Plan {
+        Plan::parse(args.iter().map(|arg| arg.to_string()))
+    }
+
+    #[test]
+    fn flags_and_filters_are_read_wherever_they_stand() {
+        let side_by_side = [
+            "--bench",
+            "--turns",
+            "1",
+            "--runs",
+            "41",
+            "--json",
+            "out.json",
+            "step/level03",
+            "epoch/level03",
+        ];
+        let turn = plan(&side_by_side);
+        assert_eq!((turn.step_turns, turn.epoch_turns), ((1, 41), 1));
+        assert_eq!(turn.json.as_deref(), Some(std::path::Path::new("out.json")));
+        assert_eq!(turn.filters, ["step/level03", "epoch/level03"]);
+        assert!(turn.runs("step/level03/32/2") && turn.runs("epoch/level03/128/1"));
+        assert!(!turn.runs("step/level02/32/2") && !turn.runs("optimizer/level03/128/1"));
+        let quick = plan(&["--save-baseline", "before", "level03/128"]);
+        assert_eq!((quick.batches, quick.step_turns), (vec![64], (1, 2)));
+        assert_eq!(quick.save_baseline.as_deref(), Some("before"));
+        assert_eq!(
+            quick.filters,
+            ["level03/128"],
+            "a flag's value is not a filter"
+        );
+        assert!(plan(&["--bench"]).runs("anything"));
+    }
+
+    #[test]
+    #[should_panic(expected = "--turns takes a positive number, not \"0\"")]
+    fn zero_turns_are_refused() {
+        plan(&["--turns", "0"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "--json needs a value")]
+    fn a_flag_without_its_value_is_refused() {
+        plan(&["--json"]);
+    }
 }
