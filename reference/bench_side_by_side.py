@@ -2,7 +2,7 @@
 """level03, the GEMM floor and PyTorch on the same step and epoch, measured in turns: one table.
 
     pip install torch numpy
-    python reference/bench_side_by_side.py              # 5 turns: about 3 minutes on 2 cores
+    python reference/bench_side_by_side.py              # 5 turns of about a minute each on 2 cores
     python reference/bench_side_by_side.py --turns 9
 
 Each turn runs the Rust bench once (`cargo bench --bench train_throughput -- --turns 1
