@@ -326,21 +326,24 @@ mod beyond_gates_tests {
     /// `--watch` wakes on an edit in a subfolder and returns once the files settle.
     #[test]
     fn an_edit_under_the_watched_folder_ends_the_wait() {
-        let dir = std::env::temp_dir().join(format!("backprop-watch-{}", std::process::id()));
+        let scratch = tempfile::Builder::new()
+            .prefix("backprop-watch-")
+            .tempdir()
+            .unwrap();
+        let dir = scratch.path();
         std::fs::create_dir_all(dir.join("nested")).unwrap();
         std::fs::write(dir.join("nested/layer.rs"), "fn a() {}").unwrap();
-        let before = snapshot(&dir);
+        let before = snapshot(dir);
         assert_eq!(before.len(), 1);
         let file = dir.join("nested/layer.rs");
         let editor = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(400));
             std::fs::write(file, "fn a() { todo!() }").unwrap();
         });
-        let after = wait_for_change(&dir, &before);
+        let after = wait_for_change(dir, &before);
         editor.join().unwrap();
         assert_ne!(after, before);
-        assert_eq!(after, snapshot(&dir));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(after, snapshot(dir));
     }
 
     #[test]

@@ -2,11 +2,11 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::idx;
+use common::{Scratch, idx};
 
 fn backprop(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_backprop"))
@@ -16,11 +16,8 @@ fn backprop(args: &[&str]) -> Output {
         .expect("the backprop binary runs")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("backprop-cli-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("cli-{name}"))
 }
 
 fn stderr(output: &Output) -> String {
@@ -225,7 +222,7 @@ fn flags_are_checked_before_any_work() {
     }
 }
 
-fn data_folder(name: &str, images: Vec<u8>, labels: Vec<u8>) -> PathBuf {
+fn data_folder(name: &str, images: Vec<u8>, labels: Vec<u8>) -> Scratch {
     let dir = scratch(name);
     fs::write(dir.join("train-images-idx3-ubyte"), images).unwrap();
     fs::write(dir.join("train-labels-idx1-ubyte"), labels).unwrap();
@@ -241,7 +238,7 @@ fn bad_data_gives_one_line_naming_the_file() {
         .unwrap()
         .write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3])
         .unwrap();
-    let cases = [
+    let folders = [
         (
             scratch("empty-folder"),
             "train-images-idx3-ubyte: file not found",
@@ -259,11 +256,15 @@ fn bad_data_gives_one_line_naming_the_file() {
             "holds 2 images but",
         ),
         (gzip_dir, "corrupt gzip data"),
-        (
-            PathBuf::from("no/such/folder"),
-            "no/such/folder/train-images-idx3-ubyte",
-        ),
     ];
+    let missing = (
+        Path::new("no/such/folder"),
+        "no/such/folder/train-images-idx3-ubyte",
+    );
+    let cases = folders
+        .iter()
+        .map(|(folder, fragment)| (&**folder, *fragment))
+        .chain([missing]);
     for (dir, fragment) in cases {
         let out = scratch("bad-data-out");
         let output = backprop(&[

@@ -7,8 +7,11 @@ use backprop_core::flow::{NOT_LEARNING_FRACTION, Verdict};
 use backprop_core::{Activation, Norm};
 use level03::Level03;
 
+mod common;
+use common::Scratch;
+
 fn grid() -> Vec<Outcome> {
-    let out = std::env::temp_dir().join(format!("backprop-diagnose-{}", std::process::id()));
+    let out = Scratch::new("diagnose");
     let config = DiagnoseConfig {
         depths: vec![2, 5, 10, 20],
         width: 64,
@@ -21,11 +24,10 @@ fn grid() -> Vec<Outcome> {
         seed: 0,
         synthetic: true,
         data: "data/mnist".into(),
-        out: out.clone(),
+        out: out.to_path_buf(),
         quiet: true,
     };
     let outcomes = diagnose::<Level03>(&config).expect("the synthetic grid runs");
-    let _ = std::fs::remove_dir_all(out);
     assert_eq!(outcomes.len(), 4 * 3 * INITS.len() * 2);
     outcomes
 }
@@ -95,7 +97,7 @@ fn verdicts_agree_with_the_outcome_over_the_whole_grid() {
 /// Xavier's init, the same 300 steps end at a loss at least 5 times lower with batch norm.
 #[test]
 fn batch_norm_cures_the_deep_sigmoid_vanishing_gradient() {
-    let out = std::env::temp_dir().join(format!("backprop-diagnose-norm-{}", std::process::id()));
+    let out = Scratch::new("diagnose-norm");
     let config = DiagnoseConfig {
         depths: vec![10],
         width: 64,
@@ -108,11 +110,10 @@ fn batch_norm_cures_the_deep_sigmoid_vanishing_gradient() {
         seed: 0,
         synthetic: true,
         data: "data/mnist".into(),
-        out: out.clone(),
+        out: out.to_path_buf(),
         quiet: true,
     };
     let outcomes = diagnose::<Level03>(&config).expect("the synthetic grid runs");
-    let _ = std::fs::remove_dir_all(out);
     for init in ["pytorch", "xavier"] {
         let final_loss = |norm: Norm| {
             let outcome = outcomes

@@ -21,7 +21,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 mod common;
-use common::{npy, zip_of};
+use common::{Scratch, npy, zip_of};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -174,8 +174,7 @@ fn hostile_files_give_a_clean_error_or_a_correct_load_in_bounded_memory() {
         .unwrap();
 
     // .npz models.
-    let folder = std::env::temp_dir().join(format!("backprop-fuzz-{}", std::process::id()));
-    std::fs::create_dir_all(&folder).unwrap();
+    let folder = Scratch::new("fuzz");
     let model_path = folder.join("model.npz");
     let npz_cases = cases(1500);
     runner(npz_cases)
@@ -195,7 +194,6 @@ fn hostile_files_give_a_clean_error_or_a_correct_load_in_bounded_memory() {
             Ok(())
         })
         .unwrap();
-    let _ = std::fs::remove_dir_all(&folder);
     let [images, labels, models] = loaded.get();
     eprintln!(
         "fuzz: {image_cases} IDX images files ({images} loaded), {label_cases} IDX labels files \

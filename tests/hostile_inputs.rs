@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{idx, npy, npy_with_header, zip_of};
+use common::{Scratch, idx, npy, npy_with_header, zip_of};
 use ndarray::{Array1, Array2};
 use ndarray_npy::NpzWriter;
 
@@ -18,11 +18,8 @@ fn backprop(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("backprop-hostile-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("hostile-{name}"))
 }
 
 /// Exit code `code` and exactly one stderr line, an `error:` holding every fragment.
@@ -41,7 +38,7 @@ fn one_error_line(output: &Output, code: i32, fragments: &[&str]) {
 
 /// A folder with the four IDX files: 40 training and 10 test images of 2 x 2, labels 0..9;
 /// `change` edits the files (by name) before they are written.
-fn data(name: &str, change: impl FnOnce(&mut Vec<(&'static str, Vec<u8>)>)) -> PathBuf {
+fn data(name: &str, change: impl FnOnce(&mut Vec<(&'static str, Vec<u8>)>)) -> Scratch {
     let labels = |count: u8| {
         idx(
             0x801,
@@ -388,7 +385,8 @@ fn item11_a_corrupt_npz_header_and_a_full_disk_are_one_line_each() {
     one_error_line(&output, 1, &["corrupt.npz: weight0: "]);
 
     // A file-size limit of 100 KiB stands in for a full disk: the first large write fails.
-    let out = scratch("full-disk").join("run");
+    let full_disk = scratch("full-disk");
+    let out = full_disk.join("run");
     let script = format!(
         "trap '' XFSZ; ulimit -f 200; exec '{}' train --limit 600 --epochs 1 --quiet --out '{}'",
         env!("CARGO_BIN_EXE_backprop"),

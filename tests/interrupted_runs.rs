@@ -10,17 +10,14 @@ use backprop_core::init::seeded_rng;
 use rand::RngExt;
 
 mod common;
-use common::idx;
+use common::{Scratch, idx};
 
 fn backprop() -> Command {
     Command::new(env!("CARGO_BIN_EXE_backprop"))
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("backprop-runs-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("runs-{name}"))
 }
 
 /// A small MNIST-style folder: 3,000 training and 300 test images of 8 x 8, each class a
@@ -286,5 +283,4 @@ fn normalized_runs_resume_and_dropout_runs_are_refused() {
         !output.status.success() && error.contains("--dropout 0.2"),
         "{error}"
     );
-    let _ = fs::remove_dir_all(&root);
 }

@@ -15,13 +15,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::Scratch;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// A workspace in a temporary folder (named after `tag`) with a copy of this one's `templates/`.
-fn scratch_workspace(tag: &str) -> PathBuf {
-    let name = format!("backprop-starter-{tag}-{}", std::process::id());
-    let dir = std::env::temp_dir().join(name);
-    let _ = fs::remove_dir_all(&dir);
+fn scratch_workspace(tag: &str) -> Scratch {
+    let dir = Scratch::new(&format!("starter-{tag}"));
     fs::create_dir_all(dir.join("crates")).unwrap();
     let manifest = fs::read_to_string(Path::new(ROOT).join("Cargo.toml")).unwrap();
     let mut kept = String::new();
@@ -290,7 +291,6 @@ fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02(
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("check --json");
     assert_eq!(value["all_pass"], true, "{value}");
     assert_eq!(value["gates"].as_array().map(Vec::len), Some(4), "{value}");
-    let _ = fs::remove_dir_all(&workspace);
 }
 
 #[test]
@@ -326,7 +326,7 @@ fn a_filled_starter_trains_evaluates_and_benches_with_no_edit_outside_its_crate(
     }
 
     // 1. Train one epoch through the learner's own example, then evaluate what it saved.
-    let out = std::env::temp_dir().join(format!("backprop-starter-run-{}", std::process::id()));
+    let out = Scratch::new("starter-run");
     let out_text = out.to_str().unwrap();
     let data = format!("{ROOT}/data/mnist");
     let example = ["run", "-p", "my-level", "--example", "backprop", "--"];
@@ -354,7 +354,7 @@ fn a_filled_starter_trains_evaluates_and_benches_with_no_edit_outside_its_crate(
         output.status.success() && text.contains("test accuracy"),
         "{text}"
     );
-    let _ = fs::remove_dir_all(&out);
+    drop(out);
 
     // 2. Its bench: run as a test (no --bench), the quick table with the learner's rows.
     let (output, text) = cargo(
@@ -406,5 +406,4 @@ fn a_filled_starter_trains_evaluates_and_benches_with_no_edit_outside_its_crate(
         [&("my-level".to_string(), "0.1.0".to_string())],
         "Cargo.lock gained more than the new crate"
     );
-    let _ = fs::remove_dir_all(&workspace);
 }

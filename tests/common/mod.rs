@@ -1,7 +1,47 @@
-//! Hand-made input files for the integration tests: IDX files, `.npy` entries, zip archives.
+//! Hand-made input files for the integration tests (IDX files, `.npy` entries, zip archives) and
+//! the scratch folders they are written to.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::ffi::OsStr;
 use std::io::{Cursor, Write};
+use std::ops::Deref;
+use std::path::Path;
+
+/// A new empty folder under the system's temporary folder, named `backprop-{name}-` and a
+/// random suffix, removed with everything in it when dropped (when its test ends, passing or
+/// failing), so test runs leave nothing behind. Derefs to its path.
+#[derive(Debug)]
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let folder = tempfile::Builder::new()
+            .prefix(&format!("backprop-{name}-"))
+            .tempdir()
+            .expect("a scratch folder under the temporary folder");
+        Scratch(folder)
+    }
+}
+
+impl Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<OsStr> for Scratch {
+    fn as_ref(&self) -> &OsStr {
+        self.0.path().as_os_str()
+    }
+}
 
 /// An IDX file: the big-endian magic and sizes, then `data`.
 pub fn idx(magic: u32, sizes: &[u32], data: &[u8]) -> Vec<u8> {

@@ -470,14 +470,14 @@ mod tests {
         encoder.finish().unwrap()
     }
 
-    /// A fresh folder under the target dir holding the given files.
-    fn folder(name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("backprop-mnist-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+    /// A fresh folder under the temporary folder holding the given files, removed when dropped.
+    fn folder(name: &str, files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("backprop-mnist-{name}-"))
+            .tempdir()
+            .unwrap();
         for (file, bytes) in files {
-            fs::write(dir.join(file), bytes).unwrap();
+            fs::write(dir.path().join(file), bytes).unwrap();
         }
         dir
     }
@@ -492,7 +492,7 @@ mod tests {
                 ("train-labels-idx1-ubyte", idx_labels(&[7, 3])),
             ],
         );
-        let train = load_split(&dir, "train").unwrap();
+        let train = load_split(dir.path(), "train").unwrap();
         assert_eq!(train.images, ndarray::array![[0.0, 1.0], [0.2, 0.4]]);
         assert_eq!(train.labels, vec![7, 3]);
         assert_eq!((train.rows, train.cols), (1, 2));
@@ -541,7 +541,7 @@ mod tests {
         ];
         for (name, files, expected) in cases {
             let dir = folder(name, &files);
-            let message = load_split(&dir, "train").unwrap_err().to_string();
+            let message = load_split(dir.path(), "train").unwrap_err().to_string();
             assert!(message.contains(expected), "{name}: {message}");
             assert!(
                 message.contains("train-"),
@@ -559,7 +559,7 @@ mod tests {
                 ("train-labels-idx1-ubyte", labels),
             ],
         );
-        load_split(&dir, "train").unwrap_err().to_string()
+        load_split(dir.path(), "train").unwrap_err().to_string()
     }
 
     #[test]
@@ -639,7 +639,7 @@ mod tests {
                 ("t10k-labels-idx1-ubyte", idx_labels(&[1])),
             ],
         );
-        let message = load_mnist(&dir).unwrap_err().to_string();
+        let message = load_mnist(dir.path()).unwrap_err().to_string();
         assert!(
             message.contains("train-images-idx3-ubyte holds 2x2 images but"),
             "{message}"
