@@ -1,6 +1,6 @@
-//! Runs whole shuffled epochs of level03 (MLP [784, 256, 10], f32, SGD, batch 128, batches
-//! gathered by `Batches`) for a profiler, and prints each epoch's time:
-//! `cargo run --release --example profile_epoch -- EPOCHS THREADS` (default 3 1).
+//! Runs whole shuffled epochs of level03 (MLP [784, 256, 10], f32, SGD, batches gathered by
+//! `Batches`) for a profiler, and prints each epoch's time:
+//! `cargo run --release --example profile_epoch -- EPOCHS THREADS BATCH` (default 3 1 128).
 use backprop_core::data::Batches;
 use backprop_core::mnist::load_mnist;
 use backprop_core::optim::Sgd;
@@ -13,6 +13,7 @@ fn main() {
         .map(|arg| arg.parse::<usize>().expect("a number"));
     let epochs = args.next().unwrap_or(3);
     let threads = args.next().unwrap_or(1);
+    let batch = args.next().unwrap_or(128);
     let data = load_mnist(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))
         .unwrap()
         .train;
@@ -23,7 +24,7 @@ fn main() {
         .build()
         .unwrap();
     let mut sgd = Sgd::new(0.01);
-    let mut batches = Batches::new(&data, 128, 5);
+    let mut batches = Batches::new(&data, batch, 5);
     pool.install(|| {
         for epoch in 0..epochs {
             let start = std::time::Instant::now();
