@@ -18,7 +18,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::diagnose::{DiagnoseConfig, diagnose};
 use crate::error::RunError;
 use crate::levels::BuiltinLevel;
-use crate::limits::{MAX_DEPTH, MAX_EPOCHS, MAX_STEPS, MAX_THREADS, at_most};
+use crate::limits::{
+    MAX_DEPTH, MAX_EPOCHS, MAX_STEPS, MAX_THREADS, at_most, hidden_sizes, in_unit_interval,
+    non_negative_finite, positive, positive_finite, positive_finite_f64,
+};
 use crate::run_folder::{Destination, nothing_to_resume};
 use crate::train::{OptimizerKind, OptimizerSpec, TrainConfig, train};
 
@@ -475,54 +478,9 @@ pub fn root_folder(given: Option<PathBuf>, marker: &str) -> PathBuf {
     })
 }
 
-fn positive(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(value) if value > 0 => Ok(value),
-        _ => Err(format!("{text:?} is not a whole number above 0")),
-    }
-}
-
-fn positive_finite(text: &str) -> Result<f32, String> {
-    match text.parse::<f32>() {
-        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
-        _ => Err(format!("{text:?} is not a finite number above 0")),
-    }
-}
-
-fn positive_finite_f64(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
-        _ => Err(format!("{text:?} is not a finite number above 0")),
-    }
-}
-
 /// `none`, `batch` or `layer`.
 fn norm(text: &str) -> Result<Norm, String> {
     text.parse()
-}
-
-fn non_negative_finite(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        _ => Err(format!("{text:?} is not a finite number of 0 or more")),
-    }
-}
-
-/// A number in [0, 1): a momentum, or a dropout probability (dropping everything is no layer).
-fn in_unit_interval(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if (0.0..1.0).contains(&value) => Ok(value),
-        _ => Err(format!("{text:?} is not a number in [0, 1)")),
-    }
-}
-
-fn hidden_sizes(text: &str) -> Result<usize, String> {
-    positive(text).map_err(|_| {
-        format!(
-            "{text:?} is not a layer width: give whole numbers above 0 separated by commas, \
-             e.g. 256 or 512,128"
-        )
-    })
 }
 
 fn init(text: &str) -> Result<Init, String> {

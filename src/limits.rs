@@ -1,5 +1,6 @@
-//! What a run may ask for, checked before it writes anything: flags inside these bounds, and a
-//! model whose memory fits the machine.
+//! What a run may ask for, checked before it writes anything: flags inside these bounds (the
+//! flags' value parsers are here, and a resumed run's `config.json` is held to the same ones),
+//! and a model whose memory fits the machine.
 //!
 //! | limit | value | why |
 //! |---|---|---|
@@ -104,6 +105,56 @@ pub fn at_most(max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
         Ok(value) if (1..=max).contains(&value) => Ok(value),
         _ => Err(format!("{text:?} is not a whole number from 1 to {max}")),
     }
+}
+
+/// A flag value parser for a whole number above 0.
+pub fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(value) if value > 0 => Ok(value),
+        _ => Err(format!("{text:?} is not a whole number above 0")),
+    }
+}
+
+/// A flag value parser for a finite `f32` above 0.
+pub fn positive_finite(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a finite number above 0")),
+    }
+}
+
+/// A flag value parser for a finite `f64` above 0.
+pub fn positive_finite_f64(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a finite number above 0")),
+    }
+}
+
+/// A flag value parser for a finite number of 0 or more.
+pub fn non_negative_finite(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a finite number of 0 or more")),
+    }
+}
+
+/// A number in [0, 1): a momentum, or a dropout probability (dropping everything is no layer).
+pub fn in_unit_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a number in [0, 1)")),
+    }
+}
+
+/// One width of `--hidden`: a whole number above 0.
+pub fn hidden_sizes(text: &str) -> Result<usize, String> {
+    positive(text).map_err(|_| {
+        format!(
+            "{text:?} is not a layer width: give whole numbers above 0 separated by commas, \
+             e.g. 256 or 512,128"
+        )
+    })
 }
 
 #[cfg(test)]

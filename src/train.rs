@@ -24,7 +24,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::checkpoint::{Checkpoint, load_checkpoint, save_checkpoint};
 use crate::error::RunError;
 use crate::eval::accuracy;
-use crate::limits::{check_memory, training_bytes};
+use crate::limits::{
+    MAX_EPOCHS, MAX_THREADS, at_most, check_memory, in_unit_interval, non_negative_finite,
+    positive, positive_finite_f64, training_bytes,
+};
 use crate::model_file::{SavedModel, save_model};
 use crate::output::{EpochMetrics, write_atomically, write_metrics, write_training_plots};
 use crate::run_folder::{Destination, RunFolder};
@@ -179,50 +182,50 @@ impl TrainConfig {
     }
 
     /// The settings of a run from its `config.json` (what `--resume` continues); `out` is the
-    /// folder it was read from.
+    /// folder it was read from. Each setting is held to its flag's rule (`"dropout": 2` is
+    /// refused as `--dropout 2` is), so an edited file cannot start a run the flags would not.
     ///
     /// # Errors
-    /// Text that is not JSON, or a setting missing or of the wrong type, naming the setting.
+    /// Text that is not JSON, or a setting missing, of the wrong type or outside its flag's
+    /// range, naming the setting.
     pub fn from_json(text: &str, out: PathBuf) -> Result<TrainConfig, String> {
         let json: serde_json::Value =
             serde_json::from_str(text).map_err(|error| format!("not JSON: {error}"))?;
         let field = |name: &str| json.get(name).ok_or(format!("no setting {name:?}"));
         let wrong = |name: &str| format!("setting {name:?} has the wrong type or value");
-        let number = |name: &str| field(name)?.as_u64().ok_or_else(|| wrong(name));
-        let count = |name: &str| number(name).map(|value| value as usize);
-        let float = |name: &str| field(name)?.as_f64().ok_or_else(|| wrong(name));
         let flag = |name: &str| field(name)?.as_bool().ok_or_else(|| wrong(name));
         let text = |name: &str| field(name)?.as_str().ok_or_else(|| wrong(name));
-        let optional = |name: &str| -> Result<Option<usize>, String> {
-            match field(name)? {
-                serde_json::Value::Null => Ok(None),
-                value => value
-                    .as_u64()
-                    .map(|value| Some(value as usize))
-                    .ok_or_else(|| wrong(name)),
-            }
+        let float = |name: &str, rule: fn(&str) -> Result<f64, String>| {
+            by_flag_rule(field(name)?, name, rule)
+        };
+        let optional = |name: &str, rule: &dyn Fn(&str) -> Result<usize, String>| match field(name)?
+        {
+            serde_json::Value::Null => Ok(None),
+            value => by_flag_rule(value, name, rule).map(Some),
         };
         let kind =
             OptimizerKind::from_str(text("optimizer")?, false).map_err(|_| wrong("optimizer"))?;
-        let hidden = field("hidden")?
-            .as_array()
-            .and_then(|sizes| {
-                sizes
-                    .iter()
-                    .map(|size| size.as_u64().map(|size| size as usize))
-                    .collect()
-            })
-            .ok_or_else(|| wrong("hidden"))?;
+        let hidden = match field("hidden")?.as_array() {
+            Some(sizes) if !sizes.is_empty() => sizes
+                .iter()
+                .map(|size| by_flag_rule(size, "hidden", positive))
+                .collect::<Result<Vec<usize>, String>>()?,
+            _ => return Err(wrong("hidden")),
+        };
+        let nesterov = flag("nesterov")?;
+        if nesterov && kind != OptimizerKind::Momentum {
+            return Err("setting \"nesterov\" applies only to optimizer \"momentum\"".into());
+        }
         Ok(TrainConfig {
             level: text("level")?.to_string(),
-            epochs: count("epochs")?,
-            batch_size: count("batch_size")?,
+            epochs: by_flag_rule(field("epochs")?, "epochs", at_most(MAX_EPOCHS))?,
+            batch_size: by_flag_rule(field("batch_size")?, "batch_size", positive)?,
             optimizer: OptimizerSpec {
                 kind,
-                lr: float("lr")?,
-                momentum: float("momentum")?,
-                nesterov: flag("nesterov")?,
-                weight_decay: float("weight_decay")?,
+                lr: float("lr", positive_finite_f64)?,
+                momentum: float("momentum", in_unit_interval)?,
+                nesterov,
+                weight_decay: float("weight_decay", non_negative_finite)?,
             },
             hidden,
             activation: text("activation")?
@@ -235,14 +238,14 @@ impl TrainConfig {
                 None => Norm::None,
             },
             dropout: match json.get("dropout") {
-                Some(_) => float("dropout")?,
+                Some(_) => float("dropout", in_unit_interval)?,
                 None => 0.0,
             },
-            seed: number("seed")?,
-            threads: optional("threads")?,
+            seed: field("seed")?.as_u64().ok_or_else(|| wrong("seed"))?,
+            threads: optional("threads", &at_most(MAX_THREADS))?,
             data: PathBuf::from(text("data")?),
             out,
-            limit: optional("limit")?,
+            limit: optional("limit", &positive)?,
             quiet: flag("quiet")?,
             watch_gradients: flag("watch_gradients")?,
         })
@@ -255,6 +258,19 @@ impl TrainConfig {
         sizes.push(classes);
         sizes
     }
+}
+
+/// A number of `config.json` held to the rule of the flag that sets it: `rule` is the flag's
+/// own value parser, given the number as JSON wrote it.
+fn by_flag_rule<T>(
+    value: &serde_json::Value,
+    name: &str,
+    rule: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, String> {
+    if !value.is_number() {
+        return Err(format!("setting {name:?} has the wrong type or value"));
+    }
+    rule(&value.to_string()).map_err(|problem| format!("setting {name:?}: {problem}"))
 }
 
 /// Runs a training with level `L` into the folder `destination` names and writes its outputs;

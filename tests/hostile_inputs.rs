@@ -367,6 +367,87 @@ fn item7_flags_in_range_but_impossible_are_refused_before_any_output() {
     }
 }
 
+/// A run's config.json edited by hand is held to the rules of the flags it stands for: each bad
+/// setting is one error line naming it, and the run folder is left as it was.
+#[test]
+fn an_edited_config_json_is_refused_on_resume_as_its_flags_would_be() {
+    let dir = data("resume-config", |_| {});
+    let scratch = scratch("resume-config-run");
+    let run = scratch.join("run");
+    let train = ["train", "--data", dir.to_str().unwrap(), "--epochs", "1"];
+    let output = backprop(&[&train[..], &["--out", run.to_str().unwrap(), "-q"]].concat());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let written = fs::read_to_string(run.join("config.json")).unwrap();
+    let checkpoint = fs::read(run.join("checkpoint.npz")).unwrap();
+    let cases = [
+        ("batch_size", "0", "\"0\" is not a whole number above 0"),
+        (
+            "batch_size",
+            "64.5",
+            "\"64.5\" is not a whole number above 0",
+        ),
+        ("dropout", "2.0", "\"2.0\" is not a number in [0, 1)"),
+        ("threads", "0", "\"0\" is not a whole number from 1 to 256"),
+        (
+            "epochs",
+            "1000000000",
+            "is not a whole number from 1 to 100000",
+        ),
+        (
+            "hidden",
+            "[]",
+            "setting \"hidden\" has the wrong type or value",
+        ),
+        (
+            "hidden",
+            "[0, 3]",
+            "setting \"hidden\": \"0\" is not a whole number above 0",
+        ),
+        ("lr", "0", "\"0\" is not a finite number above 0"),
+        (
+            "lr",
+            "\"NaN\"",
+            "setting \"lr\" has the wrong type or value",
+        ),
+        ("momentum", "1", "\"1\" is not a number in [0, 1)"),
+        ("weight_decay", "-1", "is not a finite number of 0 or more"),
+        (
+            "limit",
+            "0",
+            "setting \"limit\": \"0\" is not a whole number above 0",
+        ),
+        (
+            "nesterov",
+            "true",
+            "setting \"nesterov\" applies only to optimizer \"momentum\"",
+        ),
+    ];
+    for (setting, value, fragment) in cases {
+        let mut config: serde_json::Value = serde_json::from_str(&written).unwrap();
+        config[setting] = serde_json::from_str(value).unwrap();
+        fs::write(run.join("config.json"), config.to_string()).unwrap();
+        let output = backprop(&["train", "--resume", run.to_str().unwrap(), "-q"]);
+        one_error_line(&output, 1, &["config.json: setting", fragment]);
+        assert_eq!(
+            fs::read(run.join("checkpoint.npz")).unwrap(),
+            checkpoint,
+            "{setting} = {value} changed the checkpoint"
+        );
+    }
+    // The file as written resumes (one epoch was asked for and done: nothing left to train).
+    fs::write(run.join("config.json"), &written).unwrap();
+    let output = backprop(&["train", "--resume", run.to_str().unwrap(), "-q"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn item11_a_corrupt_npz_header_and_a_full_disk_are_one_line_each() {
     let dir = data("npz-header", |_| {});
