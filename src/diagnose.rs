@@ -35,7 +35,7 @@ use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Norm, Tar
 use ndarray::Array2;
 
 use crate::error::RunError;
-use crate::limits::{check_memory, training_bytes};
+use crate::limits::{check_batch_norm_rows, check_memory, training_bytes};
 use crate::output::{create_folder, write_atomically, write_svg};
 use crate::plots::{Panel, Series, panel_grid};
 
@@ -265,6 +265,7 @@ fn run_one<L: Level<f32>>(
 /// Unreadable data, a network too large for the machine, or an unwritable output folder.
 pub fn diagnose<L: Level<f32>>(config: &DiagnoseConfig) -> Result<Vec<Outcome>, RunError> {
     let data = training_data(config)?;
+    check_batch_norm_rows(&config.norms, config.batch_size, data.len())?;
     let deepest = config.depths.iter().copied().max().unwrap_or(1);
     let mut sizes = vec![data.images.ncols()];
     sizes.extend(std::iter::repeat_n(config.width, deepest - 1));

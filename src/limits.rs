@@ -9,7 +9,10 @@
 //! | `diagnose --steps` | at most [`MAX_STEPS`] | the loss of every step is kept |
 //! | `diagnose --depths` | each at most [`MAX_DEPTH`] | |
 //! | memory | [`training_bytes`] at most the machine's (`MemTotal` of `/proc/meminfo`) | an abort halfway is worse than an error first |
+//! | `--norm batch` | batches of at least 2 rows ([`check_batch_norm_rows`]) | one row has no variance |
 //! | `.npz` arrays | [`crate::model_file::MAX_ARRAY_BYTES`] each | |
+
+use backprop_core::Norm;
 
 use crate::error::RunError;
 
@@ -97,6 +100,33 @@ fn human_bytes(bytes: u128) -> String {
         return format!("{value:.1e} {}", units[unit]);
     }
     format!("{value:.1} {}", units[unit])
+}
+
+/// Refuses batch norm when a batch can have only one row: `batch_size` or the whole data set
+/// (`images`) below 2. One row has no variance to normalize by (PyTorch refuses it too). A
+/// longer epoch's last batch of one row is skipped instead ([`Batches::min_rows`]).
+///
+/// [`Batches::min_rows`]: backprop_core::data::Batches::min_rows
+///
+/// # Errors
+/// [`RunError::Flag`] naming the batch size or the number of images.
+pub fn check_batch_norm_rows(
+    norms: &[Norm],
+    batch_size: usize,
+    images: usize,
+) -> Result<(), RunError> {
+    if !norms.contains(&Norm::Batch) || batch_size.min(images) >= 2 {
+        return Ok(());
+    }
+    let given = if batch_size < 2 {
+        format!("--batch-size {batch_size}")
+    } else {
+        format!("{images} training image(s)")
+    };
+    Err(RunError::Flag(format!(
+        "--norm batch with {given}: batch norm needs at least 2 rows per batch (one row has no \
+         variance)"
+    )))
 }
 
 /// A flag value parser for a whole number in `1..=max`.

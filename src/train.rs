@@ -25,8 +25,8 @@ use crate::checkpoint::{Checkpoint, load_checkpoint, save_checkpoint};
 use crate::error::RunError;
 use crate::eval::accuracy;
 use crate::limits::{
-    MAX_EPOCHS, MAX_THREADS, at_most, check_memory, in_unit_interval, non_negative_finite,
-    positive, positive_finite_f64, training_bytes,
+    MAX_EPOCHS, MAX_THREADS, at_most, check_batch_norm_rows, check_memory, in_unit_interval,
+    non_negative_finite, positive, positive_finite_f64, training_bytes,
 };
 use crate::model_file::{SavedModel, save_model};
 use crate::output::{EpochMetrics, write_atomically, write_metrics, write_training_plots};
@@ -296,6 +296,7 @@ pub fn train<L: Level<f32>>(
         Some(limit) => mnist.train.first(limit),
         None => mnist.train,
     };
+    check_batch_norm_rows(&[config.norm], config.batch_size, train_set.len())?;
     let sizes = config.sizes(train_set.images.ncols(), CLASSES);
     let buffers = config.optimizer.kind.buffer_names().len();
     check_memory(
@@ -377,7 +378,9 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             train_set,
             model: L::mlp_from_spec(&spec),
             optimizer: config.optimizer.build(),
-            batches: Batches::new(train_set, config.batch_size, config.seed ^ 0x5eed),
+            // Batch norm cannot train on a last batch of one row: that batch is skipped.
+            batches: Batches::new(train_set, config.batch_size, config.seed ^ 0x5eed)
+                .min_rows(if config.norm == Norm::Batch { 2 } else { 1 }),
             watch: GradientWatch::default(),
             step: 0,
             last_norms: vec![0.0; layers],

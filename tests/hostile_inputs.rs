@@ -339,7 +339,8 @@ fn item7_flags_in_range_but_impossible_are_refused_before_any_output() {
     let out = scratch("flags");
     let out = out.join("run");
     let out = out.to_str().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let one_row = "--norm batch with --batch-size 1: batch norm needs at least 2 rows per batch";
+    let cases: [(&[&str], &str); 7] = [
         (
             &["train", "--threads", "100000"],
             "is not a whole number from 1 to 256",
@@ -360,11 +361,79 @@ fn item7_flags_in_range_but_impossible_are_refused_before_any_output() {
             &["diagnose", "--depths", "18446744073709551615"],
             "is not a whole number from 1 to 1000",
         ),
+        (
+            &[
+                "train",
+                "--norm",
+                "batch",
+                "--batch-size",
+                "1",
+                "--out",
+                out,
+            ],
+            one_row,
+        ),
+        (
+            &[
+                "diagnose",
+                "--norm",
+                "layer,batch",
+                "--batch-size",
+                "1",
+                "--synthetic",
+                "--out",
+                out,
+            ],
+            one_row,
+        ),
     ];
     for (args, fragment) in cases {
         one_error_line(&backprop(args), 2, &[fragment]);
         assert!(!Path::new(out).exists(), "{args:?} wrote output");
     }
+}
+
+/// With batch norm, an epoch whose last batch would hold one row (40 images in batches of 3)
+/// trains, skipping that row; a data set of one image is refused before any output.
+#[test]
+fn batch_norm_never_sees_a_batch_of_one_row() {
+    let dir = data("batch-norm-rows", |_| {});
+    let scratch = scratch("batch-norm-rows-run");
+    let run = scratch.join("run");
+    let flags = ["train", "--norm", "batch", "--data", dir.to_str().unwrap()];
+    let output = backprop(
+        &[
+            &flags[..],
+            &["--batch-size", "3", "--epochs", "2", "-q"],
+            &["--out", run.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metrics = fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(
+        metrics.lines().count(),
+        3,
+        "a header and two epochs: {metrics}"
+    );
+    let single = scratch.join("single");
+    let output = backprop(
+        &[
+            &flags[..],
+            &["--limit", "1", "--out", single.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    one_error_line(
+        &output,
+        2,
+        &["--norm batch with 1 training image(s): batch norm needs at least 2 rows"],
+    );
+    assert!(!single.exists(), "nothing is written");
 }
 
 /// A run's config.json edited by hand is held to the rules of the flags it stands for: each bad

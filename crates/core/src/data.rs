@@ -12,7 +12,8 @@ use crate::mnist::Dataset;
 /// Each epoch shuffles the order (continuing from the last epoch's order with one seeded
 /// generator, so a seed gives one sequence of batches) and copies each batch's rows into a
 /// buffer of `batch_size` rows allocated once. The last batch of an epoch may be smaller,
-/// unless [`drop_last`](Batches::drop_last) asks for full batches only.
+/// unless [`drop_last`](Batches::drop_last) asks for full batches only, or
+/// [`min_rows`](Batches::min_rows) for at least so many rows.
 ///
 /// ```
 /// use backprop_core::data::Batches;
@@ -36,7 +37,8 @@ pub struct Batches<'d> {
     batch_size: usize,
     /// Where the next batch starts in `order`; `None` before the epoch's shuffle.
     position: Option<usize>,
-    drop_last: bool,
+    /// A last batch of fewer rows is skipped.
+    min_rows: usize,
     images: Array2<f32>,
     labels: Vec<usize>,
 }
@@ -57,7 +59,7 @@ impl<'d> Batches<'d> {
             rng: seeded_rng(seed),
             batch_size,
             position: None,
-            drop_last: false,
+            min_rows: 1,
             images: Array2::zeros((rows, data.images.ncols())),
             labels: vec![0; rows],
         }
@@ -65,19 +67,23 @@ impl<'d> Batches<'d> {
 
     /// Only full batches: the rows left over at the end of an epoch are skipped.
     pub fn drop_last(self) -> Self {
+        let batch_size = self.batch_size;
+        self.min_rows(batch_size)
+    }
+
+    /// Only batches of at least `rows` rows: a shorter last batch of an epoch is skipped (batch
+    /// norm asks for 2, since one row has no variance).
+    pub fn min_rows(self, rows: usize) -> Self {
         Batches {
-            drop_last: true,
+            min_rows: rows.max(1),
             ..self
         }
     }
 
     /// The number of batches in one epoch.
     pub fn per_epoch(&self) -> usize {
-        if self.drop_last {
-            self.data.len() / self.batch_size
-        } else {
-            self.data.len().div_ceil(self.batch_size)
-        }
+        let leftover = self.data.len() % self.batch_size;
+        self.data.len() / self.batch_size + usize::from(leftover >= self.min_rows)
     }
 
     /// Moves past `epochs` whole epochs without gathering a row: the order is shuffled as
@@ -105,7 +111,7 @@ impl<'d> Batches<'d> {
             }
         };
         let rows = (self.order.len() - start).min(self.batch_size);
-        if rows == 0 || (self.drop_last && rows < self.batch_size) {
+        if rows == 0 || rows < self.min_rows {
             return None; // an epoch too small for one batch
         }
         self.position = Some(start + rows);
@@ -131,8 +137,8 @@ impl<'d> Batches<'d> {
     /// The next batch, starting a new epoch whenever one ends (for a fixed number of steps).
     ///
     /// # Panics
-    /// If an epoch has no batch at all (an empty data set, or fewer rows than a full batch
-    /// with `drop_last`).
+    /// If an epoch has no batch at all (an empty data set, or fewer rows than `drop_last` or
+    /// `min_rows` asks a batch to have).
     #[track_caller]
     pub fn next_cycling(&mut self) -> (ArrayView2<'_, f32>, &[usize]) {
         assert!(
@@ -151,7 +157,7 @@ impl<'d> Batches<'d> {
     fn epoch_over(&self) -> bool {
         self.position.is_some_and(|start| {
             let remaining = self.order.len() - start;
-            remaining == 0 || (self.drop_last && remaining < self.batch_size)
+            remaining == 0 || remaining < self.min_rows
         })
     }
 }
@@ -202,6 +208,33 @@ mod tests {
             again.next_batch().map(|(_, labels)| labels[0]),
             Some(firsts[0])
         );
+    }
+
+    #[test]
+    fn min_rows_skips_only_a_shorter_last_batch() {
+        let sizes = |rows: usize| {
+            let data = numbered(rows);
+            let mut batches = Batches::new(&data, 4, 3).min_rows(2);
+            let mut sizes = Vec::new();
+            for _ in 0..2 {
+                while let Some((images, labels)) = batches.next_batch() {
+                    assert_eq!(images.nrows(), labels.len());
+                    sizes.push(labels.len());
+                }
+            }
+            (batches.per_epoch(), sizes)
+        };
+        assert_eq!(
+            sizes(9),
+            (2, vec![4, 4, 4, 4]),
+            "the row left over is skipped"
+        );
+        assert_eq!(
+            sizes(10),
+            (3, vec![4, 4, 2, 4, 4, 2]),
+            "two rows make a batch"
+        );
+        assert_eq!(sizes(1), (0, vec![]), "one row makes no batch");
     }
 
     #[test]
