@@ -13,6 +13,7 @@
 //! | `.npz` arrays | [`crate::model_file::MAX_ARRAY_BYTES`] each | |
 
 use backprop_core::Norm;
+use backprop_core::memory::{human_bytes, machine_memory};
 
 use crate::error::RunError;
 
@@ -57,14 +58,6 @@ pub fn training_bytes(
     values.checked_mul(4)
 }
 
-/// The machine's memory in bytes (Linux's `MemTotal`); `None` where it cannot be read.
-pub fn machine_memory() -> Option<u128> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
-    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// Refuses a run whose estimate exceeds the machine's memory; `flags` names the flags that
 /// set the size (e.g. `--hidden 1000000000 with --batch-size 64`).
 ///
@@ -85,21 +78,6 @@ pub fn check_memory(flags: &str, estimate: Option<u128>) -> Result<(), RunError>
         ))),
         _ => Ok(()),
     }
-}
-
-/// `6.3 TB`, `24.0 GB`, `512.0 MB`: decimal units, one decimal.
-fn human_bytes(bytes: u128) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < units.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit + 1 == units.len() && value >= 1000.0 {
-        return format!("{value:.1e} {}", units[unit]);
-    }
-    format!("{value:.1} {}", units[unit])
 }
 
 /// Refuses batch norm when a batch can have only one row: `batch_size` or the whole data set
@@ -199,6 +177,5 @@ mod tests {
         assert!(training_bytes(&[784, usize::MAX, 10], 64, 0).is_some_and(|bytes| bytes > 1 << 70));
         let huge = training_bytes(&[784, 1_000_000_000, 10], 64, 0).unwrap();
         assert!(huge > 6_000_000_000_000, "{huge}");
-        assert_eq!(human_bytes(6_300_000_000_000), "6.3 TB");
     }
 }

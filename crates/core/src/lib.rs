@@ -81,6 +81,7 @@ pub mod hints;
 pub mod init;
 pub mod layer;
 pub mod level;
+pub mod memory;
 pub mod mnist;
 pub mod model;
 pub mod norm;

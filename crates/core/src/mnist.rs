@@ -9,7 +9,9 @@
 //! A file is trusted for nothing: the sizes its header declares are multiplied in `u128` (no
 //! overflow), and the body is read, or inflated, only up to the declared length plus one byte,
 //! so memory never grows beyond the bytes the file really holds (a 16-byte file cannot make the
-//! loader allocate terabytes, a gzip bomb stops inflating one byte past its promise). A data
+//! loader allocate terabytes, a gzip bomb stops inflating one byte past its promise), nor
+//! beyond what the machine's memory can take once loaded (a file whose pixels, as `f32`, would
+//! not fit is refused as soon as it has held more than that, however small it is gzip'd). A data
 //! set loads only if every label is below [`CLASSES`], it has at least one image of at least one
 //! pixel, and the training and test images have the same size.
 
@@ -20,6 +22,8 @@ use std::path::{Path, PathBuf};
 use flate2::bufread::MultiGzDecoder;
 use ndarray::{Array2, ArrayView2, Axis};
 use thiserror::Error;
+
+use crate::memory::{human_bytes, machine_memory};
 
 /// The number of classes of an MNIST-style data set: every label must be below it.
 pub const CLASSES: usize = 10;
@@ -88,6 +92,27 @@ pub enum DataError {
         path: PathBuf,
         /// Header plus data size, from the header.
         expected: u128,
+    },
+    /// The file holds more data than the machine's memory can take once loaded (a gzip'd file
+    /// can inflate to far more than its own size): refused before that much is read.
+    #[error(
+        "{}: the header declares {declared} bytes of {kind} and the file holds more than {}; \
+         loaded they would need more than this machine's {} of memory",
+        path.display(),
+        human_bytes(*read),
+        human_bytes(*memory)
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// `"images"` or `"labels"`.
+        kind: &'static str,
+        /// The data size its header declares.
+        declared: u128,
+        /// The bytes read before stopping.
+        read: u128,
+        /// The machine's memory.
+        memory: u128,
     },
     /// The images and labels files disagree on the number of samples.
     #[error(
@@ -268,7 +293,9 @@ pub fn parse_idx_images(
     path: &Path,
     source: impl Read,
 ) -> Result<(Array2<f32>, usize, usize), DataError> {
-    let (sizes, body) = read_idx(path, source, 0x0000_0803, 3, "images")?;
+    // Each byte read becomes an f32 (4 bytes) beside it.
+    let budget = memory_budget(1 + 4);
+    let (sizes, body) = read_idx(path, source, (0x0000_0803, 3, "images"), budget)?;
     let (count, rows, cols) = (sizes[0], sizes[1], sizes[2]);
     let empty = |problem: String| DataError::Empty {
         path: path.to_path_buf(),
@@ -292,7 +319,9 @@ pub fn parse_idx_images(
 /// # Errors
 /// See [`DataError`].
 pub fn parse_idx_labels(path: &Path, source: impl Read) -> Result<Vec<usize>, DataError> {
-    let (_, body) = read_idx(path, source, 0x0000_0801, 1, "labels")?;
+    // Each byte read becomes a usize (8 bytes) beside it.
+    let budget = memory_budget(1 + 8);
+    let (_, body) = read_idx(path, source, (0x0000_0801, 1, "labels"), budget)?;
     let labels: Vec<usize> = body.iter().map(|&label| usize::from(label)).collect();
     if let Some(index) = labels.iter().position(|&label| label >= CLASSES) {
         return Err(DataError::LabelOutOfRange {
@@ -328,15 +357,31 @@ fn open(path: &Path) -> Result<fs::File, DataError> {
     })
 }
 
+/// The most body bytes a file may hold when each takes `bytes_per_entry` bytes loaded: the
+/// machine's memory divided by that (no bound where the memory cannot be read).
+fn memory_budget(bytes_per_entry: u128) -> Option<Budget> {
+    machine_memory().map(|memory| Budget {
+        bytes: memory / bytes_per_entry,
+        memory,
+    })
+}
+
+/// At most `bytes` of body, of a machine with `memory` bytes.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    bytes: u128,
+    memory: u128,
+}
+
 /// Reads one IDX file from `source` (inflating every gzip member when it starts with the gzip
-/// magic `1f 8b`): checks the magic number, then reads exactly the body the `dims` sizes
-/// promise. Returns the sizes and the body.
+/// magic `1f 8b`): checks the `magic` number, then reads exactly the body the `dims` sizes
+/// promise, refusing one larger than `budget` before reading more than it. Returns the sizes
+/// and the body.
 fn read_idx(
     path: &Path,
     source: impl Read,
-    magic: u32,
-    dims: usize,
-    kind: &'static str,
+    (magic, dims, kind): (u32, usize, &'static str),
+    budget: Option<Budget>,
 ) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     // Phase 1: raw or gzip (every member), decided by the first two bytes.
     let mut buffered = BufReader::new(source);
@@ -376,35 +421,51 @@ fn read_idx(
     let sizes: Vec<u32> = (0..dims).map(|dim| word(4 + 4 * dim)).collect();
     // At most three u32 factors: the product fits in u128 whatever the header says.
     let body_len: u128 = sizes.iter().map(|&size| u128::from(size)).product();
-    let body = read_body(path, gzipped, &mut reader, header_len, body_len)?;
+    let body = read_body(
+        path,
+        (gzipped, kind),
+        &mut reader,
+        (header_len, body_len),
+        budget,
+    )?;
     // The body is in memory, so each size and their product fit in usize.
     let sizes = sizes.iter().map(|&size| size as usize).collect();
     Ok((sizes, body))
 }
 
 /// Reads a body of exactly `body_len` bytes: one byte past the promise at most, enough to
-/// tell "trailing bytes" without reading (or inflating) the rest.
+/// tell "trailing bytes" without reading (or inflating) the rest, and one byte past the
+/// `budget` at most, enough to tell a body too large for memory.
 fn read_body(
     path: &Path,
-    gzipped: bool,
+    (gzipped, kind): (bool, &'static str),
     reader: &mut dyn Read,
-    header_len: usize,
-    body_len: u128,
+    (header_len, body_len): (usize, u128),
+    budget: Option<Budget>,
 ) -> Result<Vec<u8>, DataError> {
     let expected = header_len as u128 + body_len;
-    let limit = u64::try_from(body_len)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
+    let allowed = budget.map_or(body_len, |budget| body_len.min(budget.bytes));
+    let limit = u64::try_from(allowed).unwrap_or(u64::MAX).saturating_add(1);
     let mut body = Vec::new();
     read_at_most(path, gzipped, reader, limit, &mut body)?;
-    if (body.len() as u128) < body_len {
+    let read = body.len() as u128;
+    if let Some(budget) = budget.filter(|budget| read > budget.bytes && budget.bytes < body_len) {
+        return Err(DataError::TooLarge {
+            path: path.to_path_buf(),
+            kind,
+            declared: body_len,
+            read: budget.bytes,
+            memory: budget.memory,
+        });
+    }
+    if read < body_len {
         return Err(DataError::Truncated {
             path: path.to_path_buf(),
             expected,
             found: (header_len + body.len()) as u64,
         });
     }
-    if body.len() as u128 > body_len {
+    if read > body_len {
         return Err(DataError::TrailingBytes {
             path: path.to_path_buf(),
             expected,
@@ -648,6 +709,36 @@ mod tests {
             message.contains("t10k-images-idx3-ubyte holds 2x3"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_body_larger_than_the_memory_budget_is_refused_after_reading_one_byte_past_it() {
+        // 100 images of 10 x 10 (10,000 bytes, gzip'd to far less) against a 1,000-byte budget.
+        let file = gzip(&idx_images(100, 10, 10, &[7; 10_000]));
+        let budget = Some(Budget {
+            bytes: 1000,
+            memory: 5000,
+        });
+        let read = |bytes: &[u8], budget| {
+            read_idx(Path::new("big"), bytes, (0x803, 3, "images"), budget)
+                .map(|(sizes, body)| (sizes, body.len()))
+        };
+        let message = read(&file, budget).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "big: the header declares 10000 bytes of images and the file holds more than 1.0 kB; \
+             loaded they would need more than this machine's 5.0 kB of memory"
+        );
+        // Within the budget, or without one, the same file loads; a short file is truncated.
+        let roomy = Some(Budget {
+            bytes: 10_000,
+            memory: 50_000,
+        });
+        assert_eq!(read(&file, roomy).unwrap(), (vec![100, 10, 10], 10_000));
+        assert_eq!(read(&file, None).unwrap(), (vec![100, 10, 10], 10_000));
+        let short = gzip(&idx_images(100, 10, 10, &[7; 800]));
+        let message = read(&short, budget).unwrap_err().to_string();
+        assert!(message.contains("truncated"), "{message}");
     }
 
     #[test]
