@@ -381,7 +381,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             // Batch norm cannot train on a last batch of one row: that batch is skipped.
             batches: Batches::new(train_set, config.batch_size, config.seed ^ 0x5eed)
                 .min_rows(if config.norm == Norm::Batch { 2 } else { 1 }),
-            watch: GradientWatch::default(),
+            watch: GradientWatch::new(config.activation, config.norm, config.optimizer.lr as f32),
             step: 0,
             last_norms: vec![0.0; layers],
             history: Vec::new(),
@@ -533,9 +533,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         }
         let lr = config.optimizer.lr;
         let stats = step_stats(&mut self.model, lr);
-        let warnings = self
-            .watch
-            .check(self.step, epoch, &stats, config.activation, lr as f32);
+        let warnings = self.watch.check(self.step, epoch, &stats);
         for warning in warnings {
             progress.bar.suspend(|| eprintln!("{warning}"));
         }

@@ -11,11 +11,16 @@
 //!
 //! Each layer and state is reported at most once per epoch (the first step it happens), so a
 //! long run prints a few lines per epoch, not one per step.
+//!
+//! A warning names a likely cause only when the step's statistics single one out (dead ReLU
+//! units, saturated units, sigmoid's bound, huge logits); otherwise it says what differs and
+//! where, and names none: a gradient as small in the last layer as in this one is not shrunk by
+//! any layer, and with normalization layers small weights cannot explain a shrink.
 
 use std::collections::BTreeSet;
 
-use backprop_core::Activation;
-use backprop_core::flow::{Health, LayerStats, StepStats};
+use backprop_core::flow::{Health, LAGGING_RATIO, LayerStats, StepStats};
+use backprop_core::{Activation, Norm};
 
 /// Above this log10 update ratio, one step changes the weights by over 30% of their norm. (The
 /// default MNIST run peaks near -0.9 in its last layer early on and trains well.)
@@ -29,23 +34,30 @@ enum Symptom {
     LargeUpdate,
 }
 
-/// Remembers what this epoch already reported.
-#[derive(Debug, Default)]
+/// The run's settings a cause is told from, and what this epoch already reported.
+#[derive(Debug)]
 pub struct GradientWatch {
+    activation: Activation,
+    norm: Norm,
+    lr: f32,
     epoch: usize,
     reported: BTreeSet<(usize, Symptom)>,
 }
 
 impl GradientWatch {
+    /// A watch for a run of this activation, normalization and learning rate.
+    pub fn new(activation: Activation, norm: Norm, lr: f32) -> Self {
+        GradientWatch {
+            activation,
+            norm,
+            lr,
+            epoch: 0,
+            reported: BTreeSet::new(),
+        }
+    }
+
     /// The warnings for this step's statistics (usually none).
-    pub fn check(
-        &mut self,
-        step: usize,
-        epoch: usize,
-        stats: &StepStats,
-        activation: Activation,
-        lr: f32,
-    ) -> Vec<String> {
+    pub fn check(&mut self, step: usize, epoch: usize, stats: &StepStats) -> Vec<String> {
         let Some(last) = stats.layers.last() else {
             return Vec::new();
         };
@@ -71,7 +83,7 @@ impl GradientWatch {
                 if !self.reported.insert((index, symptom)) {
                     continue;
                 }
-                let cause = likely_cause(symptom, stats, index, activation, lr);
+                let cause = self.cause(symptom, stats, index);
                 let what = match symptom {
                     Symptom::Vanishing => "gradient vanishing",
                     Symptom::Exploding => "gradient exploding",
@@ -84,69 +96,87 @@ impl GradientWatch {
                 };
                 warnings.push(format!(
                     "warning: step {step} (epoch {epoch}): linear{index}.weight {what}: \
-                     ‖dL/dW‖ = {norm:.1e}{compared}, update ratio 10^{:.1}; likely cause: \
-                     {cause}",
+                     ‖dL/dW‖ = {norm:.1e}{compared}, update ratio 10^{:.1}; {cause}",
                     layer.update_ratio_log10
                 ));
             }
         }
         warnings
     }
-}
 
-/// The most likely reason for `symptom` at layer `index`, in words, with a remedy.
-fn likely_cause(
-    symptom: Symptom,
-    stats: &StepStats,
-    index: usize,
-    activation: Activation,
-    lr: f32,
-) -> String {
-    // The activations that feed this layer (dW = h^T g) and those its gradient passes on the way
-    // down from the loss.
-    let hidden = stats.layers.len() - 1;
-    let above: &[LayerStats] = &stats.layers[index.saturating_sub(1).min(hidden)..hidden];
-    let worst = |field: fn(&LayerStats) -> Option<f64>| {
-        above.iter().filter_map(field).fold(0.0f64, f64::max)
-    };
-    match symptom {
-        Symptom::Vanishing => {
-            let dead = worst(|layer| layer.dead_fraction);
-            let saturated = worst(|layer| layer.saturated_fraction);
-            match activation {
-                Activation::Relu if dead > 0.5 => format!(
-                    "dead ReLU units ({:.0}% of a layer's units output 0 for the whole batch, \
-                     so no gradient passes them); lower --lr (now {lr}) or use --init he",
-                    100.0 * dead
-                ),
-                Activation::Sigmoid | Activation::Tanh if saturated > 0.5 => format!(
-                    "saturated {activation} units ({:.0}% of a layer's outputs sit at an \
-                     asymptote, where the derivative is ~0); use --init xavier or \
-                     --activation relu --init he",
-                    100.0 * saturated
-                ),
-                Activation::Sigmoid => "sigmoid's derivative is at most 1/4, so each layer \
-                     shrinks the gradient at least 4x; use --activation relu --init he, or \
-                     fewer layers"
-                    .into(),
-                _ => "weights too small for the depth: each layer shrinks the gradient; use \
-                      --init he (relu) or --init xavier (tanh)"
-                    .into(),
+    /// "likely cause: " and the reason for `symptom` at layer `index` with a remedy, when the
+    /// statistics single one out; else "no cause singled out: " and what they show.
+    fn cause(&self, symptom: Symptom, stats: &StepStats, index: usize) -> String {
+        let (activation, lr) = (self.activation, self.lr);
+        // The activations that feed this layer (dW = h^T g) and those its gradient passes on
+        // the way down from the loss.
+        let hidden = stats.layers.len() - 1;
+        let above: &[LayerStats] = &stats.layers[index.saturating_sub(1).min(hidden)..hidden];
+        let worst = |field: fn(&LayerStats) -> Option<f64>| {
+            above.iter().filter_map(field).fold(0.0f64, f64::max)
+        };
+        let likely = |cause: String| format!("likely cause: {cause}");
+        match symptom {
+            Symptom::Vanishing => {
+                let last = stats.layers[hidden].weight_grad_norm;
+                let relative = stats.layers[index].weight_grad_norm / last;
+                // As small where it leaves the loss (or 0 there too, a ratio of NaN): no layer
+                // on the way down shrinks it.
+                let shrunk = relative < LAGGING_RATIO;
+                if !shrunk {
+                    return format!(
+                        "no cause singled out: the gradient is already this small where it \
+                         leaves the loss (the last layer's ‖dL/dW‖ is {last:.1e})"
+                    );
+                }
+                let dead = worst(|layer| layer.dead_fraction);
+                let saturated = worst(|layer| layer.saturated_fraction);
+                match activation {
+                    Activation::Relu if dead > 0.5 => likely(format!(
+                        "dead ReLU units ({:.0}% of a layer's units output 0 for the whole \
+                         batch, so no gradient passes them); lower --lr (now {lr}) or use \
+                         --init he",
+                        100.0 * dead
+                    )),
+                    Activation::Sigmoid | Activation::Tanh if saturated > 0.5 => likely(format!(
+                        "saturated {activation} units ({:.0}% of a layer's outputs sit at an \
+                         asymptote, where the derivative is ~0); use --init xavier or \
+                         --activation relu --init he",
+                        100.0 * saturated
+                    )),
+                    Activation::Sigmoid => likely(
+                        "sigmoid's derivative is at most 1/4, so each layer shrinks the \
+                         gradient at least 4x; use --activation relu --init he, or fewer layers"
+                            .into(),
+                    ),
+                    _ if self.norm != Norm::None => format!(
+                        "no cause singled out: the gradient shrinks {:.0e}x between the last \
+                         layer and this one, with no dead or saturated units between them and \
+                         {} norm rescaling each layer",
+                        1.0 / relative,
+                        self.norm
+                    ),
+                    _ => likely(
+                        "weights too small for the depth: each layer shrinks the gradient; use \
+                         --init he (relu) or --init xavier (tanh)"
+                            .into(),
+                    ),
+                }
             }
+            Symptom::Exploding => likely(match stats.max_abs_logit {
+                Some(logit) if logit > 1e3 => format!(
+                    "weights too large for the depth (largest |logit| {logit:.1e}): each layer \
+                     multiplies the signal; use --init he or xavier, or a smaller --lr"
+                ),
+                _ => "each layer multiplies the gradient (weights too large for the depth, or a \
+                      too-large --lr has grown them); use --init he or xavier, or a smaller --lr"
+                    .into(),
+            }),
+            Symptom::LargeUpdate => likely(format!(
+                "--lr {lr} is large for these weights (one step changes them by over 30%); \
+                 lower --lr"
+            )),
         }
-        Symptom::Exploding => match stats.max_abs_logit {
-            Some(logit) if logit > 1e3 => format!(
-                "weights too large for the depth (largest |logit| {logit:.1e}): each layer \
-                 multiplies the signal; use --init he or xavier, or a smaller --lr"
-            ),
-            _ => "each layer multiplies the gradient (weights too large for the depth, or a \
-                  too-large --lr has grown them); use --init he or xavier, or a smaller --lr"
-                .into(),
-        },
-        Symptom::LargeUpdate => format!(
-            "--lr {lr} is large for these weights (one step changes them by over 30%); \
-             lower --lr"
-        ),
     }
 }
 
@@ -174,20 +204,16 @@ mod tests {
             ],
             max_abs_logit: Some(1.0),
         };
-        let mut watch = GradientWatch::default();
-        let warnings = watch.check(7, 1, &stats, Activation::Sigmoid, 0.1);
+        let mut watch = GradientWatch::new(Activation::Sigmoid, Norm::None, 0.1);
+        let warnings = watch.check(7, 1, &stats);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].starts_with("warning: step 7 (epoch 1): linear0.weight gradient vanishing")
         );
         assert!(warnings[0].contains("at most 1/4"), "{}", warnings[0]);
         // Still out of band at the next step: no repeat within the epoch; again in the next.
-        assert!(
-            watch
-                .check(8, 1, &stats, Activation::Sigmoid, 0.1)
-                .is_empty()
-        );
-        assert_eq!(watch.check(9, 2, &stats, Activation::Sigmoid, 0.1).len(), 1);
+        assert!(watch.check(8, 1, &stats).is_empty());
+        assert_eq!(watch.check(9, 2, &stats).len(), 1);
     }
 
     #[test]
@@ -200,7 +226,7 @@ mod tests {
             ],
             max_abs_logit: Some(1.0),
         };
-        let warnings = GradientWatch::default().check(1, 1, &stats, Activation::Relu, 0.1);
+        let warnings = GradientWatch::new(Activation::Relu, Norm::None, 0.1).check(1, 1, &stats);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 
@@ -213,12 +239,68 @@ mod tests {
             ],
             max_abs_logit: Some(3.0),
         };
-        let warnings = GradientWatch::default().check(1, 1, &stats, Activation::Relu, 0.3);
+        let warnings = GradientWatch::new(Activation::Relu, Norm::None, 0.3).check(1, 1, &stats);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("linear0.weight gradient vanishing"));
         assert!(warnings[0].contains("90% of a layer"), "{}", warnings[0]);
         assert!(warnings[1].contains("linear1.weight update too large"));
         assert!(warnings[1].contains("--lr 0.3"), "{}", warnings[1]);
+    }
+
+    /// A gradient as small in the last layer as here (or 0 everywhere: dropout that dropped a
+    /// whole layer, a batch already fitted) is shrunk by no layer: no cause is named.
+    #[test]
+    fn a_gradient_small_from_the_loss_down_names_no_cause() {
+        for last in [0.0, 2e-5] {
+            let stats = StepStats {
+                layers: vec![
+                    layer(last / 2.0, -7.0, Some(0.0), None),
+                    layer(last, -7.0, None, None),
+                ],
+                max_abs_logit: Some(1.0),
+            };
+            let warnings =
+                GradientWatch::new(Activation::Relu, Norm::None, 0.1).check(1, 1, &stats);
+            assert_eq!(warnings.len(), 2, "{warnings:?}");
+            for warning in &warnings {
+                assert!(
+                    warning.contains(
+                        "no cause singled out: the gradient is already this small where it \
+                         leaves the loss"
+                    ) && !warning.contains("likely cause"),
+                    "{warning}"
+                );
+            }
+        }
+    }
+
+    /// A shrink with no dead or saturated units is put on small weights only without
+    /// normalization layers, which rescale whatever the weights' size.
+    #[test]
+    fn small_weights_are_named_only_without_normalization() {
+        let stats = StepStats {
+            layers: vec![
+                layer(1e-6, -8.0, Some(0.0), None),
+                layer(1e-3, -5.0, Some(0.0), None),
+                layer(1.0, -2.5, None, None),
+            ],
+            max_abs_logit: Some(1.0),
+        };
+        let warning = |norm| GradientWatch::new(Activation::Relu, norm, 0.1).check(1, 1, &stats);
+        let plain = warning(Norm::None);
+        assert!(
+            plain[0].contains("likely cause: weights too small"),
+            "{plain:?}"
+        );
+        for norm in [Norm::Batch, Norm::Layer] {
+            let normalized = warning(norm);
+            assert!(
+                normalized[0].contains("no cause singled out: the gradient shrinks 1e6x")
+                    && normalized[0].contains(&format!("{norm} norm"))
+                    && !normalized[0].contains("likely cause"),
+                "{normalized:?}"
+            );
+        }
     }
 
     #[test]
@@ -230,7 +312,7 @@ mod tests {
             ],
             max_abs_logit: Some(1e12),
         };
-        let warnings = GradientWatch::default().check(1, 1, &stats, Activation::Relu, 0.1);
+        let warnings = GradientWatch::new(Activation::Relu, Norm::None, 0.1).check(1, 1, &stats);
         assert!(
             warnings
                 .iter()
