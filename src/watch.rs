@@ -107,62 +107,9 @@ impl GradientWatch {
     /// "likely cause: " and the reason for `symptom` at layer `index` with a remedy, when the
     /// statistics single one out; else "no cause singled out: " and what they show.
     fn cause(&self, symptom: Symptom, stats: &StepStats, index: usize) -> String {
-        let (activation, lr) = (self.activation, self.lr);
-        // The activations that feed this layer (dW = h^T g) and those its gradient passes on
-        // the way down from the loss.
-        let hidden = stats.layers.len() - 1;
-        let above: &[LayerStats] = &stats.layers[index.saturating_sub(1).min(hidden)..hidden];
-        let worst = |field: fn(&LayerStats) -> Option<f64>| {
-            above.iter().filter_map(field).fold(0.0f64, f64::max)
-        };
-        let likely = |cause: String| format!("likely cause: {cause}");
+        let lr = self.lr;
         match symptom {
-            Symptom::Vanishing => {
-                let last = stats.layers[hidden].weight_grad_norm;
-                let relative = stats.layers[index].weight_grad_norm / last;
-                // As small where it leaves the loss (or 0 there too, a ratio of NaN): no layer
-                // on the way down shrinks it.
-                let shrunk = relative < LAGGING_RATIO;
-                if !shrunk {
-                    return format!(
-                        "no cause singled out: the gradient is already this small where it \
-                         leaves the loss (the last layer's ‖dL/dW‖ is {last:.1e})"
-                    );
-                }
-                let dead = worst(|layer| layer.dead_fraction);
-                let saturated = worst(|layer| layer.saturated_fraction);
-                match activation {
-                    Activation::Relu if dead > 0.5 => likely(format!(
-                        "dead ReLU units ({:.0}% of a layer's units output 0 for the whole \
-                         batch, so no gradient passes them); lower --lr (now {lr}) or use \
-                         --init he",
-                        100.0 * dead
-                    )),
-                    Activation::Sigmoid | Activation::Tanh if saturated > 0.5 => likely(format!(
-                        "saturated {activation} units ({:.0}% of a layer's outputs sit at an \
-                         asymptote, where the derivative is ~0); use --init xavier or \
-                         --activation relu --init he",
-                        100.0 * saturated
-                    )),
-                    Activation::Sigmoid => likely(
-                        "sigmoid's derivative is at most 1/4, so each layer shrinks the \
-                         gradient at least 4x; use --activation relu --init he, or fewer layers"
-                            .into(),
-                    ),
-                    _ if self.norm != Norm::None => format!(
-                        "no cause singled out: the gradient shrinks {:.0e}x between the last \
-                         layer and this one, with no dead or saturated units between them and \
-                         {} norm rescaling each layer",
-                        1.0 / relative,
-                        self.norm
-                    ),
-                    _ => likely(
-                        "weights too small for the depth: each layer shrinks the gradient; use \
-                         --init he (relu) or --init xavier (tanh)"
-                            .into(),
-                    ),
-                }
-            }
+            Symptom::Vanishing => self.vanishing_cause(stats, index),
             Symptom::Exploding => likely(match stats.max_abs_logit {
                 Some(logit) if logit > 1e3 => format!(
                     "weights too large for the depth (largest |logit| {logit:.1e}): each layer \
@@ -178,6 +125,66 @@ impl GradientWatch {
             )),
         }
     }
+
+    /// [`Self::cause`] of a vanishing gradient at layer `index`: dead or saturated units on its
+    /// way, else what the ratio to the last layer shows.
+    fn vanishing_cause(&self, stats: &StepStats, index: usize) -> String {
+        let (activation, lr) = (self.activation, self.lr);
+        // The activations that feed this layer (dW = h^T g) and those its gradient passes on
+        // the way down from the loss.
+        let hidden = stats.layers.len() - 1;
+        let above: &[LayerStats] = &stats.layers[index.saturating_sub(1).min(hidden)..hidden];
+        let worst = |field: fn(&LayerStats) -> Option<f64>| {
+            above.iter().filter_map(field).fold(0.0f64, f64::max)
+        };
+        let (dead, saturated) = (
+            worst(|layer| layer.dead_fraction),
+            worst(|layer| layer.saturated_fraction),
+        );
+        let last = stats.layers[hidden].weight_grad_norm;
+        let relative = stats.layers[index].weight_grad_norm / last;
+        // As small where it leaves the loss (or 0 there too, a ratio of NaN): no layer on the
+        // way down shrinks it.
+        let shrunk = relative < LAGGING_RATIO;
+        match activation {
+            Activation::Relu if dead > 0.5 => likely(format!(
+                "dead ReLU units ({:.0}% of a layer's units output 0 for the whole batch, so no \
+                 gradient passes them); lower --lr (now {lr}) or use --init he",
+                100.0 * dead
+            )),
+            Activation::Sigmoid | Activation::Tanh if saturated > 0.5 => likely(format!(
+                "saturated {activation} units ({:.0}% of a layer's outputs sit at an asymptote, \
+                 where the derivative is ~0); use --init xavier or --activation relu --init he",
+                100.0 * saturated
+            )),
+            _ if !shrunk => format!(
+                "no cause singled out: the gradient is already this small where it leaves the \
+                 loss (the last layer's ‖dL/dW‖ is {last:.1e})"
+            ),
+            Activation::Sigmoid => likely(
+                "sigmoid's derivative is at most 1/4, so each layer shrinks the gradient at least \
+                 4x; use --activation relu --init he, or fewer layers"
+                    .into(),
+            ),
+            _ if self.norm != Norm::None => format!(
+                "no cause singled out: the gradient shrinks {:.0e}x between the last layer and \
+                 this one, with no dead or saturated units between them and {} norm rescaling \
+                 each layer",
+                1.0 / relative,
+                self.norm
+            ),
+            _ => likely(
+                "weights too small for the depth: each layer shrinks the gradient; use --init he \
+                 (relu) or --init xavier (tanh)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// "likely cause: " and `cause`.
+fn likely(cause: String) -> String {
+    format!("likely cause: {cause}")
 }
 
 #[cfg(test)]
@@ -272,6 +279,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every gradient 0 because the last hidden layer's units are all dead: the dead units are
+    /// the evidence, and they are named.
+    #[test]
+    fn dead_units_are_named_even_when_no_gradient_reaches_the_last_layer() {
+        let stats = StepStats {
+            layers: vec![
+                layer(0.0, f64::NEG_INFINITY, Some(0.2), None),
+                layer(0.0, f64::NEG_INFINITY, Some(1.0), None),
+                layer(0.0, f64::NEG_INFINITY, None, None),
+            ],
+            max_abs_logit: Some(0.1),
+        };
+        let warnings = GradientWatch::new(Activation::Relu, Norm::None, 0.3).check(1, 1, &stats);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .all(|warning| warning.contains("likely cause: dead ReLU units (100%")),
+            "{warnings:?}"
+        );
     }
 
     /// A shrink with no dead or saturated units is put on small weights only without
