@@ -46,6 +46,17 @@ impl NpzFile {
     pub fn open(path: &Path) -> Result<Self, OutputError> {
         let file = fs::File::open(path)
             .map_err(|error| OutputError::new(path, format!("cannot open: {error}")))?;
+        // A run folder given for its model: File::open succeeds on a folder on Linux.
+        if path.is_dir() {
+            let inside = path.join("model.npz");
+            return Err(OutputError::new(
+                path,
+                format!(
+                    "is a folder, not a model file (a run's model is {})",
+                    inside.display()
+                ),
+            ));
+        }
         let archive = ZipArchive::new(file).map_err(|error| {
             OutputError::new(path, format!("not an .npz archive: {}", first_line(&error)))
         })?;

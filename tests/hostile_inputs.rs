@@ -262,6 +262,13 @@ fn item4_eval_checks_the_model_before_counting_anything() {
         ]);
         one_error_line(&output, 1, &[&format!("{name}.npz: "), fragment]);
     }
+    // A run folder in place of its model.npz.
+    let output = backprop(&["eval", "--data", data_dir, "--model", data_dir]);
+    one_error_line(
+        &output,
+        1,
+        &["is a folder, not a model file (a run's model is "],
+    );
     let output = backprop(&[
         "eval",
         "--data",
