@@ -44,9 +44,7 @@ impl NpzFile {
     /// # Errors
     /// A missing file or one that is not a zip archive.
     pub fn open(path: &Path) -> Result<Self, OutputError> {
-        let file = fs::File::open(path)
-            .map_err(|error| OutputError::new(path, format!("cannot open: {error}")))?;
-        // A run folder given for its model: File::open succeeds on a folder on Linux.
+        // A run folder given for its model (File::open would open a folder on Linux).
         if path.is_dir() {
             let inside = path.join("model.npz");
             return Err(OutputError::new(
@@ -57,6 +55,8 @@ impl NpzFile {
                 ),
             ));
         }
+        let file = fs::File::open(path)
+            .map_err(|error| OutputError::new(path, format!("cannot open: {error}")))?;
         let archive = ZipArchive::new(file).map_err(|error| {
             OutputError::new(path, format!("not an .npz archive: {}", first_line(&error)))
         })?;

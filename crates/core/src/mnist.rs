@@ -99,7 +99,7 @@ pub enum DataError {
         "{}: the header declares {declared} bytes of {kind} and the file holds more than {}; \
          loaded they would need more than this machine's {} of memory",
         path.display(),
-        human_bytes(*read),
+        human_bytes(*budget),
         human_bytes(*memory)
     )]
     TooLarge {
@@ -109,8 +109,8 @@ pub enum DataError {
         kind: &'static str,
         /// The data size its header declares.
         declared: u128,
-        /// The bytes read before stopping.
-        read: u128,
+        /// The most data bytes the machine's memory allows (reading stopped one byte past it).
+        budget: u128,
         /// The machine's memory.
         memory: u128,
     },
@@ -454,7 +454,7 @@ fn read_body(
             path: path.to_path_buf(),
             kind,
             declared: body_len,
-            read: budget.bytes,
+            budget: budget.bytes,
             memory: budget.memory,
         });
     }
