@@ -391,6 +391,132 @@ def norm_dropout(out_dir, name, batch, features, p, dtype_name, seed):
     save(out_dir, name, arrays, kind="norm", layer="dropout", p=p, dtype=dtype_name)
 
 
+def conv_weight(conv):
+    """nn.Conv2d's weight (out, in, kh, kw) in our layout: the im2col matrix (in kh kw, out)."""
+    return numpy(conv.weight.reshape(conv.out_channels, -1).T)
+
+
+def conv_grad_weight(conv):
+    return numpy(conv.weight.grad.reshape(conv.out_channels, -1).T)
+
+
+def rows(tensor):
+    """(batch, C, H, W) as our rows (batch, C H W), NCHW flattened per row."""
+    return numpy(tensor.reshape(tensor.shape[0], -1))
+
+
+def conv_layer(out_dir, name, batch, in_channels, out_channels, image, kernel, stride, padding,
+               dtype_name, seed):
+    """One nn.Conv2d (PyTorch's default init), forward and backward under a random upstream
+    gradient."""
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    conv = torch.nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding,
+                           dtype=dtype)
+    x = torch.randn(batch, in_channels, *image, dtype=dtype, requires_grad=True)
+    output = conv(x)
+    upstream = torch.randn_like(output)
+    output.backward(upstream)
+    arrays = {
+        "input": rows(x), "upstream": rows(upstream), "output": rows(output),
+        "grad_input": rows(x.grad), "weight": conv_weight(conv), "bias": numpy(conv.bias),
+        "grad_weight": conv_grad_weight(conv), "grad_bias": numpy(conv.bias.grad),
+    }
+    kh, kw = conv.kernel_size
+    save(out_dir, name, arrays, kind="conv", layer="conv2d", dtype=dtype_name,
+         input_shape=f"{in_channels}x{image[0]}x{image[1]}", out_channels=out_channels,
+         kernel=f"{kh}x{kw}", stride=stride, padding=padding)
+
+
+def pool_layer(out_dir, name, batch, channels, image, kernel, stride, dtype_name, seed):
+    """F.max_pool2d on small integers, so that many windows hold tied maxima (PyTorch sends the
+    gradient to the first of them in row-major order)."""
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    x = torch.randint(-2, 3, (batch, channels, *image)).to(dtype).requires_grad_(True)
+    output = F.max_pool2d(x, kernel, stride)
+    upstream = torch.randn_like(output)
+    output.backward(upstream)
+    arrays = {"input": rows(x), "upstream": rows(upstream), "output": rows(output),
+              "grad_input": rows(x.grad)}
+    save(out_dir, name, arrays, kind="conv", layer="max_pool2d", dtype=dtype_name,
+         input_shape=f"{channels}x{image[0]}x{image[1]}", kernel=f"{kernel}x{kernel}",
+         stride=stride)
+
+
+def small_cnn(dtype):
+    """The harness's small CNN (conv::small_cnn_spec): 1x8x8 images, 5 classes."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3, padding=1, dtype=dtype),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(3, 4, 3, stride=1, padding=0, dtype=dtype),
+        torch.nn.Tanh(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 2 * 2, 5, dtype=dtype),
+    )
+
+
+def cnn_parameters(model, suffix=""):
+    """Every weight and bias in our layout, weight layer i as weight{i} / bias{i}."""
+    arrays = {}
+    layers = [layer for layer in model if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear))]
+    for index, layer in enumerate(layers):
+        weight = conv_weight(layer) if isinstance(layer, torch.nn.Conv2d) else numpy(layer.weight.T)
+        arrays[f"weight{index}{suffix}"] = weight
+        arrays[f"bias{index}{suffix}"] = numpy(layer.bias)
+    return arrays, layers
+
+
+def cnn_steps(out_dir, name, batch, lr, steps, dtype_name, seed):
+    """The small CNN's whole training step, three times with SGD: the first step's logits, loss
+    and every gradient (input included), each step's loss, and the weights after the last."""
+    torch.manual_seed(seed)
+    dtype = DTYPES[dtype_name]
+    model = small_cnn(dtype)
+    x = torch.randn(batch, 1, 8, 8, dtype=dtype)
+    targets = torch.randint(0, 5, (batch,))
+    arrays, layers = cnn_parameters(model)
+    arrays.update({"input": rows(x), "targets": numpy(targets)})
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        optimizer.zero_grad()
+        inputs = x.clone().requires_grad_(step == 0)
+        logits = model(inputs)
+        loss = F.cross_entropy(logits, targets, reduction="mean")
+        loss.backward()
+        if step == 0:
+            arrays["logits"] = numpy(logits)
+            arrays["loss"] = numpy(loss)
+            arrays["grad_input"] = rows(inputs.grad)
+            for index, layer in enumerate(layers):
+                grad = layer.weight.grad
+                arrays[f"grad_weight{index}"] = (
+                    numpy(grad.reshape(layer.out_channels, -1).T)
+                    if isinstance(layer, torch.nn.Conv2d) else numpy(grad.T))
+                arrays[f"grad_bias{index}"] = numpy(layer.bias.grad)
+        losses.append(loss.item())
+        optimizer.step()
+    arrays.update(cnn_parameters(model, suffix="_after")[0])
+    arrays["losses"] = np.array(losses, dtype=np.float64 if dtype_name == "f64" else np.float32)
+    save(out_dir, name, arrays, kind="cnn", optimizer="sgd", lr=lr, steps=steps, dtype=dtype_name,
+         layers=len(layers))
+
+
+def write_conv(out_dir):
+    """The convolution fixtures (conv:: group)."""
+    conv_layer(out_dir, "conv_3x3_stride1_pad0_f64", 2, 2, 3, (6, 5), 3, 1, 0, "f64", 50)
+    conv_layer(out_dir, "conv_3x3_stride2_pad1_f64", 3, 3, 4, (7, 6), 3, 2, 1, "f64", 51)
+    conv_layer(out_dir, "conv_2x3_stride1_pad1_f64", 2, 1, 2, (5, 7), (2, 3), 1, 1, "f64", 52)
+    conv_layer(out_dir, "conv_1x1_f64", 2, 3, 2, (4, 3), 1, 1, 0, "f64", 53)
+    conv_layer(out_dir, "conv_3x3_stride2_pad0_f32", 2, 2, 3, (8, 8), 3, 2, 0, "f32", 54)
+    for dtype_name in ("f64", "f32"):
+        pool_layer(out_dir, f"pool_2x2_stride2_ties_{dtype_name}", 2, 3, (6, 6), 2, 2, dtype_name, 55)
+        pool_layer(out_dir, f"pool_3x3_stride1_ties_{dtype_name}", 2, 2, (5, 5), 3, 1, dtype_name, 56)
+        cnn_steps(out_dir, f"cnn_sgd_3_steps_{dtype_name}", 6, 0.1, 3, dtype_name, 57)
+
+
 def write_all(out_dir):
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -442,6 +568,7 @@ def write_all(out_dir):
     accumulate(out_dir, "accumulate_two_batches_relu_f64", [6, 8, 3], "relu", 4, "f64", 31)
     clip(out_dir, "clip_grad_norm_relu_f64", [6, 8, 3], "relu", 4, 0.25, "f64", 32)
     clip(out_dir, "clip_grad_norm_tanh_f32", [6, 8, 3], "tanh", 4, 0.25, "f32", 33)
+    write_conv(out_dir)
 
 
 def verify():
@@ -469,12 +596,19 @@ def verify():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=FIXTURES, help="where to write (default: %(default)s)")
+    parser.add_argument("--only-conv", action="store_true",
+                        help="write only the convolution fixtures (conv_*, pool_*, cnn_*)")
     parser.add_argument("--verify", action="store_true",
                         help="regenerate in a temporary folder and compare with the committed fixtures")
     args = parser.parse_args()
     if args.verify:
         sys.exit(1 if verify() else 0)
-    write_all(args.out)
+    if args.only_conv:
+        torch.set_num_threads(1)
+        torch.use_deterministic_algorithms(True)
+        write_conv(args.out)
+    else:
+        write_all(args.out)
     total = sum(path.stat().st_size for path in args.out.glob("*.npz"))
     print(f"wrote {len(list(args.out.glob('*.npz')))} fixtures, {total / 1e6:.2f} MB, to {args.out} "
           f"(torch {torch.__version__}, numpy {np.__version__})")

@@ -279,7 +279,7 @@ impl SavedModel {
     }
 
     /// Level `L`'s model with these layers and normalization parameters (in training mode).
-    pub fn build<L: Level<f32>>(&self, dropout: f64, seed: u64) -> L::Mlp {
+    pub fn build<L: Level<f32>>(&self, dropout: f64, seed: u64) -> L::Network {
         let layout = Layout {
             norm: self.norm,
             dropout,

@@ -350,7 +350,7 @@ pub fn train<L: Level<f32>>(
 struct Trainer<'a, L: Level<f32>> {
     config: &'a TrainConfig,
     train_set: &'a Dataset,
-    model: L::Mlp,
+    model: L::Network,
     optimizer: AnyOptimizer<f32>,
     batches: Batches<'a>,
     watch: GradientWatch,

@@ -242,7 +242,10 @@ pub fn model_gradients<M: Model<f64>>(
     model.loss(targets);
     let grad_input = model.backward();
     // Phases 2 and 3: numeric gradients of the loss, watching the ReLU pattern for kinks.
-    let watch_relu = model.activation() == Activation::Relu;
+    // Kinks are recomputed for a ReLU MLP only: its weights chain from the input's width. In
+    // other networks (convolutions, max pooling) none is flagged, so pick inputs away from ties.
+    let watch_relu =
+        model.activation() == Activation::Relu && chains_as_mlp(&model.linear_params(), input);
     let evaluate = |model: &mut M, input: ArrayView2<'_, f64>| {
         model.forward(input);
         let loss = model.loss(targets);
@@ -358,6 +361,16 @@ fn central_difference_reports<T: ?Sized>(
 }
 
 /// The sign pattern `z > 0` of every hidden pre-activation `z = h W + b` of a ReLU MLP.
+/// True when each weight takes the previous one's outputs, the first the input's columns.
+fn chains_as_mlp(layers: &LinearParams<f64>, input: ArrayView2<'_, f64>) -> bool {
+    let mut width = input.ncols();
+    layers.iter().all(|(weight, _)| {
+        let chains = weight.nrows() == width;
+        width = weight.ncols();
+        chains
+    })
+}
+
 fn relu_pattern(layers: &LinearParams<f64>, input: ArrayView2<'_, f64>) -> Vec<bool> {
     let mut pattern = Vec::new();
     let mut hidden = input.to_owned();

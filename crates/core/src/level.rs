@@ -2,6 +2,8 @@
 
 use ndarray::{Array1, Array2};
 
+use crate::conv::{Conv2dGeometry, Pool2dGeometry};
+use crate::network::NetSpec;
 use crate::{
     Activation, DropoutLayer, Float, Layer, Layout, LinearLayer, LinearParams, Loss, LossKind,
     MlpSpec, Model, NormLayer,
@@ -53,8 +55,13 @@ pub trait Level<F: Float>: 'static {
     type LayerNorm: NormLayer<F> + 'static;
     /// Inverted dropout.
     type Dropout: DropoutLayer<F> + 'static;
-    /// The multi-layer perceptron.
-    type Mlp: Model<F>;
+    /// A 2-D convolution (see [`crate::conv`]); its weight `(C kh kw, out_channels)` and bias
+    /// are reached through the same view as a `Linear` layer's.
+    type Conv2d: LinearLayer<F> + 'static;
+    /// Max pooling over windows of an image.
+    type MaxPool2d: Layer<F> + 'static;
+    /// A network built from a [`NetSpec`]: the MLP, a CNN, any list of the layers above.
+    type Network: Model<F>;
 
     /// A `Linear` layer owning `weight` `(fan_in, fan_out)` and `bias` `(fan_out,)`, with zero
     /// gradients.
@@ -79,18 +86,57 @@ pub trait Level<F: Float>: 'static {
     /// Dropout with probability `p` (0 <= p < 1), its masks drawn from the generator seeded
     /// `seed`.
     fn dropout(p: f64, seed: u64) -> Self::Dropout;
+    /// A convolution over images of `geometry.input`, owning `weight` `(C kh kw, out_channels)`
+    /// (row `(c kh + p) kw + q`: PyTorch's `conv.weight.reshape(out, -1).T`) and `bias`
+    /// `(out_channels,)`, with zero gradients.
+    ///
+    /// # Panics
+    /// If the weight or bias shape is not `geometry`'s.
+    fn conv2d(weight: Array2<F>, bias: Array1<F>, geometry: Conv2dGeometry) -> Self::Conv2d;
+    /// A max pool with `geometry`'s input, window and stride.
+    fn max_pool2d(geometry: Pool2dGeometry) -> Self::MaxPool2d;
+    /// The network `spec` describes, its `Linear` and `Conv2d` layers owning `params` (one
+    /// `(weight, bias)` per weight layer, first layer first, shaped as
+    /// [`NetSpec::weight_shapes`]).
+    ///
+    /// # Panics
+    /// If `params` does not fit the spec.
+    fn network(params: LinearParams<F>, spec: &NetSpec) -> Self::Network;
+
+    /// The network `spec` describes, initialised from its init and seed.
+    fn network_from_spec(spec: &NetSpec) -> Self::Network {
+        Self::network(spec.initial_params(), spec)
+    }
+
     /// An MLP from the `(weight, bias)` of each `Linear` layer, input layer first, with
-    /// `layout`'s activation, normalization, dropout and loss.
+    /// `layout`'s activation, normalization, dropout and loss: the preset [`NetSpec::mlp`].
     ///
     /// # Panics
     /// If `layers` is empty or two consecutive layers' shapes do not chain.
-    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp;
+    #[track_caller]
+    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Network {
+        assert!(!layers.is_empty(), "an MLP needs at least one Linear layer");
+        let mut sizes = vec![layers[0].0.nrows()];
+        for (index, (weight, _)) in layers.iter().enumerate() {
+            assert_eq!(
+                weight.nrows(),
+                sizes[index],
+                "layer {index}: weight {:?} does not take the previous layer's {} outputs",
+                weight.dim(),
+                sizes[index]
+            );
+            sizes.push(weight.ncols());
+        }
+        let spec = NetSpec::mlp(&sizes, layout)
+            .unwrap_or_else(|error| panic!("MLP sizes {sizes:?}: {error}"));
+        Self::network(layers, &spec)
+    }
 
     /// A plain MLP: `activation` between the layers, `loss` at the end.
     ///
     /// # Panics
     /// As [`Level::mlp_with`].
-    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Mlp {
+    fn mlp(layers: LinearParams<F>, activation: Activation, loss: LossKind) -> Self::Network {
         Self::mlp_with(layers, &Layout::plain(activation, loss))
     }
 
@@ -104,7 +150,7 @@ pub trait Level<F: Float>: 'static {
     }
 
     /// An MLP initialised from `spec` (its seed decides every weight and dropout mask).
-    fn mlp_from_spec(spec: &MlpSpec) -> Self::Mlp {
-        Self::mlp_with(spec.initial_params(), &spec.layout())
+    fn mlp_from_spec(spec: &MlpSpec) -> Self::Network {
+        Self::network_from_spec(&spec.net_spec())
     }
 }

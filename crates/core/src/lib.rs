@@ -1,6 +1,6 @@
 //! # backprop-core: the contract every level implements
 //!
-//! A *level* is one implementation of the backward pass of a multi-layer perceptron: level01
+//! A *level* is one implementation of the backward pass of a neural network: level01
 //! with explicit loops, level02 with ndarray, level03 in place. They all implement the traits
 //! here, so one test harness, one CLI and one bench suite serve them all.
 //!
@@ -16,6 +16,8 @@
 //! | `optim.Adam(lr).step()`                | [`optim::Adam`]                               |
 //! | `torch.manual_seed(s)`                 | [`MlpSpec::seed`], [`init::seeded_rng`]       |
 //! | `nn.BatchNorm1d`, `nn.LayerNorm`, `nn.Dropout` | [`Level::batch_norm`], [`Level::layer_norm`], [`Level::dropout`] (see [`norm`]) |
+//! | `nn.Conv2d`, `nn.MaxPool2d`, `nn.Flatten` | [`Level::conv2d`], [`Level::max_pool2d`], [`LayerSpec::Flatten`] (see [`conv`]) |
+//! | `nn.Sequential(...)`                   | [`NetSpec`], built by [`Level::network_from_spec`] |
 //!
 //! ## Training a tiny MLP
 //!
@@ -69,10 +71,14 @@
 //! - [`gradcheck`]: central differences in `f64` and reports that name the tensor, the worst
 //!   entry, analytic against numeric, and the ReLU kinks they skipped;
 //! - [`mnist`]: the IDX reader (raw or gzip'd) with errors that name the file and the problem;
-//! - [`StackedMlp`]: the MLP assembled from any level's layers, for levels that need no fused
-//!   model of their own.
+//! - [`network`]: a network as a list of layers ([`NetSpec`]), checked once; the MLP is one
+//!   preset of it, a small CNN another; [`conv`]: the geometry of convolution and pooling over
+//!   images kept as rows;
+//! - [`Sequential`]: any [`NetSpec`] assembled from a level's own layers, for levels that need
+//!   no fused model of their own.
 #![warn(missing_docs)]
 
+pub mod conv;
 pub mod data;
 pub mod float;
 pub mod flow;
@@ -84,18 +90,21 @@ pub mod level;
 pub mod memory;
 pub mod mnist;
 pub mod model;
+pub mod network;
 pub mod norm;
 pub mod optim;
-pub mod stacked;
+pub mod sequential;
 
+pub use conv::{Conv2dGeometry, ImageShape, Pool2dGeometry};
 pub use float::Float;
 pub use init::{Init, MlpSpec};
 pub use layer::{Layer, LinearLayer, LinearMut, Loss, Targets};
 pub use level::Level;
 pub use model::{Activation, Layout, LinearParams, LossKind, Model};
+pub use network::{LayerSpec, NetSpec, SpecError};
 pub use norm::{DropoutLayer, Norm, NormLayer, NormMut};
 pub use optim::Optimizer;
-pub use stacked::StackedMlp;
+pub use sequential::Sequential;
 
 /// Panics unless `got == expected`, naming `what` and both shapes.
 ///

@@ -13,7 +13,7 @@ use crate::fixtures::{classes, uniform};
 use crate::reference;
 use crate::tolerance::{EXACT_F64, FINITE_DIFFERENCE_NETWORK, REFERENCE_F64};
 
-fn relu_mlp<L: Level<f64>>(sizes: &[usize], seed: u64) -> L::Mlp {
+fn relu_mlp<L: Level<f64>>(sizes: &[usize], seed: u64) -> L::Network {
     L::mlp_from_spec(&MlpSpec::classifier(sizes, seed))
 }
 
@@ -304,7 +304,7 @@ pub fn into_forms_agree_with_allocating_forms<L: Level<f64>>() {
 
 /// Runs both forms and compares outputs and input gradients; returns the two layers (a
 /// `Linear`'s parameter gradients are compared by the caller).
-fn compare_into_forms<Ly: Layer<f64>>(
+pub(crate) fn compare_into_forms<Ly: Layer<f64>>(
     name: &str,
     mut allocating: Ly,
     mut into: Ly,
@@ -336,7 +336,7 @@ pub fn gradients_accumulate_until_zero_grad<L: Level<f64>>() {
     let input = uniform(4, 3, 87);
     let targets = [0, 2, 1, 1];
     let mut model = relu_mlp::<L>(&[3, 5, 3], 88);
-    let pass = |model: &mut L::Mlp| {
+    let pass = |model: &mut L::Network| {
         model.forward(input.view());
         model.loss(Targets::Classes(&targets));
         model.backward();

@@ -36,6 +36,11 @@
 //!   the reference, finite differences through the batch statistics, evaluation mode, one-row
 //!   batches, constant features, normalized networks, and PyTorch's fixtures
 //!   (`norm::gate5_pytorch_normalization`);
+//! - [`conv`]: `Conv2d` and `MaxPool2d` (the group after normalization): by hand, against the
+//!   reference on many geometries, finite differences alone and in a small CNN, a 1x1 kernel
+//!   as a per-pixel `Linear`, a whole-image kernel as a `Linear`, the refusal of a kernel larger
+//!   than its padded input, the gradient rule, a CNN that trains, allocations per CNN step,
+//!   and PyTorch's fixtures (`conv::gate6_pytorch_convolution`);
 //! - [`stress`]: a 30-layer tanh net, random shapes (proptest), 1024-wide layers, training runs
 //!   and MNIST. Sizes stay small unless `BACKPROP_STRESS=full`.
 //!
@@ -46,6 +51,7 @@
 
 pub mod alloc;
 pub mod basic;
+pub mod conv;
 pub mod diagnosis;
 pub mod edge;
 pub mod expect;
@@ -124,6 +130,24 @@ macro_rules! suite {
             );
             $crate::__stamp!($level; parity;
                 gate5_pytorch_normalization,
+            );
+        }
+        mod conv {
+            $crate::__stamp!($level; conv;
+                conv2d_matches_hand_computation,
+                max_pool_matches_hand_computation,
+                conv_matches_reference,
+                conv_passes_finite_differences,
+                cnn_passes_finite_differences,
+                one_by_one_conv_is_linear_on_each_pixel,
+                kernel_as_large_as_the_input_is_linear,
+                kernel_larger_than_the_padded_input_is_refused,
+                conv_gradients_accumulate_and_into_forms_agree,
+                cnn_training_reduces_the_loss,
+                cnn_allocations_per_training_step,
+            );
+            $crate::__stamp!($level; parity;
+                gate6_pytorch_convolution,
             );
         }
         mod stress {

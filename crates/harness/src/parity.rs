@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use backprop_core::flow::clip_grad_norm;
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
 use backprop_core::{
-    Activation, DropoutLayer, Float, Layer, Level, LinearLayer, LinearParams, Loss, LossKind,
-    Model, NormLayer, Targets,
+    Activation, Conv2dGeometry, DropoutLayer, Float, ImageShape, Layer, Level, LinearLayer,
+    LinearParams, Loss, LossKind, Model, NormLayer, Pool2dGeometry, Targets,
 };
 use ndarray::{Array, Array2, ArrayD, Dimension, Ix1, Ix2};
 use ndarray_npy::{NpzReader, ReadableElement};
@@ -381,7 +381,7 @@ fn mlp_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
 }
 
 /// Level `L`'s MLP with the fixture's weights, activation and loss.
-fn fixture_model<F: Float, L: Level<F>>(fixture: &mut Fixture) -> L::Mlp {
+fn fixture_model<F: Float, L: Level<F>>(fixture: &mut Fixture) -> L::Network {
     L::mlp(
         fixture.linear_params(""),
         fixture.activation(),
@@ -611,6 +611,132 @@ fn compare_running<F: Float, N: NormLayer<F>>(fixture: &mut Fixture, layer: &mut
         &var,
         &format!("running_var{after}"),
     );
+}
+
+/// **The convolution group's PyTorch gate**: `nn.Conv2d` with stride 1 and 2, padding 0 and 1,
+/// square and rectangular kernels, non-square images, several channels; `F.max_pool2d` 2x2
+/// stride 2 and 3x3 stride 1 on small integers (tied maxima everywhere); and the small CNN's
+/// whole training step (logits, loss, every gradient, then 3 SGD steps), in `f64` and `f32`.
+pub fn gate6_pytorch_convolution<L: Level<f64> + Level<f32>>() {
+    for_each_fixture("conv", conv_fixture::<f64, L>, conv_fixture::<f32, L>);
+    for_each_fixture("cnn", cnn_fixture::<f64, L>, cnn_fixture::<f32, L>);
+}
+
+/// `"CxHxW"` or `"KHxKW"` from a fixture's meta.
+fn meta_sizes(fixture: &Fixture, key: &str) -> Vec<usize> {
+    fixture
+        .meta(key)
+        .split('x')
+        .map(|size| {
+            size.parse()
+                .unwrap_or_else(|_| panic!("{}: meta {key} is not sizes", fixture.name))
+        })
+        .collect()
+}
+
+fn meta_number(fixture: &Fixture, key: &str) -> usize {
+    fixture
+        .meta(key)
+        .parse()
+        .unwrap_or_else(|_| panic!("{}: meta {key} is not a number", fixture.name))
+}
+
+fn conv_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
+    let input: Array2<F> = fixture.array("input");
+    let upstream: Array2<F> = fixture.array("upstream");
+    let image = match meta_sizes(fixture, "input_shape")[..] {
+        [channels, height, width] => ImageShape::new(channels, height, width),
+        _ => panic!("{}: meta input_shape is not CxHxW", fixture.name),
+    };
+    let kernel = match meta_sizes(fixture, "kernel")[..] {
+        [kh, kw] => (kh, kw),
+        _ => panic!("{}: meta kernel is not KHxKW", fixture.name),
+    };
+    let stride = meta_number(fixture, "stride");
+    match fixture.meta("layer") {
+        "conv2d" => {
+            let out_channels = meta_number(fixture, "out_channels");
+            let padding = meta_number(fixture, "padding");
+            let geometry = Conv2dGeometry::new(image, out_channels, kernel, stride, padding)
+                .unwrap_or_else(|problem| panic!("{}: {problem}", fixture.name));
+            let mut conv = L::conv2d(fixture.array("weight"), fixture.array("bias"), geometry);
+            let output = conv.forward(input.view());
+            fixture.compare("output", &output, "output");
+            let grad_input = conv.backward(upstream.view());
+            fixture.compare("dL/dinput", &grad_input, "grad_input");
+            let params = conv.params_mut();
+            let (grad_weight, grad_bias) =
+                (params.grad_weight.to_owned(), params.grad_bias.to_owned());
+            fixture.compare("dL/dweight", &grad_weight, "grad_weight");
+            fixture.compare("dL/dbias", &grad_bias, "grad_bias");
+        }
+        "max_pool2d" => {
+            let geometry = Pool2dGeometry::new(image, kernel, stride)
+                .unwrap_or_else(|problem| panic!("{}: {problem}", fixture.name));
+            let mut pool = L::max_pool2d(geometry);
+            let output = pool.forward(input.view());
+            fixture.compare("output", &output, "output");
+            let grad_input = pool.backward(upstream.view());
+            fixture.compare(
+                "dL/dinput (ties go to the first maximum)",
+                &grad_input,
+                "grad_input",
+            );
+        }
+        other => panic!("{}: unknown convolution layer {other:?}", fixture.name),
+    }
+}
+
+/// The small CNN ([`crate::conv::small_cnn_spec`]) with the fixture's weights: one forward and
+/// backward compared, then the fixture's SGD steps from the same weights.
+fn cnn_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
+    let spec = crate::conv::small_cnn_spec(0);
+    let params: LinearParams<F> = (0..spec.weight_shapes().len())
+        .map(|index| {
+            (
+                fixture.array::<F, Ix2>(&format!("weight{index}")),
+                fixture.array::<F, Ix1>(&format!("bias{index}")),
+            )
+        })
+        .collect();
+    let input: Array2<F> = fixture.array("input");
+    let targets = fixture.classes("targets");
+    let targets = Targets::Classes(&targets);
+    let mut model = L::network(params.clone(), &spec);
+    let evidence = Evidence::network(input.nrows());
+    model.zero_grad();
+    let logits = model.forward(input.view());
+    fixture.compare_with("logits", &logits, "logits", &evidence);
+    let loss = model.loss(targets);
+    let after_logits = Evidence {
+        earlier_matched: true,
+        ..evidence
+    };
+    fixture.compare_scalar("loss", loss, "loss", &after_logits);
+    let grad_input = model.backward();
+    compare_parameter_gradients(fixture, &mut model, &evidence);
+    fixture.compare_with("dL/dinput", &grad_input, "grad_input", &evidence);
+
+    let lr: f64 = fixture.meta("lr").parse().expect("meta lr is a number");
+    let steps = meta_number(fixture, "steps");
+    let mut model = L::network(params, &spec);
+    let mut sgd = Sgd::new(lr);
+    let losses: Vec<F> = (0..steps)
+        .map(|_| model.train_step(input.view(), targets, &mut sgd))
+        .collect();
+    fixture.compare("loss at each step", &Array::from_vec(losses), "losses");
+    for (index, (weight, bias)) in model.linear_params().iter().enumerate() {
+        fixture.compare(
+            &format!("layer {index} weight after {steps} steps"),
+            weight,
+            &format!("weight{index}_after"),
+        );
+        fixture.compare(
+            &format!("layer {index} bias after {steps} steps"),
+            bias,
+            &format!("bias{index}_after"),
+        );
+    }
 }
 
 #[cfg(test)]

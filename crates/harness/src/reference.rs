@@ -3,7 +3,7 @@
 //! Written independently of every level, as plainly as ndarray allows, so that a level is
 //! compared with the math and not with another level.
 
-use backprop_core::{Activation, LinearParams, LossKind, Targets};
+use backprop_core::{Activation, Conv2dGeometry, LinearParams, LossKind, Pool2dGeometry, Targets};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 /// y = x W + b.
@@ -313,4 +313,139 @@ fn transpose_pass(pass: NormPass) -> NormPass {
         grad_input: pass.grad_input.reversed_axes(),
         ..pass
     }
+}
+
+/// A convolution's output rows `(batch, out OH OW)`: for every output entry, the bias plus the
+/// window's inputs times the kernel, written as a sum over the input entries each window reads
+/// (see [`backprop_core::conv`]).
+pub fn conv2d_forward(
+    geometry: &Conv2dGeometry,
+    input: ArrayView2<'_, f64>,
+    weight: &Array2<f64>,
+    bias: &Array1<f64>,
+) -> Array2<f64> {
+    let out = geometry.output();
+    let mut output = Array2::zeros((input.nrows(), out.len()));
+    for_each_conv_term(
+        geometry,
+        input.nrows(),
+        |n, o, out_index, x_index, w_row| {
+            output[[n, out_index]] += input[[n, x_index]] * weight[[w_row, o]];
+        },
+    );
+    let positions = out.height * out.width;
+    for mut row in output.rows_mut() {
+        for (index, value) in row.iter_mut().enumerate() {
+            *value += bias[index / positions];
+        }
+    }
+    output
+}
+
+/// `(dL/dx, dL/dW, dL/db)` of a convolution for upstream `g`: each term
+/// `x[x_index] W[w_row, o]` of output `out_index` sends `g W` to the input and `g x` to the
+/// weight; the bias gets the sum of its channel's `g`.
+pub fn conv2d_backward(
+    geometry: &Conv2dGeometry,
+    input: ArrayView2<'_, f64>,
+    weight: &Array2<f64>,
+    grad_output: ArrayView2<'_, f64>,
+) -> (Array2<f64>, Array2<f64>, Array1<f64>) {
+    let mut grad_input = Array2::zeros(input.dim());
+    let mut grad_weight = Array2::zeros(weight.dim());
+    for_each_conv_term(
+        geometry,
+        input.nrows(),
+        |n, o, out_index, x_index, w_row| {
+            let g = grad_output[[n, out_index]];
+            grad_input[[n, x_index]] += g * weight[[w_row, o]];
+            grad_weight[[w_row, o]] += g * input[[n, x_index]];
+        },
+    );
+    let out = geometry.output();
+    let positions = out.height * out.width;
+    let grad_bias = Array1::from_shape_fn(out.channels, |o| {
+        grad_output
+            .slice(ndarray::s![.., o * positions..(o + 1) * positions])
+            .sum()
+    });
+    (grad_input, grad_weight, grad_bias)
+}
+
+/// Calls `term(n, o, output column, input column, weight row)` for every product of a
+/// convolution's forward pass (padding entries have none).
+fn for_each_conv_term(
+    geometry: &Conv2dGeometry,
+    batch: usize,
+    mut term: impl FnMut(usize, usize, usize, usize, usize),
+) {
+    let out = geometry.output();
+    let (kh, kw) = geometry.kernel;
+    for n in 0..batch {
+        for o in 0..out.channels {
+            for i in 0..out.height {
+                for j in 0..out.width {
+                    let out_index = (o * out.height + i) * out.width + j;
+                    for c in 0..geometry.input.channels {
+                        for p in 0..kh {
+                            for q in 0..kw {
+                                let row = (i * geometry.stride + p).checked_sub(geometry.padding);
+                                let col = (j * geometry.stride + q).checked_sub(geometry.padding);
+                                if let (Some(row), Some(col)) = (row, col)
+                                    && row < geometry.input.height
+                                    && col < geometry.input.width
+                                {
+                                    let x_index = (c * geometry.input.height + row)
+                                        * geometry.input.width
+                                        + col;
+                                    let w_row = (c * kh + p) * kw + q;
+                                    term(n, o, out_index, x_index, w_row);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `(output, dL/dx)` of max pooling for upstream `g`: each window's first maximum in row-major
+/// order (PyTorch's rule for ties) gives the output and receives the gradient.
+pub fn max_pool2d(
+    geometry: &Pool2dGeometry,
+    input: ArrayView2<'_, f64>,
+    grad_output: ArrayView2<'_, f64>,
+) -> (Array2<f64>, Array2<f64>) {
+    let out = geometry.output();
+    let (kh, kw) = geometry.kernel;
+    let mut output = Array2::zeros((input.nrows(), out.len()));
+    let mut grad_input = Array2::zeros(input.dim());
+    for n in 0..input.nrows() {
+        for c in 0..out.channels {
+            for i in 0..out.height {
+                for j in 0..out.width {
+                    let window = (0..kh).flat_map(|p| (0..kw).map(move |q| (p, q)));
+                    let winner = window
+                        .map(|(p, q)| {
+                            let row = i * geometry.stride + p;
+                            let col = j * geometry.stride + q;
+                            (c * geometry.input.height + row) * geometry.input.width + col
+                        })
+                        .reduce(|best, index| {
+                            if input[[n, index]] > input[[n, best]] {
+                                index
+                            } else {
+                                best
+                            }
+                        })
+                        .expect("a window has an entry");
+                    let out_index = (c * out.height + i) * out.width + j;
+                    output[[n, out_index]] = input[[n, winner]];
+                    grad_input[[n, winner]] += grad_output[[n, out_index]];
+                }
+            }
+        }
+    }
+    (output, grad_input)
 }

@@ -1,6 +1,6 @@
 //! The allocation check can fail: level02 dressed up as allocation-bounded is rejected.
 
-use backprop_core::{Float, Layout, Level, LinearParams};
+use backprop_core::{Conv2dGeometry, Float, Level, LinearParams, NetSpec, Pool2dGeometry};
 use backprop_harness::stress;
 use ndarray::{Array1, Array2};
 
@@ -24,7 +24,9 @@ impl<F: Float> Level<F> for Pretender {
     type BatchNorm = <level02::Level02 as Level<F>>::BatchNorm;
     type LayerNorm = <level02::Level02 as Level<F>>::LayerNorm;
     type Dropout = <level02::Level02 as Level<F>>::Dropout;
-    type Mlp = <level02::Level02 as Level<F>>::Mlp;
+    type Conv2d = <level02::Level02 as Level<F>>::Conv2d;
+    type MaxPool2d = <level02::Level02 as Level<F>>::MaxPool2d;
+    type Network = <level02::Level02 as Level<F>>::Network;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Self::Linear {
         <level02::Level02 as Level<F>>::linear(weight, bias)
@@ -53,8 +55,14 @@ impl<F: Float> Level<F> for Pretender {
     fn dropout(p: f64, seed: u64) -> Self::Dropout {
         <level02::Level02 as Level<F>>::dropout(p, seed)
     }
-    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp {
-        <level02::Level02 as Level<F>>::mlp_with(layers, layout)
+    fn conv2d(weight: Array2<F>, bias: Array1<F>, geometry: Conv2dGeometry) -> Self::Conv2d {
+        <level02::Level02 as Level<F>>::conv2d(weight, bias, geometry)
+    }
+    fn max_pool2d(geometry: Pool2dGeometry) -> Self::MaxPool2d {
+        <level02::Level02 as Level<F>>::max_pool2d(geometry)
+    }
+    fn network(params: LinearParams<F>, spec: &NetSpec) -> Self::Network {
+        <level02::Level02 as Level<F>>::network(params, spec)
     }
 }
 

@@ -41,8 +41,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use backprop_core::{
-    DropoutLayer, Float, Layer, Layout, Level, LinearLayer, LinearMut, LinearParams, Loss,
-    NormLayer, NormMut, StackedMlp, Targets,
+    Conv2dGeometry, DropoutLayer, Float, Layer, Level, LinearLayer, LinearMut, LinearParams, Loss,
+    NetSpec, NormLayer, NormMut, Pool2dGeometry, Sequential, Targets,
 };
 use backprop_harness::diagnosis::Mistake;
 use backprop_harness::{basic, edge, norm, parity, stress};
@@ -79,6 +79,12 @@ const DROPOUT_BACKWARD_WITHOUT_MASK: u8 = 28;
 const DROPOUT_BACKWARD_WITHOUT_SCALE: u8 = 29;
 const RUNNING_STATISTICS_IN_EVALUATION: u8 = 30;
 const BIASED_RUNNING_VARIANCE: u8 = 31;
+const CONV_KERNEL_FLIPPED: u8 = 32;
+const CONV_WEIGHT_GRAD_ONE_SAMPLE: u8 = 33;
+const CONV_PADDING_OFF_BY_ONE_IN_BACKWARD: u8 = 34;
+const CONV_STRIDE_IGNORED_IN_DX: u8 = 35;
+const POOL_GRAD_TO_EVERY_ENTRY: u8 = 36;
+const POOL_GRAD_TO_LAST_TIE: u8 = 37;
 
 /// level02 with bug number `BUG` planted.
 #[derive(Debug)]
@@ -95,7 +101,9 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
     type BatchNorm = MutantBatchNorm<F, BUG>;
     type LayerNorm = level02::LayerNorm<F>;
     type Dropout = MutantDropout<F, BUG>;
-    type Mlp = StackedMlp<F, Self>;
+    type Conv2d = MutantConv2d<F, BUG>;
+    type MaxPool2d = MutantMaxPool<BUG>;
+    type Network = Sequential<F, Self>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Self::Linear {
         MutantLinear {
@@ -150,8 +158,224 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
             p,
         }
     }
-    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp {
-        StackedMlp::new(layers, layout)
+    fn conv2d(weight: Array2<F>, bias: Array1<F>, geometry: Conv2dGeometry) -> Self::Conv2d {
+        MutantConv2d {
+            grad_weight: Array2::zeros(weight.raw_dim()),
+            grad_bias: Array1::zeros(bias.raw_dim()),
+            weight,
+            bias,
+            geometry,
+            input: None,
+        }
+    }
+    fn max_pool2d(geometry: Pool2dGeometry) -> Self::MaxPool2d {
+        MutantMaxPool {
+            geometry,
+            winners: None,
+        }
+    }
+    fn network(params: LinearParams<F>, spec: &NetSpec) -> Self::Network {
+        Sequential::new(params, spec)
+    }
+}
+
+/// A convolution in loops (level01's), with the conv bugs switchable.
+#[derive(Debug)]
+struct MutantConv2d<F, const BUG: u8> {
+    geometry: Conv2dGeometry,
+    weight: Array2<F>,
+    bias: Array1<F>,
+    grad_weight: Array2<F>,
+    grad_bias: Array1<F>,
+    input: Option<Array2<F>>,
+}
+
+/// The input (row, column) that kernel entry (p, q) of window (i, j) reads, with the given
+/// stride and padding (the correct call passes the layer's own).
+fn conv_source(
+    geometry: &Conv2dGeometry,
+    (i, j, p, q): (usize, usize, usize, usize),
+    stride: usize,
+    padding: usize,
+) -> Option<(usize, usize)> {
+    let row = (i * stride + p).checked_sub(padding)?;
+    let column = (j * stride + q).checked_sub(padding)?;
+    (row < geometry.input.height && column < geometry.input.width).then_some((row, column))
+}
+
+impl<F: Float, const BUG: u8> Layer<F> for MutantConv2d<F, BUG> {
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        let geometry = self.geometry;
+        let (out, (kh, kw)) = (geometry.output(), geometry.kernel);
+        let mut output = Array2::zeros((input.nrows(), out.len()));
+        for n in 0..input.nrows() {
+            for o in 0..out.channels {
+                for i in 0..out.height {
+                    for j in 0..out.width {
+                        let mut sum = self.bias[o];
+                        for c in 0..geometry.input.channels {
+                            for p in 0..kh {
+                                for q in 0..kw {
+                                    let at = (i, j, p, q);
+                                    let Some((r, t)) = conv_source(
+                                        &geometry,
+                                        at,
+                                        geometry.stride,
+                                        geometry.padding,
+                                    ) else {
+                                        continue;
+                                    };
+                                    // The bug: a true convolution, the kernel flipped.
+                                    let (wp, wq) = if BUG == CONV_KERNEL_FLIPPED {
+                                        (kh - 1 - p, kw - 1 - q)
+                                    } else {
+                                        (p, q)
+                                    };
+                                    sum += input[[n, geometry.input_index(c, r, t)]]
+                                        * self.weight[[geometry.weight_row(c, wp, wq), o]];
+                                }
+                            }
+                        }
+                        output[[n, (o * out.height + i) * out.width + j]] = sum;
+                    }
+                }
+            }
+        }
+        self.input = Some(input.to_owned());
+        output
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        let input = self.input.as_ref().expect("backward before forward");
+        let geometry = self.geometry;
+        let (out, (kh, kw)) = (geometry.output(), geometry.kernel);
+        // The bugs of dx: padding shifted by one, or the stride taken as 1.
+        let dx_padding = match BUG {
+            CONV_PADDING_OFF_BY_ONE_IN_BACKWARD => geometry.padding + 1,
+            _ => geometry.padding,
+        };
+        let dx_stride = match BUG {
+            CONV_STRIDE_IGNORED_IN_DX => 1,
+            _ => geometry.stride,
+        };
+        let mut grad_input = Array2::zeros(input.dim());
+        for n in 0..input.nrows() {
+            for o in 0..out.channels {
+                for i in 0..out.height {
+                    for j in 0..out.width {
+                        let g = grad_output[[n, (o * out.height + i) * out.width + j]];
+                        self.grad_bias[o] += g;
+                        for c in 0..geometry.input.channels {
+                            for p in 0..kh {
+                                for q in 0..kw {
+                                    let w_row = geometry.weight_row(c, p, q);
+                                    let at = (i, j, p, q);
+                                    // The bug: dW from the first sample only, no sum over n.
+                                    let sums_sample = BUG != CONV_WEIGHT_GRAD_ONE_SAMPLE || n == 0;
+                                    if let Some((r, t)) = conv_source(
+                                        &geometry,
+                                        at,
+                                        geometry.stride,
+                                        geometry.padding,
+                                    ) && sums_sample
+                                    {
+                                        self.grad_weight[[w_row, o]] +=
+                                            g * input[[n, geometry.input_index(c, r, t)]];
+                                    }
+                                    if let Some((r, t)) =
+                                        conv_source(&geometry, at, dx_stride, dx_padding)
+                                    {
+                                        grad_input[[n, geometry.input_index(c, r, t)]] +=
+                                            g * self.weight[[w_row, o]];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        grad_input
+    }
+}
+
+impl<F: Float, const BUG: u8> LinearLayer<F> for MutantConv2d<F, BUG> {
+    fn params_mut(&mut self) -> LinearMut<'_, F> {
+        LinearMut {
+            weight: self.weight.view_mut(),
+            bias: self.bias.view_mut(),
+            grad_weight: self.grad_weight.view_mut(),
+            grad_bias: self.grad_bias.view_mut(),
+        }
+    }
+}
+
+/// One output of a max pool: the input column that won, and every column of its window.
+type Window = (usize, Vec<usize>);
+
+/// Max pooling in loops, with the pooling bugs switchable.
+#[derive(Debug)]
+struct MutantMaxPool<const BUG: u8> {
+    geometry: Pool2dGeometry,
+    /// Each sample's windows, in output order.
+    winners: Option<Vec<Vec<Window>>>,
+}
+
+impl<F: Float, const BUG: u8> Layer<F> for MutantMaxPool<BUG> {
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        let geometry = self.geometry;
+        let (out, (kh, kw)) = (geometry.output(), geometry.kernel);
+        let mut output = Array2::zeros((input.nrows(), out.len()));
+        let mut winners = Vec::new();
+        for n in 0..input.nrows() {
+            let mut sample = Vec::new();
+            for c in 0..out.channels {
+                for i in 0..out.height {
+                    for j in 0..out.width {
+                        let window: Vec<usize> = (0..kh)
+                            .flat_map(|p| (0..kw).map(move |q| geometry.source(c, i, j, p, q)))
+                            .collect();
+                        let mut best = window[0];
+                        for &index in &window {
+                            let (value, max) = (input[[n, index]], input[[n, best]]);
+                            // The bug: `>=` keeps the last of tied maxima, not the first.
+                            let replaces = if BUG == POOL_GRAD_TO_LAST_TIE {
+                                value >= max
+                            } else {
+                                value > max
+                            };
+                            if replaces {
+                                best = index;
+                            }
+                        }
+                        output[[n, (c * out.height + i) * out.width + j]] = input[[n, best]];
+                        sample.push((best, window));
+                    }
+                }
+            }
+            winners.push(sample);
+        }
+        self.winners = Some(winners);
+        output
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        let winners = self.winners.as_ref().expect("backward before forward");
+        let mut grad_input = Array2::zeros((winners.len(), self.geometry.input.len()));
+        for (n, sample) in winners.iter().enumerate() {
+            for (out_index, (best, window)) in sample.iter().enumerate() {
+                let g = grad_output[[n, out_index]];
+                if BUG == POOL_GRAD_TO_EVERY_ENTRY {
+                    // The bug: the gradient to every entry of the window.
+                    for &index in window {
+                        grad_input[[n, index]] += g;
+                    }
+                } else {
+                    grad_input[[n, *best]] += g;
+                }
+            }
+        }
+        grad_input
     }
 }
 

@@ -11,9 +11,12 @@
 //! - `mse.rs`: mean((p - t)^2) and 2 (p - t) / (N M);
 //! - `batch_norm.rs`, `layer_norm.rs`: normalization over the batch or the row, the backward
 //!   through the mean and the variance derived step by step in the comments;
-//! - `dropout.rs`: the mask drawn in forward and reused in backward.
+//! - `dropout.rs`: the mask drawn in forward and reused in backward;
+//! - `conv2d.rs`: the six nested loops of a convolution, dW as a correlation of the input with
+//!   the upstream gradient and dx as a full convolution with the flipped kernel, derived in the
+//!   comments; `max_pool.rs`: each window's maximum, and its gradient sent back to it.
 //!
-//! The model is [`backprop_core::StackedMlp`] over these layers. Read level02 next to see the
+//! The model is [`backprop_core::Sequential`] over these layers. Read level02 next to see the
 //! same math as whole-array operations.
 //!
 //! ```
@@ -30,9 +33,11 @@
 #![warn(missing_docs)]
 
 mod batch_norm;
+mod conv2d;
 mod dropout;
 mod layer_norm;
 mod linear;
+mod max_pool;
 mod mse;
 mod relu;
 mod sigmoid;
@@ -40,16 +45,20 @@ mod softmax_cross_entropy;
 mod tanh;
 
 pub use batch_norm::BatchNorm;
+pub use conv2d::Conv2d;
 pub use dropout::Dropout;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use max_pool::MaxPool2d;
 pub use mse::Mse;
 pub use relu::Relu;
 pub use sigmoid::Sigmoid;
 pub use softmax_cross_entropy::SoftmaxCrossEntropy;
 pub use tanh::Tanh;
 
-use backprop_core::{Float, Layout, Level, LinearParams, StackedMlp};
+use backprop_core::{
+    Conv2dGeometry, Float, Level, LinearParams, NetSpec, Pool2dGeometry, Sequential,
+};
 use ndarray::{Array1, Array2};
 
 /// The level-1 marker: names this crate's types for the harness, the CLI and the benches.
@@ -68,7 +77,9 @@ impl<F: Float> Level<F> for Level01 {
     type BatchNorm = BatchNorm<F>;
     type LayerNorm = LayerNorm<F>;
     type Dropout = Dropout<F>;
-    type Mlp = StackedMlp<F, Level01>;
+    type Conv2d = Conv2d<F>;
+    type MaxPool2d = MaxPool2d;
+    type Network = Sequential<F, Level01>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
         Linear::new(weight, bias)
@@ -97,7 +108,13 @@ impl<F: Float> Level<F> for Level01 {
     fn dropout(p: f64, seed: u64) -> Dropout<F> {
         Dropout::new(p, seed)
     }
-    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp {
-        StackedMlp::new(layers, layout)
+    fn conv2d(weight: Array2<F>, bias: Array1<F>, geometry: Conv2dGeometry) -> Conv2d<F> {
+        Conv2d::new(weight, bias, geometry)
+    }
+    fn max_pool2d(geometry: Pool2dGeometry) -> MaxPool2d {
+        MaxPool2d::new(geometry)
+    }
+    fn network(params: LinearParams<F>, spec: &NetSpec) -> Self::Network {
+        Sequential::new(params, spec)
     }
 }

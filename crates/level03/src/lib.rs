@@ -72,11 +72,14 @@
 
 mod activation;
 mod buffer;
+mod conv2d;
 mod dropout;
 mod gemm;
 mod linear;
+mod max_pool;
 mod mlp;
 mod mse;
+mod network;
 mod norm;
 mod parallel;
 mod relu;
@@ -85,16 +88,21 @@ mod softmax_cross_entropy;
 mod tanh;
 
 pub use activation::ActivationLayer;
+pub use conv2d::Conv2d;
 pub use dropout::Dropout;
 pub use linear::Linear;
+pub use max_pool::MaxPool2d;
 pub use mlp::Mlp;
 pub use mse::Mse;
+pub use network::Network;
 pub use norm::NormalizationLayer;
 pub use softmax_cross_entropy::SoftmaxCrossEntropy;
 
 #[cfg(doc)]
 use backprop_core::Model;
-use backprop_core::{Activation, Float, Layout, Level, LinearParams, Norm};
+use backprop_core::{
+    Activation, Conv2dGeometry, Float, Level, LinearParams, NetSpec, Norm, Pool2dGeometry,
+};
 use ndarray::{Array1, Array2};
 
 /// The level-3 marker: names this crate's types for the harness, the CLI and the benches.
@@ -114,7 +122,9 @@ impl<F: Float> Level<F> for Level03 {
     type BatchNorm = NormalizationLayer<F>;
     type LayerNorm = NormalizationLayer<F>;
     type Dropout = Dropout<F>;
-    type Mlp = Mlp<F>;
+    type Conv2d = Conv2d<F>;
+    type MaxPool2d = MaxPool2d;
+    type Network = Network<F>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
         Linear::new(weight, bias)
@@ -143,7 +153,13 @@ impl<F: Float> Level<F> for Level03 {
     fn dropout(p: f64, seed: u64) -> Dropout<F> {
         Dropout::new(p, seed)
     }
-    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Mlp<F> {
-        Mlp::new(layers, layout)
+    fn conv2d(weight: Array2<F>, bias: Array1<F>, geometry: Conv2dGeometry) -> Conv2d<F> {
+        Conv2d::new(weight, bias, geometry)
+    }
+    fn max_pool2d(geometry: Pool2dGeometry) -> MaxPool2d {
+        MaxPool2d::new(geometry)
+    }
+    fn network(params: LinearParams<F>, spec: &NetSpec) -> Network<F> {
+        Network::new(params, spec)
     }
 }

@@ -7,7 +7,7 @@
 //! 1. `linear.rs`, `relu.rs`, `sigmoid.rs`, `tanh.rs`, `softmax_cross_entropy.rs`, `mse.rs`:
 //!    gate 1 checks each one alone (`cargo test -p level-starter gate1`);
 //! 2. nothing new: gate 2 chains your layers into an MLP (the model is
-//!    [`backprop_core::StackedMlp`], which calls your layers in order and in reverse);
+//!    [`backprop_core::Sequential`], which calls your layers in order and in reverse);
 //! 3. gate 3 compares every gradient with central differences;
 //! 4. gate 4 with PyTorch's autograd, in `f64` and `f32`;
 //! 5. then `batch_norm.rs`, `layer_norm.rs`, `dropout.rs`: the normalization checks
@@ -32,9 +32,11 @@
 #![warn(missing_docs)]
 
 mod batch_norm;
+mod conv2d;
 mod dropout;
 mod layer_norm;
 mod linear;
+mod max_pool;
 mod mse;
 mod relu;
 mod sigmoid;
@@ -42,16 +44,20 @@ mod softmax_cross_entropy;
 mod tanh;
 
 pub use batch_norm::BatchNorm;
+pub use conv2d::Conv2d;
 pub use dropout::Dropout;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use max_pool::MaxPool2d;
 pub use mse::Mse;
 pub use relu::Relu;
 pub use sigmoid::Sigmoid;
 pub use softmax_cross_entropy::SoftmaxCrossEntropy;
 pub use tanh::Tanh;
 
-use backprop_core::{Float, Layout, Level, LinearParams, StackedMlp};
+use backprop_core::{
+    Conv2dGeometry, Float, Level, LinearParams, NetSpec, Pool2dGeometry, Sequential,
+};
 use ndarray::{Array1, Array2};
 
 /// This level's marker: names its types for the harness, the CLI and the benches.
@@ -70,7 +76,9 @@ impl<F: Float> Level<F> for MyLevel {
     type BatchNorm = BatchNorm<F>;
     type LayerNorm = LayerNorm<F>;
     type Dropout = Dropout<F>;
-    type Mlp = StackedMlp<F, MyLevel>;
+    type Conv2d = Conv2d<F>;
+    type MaxPool2d = MaxPool2d;
+    type Network = Sequential<F, MyLevel>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Linear<F> {
         Linear::new(weight, bias)
@@ -99,7 +107,13 @@ impl<F: Float> Level<F> for MyLevel {
     fn dropout(p: f64, seed: u64) -> Dropout<F> {
         Dropout::new(p, seed)
     }
-    fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Mlp {
-        StackedMlp::new(layers, layout)
+    fn conv2d(weight: Array2<F>, bias: Array1<F>, geometry: Conv2dGeometry) -> Conv2d<F> {
+        Conv2d::new(weight, bias, geometry)
+    }
+    fn max_pool2d(geometry: Pool2dGeometry) -> MaxPool2d {
+        MaxPool2d::new(geometry)
+    }
+    fn network(params: LinearParams<F>, spec: &NetSpec) -> Self::Network {
+        Sequential::new(params, spec)
     }
 }

@@ -1,0 +1,136 @@
+//! `MaxPool2d`: each window's maximum straight into the caller's buffer, its winner kept in a
+//! reused index buffer.
+
+use backprop_core::conv::replaces_max;
+use backprop_core::{Float, Layer, Pool2dGeometry, assert_same_shape};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip, s};
+
+/// Max pooling: `y[n, c, i, j] = max_{p, q} x[n, c, i s + p, j s + q]`, ties to the first
+/// maximum in row-major order (PyTorch's rule), NaN winning.
+///
+/// The winners' input columns live in a `(batch, C OH OW)` index buffer sized for the largest
+/// batch seen; backward scatters each output gradient to its winner. One sample per rayon task.
+#[derive(Debug, Clone)]
+pub struct MaxPool2d {
+    geometry: Pool2dGeometry,
+    /// Rows `..batch` hold the last forward's winners.
+    argmax: Array2<u32>,
+    batch: usize,
+}
+
+impl MaxPool2d {
+    /// A max pool with `geometry`'s input, window and stride.
+    ///
+    /// # Panics
+    /// If an image has more than `u32::MAX` values.
+    #[track_caller]
+    pub fn new(geometry: Pool2dGeometry) -> Self {
+        assert!(
+            u32::try_from(geometry.input.len()).is_ok(),
+            "MaxPool2d input {} is too large to index with u32",
+            geometry.input
+        );
+        MaxPool2d {
+            geometry,
+            argmax: Array2::zeros((0, geometry.output().len())),
+            batch: 0,
+        }
+    }
+}
+
+/// One sample's forward: each window's maximum into `output`, its column into `winners`.
+fn pool_sample<F: Float>(
+    geometry: &Pool2dGeometry,
+    image: ArrayView1<'_, F>,
+    mut output: ArrayViewMut1<'_, F>,
+    mut winners: ArrayViewMut1<'_, u32>,
+) {
+    let out = geometry.output();
+    let (kh, kw) = geometry.kernel;
+    for c in 0..out.channels {
+        for i in 0..out.height {
+            for j in 0..out.width {
+                let mut best = geometry.source(c, i, j, 0, 0);
+                for p in 0..kh {
+                    for q in 0..kw {
+                        let index = geometry.source(c, i, j, p, q);
+                        if replaces_max(image[index], image[best]) {
+                            best = index;
+                        }
+                    }
+                }
+                let out_index = (c * out.height + i) * out.width + j;
+                output[out_index] = image[best];
+                winners[out_index] = best as u32; // fits: checked in `new`
+            }
+        }
+    }
+}
+
+impl<F: Float> Layer<F> for MaxPool2d {
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        let mut output = Array2::zeros((input.nrows(), self.geometry.output().len()));
+        self.forward_into(input, output.view_mut());
+        output
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        let mut grad_input = Array2::zeros((self.batch, self.geometry.input.len()));
+        self.backward_into(grad_output, grad_input.view_mut());
+        grad_input
+    }
+
+    #[track_caller]
+    fn forward_into(&mut self, input: ArrayView2<'_, F>, mut output: ArrayViewMut2<'_, F>) {
+        let geometry = self.geometry;
+        let batch = input.nrows();
+        let outputs = geometry.output().len();
+        assert_same_shape(
+            "MaxPool2d forward input",
+            input.dim(),
+            (batch, geometry.input.len()),
+        );
+        assert_same_shape(
+            "MaxPool2d forward_into output",
+            output.dim(),
+            (batch, outputs),
+        );
+        if batch > self.argmax.nrows() {
+            self.argmax = Array2::zeros((batch, outputs));
+        }
+        self.batch = batch;
+        Zip::from(input.rows())
+            .and(output.rows_mut())
+            .and(self.argmax.slice_mut(s![..batch, ..]).rows_mut())
+            .par_for_each(|image, output, winners| pool_sample(&geometry, image, output, winners));
+    }
+
+    #[track_caller]
+    fn backward_into(
+        &mut self,
+        grad_output: ArrayView2<'_, F>,
+        mut grad_input: ArrayViewMut2<'_, F>,
+    ) {
+        let batch = self.batch;
+        assert_same_shape(
+            "MaxPool2d backward grad_output",
+            grad_output.dim(),
+            (batch, self.geometry.output().len()),
+        );
+        assert_same_shape(
+            "MaxPool2d backward_into grad_input",
+            grad_input.dim(),
+            (batch, self.geometry.input.len()),
+        );
+        // Each output's gradient to its winner; overlapping windows add.
+        Zip::from(grad_input.rows_mut())
+            .and(grad_output.rows())
+            .and(self.argmax.slice(s![..batch, ..]).rows())
+            .par_for_each(|mut grad_image, grads, winners| {
+                grad_image.fill(F::zero());
+                for (&grad, &winner) in grads.iter().zip(winners) {
+                    grad_image[winner as usize] += grad;
+                }
+            });
+    }
+}
