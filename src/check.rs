@@ -122,6 +122,8 @@ pub fn hint_for_failure(check: &str, message: &str) -> String {
     // The line after "CHECK failed at FILE:LINE" says which layer or loss went wrong.
     let about = message.lines().nth(1).unwrap_or(message).to_lowercase();
     let by_layer = [
+        ("conv2d", "hints/hint-5-convolution.md"),
+        ("maxpool2d", "hints/hint-5-convolution.md"),
         ("linear", "hints/hint-2-linear-backward.md"),
         ("relu", "hints/hint-1-chain-rule.md"),
         ("sigmoid", "hints/hint-1-chain-rule.md"),
@@ -150,6 +152,53 @@ pub fn run_beyond_gates(root: &Path, package: &str) -> Result<Vec<String>, RunEr
             Some((stdout, stderr)) => panics_in(&format!("{stdout}\n{stderr}")),
         },
     )
+}
+
+/// Runs the convolution group of `package` (`conv::`, the layers after normalization); returns
+/// each failing check's message as [`run_beyond_gates`] does. A run that fails without a test
+/// panic (a build error, an abort, a killed process) is one failure quoting cargo's last lines:
+/// never a pass.
+///
+/// # Errors
+/// `cargo` could not be started.
+pub fn run_conv_group(root: &Path, package: &str) -> Result<Vec<String>, RunError> {
+    let Some((stdout, stderr)) = cargo_test(root, package, &["conv::"])? else {
+        return Ok(Vec::new());
+    };
+    let panics = panics_in(&format!("{stdout}\n{stderr}"));
+    if !panics.is_empty() {
+        return Ok(panics);
+    }
+    let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Ok(vec![format!(
+        "conv:: failed at cargo test -p {package} conv::\nthe run failed without a test \
+         panic; cargo's last lines:\n{}",
+        tail.join("\n")
+    )])
+}
+
+/// What follows a green report of the gates and the edge, normalization and stress checks:
+/// the convolution group, either green too or named as the next step with its first failure.
+pub fn report_conv_group(package: &str, failures: &[String]) -> String {
+    let Some(first) = failures.first() else {
+        return "and every convolution check: the whole suite is green\n".to_string();
+    };
+    let mut report = format!(
+        "next: the convolution group (conv::), {} check{} fail{}: Conv2d and MaxPool2d in \
+         conv2d.rs and max_pool.rs\n",
+        failures.len(),
+        if failures.len() == 1 { "" } else { "s" },
+        if failures.len() == 1 { "s" } else { "" }
+    );
+    report.push_str(&indent(first));
+    let check = first.split(' ').next().unwrap_or("conv::");
+    report.push_str(&format!(
+        "  read: {}\n  or a hint one step at a time: backprop hint conv\n  rerun the group: \
+         cargo test -p {package} conv::\n",
+        hint_for_failure(check, first)
+    ));
+    report
 }
 
 /// Every test panic in cargo's output: "thread 'CHECK' (id) panicked at FILE:LINE:", then the
@@ -181,7 +230,7 @@ fn panics_in(text: &str) -> Vec<String> {
 pub fn report_beyond_gates(package: &str, failures: &[String]) -> String {
     if failures.is_empty() {
         return format!(
-            "all four gates pass, and every edge, normalization and stress check: the whole suite is green \
+            "all four gates pass, and every edge, normalization and stress check \
              (cargo test -p {package})\n"
         );
     }
@@ -203,10 +252,16 @@ pub fn report_beyond_gates(package: &str, failures: &[String]) -> String {
 }
 
 /// The report as JSON: `{"package", "all_pass", "gates": [{"gate", "title", "filter", "result",
-/// "message", "hint"}], "beyond_gates": [failing edge/norm/stress messages]}`, `result` one of
-/// `pass`, `fail`, `does not build`; gates after a build failure are left out. `all_pass` is
-/// true only when the gates and every edge, normalization and stress check pass.
-pub fn report_json(package: &str, outcomes: &[Outcome], beyond_gates: &[String]) -> String {
+/// "message", "hint"}], "beyond_gates": [failing edge/norm/stress messages], "conv": [failing
+/// convolution messages]}`, `result` one of `pass`, `fail`, `does not build`; gates after a
+/// build failure are left out. `all_pass` is true only when the gates and every edge,
+/// normalization, stress and convolution check pass.
+pub fn report_json(
+    package: &str,
+    outcomes: &[Outcome],
+    beyond_gates: &[String],
+    conv: &[String],
+) -> String {
     let gates: Vec<serde_json::Value> = GATES
         .iter()
         .zip(outcomes)
@@ -229,9 +284,10 @@ pub fn report_json(package: &str, outcomes: &[Outcome], beyond_gates: &[String])
         .collect();
     serde_json::json!({
         "package": package,
-        "all_pass": all_pass(outcomes) && beyond_gates.is_empty(),
+        "all_pass": all_pass(outcomes) && beyond_gates.is_empty() && conv.is_empty(),
         "gates": gates,
         "beyond_gates": beyond_gates,
+        "conv": conv,
     })
     .to_string()
 }
@@ -392,6 +448,18 @@ mod beyond_gates_tests {
         assert!(
             green.contains("every edge, normalization and stress check"),
             "{green}"
+        );
+        // Then the convolution group: green, or named as the next step with its hint.
+        assert!(report_conv_group("my-level", &[]).contains("the whole suite is green"));
+        let conv = "conv::conv2d_matches_hand_computation failed at x.rs:1:1\n\
+            not yet implemented: Conv2d::forward";
+        let next = report_conv_group("my-level", &[conv.to_string()]);
+        assert!(
+            next.starts_with("next: the convolution group (conv::), 1 check fails")
+                && next.contains("read: hints/hint-5-convolution.md")
+                && next.contains("backprop hint conv")
+                && next.contains("cargo test -p my-level conv::"),
+            "{next}"
         );
     }
 }

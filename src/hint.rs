@@ -1,4 +1,4 @@
-//! `backprop hint gate1 [--more]`: a gate's hint one tier at a time, so a learner takes only as
+//! `backprop hint gate1 [--more]` (or `conv`): a gate's hint one tier at a time, so a learner takes only as
 //! much as they need. Tier 1 is the idea, tier 2 the shapes argument or a worked example, tier 3
 //! the formula. Each `--more` shows the next tier; the tiers live in `hints/tiers/gateN.md`
 //! (one `## ` section per tier) and are built into the binary, so `hint` works from anywhere.
@@ -13,7 +13,7 @@ struct Topic {
     tiers: &'static str,
 }
 
-const TOPICS: [Topic; 4] = [
+const TOPICS: [Topic; 5] = [
     Topic {
         name: "gate1",
         page: "hints/hint-2-linear-backward.md (and hint-1-chain-rule.md for the activations)",
@@ -34,6 +34,11 @@ const TOPICS: [Topic; 4] = [
         page: "hints/gate4-pytorch.md",
         tiers: include_str!("../hints/tiers/gate4.md"),
     },
+    Topic {
+        name: "conv",
+        page: "hints/hint-5-convolution.md",
+        tiers: include_str!("../hints/tiers/conv.md"),
+    },
 ];
 
 /// The tiers of a topic's text: `(heading, body)` per `## ` section, in order.
@@ -48,8 +53,8 @@ fn tiers(text: &str) -> Vec<(&str, &str)> {
 }
 
 /// The text `backprop hint TOPIC` prints after `more` uses of `--more`: one tier, and the
-/// command for the next. `TOPIC` is `gate1`..`gate4`, or a check name containing one
-/// (`basic::gate1_single_layer_backward`).
+/// command for the next. `TOPIC` is `gate1`..`gate4` or `conv`, or a check name containing one
+/// (`basic::gate1_single_layer_backward`, `conv::conv2d_matches_hand_computation`).
 ///
 /// # Errors
 /// An unknown topic; the message lists the known ones.
@@ -131,6 +136,11 @@ mod tests {
         );
         assert_eq!(hint("gate1", 7).unwrap(), third);
         let unknown = hint("gate9", 0).unwrap_err().to_string();
-        assert!(unknown.contains("gate1, gate2, gate3, gate4"), "{unknown}");
+        assert!(
+            unknown.contains("gate1, gate2, gate3, gate4, conv"),
+            "{unknown}"
+        );
+        let conv = hint("conv::conv2d_matches_hand_computation", 0).unwrap();
+        assert!(conv.starts_with("conv, tier 1 of 3: the idea"), "{conv}");
     }
 }

@@ -39,7 +39,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct HintArgs {
-    /// gate1, gate2, gate3 or gate4 (or a check name such as basic::gate1_single_layer_backward).
+    /// gate1, gate2, gate3, gate4 or conv (or a check name such as basic::gate1_single_layer_backward).
     topic: String,
     /// Show the next tier; twice for the one after.
     #[arg(long, action = clap::ArgAction::Count)]
@@ -157,8 +157,9 @@ fn check_command(args: CheckArgs) -> ExitCode {
     }
 }
 
-/// One `check` run: the gates, then (if they pass) every edge, normalization and stress check, printed as
-/// `args` asks; true when the whole suite passes.
+/// One `check` run: the gates, then (if they pass) every edge, normalization and stress check,
+/// then (if those pass) the convolution group, printed as `args` asks; true when the whole suite
+/// passes.
 fn check_once(root: &Path, args: &CheckArgs) -> Result<bool, backprop::error::RunError> {
     let outcomes = backprop::check::run_gates(root, &args.name)?;
     let gates_pass = backprop::check::all_pass(&outcomes);
@@ -167,10 +168,16 @@ fn check_once(root: &Path, args: &CheckArgs) -> Result<bool, backprop::error::Ru
         true => backprop::check::run_beyond_gates(root, &args.name)?,
         false => Vec::new(),
     };
+    // Then the layers a learner writes last: convolution and pooling.
+    let conv_runs = gates_pass && beyond.is_empty();
+    let conv = match conv_runs {
+        true => backprop::check::run_conv_group(root, &args.name)?,
+        false => Vec::new(),
+    };
     if args.json {
         println!(
             "{}",
-            backprop::check::report_json(&args.name, &outcomes, &beyond)
+            backprop::check::report_json(&args.name, &outcomes, &beyond, &conv)
         );
     } else if !args.quiet {
         print!("{}", backprop::check::report(&args.name, &outcomes));
@@ -180,6 +187,9 @@ fn check_once(root: &Path, args: &CheckArgs) -> Result<bool, backprop::error::Ru
                 backprop::check::report_beyond_gates(&args.name, &beyond)
             );
         }
+        if conv_runs {
+            print!("{}", backprop::check::report_conv_group(&args.name, &conv));
+        }
     }
-    Ok(gates_pass && beyond.is_empty())
+    Ok(gates_pass && beyond.is_empty() && conv.is_empty())
 }

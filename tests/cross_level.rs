@@ -8,7 +8,10 @@
 //! 4.5e-12 while every large entry agrees to 1e-15.
 
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
-use backprop_core::{Activation, Level, LossKind, MlpSpec, Model, Norm, NormMut, Targets};
+use backprop_core::{
+    Activation, ImageShape, LayerSpec, Level, LossKind, MlpSpec, Model, NetSpec, Norm, NormMut,
+    Targets,
+};
 use backprop_harness::expect::{close, close_scalar, model_gradients};
 use backprop_harness::fixtures::{classes, uniform};
 use level01::Level01;
@@ -71,6 +74,22 @@ fn compare_models(
             expected.view(),
             tolerance,
         );
+    }
+}
+
+/// Every weight and bias of `other` against level01's, to [`AGREEMENT`].
+fn compare_weights(case: &str, loops: &mut impl Model<f64>, other: &mut impl Model<f64>) {
+    for ((weight, bias), (other_weight, other_bias)) in
+        loops.linear_params().iter().zip(&other.linear_params())
+    {
+        close(
+            case,
+            "weight",
+            other_weight.view(),
+            weight.view(),
+            AGREEMENT,
+        );
+        close(case, "bias", other_bias.view(), bias.view(), AGREEMENT);
     }
 }
 
@@ -156,21 +175,57 @@ fn agrees_with_level01_after_three_sgd_steps<L: Level<f64>>() {
             );
         }
         let case = format!("{} vs level01, weights after 3 {name} steps", L::NAME);
-        for ((weight, bias), (other_weight, other_bias)) in
-            loops.linear_params().iter().zip(&other.linear_params())
-        {
-            close(
-                &case,
-                "weight",
-                other_weight.view(),
-                weight.view(),
-                AGREEMENT,
-            );
-            close(&case, "bias", other_bias.view(), bias.view(), AGREEMENT);
-        }
+        compare_weights(&case, &mut loops, &mut other);
         let targets = Targets::Classes(&targets);
         compare_models(&case, &mut loops, &mut other, &input, targets, AGREEMENT);
     }
+}
+
+/// A CNN with every convolution case at once (stride 2 with padding, a rectangular kernel,
+/// overlapping max pooling, dropout on images): three momentum steps from the same seed, then
+/// every weight, and one more forward, loss and backward compared entry by entry.
+fn agrees_with_level01_on_a_cnn_after_three_steps<L: Level<f64>>() {
+    let spec = NetSpec::new(
+        ImageShape::new(2, 9, 8),
+        vec![
+            LayerSpec::conv2d(2, 4, 3, 2, 1),
+            LayerSpec::Activation(Activation::Relu),
+            LayerSpec::Conv2d {
+                in_channels: 4,
+                out_channels: 3,
+                kernel: (2, 3),
+                stride: 1,
+                padding: 1,
+            },
+            LayerSpec::Activation(Activation::Tanh),
+            LayerSpec::max_pool2d(3, 1),
+            LayerSpec::Dropout { p: 0.25 },
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                in_features: 3 * 4 * 2,
+                out_features: 6,
+            },
+        ],
+        LossKind::SoftmaxCrossEntropy,
+    )
+    .expect("the layers fit")
+    .with_seed(3000);
+    let input = uniform(5, 2 * 9 * 8, 3001);
+    let targets = classes(5, 6, 3002);
+    let mut loops = <Level01 as Level<f64>>::network_from_spec(&spec);
+    let mut other = L::network_from_spec(&spec);
+    let (mut loops_sgd, mut other_sgd) = (
+        Sgd::new(0.1).with_momentum(0.9),
+        Sgd::new(0.1).with_momentum(0.9),
+    );
+    for _ in 0..3 {
+        loops.train_step(input.view(), Targets::Classes(&targets), &mut loops_sgd);
+        other.train_step(input.view(), Targets::Classes(&targets), &mut other_sgd);
+    }
+    let case = format!("{} vs level01, CNN after 3 momentum steps", L::NAME);
+    compare_weights(&case, &mut loops, &mut other);
+    let targets = Targets::Classes(&targets);
+    compare_models(&case, &mut loops, &mut other, &input, targets, AGREEMENT);
 }
 
 /// Normalization and dropout inside the network: three momentum steps (the same masks, drawn
@@ -279,6 +334,7 @@ fn level02_agrees_with_level01() {
     agrees_with_level01_at_mnist_width::<Level02>();
     agrees_with_level01_after_three_sgd_steps::<Level02>();
     agrees_with_level01_with_normalization_and_dropout::<Level02>();
+    agrees_with_level01_on_a_cnn_after_three_steps::<Level02>();
 }
 
 #[test]
@@ -287,4 +343,5 @@ fn level03_agrees_with_level01() {
     agrees_with_level01_at_mnist_width::<Level03>();
     agrees_with_level01_after_three_sgd_steps::<Level03>();
     agrees_with_level01_with_normalization_and_dropout::<Level03>();
+    agrees_with_level01_on_a_cnn_after_three_steps::<Level03>();
 }

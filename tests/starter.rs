@@ -251,23 +251,49 @@ fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02(
         "{report}"
     );
 
-    // 3. Filled with level02's layers (its marker renamed), the whole harness passes.
+    // 3. Filled with level02's layers (its marker renamed) but for the convolution: gates 1-4
+    // and every edge, normalization and stress check pass with the conv stubs still todo!(),
+    // and the report names the convolution group as the next step.
     let level02 = Path::new(ROOT).join("crates/level02/src");
-    for entry in fs::read_dir(&level02).unwrap() {
-        let path = entry.unwrap().path();
-        let code = fs::read_to_string(&path)
-            .unwrap()
-            .replace("Level02", "MyLevel")
-            .replace("level02", "learner");
-        fs::write(crate_dir.join("src").join(path.file_name().unwrap()), code).unwrap();
-    }
-    // The edit wakes the watcher: it clears the screen and reruns, now all green.
-    let both = watcher.wait_for_reports(2);
-    drop(watcher);
-    let (_, rerun) = both
+    let fill = |only_conv: bool| {
+        for entry in fs::read_dir(&level02).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap();
+            let is_conv = file == "conv2d.rs" || file == "max_pool.rs";
+            if is_conv != only_conv {
+                continue;
+            }
+            let code = fs::read_to_string(&path)
+                .unwrap()
+                .replace("Level02", "MyLevel")
+                .replace("level02", "learner");
+            fs::write(crate_dir.join("src").join(file), code).unwrap();
+        }
+    };
+    fill(false);
+    // The edit wakes the watcher: it clears the screen and reruns.
+    let two = watcher.wait_for_reports(2);
+    let (_, second) = two
         .split_once(WATCHING)
         .and_then(|(_, rest)| rest.split_once("\x1b[2J\x1b[H"))
-        .unwrap_or_else(|| panic!("no screen cleared between the two reports:\n{both}"));
+        .unwrap_or_else(|| panic!("no screen cleared between the two reports:\n{two}"));
+    assert_eq!(second.matches(" PASS\n").count(), 4, "{second}");
+    assert!(
+        second.contains("every edge, normalization and stress check")
+            && second.contains("next: the convolution group (conv::)")
+            && second.contains("not yet implemented: Conv2d::")
+            && second.contains("read: hints/hint-5-convolution.md")
+            && !second.contains("the whole suite is green"),
+        "{second}"
+    );
+    // 4. With conv2d.rs and max_pool.rs filled too, the whole suite is green.
+    fill(true);
+    let three = watcher.wait_for_reports(3);
+    drop(watcher);
+    let rerun = three
+        .rsplit("\x1b[2J\x1b[H")
+        .next()
+        .unwrap_or_else(|| panic!("no screen cleared before the third report:\n{three}"));
     assert_eq!(rerun.matches(" PASS\n").count(), 4, "{rerun}");
     assert!(rerun.contains("the whole suite is green"), "{rerun}");
     let (output, text) = cargo_test(&workspace, "learner", &[]);

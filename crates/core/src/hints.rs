@@ -3,7 +3,7 @@
 
 /// The hint file for each group of checks, keyed by the start of the check's name; the first
 /// match wins.
-pub const HINTS_BY_CHECK: [(&str, &str); 9] = [
+pub const HINTS_BY_CHECK: [(&str, &str); 10] = [
     ("basic::gate1", "hints/hint-2-linear-backward.md"),
     ("basic::gate2", "hints/hint-3-full-network.md"),
     ("basic::gate3", "hints/gate3-finite-differences.md"),
@@ -11,6 +11,7 @@ pub const HINTS_BY_CHECK: [(&str, &str); 9] = [
     ("basic::", "hints/basic.md"),
     ("edge::", "hints/edge.md"),
     ("norm::", "hints/hint-4-normalization.md"),
+    ("conv::", "hints/hint-5-convolution.md"),
     ("stress::", "hints/stress.md"),
     ("", "hints/README.md"),
 ];

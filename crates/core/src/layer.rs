@@ -134,7 +134,8 @@ impl<F: Float, T: Layer<F> + ?Sized> Layer<F> for Box<T> {
     }
 }
 
-/// A layer with learnable parameters: `y = x W + b`.
+/// A layer with a weight and a bias: `Linear` (`y = x W + b`) and `Conv2d` (`y = cols(x) W + b`,
+/// its weight the `(C kh kw, out)` matrix of the im2col product, see [`crate::conv`]).
 ///
 /// Beyond [`Layer`], one method: a view of the weight, the bias and their gradients. Everything
 /// that reads or changes parameters (optimizers, [`zero_grad`](LinearLayer::zero_grad),

@@ -1,4 +1,5 @@
-//! The model contract: a multi-layer perceptron with its loss, trained by an optimizer.
+//! The model contract: a network with its loss (an MLP, a CNN: see [`crate::network`]), trained
+//! by an optimizer.
 
 use std::fmt::{self, Debug};
 use std::str::FromStr;
@@ -95,10 +96,9 @@ impl Layout {
 /// The weight `(fan_in, fan_out)` and bias `(fan_out,)` of every `Linear` layer, input first.
 pub type LinearParams<F> = Vec<(Array2<F>, Array1<F>)>;
 
-/// A multi-layer perceptron with its loss: `Linear, act, Linear, act, ..., Linear, loss`.
-///
-/// The activation sits between every two `Linear` layers, never after the last one (the last
-/// layer's output is the logits). One step of training:
+/// A network with its loss, built from a [`NetSpec`](crate::NetSpec): the MLP preset
+/// `Linear, act, Linear, act, ..., Linear, loss`, a CNN, any list of layers. The last layer's
+/// output is the logits. One step of training:
 ///
 /// ```text
 /// zero_grad -> forward(x) -> loss(targets) -> backward -> optimizer.step(model)
@@ -110,7 +110,8 @@ pub type LinearParams<F> = Vec<(Array2<F>, Array1<F>)>;
 ///
 /// Parameter gradients accumulate until `zero_grad` (see [the gradient rule](crate::layer)).
 pub trait Model<F: Float>: Debug {
-    /// The activation between the `Linear` layers.
+    /// The activation between the `Linear` layers (for other networks, the first activation of
+    /// the list).
     fn activation(&self) -> Activation;
 
     /// The logits (or predictions) for `input` of shape `(batch, layer_sizes[0])`, caching every
@@ -146,8 +147,9 @@ pub trait Model<F: Float>: Debug {
         None
     }
 
-    /// Calls `visit(index, layer)` for every `Linear` layer, input layer first, with its
-    /// weight, bias and their gradients.
+    /// Calls `visit(index, layer)` for every layer with a weight (`Linear`, and `Conv2d` with
+    /// its `(C kh kw, out)` weight matrix), input layer first, with its weight, bias and their
+    /// gradients.
     ///
     /// ```
     /// use backprop_core::{Level, Model, MlpSpec};

@@ -108,10 +108,15 @@ impl Fixture {
         self.meta("dtype")
     }
 
-    /// The label gate 4's messages start with.
+    /// The label the parity messages start with: the gate or group and the fixture.
     pub fn check(&self) -> String {
+        let group = match self.meta("kind") {
+            "norm" => "normalization group",
+            "conv" | "cnn" => "convolution group",
+            _ => "gate 4",
+        };
         format!(
-            "gate 4 (PyTorch parity), fixture {} (torch {})",
+            "{group} (PyTorch parity), fixture {} (torch {})",
             self.name,
             self.meta("torch")
         )

@@ -45,7 +45,7 @@ use backprop_core::{
     NetSpec, NormLayer, NormMut, Pool2dGeometry, Sequential, Targets,
 };
 use backprop_harness::diagnosis::Mistake;
-use backprop_harness::{basic, edge, norm, parity, stress};
+use backprop_harness::{basic, conv, edge, norm, parity, stress};
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 
 const MISSING_MEAN: u8 = 1;
@@ -973,8 +973,14 @@ fn every_mutant_is_rejected_by_a_named_check() {
         ),
     ];
 
-    let outcomes = failures_of(cases.iter().map(|case| case.2));
+    // All eight bugs are covered.
+    assert_rejected_by_named_checks(&cases, 8);
+}
 
+/// Runs every case; each must fail with a message naming its tensor and the worst entry, and
+/// the cases must cover `mutants` distinct bugs.
+fn assert_rejected_by_named_checks(cases: &[Case], mutants: usize) {
+    let outcomes = failures_of(cases.iter().map(|case| case.2));
     let mut problems = Vec::new();
     for ((mutant, check, _, tensor), outcome) in cases.iter().zip(&outcomes) {
         match outcome {
@@ -989,10 +995,101 @@ fn every_mutant_is_rejected_by_a_named_check() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let covered: std::collections::BTreeSet<_> = cases.iter().map(|case| case.0).collect();
+    assert_eq!(covered.len(), mutants);
+}
 
-    // All eight bugs are covered.
-    let mutants: std::collections::BTreeSet<_> = cases.iter().map(|case| case.0).collect();
-    assert_eq!(mutants.len(), 8);
+/// The convolution mutants: each rejected by a `conv::` check whose message names the tensor
+/// that differs and its worst entry, and by PyTorch's fixtures.
+#[test]
+fn every_conv_mutant_is_rejected_by_a_named_check() {
+    let cases: Vec<Case> = vec![
+        (
+            "kernel flipped in forward",
+            "conv::conv_matches_reference",
+            conv::conv_matches_reference::<Mutant<CONV_KERNEL_FLIPPED>>,
+            "output",
+        ),
+        (
+            "kernel flipped in forward",
+            "conv::gate6_pytorch_convolution",
+            parity::gate6_pytorch_convolution::<Mutant<CONV_KERNEL_FLIPPED>>,
+            "output",
+        ),
+        (
+            "dW without the sum over the batch",
+            "conv::conv_matches_reference",
+            conv::conv_matches_reference::<Mutant<CONV_WEIGHT_GRAD_ONE_SAMPLE>>,
+            "dL/dweight",
+        ),
+        (
+            "dW without the sum over the batch",
+            "conv::conv_passes_finite_differences",
+            conv::conv_passes_finite_differences::<Mutant<CONV_WEIGHT_GRAD_ONE_SAMPLE>>,
+            "weight",
+        ),
+        (
+            "dW without the sum over the batch",
+            "conv::gate6_pytorch_convolution",
+            parity::gate6_pytorch_convolution::<Mutant<CONV_WEIGHT_GRAD_ONE_SAMPLE>>,
+            "dL/dweight",
+        ),
+        (
+            "padding off by one in backward",
+            "conv::conv2d_matches_hand_computation",
+            conv::conv2d_matches_hand_computation::<Mutant<CONV_PADDING_OFF_BY_ONE_IN_BACKWARD>>,
+            "dL/dinput",
+        ),
+        (
+            "padding off by one in backward",
+            "conv::gate6_pytorch_convolution",
+            parity::gate6_pytorch_convolution::<Mutant<CONV_PADDING_OFF_BY_ONE_IN_BACKWARD>>,
+            "dL/dinput",
+        ),
+        (
+            "stride ignored in dx",
+            "conv::conv2d_matches_hand_computation",
+            conv::conv2d_matches_hand_computation::<Mutant<CONV_STRIDE_IGNORED_IN_DX>>,
+            "dL/dinput",
+        ),
+        (
+            "stride ignored in dx",
+            "conv::conv_passes_finite_differences",
+            conv::conv_passes_finite_differences::<Mutant<CONV_STRIDE_IGNORED_IN_DX>>,
+            "input",
+        ),
+        (
+            "stride ignored in dx",
+            "conv::gate6_pytorch_convolution",
+            parity::gate6_pytorch_convolution::<Mutant<CONV_STRIDE_IGNORED_IN_DX>>,
+            "dL/dinput",
+        ),
+        (
+            "max-pool gradient to every entry",
+            "conv::max_pool_matches_hand_computation",
+            conv::max_pool_matches_hand_computation::<Mutant<POOL_GRAD_TO_EVERY_ENTRY>>,
+            "dL/dinput",
+        ),
+        (
+            "max-pool gradient to every entry",
+            "conv::conv_passes_finite_differences",
+            conv::conv_passes_finite_differences::<Mutant<POOL_GRAD_TO_EVERY_ENTRY>>,
+            "input",
+        ),
+        (
+            "max-pool gradient to the last tied entry",
+            "conv::max_pool_matches_hand_computation",
+            conv::max_pool_matches_hand_computation::<Mutant<POOL_GRAD_TO_LAST_TIE>>,
+            "dL/dinput",
+        ),
+        (
+            "max-pool gradient to the last tied entry",
+            "conv::gate6_pytorch_convolution",
+            parity::gate6_pytorch_convolution::<Mutant<POOL_GRAD_TO_LAST_TIE>>,
+            "dL/dinput",
+        ),
+    ];
+    assert_rejected_by_named_checks(&cases, 6);
 }
 
 /// The contract's holes: each mutant passes all four gates (which is why these checks exist)
@@ -1268,6 +1365,17 @@ fn every_check<L: Level<f32> + Level<f64>>() -> Vec<(&'static str, fn())> {
         norm::normalized_mlp_passes_finite_differences,
         norm::evaluation_mode_turns_dropout_off,
         parity::gate5_pytorch_normalization,
+        conv::conv2d_matches_hand_computation,
+        conv::max_pool_matches_hand_computation,
+        conv::conv_matches_reference,
+        conv::conv_passes_finite_differences,
+        conv::cnn_passes_finite_differences,
+        conv::one_by_one_conv_is_linear_on_each_pixel,
+        conv::kernel_as_large_as_the_input_is_linear,
+        conv::kernel_larger_than_the_padded_input_is_refused,
+        conv::conv_gradients_accumulate_and_into_forms_agree,
+        conv::cnn_training_reduces_the_loss,
+        parity::gate6_pytorch_convolution,
     ]
 }
 
@@ -1438,6 +1546,36 @@ fn planted_bugs_against_named_diagnoses() {
             "biased running variance",
             None,
             every_check::<Mutant<BIASED_RUNNING_VARIANCE>>,
+        ),
+        (
+            "conv kernel flipped (a true convolution)",
+            None,
+            every_check::<Mutant<CONV_KERNEL_FLIPPED>>,
+        ),
+        (
+            "conv dW from the first sample only",
+            None,
+            every_check::<Mutant<CONV_WEIGHT_GRAD_ONE_SAMPLE>>,
+        ),
+        (
+            "conv dx with the padding off by one",
+            None,
+            every_check::<Mutant<CONV_PADDING_OFF_BY_ONE_IN_BACKWARD>>,
+        ),
+        (
+            "conv dx with the stride ignored",
+            None,
+            every_check::<Mutant<CONV_STRIDE_IGNORED_IN_DX>>,
+        ),
+        (
+            "max-pool gradient to every entry",
+            None,
+            every_check::<Mutant<POOL_GRAD_TO_EVERY_ENTRY>>,
+        ),
+        (
+            "max-pool gradient to the last tie",
+            None,
+            every_check::<Mutant<POOL_GRAD_TO_LAST_TIE>>,
         ),
     ];
     assert!(planted.len() >= 20);

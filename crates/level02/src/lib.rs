@@ -16,6 +16,8 @@
 //! | `batch_norm.rs`             | `y = gamma x̂ + beta`, x̂ over the batch | `dx = (N dx̂ - Σ dx̂ - x̂ Σ dx̂ x̂) / (N σ)` |
 //! | `layer_norm.rs`             | `y = gamma x̂ + beta`, x̂ over the row   | the same, the sums over the row      |
 //! | `dropout.rs`                | `y = x m / (1 - p)`         | `dx = g m / (1 - p)`, the same mask       |
+//! | `conv2d.rs`                 | `y = im2col(x).dot(W) + b`  | `dW += cols^T.dot(g)`, `dx = col2im(g.dot(W^T))` |
+//! | `max_pool.rs`               | each window's max, by strided views | `dx[winner] += g`                 |
 //!
 //! The model is [`backprop_core::Sequential`] over these layers.
 //!

@@ -29,6 +29,12 @@
 //!   computed the same way whatever the cut, so 1 and 2 threads give bit-identical weights
 //!   (tested over 100 steps, and for every optimizer in `tests/fused_update.rs`).
 //! - **No unsafe.** Splitting a product is `ArrayViewMut::split_at`; nothing needed more.
+//! - **Any other network** ([`Network`]): a CNN or any list of layers that is not a plain MLP
+//!   runs as `Sequential` over this level's layers, each computing into the model's reused
+//!   buffers; [`Conv2d`] writes im2col into a buffer sized once, makes one product through
+//!   matrixmultiply, and puts the samples of the batch on rayon for im2col, col2im and the
+//!   layout changes; [`MaxPool2d`] keeps its winners in a reused index buffer. Allocation-bounded
+//!   and bit-identical on 1 and 2 threads, not yet tuned for speed.
 //!
 //! ## Allocations
 //!

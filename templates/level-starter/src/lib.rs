@@ -11,7 +11,10 @@
 //! 3. gate 3 compares every gradient with central differences;
 //! 4. gate 4 with PyTorch's autograd, in `f64` and `f32`;
 //! 5. then `batch_norm.rs`, `layer_norm.rs`, `dropout.rs`: the normalization checks
-//!    (`cargo test -p level-starter norm::`), after reading hints/hint-4-normalization.md.
+//!    (`cargo test -p level-starter norm::`), after reading hints/hint-4-normalization.md;
+//! 6. last, `conv2d.rs` and `max_pool.rs`: the convolution checks
+//!    (`cargo test -p level-starter conv::`), after reading hints/hint-5-convolution.md. Until
+//!    then every other check passes without them, and `check` names them as the next step.
 //!
 //! From the repository root, `cargo run --release -- check level-starter --watch` reruns the
 //! gates each time you save a file here; `cargo run --release -- hint gate1` gives gate 1's hint
