@@ -87,3 +87,51 @@ fn statistics_count_dead_units_and_read_the_update_ratio() {
     let input_grad = one.layers[1].input_grad_norm.expect("recorded by backward");
     assert!((input_grad - grad_norm).abs() < 1e-12);
 }
+
+/// A CNN's convolution weights reach the statistics and the clipping like a Linear's: one
+/// statistics row per weight layer, and the joint norm clipped to max_norm.
+#[test]
+fn statistics_and_clipping_reach_a_cnns_convolutions() {
+    use backprop_core::{ImageShape, LayerSpec, NetSpec};
+    let spec = NetSpec::new(
+        ImageShape::new(1, 6, 6),
+        vec![
+            LayerSpec::conv2d(1, 2, 3, 1, 1),
+            LayerSpec::Activation(Activation::Relu),
+            LayerSpec::max_pool2d(2, 2),
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                in_features: 18,
+                out_features: 3,
+            },
+        ],
+        LossKind::SoftmaxCrossEntropy,
+    )
+    .unwrap()
+    .with_seed(4);
+    let mut model = <Level02 as Level<f64>>::network_from_spec(&spec);
+    let input =
+        ndarray::Array2::from_shape_fn((4, 36), |(n, i)| ((n * 7 + i * 5) % 11) as f64 - 5.0);
+    model.zero_grad();
+    model.forward(input.view());
+    model.loss(Targets::Classes(&[0, 1, 2, 1]));
+    model.backward();
+    let stats = step_stats(&mut model, 0.1);
+    assert_eq!(stats.layers.len(), 2);
+    assert!(
+        stats
+            .layers
+            .iter()
+            .all(|layer| layer.weight_grad_norm > 0.0)
+    );
+    // The ReLU after the convolution is the one hidden activation the statistics read.
+    assert!(stats.layers[0].dead_fraction.is_some());
+    let total = clip_grad_norm(&mut model, 1e-3);
+    assert!(total > 1e-3, "{total}");
+    let clipped: f64 = gradients(&mut model)
+        .iter()
+        .map(|g| g * g)
+        .sum::<f64>()
+        .sqrt();
+    assert!((clipped - 1e-3).abs() < 1e-9, "{clipped}");
+}

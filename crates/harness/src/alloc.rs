@@ -2,12 +2,15 @@
 //!
 //! [`suite!`](crate::suite) installs [`CountingAllocator`] in the level's test binary. It counts
 //! the allocations made on threads that asked to be counted ([`count_this_thread`]), so checks
-//! running in parallel on other threads do not disturb the count.
+//! running in parallel on other threads do not disturb the count. The count is one total over
+//! every counted thread, so two checks that count must not run at the same time: each holds
+//! [`exclusive`] while it counts.
 #![allow(unsafe_code)] // implementing GlobalAlloc is unsafe by definition; this is the only place
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 static ALLOCATED_BYTES: AtomicUsize = AtomicUsize::new(0);
@@ -73,6 +76,16 @@ unsafe impl GlobalAlloc for CountingAllocator {
         // SAFETY: `ptr` was allocated by `System` with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }
+}
+
+static COUNTING: Mutex<()> = Mutex::new(());
+
+/// Held by a check while it counts: the counted threads of two checks would add into one total.
+/// (A check that panicked while holding it leaves it usable: the guard protects no data.)
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    COUNTING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Counts the allocations this thread makes from now on.

@@ -553,6 +553,8 @@ pub fn cnn_training_reduces_the_loss<L: Level<f32>>() {
 /// For a level that declares itself allocation-bounded, a CNN training step makes the same
 /// number of allocations at every step and batch size (matrixmultiply's packing buffers).
 pub fn cnn_allocations_per_training_step<L: Level<f32>>() {
+    // The count is one total over every counted thread: no other counting check meanwhile.
+    let _counting = crate::alloc::exclusive();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .start_handler(|_| crate::alloc::count_this_thread())

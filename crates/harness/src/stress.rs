@@ -205,6 +205,8 @@ fn training_accuracy(logits: &Array2<f32>, labels: &[usize]) -> f64 {
 /// (independent of batch size and step count) and at most 16 per step. Other levels are only
 /// measured (the count is printed, and must be above 0, which shows the counter is live).
 pub fn allocations_per_training_step<L: Level<f32>>() {
+    // The count is one total over every counted thread: no other counting check meanwhile.
+    let _counting = crate::alloc::exclusive();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .start_handler(|_| crate::alloc::count_this_thread())

@@ -1,7 +1,7 @@
 //! `Conv2d` as a matrix product: im2col, `dot`, col2im.
 
 use backprop_core::{Conv2dGeometry, Float, Layer, LinearLayer, LinearMut, assert_same_shape};
-use ndarray::{Array1, Array2, Array4, ArrayView2, Axis, s};
+use ndarray::{Array1, Array2, Array4, ArrayView2, Axis, Ix3, SliceInfo, SliceInfoElem, s};
 
 /// A 2-D convolution written as one matrix product (see [`backprop_core::conv`]).
 ///
@@ -47,11 +47,7 @@ impl<F: Float> Conv2d<F> {
 
     /// The strided window of kernel entry `(p, q)` in the padded input: rows
     /// `p, p + s, ..., p + s (OH - 1)` and the same for columns.
-    fn window(
-        &self,
-        p: usize,
-        q: usize,
-    ) -> ndarray::SliceInfo<[ndarray::SliceInfoElem; 3], ndarray::Ix3, ndarray::Ix3> {
+    fn window(&self, p: usize, q: usize) -> Window {
         let out = self.geometry.output();
         let stride = self.geometry.stride;
         s![
@@ -61,6 +57,9 @@ impl<F: Float> Conv2d<F> {
         ]
     }
 }
+
+/// A slice of a `(batch, H, W)` channel: one entry of every window.
+type Window = SliceInfo<[SliceInfoElem; 3], Ix3, Ix3>;
 
 /// im2col: `(batch, C H W)` rows to `(batch OH OW, C kh kw)`, one row per window.
 fn im2col<F: Float>(conv: &Conv2d<F>, input: ArrayView2<'_, F>) -> Array2<F> {
