@@ -57,7 +57,20 @@ impl<F: Float, L: Level<F>> Node<F, L> {
     }
 
     fn is_activation(&self) -> bool {
-        matches!(self, Node::Relu(_) | Node::Sigmoid(_) | Node::Tanh(_))
+        self.activation_kind().is_some()
+    }
+
+    fn activation_kind(&self) -> Option<Activation> {
+        match self {
+            Node::Relu(_) => Some(Activation::Relu),
+            Node::Sigmoid(_) => Some(Activation::Sigmoid),
+            Node::Tanh(_) => Some(Activation::Tanh),
+            _ => None,
+        }
+    }
+
+    fn has_weights(&self) -> bool {
+        matches!(self, Node::Linear(_) | Node::Conv2d(_))
     }
 
     fn weights(&mut self) -> Option<&mut dyn LinearLayer<F>> {
@@ -288,24 +301,26 @@ impl<F: Float, L: Level<F>> Model<F> for Sequential<F, L> {
     }
 
     fn signals(&self) -> Option<Signals<'_, F>> {
-        // The first activation after each weight layer but the last: what its units output.
+        // The output of the first activation after each weight layer but the last, read as
+        // `Model::activation`'s kind. Where a weight layer has none before the next one, or
+        // another kind, no output is listed at all: a positional list would put it on the
+        // wrong layer.
         let mut hidden_outputs = Vec::new();
-        let mut awaiting = false;
-        let weight_layers = self
-            .input_grad_norms
-            .len()
-            .max(self.spec.weight_shapes().len());
+        let mut expected = false;
+        let mut consistent = true;
         for (node, output) in self.nodes.iter().zip(&self.outputs) {
-            match node {
-                Node::Linear(_) | Node::Conv2d(_) => awaiting = true,
-                node if node.is_activation() && awaiting => {
-                    hidden_outputs.push(output.view());
-                    awaiting = false;
-                }
-                _ => {}
+            if node.has_weights() {
+                consistent &= !expected;
+                expected = true;
+            } else if expected && node.is_activation() {
+                consistent &= node.activation_kind() == Some(self.spec.activation());
+                hidden_outputs.push(output.view());
+                expected = false;
             }
         }
-        hidden_outputs.truncate(weight_layers.saturating_sub(1));
+        if !consistent {
+            hidden_outputs.clear();
+        }
         Some(Signals {
             hidden_outputs,
             input_grad_norms: self.input_grad_norms.clone(),

@@ -135,3 +135,40 @@ fn statistics_and_clipping_reach_a_cnns_convolutions() {
         .sqrt();
     assert!((clipped - 1e-3).abs() < 1e-9, "{clipped}");
 }
+
+/// The hidden outputs a network lists for the dead and saturated fractions: one per weight
+/// layer but the last when each is followed by an activation of the network's kind, none when
+/// the activations are mixed (a positional list would read a tanh output as ReLU's).
+#[test]
+fn hidden_outputs_are_listed_only_where_each_belongs_to_its_layer() {
+    use backprop_core::{ImageShape, LayerSpec, MlpSpec, NetSpec};
+    let count = |spec: &NetSpec, width: usize| {
+        let mut model = <Level02 as Level<f64>>::network_from_spec(spec);
+        model.forward(ndarray::Array2::from_elem((2, width), 0.5).view());
+        model.signals().map(|signals| signals.hidden_outputs.len())
+    };
+    assert_eq!(
+        count(&MlpSpec::classifier(&[4, 5, 6, 3], 1).net_spec(), 4),
+        Some(2)
+    );
+    let conv = |second: Activation| {
+        NetSpec::new(
+            ImageShape::new(1, 4, 4),
+            vec![
+                LayerSpec::conv2d(1, 2, 3, 1, 1),
+                LayerSpec::Activation(Activation::Relu),
+                LayerSpec::conv2d(2, 2, 3, 1, 0),
+                LayerSpec::Activation(second),
+                LayerSpec::Flatten,
+                LayerSpec::Linear {
+                    in_features: 8,
+                    out_features: 3,
+                },
+            ],
+            LossKind::SoftmaxCrossEntropy,
+        )
+        .unwrap()
+    };
+    assert_eq!(count(&conv(Activation::Relu), 16), Some(2));
+    assert_eq!(count(&conv(Activation::Tanh), 16), Some(0));
+}
