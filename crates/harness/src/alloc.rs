@@ -88,6 +88,28 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The allocations that `steps` calls of `step` make on counted threads, at steady state: the
+/// least count over `windows` consecutive windows of `steps` calls each.
+///
+/// Why the least: a worker thread that runs some code path for the first time (which worker
+/// steals which half of a split is up to rayon's scheduler, and on a loaded machine one worker
+/// can miss the whole warm-up) may allocate once for that thread (a thread-local set up on first
+/// use). Such one-time allocations land in whichever window the first use falls in, and with
+/// more windows than worker threads at least one window holds none; a level that allocates on
+/// every step shows it in every window.
+pub fn steady_allocations(windows: usize, steps: usize, mut step: impl FnMut()) -> usize {
+    (0..windows)
+        .map(|_| {
+            let before = allocations();
+            for _ in 0..steps {
+                step();
+            }
+            allocations() - before
+        })
+        .min()
+        .unwrap_or(0)
+}
+
 /// Counts the allocations this thread makes from now on.
 pub fn count_this_thread() {
     COUNTED.with(|counted| counted.set(true));
