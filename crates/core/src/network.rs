@@ -463,7 +463,10 @@ impl NetSpec {
                 dropout,
                 seed: self.seed,
             };
-            if layout.is_some_and(|seen| seen != block) {
+            // A block ends the list (an activation after the logits) or differs from the
+            // others: not the preset.
+            let next_is_linear = matches!(layers.peek(), Some(LayerSpec::Linear { .. }));
+            if !next_is_linear || layout.is_some_and(|seen| seen != block) {
                 return None;
             }
             layout = Some(block);
@@ -661,5 +664,21 @@ mod tests {
             })
             .collect();
         assert_eq!(seeds, [9, 10]);
+        // An activation after the last Linear, or blocks that differ, are not the preset.
+        let linear = |in_features, out_features| LayerSpec::Linear {
+            in_features,
+            out_features,
+        };
+        let relu = LayerSpec::Activation(Activation::Relu);
+        let not_mlp = |layers| NetSpec::new(ImageShape::flat(4), layers, LossKind::Mse).unwrap();
+        assert_eq!(not_mlp(vec![linear(4, 3), relu]).as_mlp(), None);
+        let tanh = LayerSpec::Activation(Activation::Tanh);
+        let mixed = vec![linear(4, 3), relu, linear(3, 3), tanh, linear(3, 2)];
+        assert_eq!(not_mlp(mixed).as_mlp(), None);
+        assert!(
+            not_mlp(vec![linear(4, 3), relu, linear(3, 2)])
+                .as_mlp()
+                .is_some()
+        );
     }
 }
