@@ -242,7 +242,9 @@ impl<F: Float, L: Level<F>> Sequential<F, L> {
             LossLayer::Mse(loss) => loss.backward_into(self.grad_logits.view_mut()),
         }
         // The chain rule in reverse: each node reads the gradient the node after it wrote.
-        let mut norms = Vec::new();
+        // The norms are gathered last layer first into the kept vector (no allocation once it
+        // has room), then put in layer order.
+        self.input_grad_norms.clear();
         for index in (0..self.nodes.len()).rev() {
             let (before, after) = self.grads.split_at_mut(index + 1);
             let grad_output = match after.first() {
@@ -252,12 +254,12 @@ impl<F: Float, L: Level<F>> Sequential<F, L> {
             let grad_input: ArrayViewMut2<'_, F> = before[index].view_mut();
             let node = &mut self.nodes[index];
             node.layer().backward_into(grad_output, grad_input);
-            if node.weights().is_some() {
-                norms.push(Some(sum_of_squares(&self.grads[index]).sqrt()));
+            if node.has_weights() {
+                let norm = sum_of_squares(&self.grads[index]).sqrt();
+                self.input_grad_norms.push(Some(norm));
             }
         }
-        norms.reverse();
-        self.input_grad_norms = norms;
+        self.input_grad_norms.reverse();
     }
 
     fn logits(&self) -> ArrayView2<'_, F> {
