@@ -10,6 +10,7 @@ pub use level01;
 
 pub use level02;
 pub use level03;
+pub mod arch;
 pub mod bench;
 pub mod check;
 pub mod checkpoint;

@@ -291,7 +291,7 @@ impl Pool2dGeometry {
 /// `val > max || isnan(val)`), so the first of tied maxima stays.
 #[inline]
 pub fn replaces_max<F: crate::Float>(candidate: F, best: F) -> bool {
-    candidate > best || candidate.is_nan()
+    (candidate > best) | candidate.is_nan()
 }
 
 #[cfg(test)]

@@ -121,6 +121,15 @@ impl LayerSpec {
         }
     }
 
+    /// The shape this layer gives for `input`.
+    ///
+    /// # Errors
+    /// What does not fit, as the end of [`SpecError::LayerDoesNotFit`]'s message (after
+    /// "its input is {input}, ").
+    pub fn output_shape(self, input: ImageShape) -> Result<ImageShape, String> {
+        output_of(self, input)
+    }
+
     /// True for the layers with a weight and a bias (`Linear`, `Conv2d`).
     pub fn has_weight(&self) -> bool {
         matches!(self, LayerSpec::Linear { .. } | LayerSpec::Conv2d { .. })

@@ -1,6 +1,8 @@
 //! `MaxPool2d`: each window's maximum straight into the caller's buffer, its winner kept in a
 //! reused index buffer.
 
+use std::hint::select_unpredictable;
+
 use backprop_core::conv::replaces_max;
 use backprop_core::{Float, Layer, Pool2dGeometry, assert_same_shape};
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip, s};
@@ -47,22 +49,37 @@ fn pool_sample<F: Float>(
 ) {
     let out = geometry.output();
     let (kh, kw) = geometry.kernel;
-    for c in 0..out.channels {
-        for i in 0..out.height {
-            for j in 0..out.width {
-                let mut best = geometry.source(c, i, j, 0, 0);
-                for p in 0..kh {
-                    for q in 0..kw {
-                        let index = geometry.source(c, i, j, p, q);
-                        if replaces_max(image[index], image[best]) {
-                            best = index;
-                        }
-                    }
+    let (height, width, stride) = (geometry.input.height, geometry.input.width, geometry.stride);
+    let image = image.as_slice().expect("an input row is contiguous");
+    let output = output.as_slice_mut().expect("an output row is contiguous");
+    let winners = winners.as_slice_mut().expect("a winners row is contiguous");
+    let windows = output
+        .chunks_exact_mut(out.width)
+        .zip(winners.chunks_exact_mut(out.width))
+        .enumerate();
+    for (channel_row, (output_row, winners_row)) in windows {
+        let (c, i) = (channel_row / out.height, channel_row % out.height);
+        let top = (c * height + i * stride) * width;
+        // The winner is chosen by `select_unpredictable` rather than a branch: which entry
+        // wins is data, and a mispredicted branch per comparison cost more than the rest of
+        // the pool.
+        for (j, (value, winner)) in output_row
+            .iter_mut()
+            .zip(winners_row.iter_mut())
+            .enumerate()
+        {
+            let corner = top + j * stride;
+            let (mut best, mut best_value) = (corner, image[corner]);
+            for p in 0..kh {
+                let start = corner + p * width;
+                for (index, &candidate) in (start..).zip(&image[start..start + kw]) {
+                    let replaces = replaces_max(candidate, best_value);
+                    best = select_unpredictable(replaces, index, best);
+                    best_value = select_unpredictable(replaces, candidate, best_value);
                 }
-                let out_index = (c * out.height + i) * out.width + j;
-                output[out_index] = image[best];
-                winners[out_index] = best as u32; // fits: checked in `new`
             }
+            *value = best_value;
+            *winner = best as u32; // fits: checked in `new`
         }
     }
 }
@@ -127,6 +144,9 @@ impl<F: Float> Layer<F> for MaxPool2d {
             .and(grad_output.rows())
             .and(self.argmax.slice(s![..batch, ..]).rows())
             .par_for_each(|mut grad_image, grads, winners| {
+                let grad_image = grad_image
+                    .as_slice_mut()
+                    .expect("a gradient row is contiguous");
                 grad_image.fill(F::zero());
                 for (&grad, &winner) in grads.iter().zip(winners) {
                     grad_image[winner as usize] += grad;
