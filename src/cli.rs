@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use backprop_core::{Activation, Init, Level, Norm};
 use clap::{Args, Parser, Subcommand};
 
+use crate::arch::Arch;
 use crate::diagnose::{DiagnoseConfig, diagnose};
 use crate::error::RunError;
 use crate::levels::BuiltinLevel;
@@ -29,8 +30,8 @@ use crate::train::{OptimizerKind, OptimizerSpec, TrainConfig, train};
 /// in the `backprop` binary, [`ThisLevel`] (no flag) in a learner's crate.
 #[derive(Debug, Subcommand)]
 pub enum LevelCommand<S: Args> {
-    /// Train an MLP on MNIST (activation, optimizer and sizes are flags) and save its metrics,
-    /// plots and weights.
+    /// Train an MLP (sizes, activation, normalization are flags) or any network of layers
+    /// (--arch, e.g. --arch lenet) on MNIST and save its metrics, plots and weights.
     Train {
         /// The level.
         #[command(flatten)]
@@ -161,6 +162,14 @@ pub struct TrainArgs {
     /// L2 penalty added to every gradient (finite, >= 0).
     #[arg(long, default_value_t = 0.0, value_parser = non_negative_finite)]
     pub weight_decay: f64,
+    /// The network as a list of layers instead of the MLP of --hidden: a preset (lenet) or
+    /// layers such as 'conv(8,3,pad=1),relu,maxpool(2),flatten,linear(10)'. Layers: conv(OUT,K)
+    /// or conv(OUT,K,stride=S,pad=P), maxpool(K) or maxpool(K,stride=S), flatten, linear(OUT),
+    /// relu, sigmoid, tanh, batchnorm, layernorm, dropout(P); input channels and features are
+    /// inferred; the last layer gives the 10 classes. lenet is
+    /// conv(8,3,pad=1),relu,maxpool(2),conv(16,3,pad=1),relu,maxpool(2),flatten,linear(10).
+    #[arg(long, value_parser = arch, conflicts_with_all = ["hidden", "activation", "norm", "dropout"])]
+    pub arch: Option<Arch>,
     /// Hidden layer widths, comma-separated: 256 or 512,128.
     #[arg(long, default_value = "256", value_delimiter = ',', value_parser = hidden_sizes)]
     pub hidden: Vec<usize>,
@@ -198,7 +207,7 @@ pub struct TrainArgs {
     /// config.json (only --threads and --quiet may be given with it).
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-        "hidden", "activation", "init", "norm", "dropout", "seed", "data", "out", "limit",
+        "arch", "hidden", "activation", "init", "norm", "dropout", "seed", "data", "out", "limit",
         "watch_gradients",
     ])]
     pub resume: Option<PathBuf>,
@@ -250,6 +259,7 @@ impl TrainArgs {
             epochs: self.epochs,
             batch_size: self.batch_size,
             optimizer,
+            arch: self.arch,
             hidden: self.hidden,
             activation: self
                 .activation
@@ -480,6 +490,10 @@ pub fn root_folder(given: Option<PathBuf>, marker: &str) -> PathBuf {
 
 /// `none`, `batch` or `layer`.
 fn norm(text: &str) -> Result<Norm, String> {
+    text.parse()
+}
+
+fn arch(text: &str) -> Result<Arch, String> {
     text.parse()
 }
 

@@ -85,7 +85,7 @@ impl Evaluation {
 pub fn eval<L: Level<f32>>(model_path: &Path, data: &Path) -> Result<Evaluation, RunError> {
     let saved = load_model(model_path)?;
     let test_set = load_mnist(data)?.test;
-    check_model(model_path, &saved.params, test_set.images.ncols())?;
+    check_model(model_path, &saved, &test_set)?;
     let mut model = saved.build::<L>(0.0, 0);
     let (accuracy, confusion) = accuracy(&mut model, &test_set);
     Ok(Evaluation {

@@ -14,6 +14,7 @@
 
 use backprop_core::Norm;
 use backprop_core::memory::{human_bytes, machine_memory};
+use backprop_core::network::{LayerPlan, NetSpec};
 
 use crate::error::RunError;
 
@@ -55,6 +56,43 @@ pub fn training_bytes(
     let values = parameters
         .checked_mul(2 + optimizer_buffers as u128)?
         .checked_add(units.checked_mul(rows)?.checked_mul(4)?)?;
+    values.checked_mul(4)
+}
+
+/// [`training_bytes`] for any network: each parameter with its gradient and
+/// `optimizer_buffers` more, and per row of the larger of `batch_size` and the 1,000-row
+/// accuracy batches two values (the value and its gradient) at every layer boundary, plus each
+/// `Conv2d`'s im2col buffers (its windows, their gradient, and its product). `None` when the
+/// count overflows.
+pub fn network_training_bytes(
+    spec: &NetSpec,
+    batch_size: usize,
+    optimizer_buffers: usize,
+) -> Option<u128> {
+    let mut parameters: u128 = 0;
+    for (rows, columns) in spec.weight_shapes() {
+        let layer = (rows as u128 + 1).checked_mul(columns as u128)?;
+        parameters = parameters.checked_add(layer)?;
+    }
+    let mut units: u128 = 0;
+    for index in 0..=spec.layers().len() {
+        let values = spec.shape_before(index).len() as u128;
+        units = units.checked_add(values.checked_mul(2)?)?;
+    }
+    for layer in spec.plan() {
+        if let LayerPlan::Conv2d(geometry) = layer {
+            let output = geometry.output();
+            let positions = (output.height as u128).checked_mul(output.width as u128)?;
+            let per_position = (geometry.fan_in() as u128)
+                .checked_mul(2)?
+                .checked_add(geometry.out_channels as u128)?;
+            units = units.checked_add(positions.checked_mul(per_position)?)?;
+        }
+    }
+    let rows = batch_size.max(EVALUATION_ROWS) as u128;
+    let values = parameters
+        .checked_mul(2 + optimizer_buffers as u128)?
+        .checked_add(units.checked_mul(rows)?)?;
     values.checked_mul(4)
 }
 

@@ -13,12 +13,14 @@ use std::fs;
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
-use backprop_core::mnist::CLASSES;
-use backprop_core::{Activation, Layout, Level, LinearParams, LossKind, Model, Norm};
+use backprop_core::mnist::{CLASSES, Dataset};
+use backprop_core::network::{LayerPlan, NetSpec};
+use backprop_core::{Activation, ImageShape, Layout, Level, LinearParams, LossKind, Model, Norm};
 use ndarray::{Array, Array1, Array2, Dimension};
 use ndarray_npy::{NpzWriter, ReadNpyExt, ReadableElement, WriteNpzError};
 use zip::{CompressionMethod, ZipArchive};
 
+use crate::arch::Arch;
 use crate::output::{OutputError, write_atomically};
 
 /// The largest array a `.npz` may hold: 1 GiB (a model of 268 million `f32` weights).
@@ -231,19 +233,43 @@ pub fn npz_bytes(
     Ok(cursor.into_inner())
 }
 
-/// What a model file holds: the layers, the activation, and the normalization after each
-/// hidden layer with its parameters (batch norm's running statistics included: evaluation
-/// normalizes with them).
+/// What a model file holds: the weights, the network they belong to, and the parameters of
+/// each normalization layer (batch norm's running statistics included: evaluation normalizes
+/// with them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SavedModel {
-    /// `(weight (fan_in, fan_out), bias)` per `Linear` layer.
+    /// `(weight, bias)` per weight layer, first first: `(fan_in, fan_out)` for a `Linear`,
+    /// `(C kh kw, out_channels)` for a `Conv2d`.
     pub params: LinearParams<f32>,
-    /// The activation between them.
+    /// The activation of the hidden layers (of an `--arch` network: its first activation).
     pub activation: Activation,
-    /// The normalization after each hidden `Linear`.
+    /// The normalization after each hidden `Linear` (of an `--arch` network: its first
+    /// normalization layer's kind).
     pub norm: Norm,
-    /// One per hidden layer when `norm` is not `None`.
+    /// One per normalization layer, in order.
     pub norms: Vec<NormParams>,
+    /// The layers of an `--arch` network; `None` for the MLP preset (`--hidden`), whose layers
+    /// follow from the weights, `activation` and `norm`.
+    pub layers: Option<Layers>,
+}
+
+/// An `--arch` network as a model file keeps it: its layers and the image shape they take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layers {
+    /// The layers, as `--arch` text.
+    pub arch: Arch,
+    /// One image's shape, `C x H x W`.
+    pub input: ImageShape,
+}
+
+impl Layers {
+    /// The checked network.
+    ///
+    /// # Errors
+    /// Layers that do not fit the input (or give other than [`CLASSES`] outputs).
+    pub fn spec(&self) -> Result<NetSpec, String> {
+        self.arch.classifier(self.input, CLASSES)
+    }
 }
 
 /// One normalization layer's gamma, beta and (batch norm) running mean and variance.
@@ -258,8 +284,14 @@ pub struct NormParams {
 }
 
 impl SavedModel {
-    /// A copy of `model`'s layers and normalization parameters.
-    pub fn of(model: &mut impl Model<f32>, activation: Activation, norm: Norm) -> Self {
+    /// A copy of `model`'s weights and normalization parameters; `layers` as in
+    /// [`SavedModel::layers`].
+    pub fn of(
+        model: &mut impl Model<f32>,
+        activation: Activation,
+        norm: Norm,
+        layers: Option<Layers>,
+    ) -> Self {
         let mut norms = Vec::new();
         model.visit_norms(|_, layer| {
             norms.push(NormParams {
@@ -275,18 +307,35 @@ impl SavedModel {
             activation,
             norm,
             norms,
+            layers,
         }
     }
 
-    /// Level `L`'s model with these layers and normalization parameters (in training mode).
+    /// Level `L`'s model with these weights and normalization parameters (in training mode);
+    /// `dropout` is the MLP preset's (an `--arch` network's dropout is in its layers), `seed`
+    /// seeds the dropout masks.
+    ///
+    /// # Panics
+    /// If the weights do not fit the network (a loaded model was checked by [`read_model`]).
     pub fn build<L: Level<f32>>(&self, dropout: f64, seed: u64) -> L::Network {
-        let layout = Layout {
-            norm: self.norm,
-            dropout,
-            seed,
-            ..Layout::plain(self.activation, LossKind::SoftmaxCrossEntropy)
+        let mut model = match &self.layers {
+            None => {
+                let layout = Layout {
+                    norm: self.norm,
+                    dropout,
+                    seed,
+                    ..Layout::plain(self.activation, LossKind::SoftmaxCrossEntropy)
+                };
+                L::mlp_with(self.params.clone(), &layout)
+            }
+            Some(layers) => {
+                let spec = layers
+                    .spec()
+                    .unwrap_or_else(|problem| panic!("a checked network: {problem}"))
+                    .with_seed(seed);
+                L::network(self.params.clone(), &spec)
+            }
         };
-        let mut model = L::mlp_with(self.params.clone(), &layout);
         model.visit_norms(|index, mut layer| {
             let saved = &self.norms[index];
             layer.gamma.assign(&saved.gamma);
@@ -300,10 +349,35 @@ impl SavedModel {
         });
         model
     }
+
+    /// What the network is, for messages: `layers [784, 256, 10], relu, none norm` or the
+    /// `--arch` text with its input.
+    pub fn describe(&self) -> String {
+        match &self.layers {
+            Some(layers) => format!("--arch {} on {} images", layers.arch, layers.input),
+            None => format!(
+                "layers {:?}, {}, {} norm",
+                mlp_sizes(&self.params),
+                self.activation.name(),
+                self.norm
+            ),
+        }
+    }
 }
 
-/// Adds `weight{i}` (fan_in, fan_out), `bias{i}`, `activation` and `norm` (UTF-8 bytes), and
-/// per normalization layer `norm{i}.gamma`, `.beta` (and `.running_mean`, `.running_var`).
+/// An MLP's `[inputs, hidden.., outputs]` from its weights.
+fn mlp_sizes(params: &LinearParams<f32>) -> Vec<usize> {
+    params
+        .iter()
+        .map(|(weight, _)| weight.nrows())
+        .chain(params.last().map(|(weight, _)| weight.ncols()))
+        .collect()
+}
+
+/// Adds `weight{i}`, `bias{i}` and per normalization layer `norm{i}.gamma`, `.beta` (and
+/// `.running_mean`, `.running_var`); then, for the MLP preset, `activation` and `norm` (UTF-8
+/// bytes), or for an `--arch` network `layers` (its `--arch` text, UTF-8 bytes) and
+/// `input_shape` (`[C, H, W]`, u64).
 ///
 /// # Errors
 /// What the writer said.
@@ -324,8 +398,24 @@ pub fn add_model(
         }
     }
     let text = |text: &str| Array1::from_vec(text.as_bytes().to_vec());
-    npz.add_array("norm", &text(model.norm.name()))?;
-    npz.add_array("activation", &text(model.activation.name()))
+    match &model.layers {
+        Some(layers) => {
+            let input = layers.input;
+            npz.add_array("layers", &text(&layers.arch.to_string()))?;
+            npz.add_array(
+                "input_shape",
+                &Array1::from_vec(
+                    [input.channels, input.height, input.width]
+                        .map(|size| size as u64)
+                        .to_vec(),
+                ),
+            )
+        }
+        None => {
+            npz.add_array("norm", &text(model.norm.name()))?;
+            npz.add_array("activation", &text(model.activation.name()))
+        }
+    }
 }
 
 /// Saves a model as `.npz` (see [`add_model`]).
@@ -352,6 +442,9 @@ pub fn load_model(path: &Path) -> Result<SavedModel, OutputError> {
 /// # Errors
 /// As [`load_model`].
 pub fn read_model(npz: &mut NpzFile) -> Result<SavedModel, OutputError> {
+    if npz.contains("layers") {
+        return read_layers_model(npz);
+    }
     let path = npz.path.clone();
     let problem = |text: String| OutputError::new(&path, text);
     let layers = (0..)
@@ -378,51 +471,114 @@ pub fn read_model(npz: &mut NpzFile) -> Result<SavedModel, OutputError> {
         }
         params.push((weight, bias));
     }
-    let text = |npz: &mut NpzFile, name: &str| -> Result<String, OutputError> {
-        let bytes: Array1<u8> = npz.array(name)?;
-        Ok(String::from_utf8_lossy(bytes.as_slice().unwrap_or_default()).into_owned())
-    };
-    let activation = text(npz, "activation")?
+    let activation = text_entry(npz, "activation")?
         .parse()
         .map_err(|text: String| problem(format!("activation: {text}")))?;
     // Files from before normalization existed have no `norm`: none.
     let norm: Norm = match npz.contains("norm") {
-        true => text(npz, "norm")?
+        true => text_entry(npz, "norm")?
             .parse()
             .map_err(|text: String| problem(format!("norm: {text}")))?,
         false => Norm::None,
     };
-    let norms = read_norms(npz, norm, &params)?;
+    let widths: Vec<(Norm, usize)> = match norm {
+        Norm::None => Vec::new(),
+        _ => params[..params.len() - 1]
+            .iter()
+            .map(|(weight, _)| (norm, weight.ncols()))
+            .collect(),
+    };
+    let norms = read_norms(npz, &widths)?;
     Ok(SavedModel {
         params,
         activation,
         norm,
         norms,
+        layers: None,
     })
 }
 
-/// `norm{i}.*` for each hidden layer, each as wide as that layer's output.
-fn read_norms(
-    npz: &mut NpzFile,
-    norm: Norm,
-    params: &LinearParams<f32>,
-) -> Result<Vec<NormParams>, OutputError> {
-    if norm == Norm::None {
-        return Ok(Vec::new());
+/// A UTF-8 text entry.
+fn text_entry(npz: &mut NpzFile, name: &str) -> Result<String, OutputError> {
+    let bytes: Array1<u8> = npz.array(name)?;
+    Ok(String::from_utf8_lossy(bytes.as_slice().unwrap_or_default()).into_owned())
+}
+
+/// An `--arch` network's file: `layers`, `input_shape`, then exactly the weights and
+/// normalization arrays those layers have, each of the shape they give.
+fn read_layers_model(npz: &mut NpzFile) -> Result<SavedModel, OutputError> {
+    let path = npz.path.clone();
+    let problem = |text: String| OutputError::new(&path, text);
+    let arch: Arch = text_entry(npz, "layers")?
+        .parse()
+        .map_err(|text: String| problem(format!("layers: {text}")))?;
+    let shape: Array1<u64> = npz.array("input_shape")?;
+    let size = |at: usize| usize::try_from(shape[at]).ok().filter(|&size| size > 0);
+    let input = match (shape.len(), size(0), size(1), size(2)) {
+        (3, Some(channels), Some(height), Some(width)) => ImageShape::new(channels, height, width),
+        _ => {
+            return Err(problem(format!(
+                "input_shape {shape} is not three positive sizes [C, H, W]"
+            )));
+        }
+    };
+    let layers = Layers { arch, input };
+    let spec = layers
+        .spec()
+        .map_err(|text| problem(format!("layers: {text}")))?;
+    let shapes = spec.weight_shapes();
+    if npz.contains(&format!("weight{}", shapes.len())) {
+        return Err(problem(format!(
+            "weight{} is there, but the layers have {} weight layers",
+            shapes.len(),
+            shapes.len()
+        )));
     }
-    let hidden = &params[..params.len() - 1];
-    let mut norms = Vec::with_capacity(hidden.len());
-    for (index, (weight, _)) in hidden.iter().enumerate() {
+    let mut params: LinearParams<f32> = Vec::with_capacity(shapes.len());
+    for (index, &(rows, columns)) in shapes.iter().enumerate() {
+        let weight: Array2<f32> = npz.array(&format!("weight{index}"))?;
+        let bias: Array1<f32> = npz.array(&format!("bias{index}"))?;
+        if weight.dim() != (rows, columns) || bias.len() != columns {
+            return Err(problem(format!(
+                "weight{index} {:?} and bias{index} ({}) are not the ({rows}, {columns}) and \
+                 ({columns}) that layer {index} of the network takes",
+                weight.dim(),
+                bias.len()
+            )));
+        }
+        params.push((weight, bias));
+    }
+    let widths: Vec<(Norm, usize)> = spec
+        .plan()
+        .into_iter()
+        .filter_map(|layer| match layer {
+            LayerPlan::Norm { norm, features } => Some((norm, features)),
+            _ => None,
+        })
+        .collect();
+    let norms = read_norms(npz, &widths)?;
+    Ok(SavedModel {
+        params,
+        activation: spec.activation(),
+        norm: widths.first().map_or(Norm::None, |(norm, _)| *norm),
+        norms,
+        layers: Some(layers),
+    })
+}
+
+/// `norm{i}.*` for each normalization layer `(kind, width)`, each array as wide as its layer.
+fn read_norms(npz: &mut NpzFile, layers: &[(Norm, usize)]) -> Result<Vec<NormParams>, OutputError> {
+    let mut norms = Vec::with_capacity(layers.len());
+    for (index, &(norm, width)) in layers.iter().enumerate() {
         let mut vector = |name: &str| -> Result<Array1<f32>, OutputError> {
             let values: Array1<f32> = npz.array(&format!("norm{index}.{name}"))?;
-            match values.len() == weight.ncols() {
+            match values.len() == width {
                 true => Ok(values),
                 false => Err(OutputError::new(
                     npz.path(),
                     format!(
-                        "norm{index}.{name} has {} entries for a layer of {} outputs",
+                        "norm{index}.{name} has {} entries for a layer of {width} outputs",
                         values.len(),
-                        weight.ncols()
                     ),
                 )),
             }
@@ -441,28 +597,41 @@ fn read_norms(
     Ok(norms)
 }
 
-/// Checks that a loaded model can classify `pixels`-pixel images into [`CLASSES`] classes:
-/// its input and output widths, and that every weight and bias is finite.
+/// Checks that a loaded model can classify the images of `data` (`rows x cols` pixels, one
+/// channel) into [`CLASSES`] classes: its input and output, and that every weight and bias is
+/// finite.
 ///
 /// # Errors
 /// The first problem, naming the file and the array.
-pub fn check_model(
-    path: &Path,
-    params: &LinearParams<f32>,
-    pixels: usize,
-) -> Result<(), OutputError> {
+pub fn check_model(path: &Path, model: &SavedModel, data: &Dataset) -> Result<(), OutputError> {
     let problem = |text: String| Err(OutputError::new(path, text));
-    let inputs = params.first().map_or(0, |(weight, _)| weight.nrows());
-    if inputs != pixels {
-        return problem(format!(
-            "takes {inputs} inputs but the images have {pixels} pixels"
-        ));
-    }
-    let outputs = params.last().map_or(0, |(weight, _)| weight.ncols());
-    if outputs != CLASSES {
-        return problem(format!(
-            "gives {outputs} outputs but the data has {CLASSES} classes (is a layer missing?)"
-        ));
+    let params = &model.params;
+    let pixels = data.images.ncols();
+    match &model.layers {
+        Some(layers) => {
+            let images = ImageShape::new(1, data.rows, data.cols);
+            if layers.input != images {
+                return problem(format!(
+                    "takes {} images but the data's are {images}",
+                    layers.input
+                ));
+            }
+        }
+        None => {
+            let inputs = params.first().map_or(0, |(weight, _)| weight.nrows());
+            if inputs != pixels {
+                return problem(format!(
+                    "takes {inputs} inputs but the images have {pixels} pixels"
+                ));
+            }
+            let outputs = params.last().map_or(0, |(weight, _)| weight.ncols());
+            if outputs != CLASSES {
+                return problem(format!(
+                    "gives {outputs} outputs but the data has {CLASSES} classes (is a layer \
+                     missing?)"
+                ));
+            }
+        }
     }
     for (index, (weight, bias)) in params.iter().enumerate() {
         for (name, values) in [

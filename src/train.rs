@@ -16,19 +16,23 @@ use std::time::Instant;
 use backprop_core::data::Batches;
 use backprop_core::flow::{step_stats, sum_of_squares};
 use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
+use backprop_core::network::{LayerSpec, NetSpec};
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
-use backprop_core::{Activation, Float, Init, Level, LossKind, MlpSpec, Model, Norm, Targets};
+use backprop_core::{
+    Activation, Float, ImageShape, Init, Level, LossKind, MlpSpec, Model, Norm, Targets,
+};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::arch::Arch;
 use crate::checkpoint::{Checkpoint, load_checkpoint, save_checkpoint};
 use crate::error::RunError;
 use crate::eval::accuracy;
 use crate::limits::{
     MAX_EPOCHS, MAX_THREADS, at_most, check_batch_norm_rows, check_memory, in_unit_interval,
-    non_negative_finite, positive, positive_finite_f64, training_bytes,
+    network_training_bytes, non_negative_finite, positive, positive_finite_f64,
 };
-use crate::model_file::{SavedModel, save_model};
+use crate::model_file::{Layers, SavedModel, save_model};
 use crate::output::{EpochMetrics, write_atomically, write_metrics, write_training_plots};
 use crate::run_folder::{Destination, RunFolder};
 use crate::watch::GradientWatch;
@@ -121,6 +125,9 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// The update rule and its settings.
     pub optimizer: OptimizerSpec,
+    /// The network as `--arch` layers; `None`: the MLP preset of `hidden`, `activation`,
+    /// `norm` and `dropout` (which an `--arch` run leaves at their defaults, unused).
+    pub arch: Option<Arch>,
     /// Hidden layer widths.
     pub hidden: Vec<usize>,
     /// Activation between layers.
@@ -153,7 +160,7 @@ impl TrainConfig {
     pub fn to_json(&self) -> String {
         let optimizer = &self.optimizer;
         let text = |path: &std::path::Path| path.to_string_lossy().into_owned();
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "crate_version": env!("CARGO_PKG_VERSION"),
             "level": self.level,
             "epochs": self.epochs,
@@ -176,6 +183,13 @@ impl TrainConfig {
             "quiet": self.quiet,
             "watch_gradients": self.watch_gradients,
         });
+        // An --arch run names its layers instead of the MLP preset's settings.
+        if let (Some(arch), Some(settings)) = (&self.arch, json.as_object_mut()) {
+            for preset in ["hidden", "activation", "norm", "dropout"] {
+                settings.remove(preset);
+            }
+            settings.insert("arch".into(), arch.to_string().into());
+        }
         let mut pretty = serde_json::to_string_pretty(&json).expect("a JSON value serialises");
         pretty.push('\n');
         pretty
@@ -205,12 +219,32 @@ impl TrainConfig {
         };
         let kind =
             OptimizerKind::from_str(text("optimizer")?, false).map_err(|_| wrong("optimizer"))?;
-        let hidden = match field("hidden")?.as_array() {
-            Some(sizes) if !sizes.is_empty() => sizes
+        // An --arch run has its layers and none of the MLP preset's settings.
+        let arch = match json.get("arch") {
+            Some(_) => Some(
+                text("arch")?
+                    .parse::<Arch>()
+                    .map_err(|problem| format!("setting \"arch\": {problem}"))?,
+            ),
+            None => None,
+        };
+        let preset = |name: &str| match arch {
+            Some(_) if json.get(name).is_some() => Err(format!(
+                "setting {name:?} is for the MLP preset, but the run has \"arch\" layers"
+            )),
+            _ => Ok(arch.is_none()),
+        };
+        let hidden = match (
+            preset("hidden")?,
+            field("hidden").map(|value| value.as_array()),
+        ) {
+            (false, _) => Vec::new(),
+            (true, Ok(Some(sizes))) if !sizes.is_empty() => sizes
                 .iter()
                 .map(|size| by_flag_rule(size, "hidden", positive))
                 .collect::<Result<Vec<usize>, String>>()?,
-            _ => return Err(wrong("hidden")),
+            (true, Err(missing)) => return Err(missing),
+            (true, _) => return Err(wrong("hidden")),
         };
         let nesterov = flag("nesterov")?;
         if nesterov && kind != OptimizerKind::Momentum {
@@ -228,19 +262,23 @@ impl TrainConfig {
                 weight_decay: float("weight_decay", non_negative_finite)?,
             },
             hidden,
-            activation: text("activation")?
-                .parse()
-                .map_err(|_| wrong("activation"))?,
+            activation: match preset("activation")? {
+                true => text("activation")?
+                    .parse()
+                    .map_err(|_| wrong("activation"))?,
+                false => Activation::Relu,
+            },
             init: text("init")?.parse().map_err(|_| wrong("init"))?,
             // Runs from before normalization existed have neither setting.
-            norm: match json.get("norm") {
-                Some(_) => text("norm")?.parse().map_err(|_| wrong("norm"))?,
-                None => Norm::None,
+            norm: match (preset("norm")?, json.get("norm")) {
+                (true, Some(_)) => text("norm")?.parse().map_err(|_| wrong("norm"))?,
+                _ => Norm::None,
             },
-            dropout: match json.get("dropout") {
-                Some(_) => float("dropout", in_unit_interval)?,
-                None => 0.0,
+            dropout: match (preset("dropout")?, json.get("dropout")) {
+                (true, Some(_)) => float("dropout", in_unit_interval)?,
+                _ => 0.0,
             },
+            arch,
             seed: field("seed")?.as_u64().ok_or_else(|| wrong("seed"))?,
             threads: optional("threads", &at_most(MAX_THREADS))?,
             data: PathBuf::from(text("data")?),
@@ -251,12 +289,58 @@ impl TrainConfig {
         })
     }
 
-    /// `[inputs, hidden.., classes]`.
-    fn sizes(&self, inputs: usize, classes: usize) -> Vec<usize> {
-        let mut sizes = vec![inputs];
-        sizes.extend(&self.hidden);
-        sizes.push(classes);
-        sizes
+    /// The network this run trains on `data`'s images, with its init and seed.
+    ///
+    /// # Errors
+    /// `--arch` layers that do not fit the images or do not end in [`CLASSES`] outputs.
+    pub fn spec(&self, data: &Dataset) -> Result<NetSpec, RunError> {
+        let spec = match &self.arch {
+            Some(arch) => arch
+                .classifier(ImageShape::new(1, data.rows, data.cols), CLASSES)
+                .map_err(|problem| RunError::Flag(format!("--arch {arch}: {problem}")))?
+                .with_init(self.init)
+                .with_seed(self.seed),
+            None => {
+                let mut sizes = vec![data.images.ncols()];
+                sizes.extend(&self.hidden);
+                sizes.push(CLASSES);
+                MlpSpec {
+                    sizes,
+                    activation: self.activation,
+                    loss: LossKind::SoftmaxCrossEntropy,
+                    init: self.init,
+                    seed: self.seed,
+                    norm: self.norm,
+                    dropout: self.dropout,
+                }
+                .net_spec()
+            }
+        };
+        Ok(spec)
+    }
+
+    /// How `--arch` is kept in model files: its layers and the images they take.
+    fn layers(&self, data: &Dataset) -> Option<Layers> {
+        self.arch.clone().map(|arch| Layers {
+            arch,
+            input: ImageShape::new(1, data.rows, data.cols),
+        })
+    }
+
+    /// What the memory check names: `--hidden 256 with --batch-size 64`.
+    fn size_flags(&self) -> String {
+        let network = match &self.arch {
+            Some(arch) => format!("--arch {arch}"),
+            None => format!(
+                "--hidden {}",
+                self.hidden
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        };
+        format!("{network} with --batch-size {}", self.batch_size)
     }
 }
 
@@ -296,21 +380,12 @@ pub fn train<L: Level<f32>>(
         Some(limit) => mnist.train.first(limit),
         None => mnist.train,
     };
-    check_batch_norm_rows(&[config.norm], config.batch_size, train_set.len())?;
-    let sizes = config.sizes(train_set.images.ncols(), CLASSES);
+    let spec = config.spec(&train_set)?;
+    check_batch_norm_rows(&norms_of(&spec), config.batch_size, train_set.len())?;
     let buffers = config.optimizer.kind.buffer_names().len();
     check_memory(
-        &format!(
-            "--hidden {} with --batch-size {}",
-            config
-                .hidden
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            config.batch_size
-        ),
-        training_bytes(&sizes, config.batch_size.min(train_set.len()), buffers),
+        &config.size_flags(),
+        network_training_bytes(&spec, config.batch_size.min(train_set.len()), buffers),
     )?;
 
     // Phase 2: the folder, then config.json (a resumed run keeps its own).
@@ -337,9 +412,9 @@ pub fn train<L: Level<f32>>(
         .build()
         .map_err(|error| RunError::Flag(format!("--threads: cannot start the threads: {error}")))?;
     let accuracy = pool.install(|| {
-        let mut trainer = Trainer::<L>::new(&config, &train_set);
+        let mut trainer = Trainer::<L>::new(&config, &train_set, &spec);
         if let Some(checkpoint) = checkpoint {
-            trainer.restore(checkpoint, &sizes)?;
+            trainer.restore(checkpoint)?;
         }
         trainer.run(&mnist.test)
     })?;
@@ -351,6 +426,10 @@ struct Trainer<'a, L: Level<f32>> {
     config: &'a TrainConfig,
     train_set: &'a Dataset,
     model: L::Network,
+    /// How model files name the network (`None`: the MLP preset).
+    layers: Option<Layers>,
+    /// The network has dropout layers.
+    has_dropout: bool,
     optimizer: AnyOptimizer<f32>,
     batches: Batches<'a>,
     watch: GradientWatch,
@@ -362,30 +441,42 @@ struct Trainer<'a, L: Level<f32>> {
 }
 
 impl<'a, L: Level<f32>> Trainer<'a, L> {
-    fn new(config: &'a TrainConfig, train_set: &'a Dataset) -> Self {
-        let spec = MlpSpec {
-            sizes: config.sizes(train_set.images.ncols(), CLASSES),
-            activation: config.activation,
-            loss: LossKind::SoftmaxCrossEntropy,
-            init: config.init,
-            seed: config.seed,
-            norm: config.norm,
-            dropout: config.dropout,
-        };
-        let layers = spec.sizes.len() - 1;
+    fn new(config: &'a TrainConfig, train_set: &'a Dataset, spec: &NetSpec) -> Self {
+        let norms = norms_of(spec);
+        let batch_norm = norms.contains(&Norm::Batch);
         Trainer {
             config,
             train_set,
-            model: L::mlp_from_spec(&spec),
+            model: L::network_from_spec(spec),
+            layers: config.layers(train_set),
+            has_dropout: spec
+                .layers()
+                .iter()
+                .any(|layer| matches!(layer, LayerSpec::Dropout { .. })),
             optimizer: config.optimizer.build(),
             // Batch norm cannot train on a last batch of one row: that batch is skipped.
             batches: Batches::new(train_set, config.batch_size, config.seed ^ 0x5eed)
-                .min_rows(if config.norm == Norm::Batch { 2 } else { 1 }),
-            watch: GradientWatch::new(config.activation, config.norm, config.optimizer.lr as f32),
+                .min_rows(if batch_norm { 2 } else { 1 }),
+            watch: GradientWatch::new(
+                spec.activation(),
+                norms.first().copied().unwrap_or(Norm::None),
+                config.optimizer.lr as f32,
+            ),
             step: 0,
-            last_norms: vec![0.0; layers],
+            last_norms: vec![0.0; spec.weight_shapes().len()],
             history: Vec::new(),
         }
+    }
+
+    /// The network as its model file keeps it (the MLP preset's activation and norm).
+    fn saved_model(&mut self) -> SavedModel {
+        let config = self.config;
+        SavedModel::of(
+            &mut self.model,
+            config.activation,
+            config.norm,
+            self.layers.clone(),
+        )
     }
 
     /// Every epoch, its line and its outputs, then the model.
@@ -426,11 +517,10 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
 
     /// Everything [`Trainer::restore`] needs to go on after this epoch.
     fn checkpoint(&mut self) -> Checkpoint {
-        let config = self.config;
         Checkpoint {
             epochs_done: self.history.len(),
             step: self.step,
-            model: SavedModel::of(&mut self.model, config.activation, config.norm),
+            model: self.saved_model(),
             optimizer: self.optimizer.state(),
             history: self.history.clone(),
             last_norms: self.last_norms.clone(),
@@ -440,41 +530,38 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
     /// Continues from `checkpoint`: its model, optimizer, history and batch order; then
     /// rewrites the outputs from it (a run killed after the checkpoint but before them left
     /// older ones).
-    fn restore(&mut self, checkpoint: Checkpoint, sizes: &[usize]) -> Result<(), RunError> {
+    fn restore(&mut self, checkpoint: Checkpoint) -> Result<(), RunError> {
         let config = self.config;
         let saved = &checkpoint.model;
-        let checkpoint_sizes: Vec<usize> = saved
-            .params
-            .iter()
-            .map(|(weight, _)| weight.nrows())
-            .chain(saved.params.last().map(|(weight, _)| weight.ncols()))
-            .collect();
         let problem = |problem: String| RunError::Model {
             path: config.out.join("checkpoint.npz"),
             problem,
         };
-        if checkpoint_sizes != sizes
-            || saved.activation != config.activation
-            || saved.norm != config.norm
-            || checkpoint.epochs_done > config.epochs
-        {
+        let expected = self.saved_model();
+        let same_network = saved.layers == expected.layers
+            && (saved.layers.is_some()
+                || mlp_shapes(saved) == mlp_shapes(&expected)
+                    && saved.activation == expected.activation
+                    && saved.norm == expected.norm);
+        if !same_network || checkpoint.epochs_done > config.epochs {
             return Err(problem(format!(
-                "layers {checkpoint_sizes:?} ({}, {} norm, {} epochs done) do not belong to the \
-                 run in config.json (layers {sizes:?}, {}, {} norm, {} epochs)",
-                saved.activation.name(),
-                saved.norm,
+                "its network ({}, {} epochs done) does not belong to the run in config.json \
+                 ({}, {} epochs)",
+                saved.describe(),
                 checkpoint.epochs_done,
-                config.activation.name(),
-                config.norm,
+                expected.describe(),
                 config.epochs
             )));
         }
-        if config.dropout > 0.0 {
+        if self.has_dropout {
+            let dropout = match config.arch {
+                Some(_) => "dropout layers".to_string(),
+                None => format!("--dropout {}", config.dropout),
+            };
             return Err(problem(format!(
-                "the run uses --dropout {}: its masks come from generators whose position the \
+                "the run uses {dropout}: its masks come from generators whose position the \
                  checkpoint does not keep, so a resumed run would not be the one interrupted; \
-                 start it again instead",
-                config.dropout
+                 start it again instead"
             )));
         }
         self.model = saved.build::<L>(config.dropout, config.seed);
@@ -567,6 +654,26 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             norm: norm as f32,
         }
     }
+}
+
+/// The kind of every normalization layer of `spec`, in order.
+fn norms_of(spec: &NetSpec) -> Vec<Norm> {
+    spec.layers()
+        .iter()
+        .filter_map(|layer| match layer {
+            LayerSpec::Norm(norm) => Some(*norm),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The weight shapes of a saved model, to compare two MLPs.
+fn mlp_shapes(model: &SavedModel) -> Vec<(usize, usize)> {
+    model
+        .params
+        .iter()
+        .map(|(weight, _)| weight.dim())
+        .collect()
 }
 
 /// The progress bar of one epoch (hidden when quiet or when stdout is not a terminal).

@@ -107,6 +107,21 @@ fn eval_loads_the_saved_model_into_any_level() {
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let model = out.join("model.npz");
+    // An MLP's file keeps the entries it had before networks of any layers existed.
+    let archive = zip::ZipArchive::new(fs::File::open(&model).unwrap()).unwrap();
+    let mut names: Vec<&str> = archive.file_names().collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "activation.npy",
+            "bias0.npy",
+            "bias1.npy",
+            "norm.npy",
+            "weight0.npy",
+            "weight1.npy"
+        ]
+    );
     let mut accuracies = Vec::new();
     for level in ["1", "2", "3"] {
         let output = backprop(&["eval", "--model", model.to_str().unwrap(), "--level", level]);

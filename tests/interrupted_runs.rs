@@ -284,3 +284,74 @@ fn normalized_runs_resume_and_dropout_runs_are_refused() {
         "{error}"
     );
 }
+
+/// A CNN (`--arch`) stopped after its first epoch and resumed ends with the same bytes as the
+/// run never stopped; `eval` of its model gives the accuracy training ended with, and its
+/// folder has the plots.
+#[test]
+fn a_cnn_run_resumes_evaluates_and_plots() {
+    let root = scratch("cnn-resume");
+    let data = synthetic_data(&root);
+    let (whole, stopped) = (root.join("whole"), root.join("stopped"));
+    let arch = "conv(4,3,pad=1),relu,maxpool(2),flatten,linear(10)";
+    let cnn = ["--arch", arch, "--epochs"];
+    // --hidden (in SETTINGS) and --arch cannot go together: the CNN runs without SETTINGS.
+    let run = |out: &Path, epochs: &str| {
+        let mut command = backprop();
+        command
+            .args(["train", "--batch-size", "16", "--threads", "1", "--quiet"])
+            .args(cnn)
+            .arg(epochs)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out);
+        command.output().unwrap()
+    };
+    succeeded(&run(&whole, "3"));
+    succeeded(&run(&stopped, "1"));
+    let config = stopped.join("config.json");
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(text.contains(&format!("\"arch\": \"{arch}\"")), "{text}");
+    assert!(!text.contains("\"hidden\""), "{text}");
+    fs::write(&config, text.replace("\"epochs\": 1,", "\"epochs\": 3,")).unwrap();
+    succeeded(&resume(&stopped).output().unwrap());
+    for file in ["metrics.csv", "model.npz", "checkpoint.npz"] {
+        assert!(
+            fs::read(whole.join(file)).unwrap() == fs::read(stopped.join(file)).unwrap(),
+            "{file} of the resumed CNN run differs from the whole run's"
+        );
+    }
+    for plot in ["loss.svg", "accuracy.svg", "grad_norms.svg"] {
+        let svg = fs::read_to_string(whole.join(plot)).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{plot}");
+    }
+    // One gradient-norm line per weight layer: the convolution and the Linear.
+    let grad_norms = fs::read_to_string(whole.join("grad_norms.svg")).unwrap();
+    assert!(grad_norms.contains("linear0") && grad_norms.contains("linear1"));
+    // eval: the accuracy of the last epoch, on every level.
+    let metrics = fs::read_to_string(whole.join("metrics.csv")).unwrap();
+    let last: Vec<f64> = metrics
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .map(|field| field.parse().unwrap())
+        .collect();
+    let expected = format!("test accuracy {:.2}%", 100.0 * last[3]);
+    for level in ["2", "3"] {
+        let output = backprop()
+            .args(["eval", "--quiet", "--level", level, "--model"])
+            .arg(whole.join("model.npz"))
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap();
+        succeeded(&output);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.starts_with(&expected),
+            "level {level}: {text} vs {expected}"
+        );
+    }
+}
