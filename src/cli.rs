@@ -36,9 +36,9 @@ pub enum LevelCommand<S: Args> {
         /// The level.
         #[command(flatten)]
         level: S,
-        /// The settings.
+        /// The settings (boxed: they are most of the command's size).
         #[command(flatten)]
-        args: TrainArgs,
+        args: Box<TrainArgs>,
     },
     /// Load saved weights and print the test accuracy and a confusion matrix.
     Eval {
@@ -102,7 +102,7 @@ impl<S: Args> LevelCommand<S> {
         let name = <L as Level<f32>>::NAME;
         match self {
             LevelCommand::Train { args, .. } => {
-                let (config, destination) = args.into_config(name)?;
+                let (config, destination) = (*args).into_config(name)?;
                 let quiet = config.quiet;
                 let (accuracy, out) = train::<L>(config, &destination)?;
                 if !quiet {
@@ -423,7 +423,7 @@ pub struct GraphArgs {
 /// let exit_code: std::process::ExitCode = backprop::cli::main::<level02::Level02>();
 /// ```
 pub fn main<L: Level<f32> + Level<f64>>() -> ExitCode {
-    /// Train and evaluate MLPs with this level.
+    /// Train and evaluate MLPs and CNNs with this level.
     #[derive(Debug, Parser)]
     #[command(version)]
     struct LevelCli {

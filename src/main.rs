@@ -14,7 +14,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[command(
     name = "backprop",
     version,
-    about = "Train and evaluate MLPs with the backprop levels"
+    about = "Train and evaluate MLPs and CNNs with the backprop levels"
 )]
 struct Cli {
     #[command(subcommand)]
