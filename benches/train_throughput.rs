@@ -13,16 +13,22 @@
 //!
 //! Row names: `step/LEVEL/BATCH/THREADS`, `epoch/LEVEL/128/THREADS`,
 //! `optimizer/level03/128/THREADS`, `norm/level03/128/THREADS` (the step with batch norm, layer
-//! norm, batch norm + dropout 0.2); a kept row brings its floor along.
+//! norm, batch norm + dropout 0.2), `cnn/LEVEL/64/THREADS` (the `--arch lenet` step; level01 on
+//! one thread only); a kept row brings its floor along.
 
+use std::time::Duration;
+
+use backprop::arch::Arch;
 use backprop::bench::{
-    Contestant, FLOPS_PER_SAMPLE, Plan, finish, in_turns, mnist_train, pool, quick_row, record,
-    tables, timed,
+    Contestant, FLOPS_PER_SAMPLE, NetworkFloor, Plan, finish, in_turns, mnist_train,
+    network_flops_per_sample, pool, quick_row, record, tables, timed,
 };
 use backprop::levels::{BuiltinLevel, WithLevel};
 use backprop_core::mnist::Dataset;
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
-use backprop_core::{Level, MlpSpec, Model, Norm, Targets};
+use backprop_core::{ImageShape, Level, MlpSpec, Model, Norm, Targets};
+use level01::Level01;
+use level02::Level02;
 use level03::Level03;
 use ndarray::s;
 
@@ -60,7 +66,104 @@ fn main() {
     }
     optimizer_table(&plan, &data, 128);
     layout_table(&plan, &data, 128);
+    cnn_table(&plan, &data, 64);
     finish(&plan);
+}
+
+/// The CNN preset (`--arch lenet`): level02's and level03's SGD step in turns with the GEMM
+/// floor of the same network (its im2col products alone, [`NetworkFloor`]), then level01's
+/// once. Rows `cnn/LEVEL/BATCH/THREADS`.
+fn cnn_table(plan: &Plan, data: &Dataset, batch: usize) {
+    let runs = |level: &str, threads: usize| plan.runs(&format!("cnn/{level}/{batch}/{threads}"));
+    let levels = ["level02", "level03"];
+    if !plan
+        .threads
+        .iter()
+        .any(|&threads| levels.iter().any(|level| runs(level, threads)) || runs("level01", threads))
+    {
+        return;
+    }
+    let spec = "lenet"
+        .parse::<Arch>()
+        .and_then(|arch| arch.classifier(ImageShape::new(1, data.rows, data.cols), 10))
+        .expect("the lenet preset fits MNIST")
+        .with_seed(1);
+    let flops = network_flops_per_sample(&spec) * batch as f64;
+    println!(
+        "CNN lenet ({}), f32, batch {batch}, one SGD step; floor = its products alone \
+         ({:.1} MFLOP a step)",
+        spec.layers()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        flops / 1e6
+    );
+    println!("| level    | threads |    us / step | GFLOP/s | floor / time |");
+    println!("|----------|--------:|-------------:|--------:|-------------:|");
+    let images = data.images.slice(s![..batch, ..]);
+    let targets = Targets::Classes(&data.labels[..batch]);
+    let print_row = |level: &str, threads: usize, time: Duration, floor: Duration| {
+        record(format!("cnn/{level}/{batch}/{threads}"), time);
+        let seconds = time.as_secs_f64();
+        println!(
+            "| {level:<8} | {threads:>7} | {:>12.1} | {:>7.1} | {:>12.2} |",
+            seconds * 1e6,
+            flops / seconds / 1e9,
+            floor.as_secs_f64() / seconds
+        );
+    };
+    for &threads in &plan.threads {
+        pool(threads).install(|| {
+            let mut floor = NetworkFloor::new(&spec, batch);
+            let mut level02 = <Level02 as Level<f32>>::network_from_spec(&spec);
+            let mut level03 = <Level03 as Level<f32>>::network_from_spec(&spec);
+            let (mut sgd02, mut sgd03) = (Sgd::new(0.01), Sgd::new(0.01));
+            let mut timers: Vec<Box<dyn FnMut() -> Duration + '_>> = vec![
+                Box::new(|| timed(|| floor.step())),
+                Box::new(|| {
+                    timed(|| {
+                        level02.train_step(images, targets, &mut sgd02);
+                    })
+                }),
+                Box::new(|| {
+                    timed(|| {
+                        level03.train_step(images, targets, &mut sgd03);
+                    })
+                }),
+            ];
+            let mut contestants: Vec<&mut dyn FnMut() -> Duration> =
+                timers.iter_mut().map(|timer| timer.as_mut() as _).collect();
+            let medians = in_turns(plan.step_turns.0, plan.step_turns.1, &mut contestants);
+            for (level, time) in levels.iter().zip(&medians[1..]) {
+                if runs(level, threads) {
+                    print_row(level, threads, *time, medians[0]);
+                }
+            }
+            print_row("floor", threads, medians[0], medians[0]);
+        });
+    }
+    if runs("level01", 1) {
+        // The loops level once: 1 turn of 2 steps (the first a warm-up) on one thread.
+        pool(1).install(|| {
+            let mut floor = NetworkFloor::new(&spec, batch);
+            let mut level01 = <Level01 as Level<f32>>::network_from_spec(&spec);
+            let mut sgd = Sgd::new(0.01);
+            let mut timers: Vec<Box<dyn FnMut() -> Duration + '_>> = vec![
+                Box::new(|| timed(|| floor.step())),
+                Box::new(|| {
+                    timed(|| {
+                        level01.train_step(images, targets, &mut sgd);
+                    })
+                }),
+            ];
+            let mut contestants: Vec<&mut dyn FnMut() -> Duration> =
+                timers.iter_mut().map(|timer| timer.as_mut() as _).collect();
+            let medians = in_turns(1, 2, &mut contestants);
+            print_row("level01", 1, medians[1], medians[0]);
+        });
+    }
+    println!();
 }
 
 /// level03's step with each optimizer, in turns; the last column is plain SGD's time over this

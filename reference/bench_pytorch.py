@@ -18,8 +18,13 @@ first a warm-up, and every figure is the median over all turns. The table has th
 columns; "floor / time" is left empty (the GEMM floor is a Rust measurement:
 `reference/bench_side_by_side.py` puts both in one table, measured in turns).
 
+Then the CNN table: the `--arch lenet` preset as `nn.Sequential(Conv2d(1, 8, 3, padding=1), ReLU(),
+MaxPool2d(2), Conv2d(8, 16, 3, padding=1), ReLU(), MaxPool2d(2), Flatten(), Linear(784, 10))`, the
+same SGD step at batch 64 on images shaped (B, 1, 28, 28).
+
 `--json PATH` writes the medians in seconds by row name (`step/pytorch/128/1`,
-`epoch/pytorch/128/2`), the names the Rust bench's `--save-baseline` files use.
+`epoch/pytorch/128/2`, `cnn/pytorch/64/1`), the names the Rust bench's `--save-baseline` files
+use.
 """
 
 import argparse
@@ -41,6 +46,10 @@ FLOPS_PER_SAMPLE = 818_176.0  # 2 (784*256 + 256*10) forward, 2 (784*256 + 256*1
 BATCHES = [32, 64, 128, 256]
 THREADS = [1, 2]
 EPOCH_BATCH = 128
+CNN_BATCH = 64
+# `backprop::bench::network_flops_per_sample` of lenet: forward and dW of both convolutions and
+# the Linear, the input gradient of all but the first convolution (2 FLOPs a multiply-add).
+CNN_FLOPS_PER_SAMPLE = 1_627_584.0
 
 
 def mnist_train_images():
@@ -72,6 +81,33 @@ class Trainer:
         loss.backward()
         self.sgd.step()
         return loss
+
+
+class CnnTrainer:
+    """The `--arch lenet` network and its optimizer."""
+
+    def __init__(self, seed):
+        torch.manual_seed(seed)
+        nn = torch.nn
+        self.network = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(784, 10),
+        )
+        self.sgd = torch.optim.SGD(self.network.parameters(), lr=0.01)
+
+    def step(self, images, labels):
+        self.sgd.zero_grad()
+        loss = F.cross_entropy(self.network(images), labels)
+        loss.backward()
+        self.sgd.step()
+        return loss
+
+
+def cnn_step_timer(images, labels, batch):
+    trainer = CnnTrainer(seed=1)
+    x, y = images[:batch].reshape(batch, 1, 28, 28).contiguous(), labels[:batch].contiguous()
+    return lambda: timed(lambda: trainer.step(x, y))
 
 
 def timed(action):
@@ -109,10 +145,10 @@ def in_turns(turns, runs_per_turn, timers):
     return [statistics.median(record) for record in times]
 
 
-def row(name, batch, threads, seconds, samples):
+def row(name, batch, threads, seconds, samples, flops_per_sample=FLOPS_PER_SAMPLE):
     print(
         f"| {name:<8} | {batch:>5} | {threads:>7} | {seconds * 1e6:>12.1f} | "
-        f"{samples / seconds:>9.0f} | {FLOPS_PER_SAMPLE * samples / seconds / 1e9:>7.1f} | {'':>12} |"
+        f"{samples / seconds:>9.0f} | {flops_per_sample * samples / seconds / 1e9:>7.1f} | {'':>12} |"
     )
 
 
@@ -150,6 +186,14 @@ def main():
         [seconds] = in_turns(epoch_turns, 2, [epoch_timer(epoch_images, epoch_labels)])
         medians[f"epoch/pytorch/{EPOCH_BATCH}/{threads}"] = seconds
         row("pytorch", EPOCH_BATCH, threads, seconds, len(epoch_images))
+    print()
+    print(f"CNN lenet, f32, batch {CNN_BATCH}, one SGD step on MNIST")
+    header("us / step")
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        [seconds] = in_turns(args.turns, args.runs, [cnn_step_timer(images, labels, CNN_BATCH)])
+        medians[f"cnn/pytorch/{CNN_BATCH}/{threads}"] = seconds
+        row("pytorch", CNN_BATCH, threads, seconds, CNN_BATCH, CNN_FLOPS_PER_SAMPLE)
     if args.json:
         # Written whole or not at all: a temporary file in the same folder, then a rename.
         with tempfile.NamedTemporaryFile("w", dir=args.json.parent, delete=False, suffix=".tmp") as file:

@@ -6,8 +6,8 @@
     python reference/bench_side_by_side.py --turns 9
 
 Each turn runs the Rust bench once (`cargo bench --bench train_throughput -- --turns 1
-step/level03 epoch/level03`: the floor and level03, 41 steps per batch size and thread count, one
-epoch after a warm-up epoch) and then `reference/bench_pytorch.py --turns 1` (the same steps and
+step/level03 epoch/level03 cnn/level03`: the floor and level03, 41 steps per batch size and
+thread count, one epoch after a warm-up epoch, and the `--arch lenet` CNN step at batch 64) and then `reference/bench_pytorch.py --turns 1` (the same steps and
 epochs in PyTorch), so a machine whose speed drifts slows both alike. Each figure is the median of
 its per-turn medians; the two ratios are medians of the per-turn ratios (the floor and level03
 of one turn ran side by side, and PyTorch right after them), so a slow turn moves them less than
@@ -25,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOPS_PER_SAMPLE = 818_176.0
+CNN_FLOPS_PER_SAMPLE = 1_627_584.0  # backprop::bench::network_flops_per_sample of lenet
+CNN_BATCH = 64
 BATCHES = [32, 64, 128, 256]
 THREADS = [1, 2]
 EPOCH_BATCH, EPOCH_SAMPLES = 128, 60_000
@@ -51,7 +53,7 @@ def one_turn(binary, folder):
     """One run of each side; their medians by row name."""
     rust_json, torch_json = folder / "rust.json", folder / "pytorch.json"
     subprocess.run(
-        [binary, "--bench", "--turns", "1", "--runs", str(RUNS), "--json", str(rust_json), "step/level03", "epoch/level03"],
+        [binary, "--bench", "--turns", "1", "--runs", str(RUNS), "--json", str(rust_json), "step/level03", "epoch/level03", "cnn/level03"],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
     )
     subprocess.run(
@@ -61,7 +63,7 @@ def one_turn(binary, folder):
     return {**json.loads(rust_json.read_text()), **json.loads(torch_json.read_text())}
 
 
-def table(turns, kind, sizes, unit, samples_of):
+def table(turns, kind, sizes, unit, samples_of, flops_per_sample=FLOPS_PER_SAMPLE):
     """The rows of one table (`step` or `epoch`) from every turn's medians."""
     print(f"| {kind:<5} | batch | threads | floor {unit:>5} | level03 {unit:>5} | floor / time | pytorch {unit:>5} | pytorch / level03 |")
     print("|-------|------:|--------:|-----------:|-------------:|-------------:|-------------:|------------------:|")
@@ -77,11 +79,11 @@ def table(turns, kind, sizes, unit, samples_of):
                 f"| {kind:<5} | {batch:>5} | {threads:>7} | {floor * scale:>10.1f} | {ours * scale:>12.1f} | "
                 f"{floor_ratio:>12.2f} | {torch * scale:>12.1f} | {torch_ratio:>17.2f} |"
             )
-            flops = FLOPS_PER_SAMPLE * samples_of(batch)
+            flops = flops_per_sample * samples_of(batch)
             figures = ", ".join(f"{name} {flops / time / 1e9:.1f}" for name, time in zip(("floor", "level03", "pytorch"), (floor, ours, torch)))
             gflops.append(f"  {kind} batch {batch}, {threads} thread(s): {figures}")
     print()
-    print("GFLOP/s of the median times (818,176 FLOPs per sample):")
+    print(f"GFLOP/s of the median times ({flops_per_sample:,.0f} FLOPs per sample):")
     print("\n".join(gflops))
     print()
 
@@ -100,6 +102,7 @@ def main():
     print()
     table(turns, "step", BATCHES, "us", lambda batch: batch)
     table(turns, "epoch", [EPOCH_BATCH], "ms", lambda batch: EPOCH_SAMPLES)
+    table(turns, "cnn", [CNN_BATCH], "us", lambda batch: batch, CNN_FLOPS_PER_SAMPLE)
     # On a shared machine the second core is not always there: the floor's own speedup says so.
     speedups = ", ".join(
         f"batch {batch} {statistics.median(t[f'step/floor/{batch}/1'] / t[f'step/floor/{batch}/2'] for t in turns):.2f}"

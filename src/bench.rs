@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use backprop_core::data::Batches;
 use backprop_core::mnist::{Dataset, load_mnist};
+use backprop_core::network::{LayerPlan, NetSpec};
 use backprop_core::optim::Sgd;
 use backprop_core::{Level, MlpSpec, Model, Targets};
 use ndarray::linalg::general_mat_mul;
@@ -164,6 +165,77 @@ impl GemmFloor {
     fn epoch(&mut self, samples: usize) {
         for start in (0..samples).step_by(EPOCH_BATCH) {
             self.products(EPOCH_BATCH.min(samples - start));
+        }
+    }
+}
+
+/// FLOPs of one training step of `spec` per sample, counting what a step must compute: each
+/// weight layer's forward product and dW (2 multiply-adds' worth each), and its input gradient
+/// except for a weight layer that reads the input itself (nothing needs dL/dinput).
+pub fn network_flops_per_sample(spec: &NetSpec) -> f64 {
+    let mut multiply_adds = 0usize;
+    for (index, layer) in spec.plan().into_iter().enumerate() {
+        let layer_adds = match layer {
+            LayerPlan::Linear { fan_in, fan_out } => fan_in * fan_out,
+            LayerPlan::Conv2d(geometry) => geometry.multiply_adds(),
+            _ => continue,
+        };
+        let products = if index == 0 { 2 } else { 3 };
+        multiply_adds += products * layer_adds;
+    }
+    2.0 * multiply_adds as f64
+}
+
+/// The matrix products of a network's training step alone, in the shapes level03 computes them
+/// (a convolution's as its im2col products over the whole batch: `W^T cols`, `cols gcat^T`,
+/// `W gcat`), on buffers of those shapes: the GEMM floor of the CNN table.
+#[derive(Debug)]
+pub struct NetworkFloor {
+    /// Per weight layer: `(A, B, C)` of each product, as owned buffers.
+    products: Vec<(Array2<f32>, Array2<f32>, Array2<f32>)>,
+}
+
+impl NetworkFloor {
+    /// The products of `spec`'s step at `batch` rows.
+    pub fn new(spec: &NetSpec, batch: usize) -> Self {
+        let mut products = Vec::new();
+        let mut add = |a: (usize, usize), b: (usize, usize)| {
+            products.push((
+                Array2::from_elem(a, 0.01f32),
+                Array2::from_elem(b, 0.01f32),
+                Array2::zeros((a.0, b.1)),
+            ));
+        };
+        for (index, layer) in spec.plan().into_iter().enumerate() {
+            let (rows, columns, outputs) = match layer {
+                // x (B, in) W (in, out); dW = x^T g; dx = g W^T.
+                LayerPlan::Linear { fan_in, fan_out } => (batch, fan_in, fan_out),
+                // cols (K, B P) read as A^T = (B P, K) times W (K, out): the same shapes.
+                LayerPlan::Conv2d(geometry) => {
+                    let output = geometry.output();
+                    (
+                        batch * output.height * output.width,
+                        geometry.fan_in(),
+                        geometry.out_channels,
+                    )
+                }
+                _ => continue,
+            };
+            add((rows, columns), (columns, outputs)); //   forward (rows, out)
+            add((columns, rows), (rows, outputs)); //      dW (in, out)
+            if index > 0 {
+                add((rows, outputs), (outputs, columns)); // input gradient (rows, in)
+            }
+        }
+        NetworkFloor { products }
+    }
+
+    /// Every product once, each cut in two on rayon when level03 would cut it.
+    pub fn step(&mut self) {
+        let threads = rayon::current_num_threads();
+        for (a, b, c) in &mut self.products {
+            let large = a.nrows() * a.ncols() * b.ncols() >= 1 << 20;
+            sgemm(a.view(), b.view(), c.view_mut(), threads > 1 && large);
         }
     }
 }

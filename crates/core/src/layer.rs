@@ -150,6 +150,15 @@ pub trait LinearLayer<F: Float>: Layer<F> {
         params.grad_weight.fill(F::zero());
         params.grad_bias.fill(F::zero());
     }
+
+    /// [`backward`](Layer::backward) for a layer whose dL/d(input) nobody reads (the first
+    /// layer of a network in a training step): *adds* dL/dW and dL/db, the same values as
+    /// `backward` adds. The default calls `backward` and drops dL/d(input); a level may skip
+    /// computing it (level03's convolution skips its last product and col2im).
+    #[track_caller]
+    fn backward_params_only(&mut self, grad_output: ArrayView2<'_, F>) {
+        let _ = self.backward(grad_output);
+    }
 }
 
 /// What a loss compares its input against.

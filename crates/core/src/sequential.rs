@@ -233,9 +233,11 @@ impl<F: Float, L: Level<F>> Sequential<F, L> {
         self.has_loss = false;
     }
 
-    /// Backward from the loss through every node, down to `grads[0]` = dL/d(input).
+    /// Backward from the loss through every node, down to `grads[0]` = dL/d(input); with
+    /// `params_only`, a first layer with weights only adds its parameter gradients
+    /// ([`LinearLayer::backward_params_only`]: `grads[0]` is not written, and its norm is `None`).
     #[track_caller]
-    fn backward_pass(&mut self) {
+    fn backward_pass(&mut self, params_only: bool) {
         assert!(self.has_loss, "network backward called before loss");
         match &mut self.loss {
             LossLayer::SoftmaxCrossEntropy(loss) => loss.backward_into(self.grad_logits.view_mut()),
@@ -251,8 +253,13 @@ impl<F: Float, L: Level<F>> Sequential<F, L> {
                 Some(next) => next.view(),
                 None => self.grad_logits.view(),
             };
-            let grad_input: ArrayViewMut2<'_, F> = before[index].view_mut();
             let node = &mut self.nodes[index];
+            if let (true, 0, Some(layer)) = (params_only, index, node.weights()) {
+                layer.backward_params_only(grad_output);
+                self.input_grad_norms.push(None);
+                continue;
+            }
+            let grad_input: ArrayViewMut2<'_, F> = before[index].view_mut();
             node.layer().backward_into(grad_output, grad_input);
             if node.has_weights() {
                 let norm = sum_of_squares(&self.grads[index]).sqrt();
@@ -294,12 +301,12 @@ impl<F: Float, L: Level<F>> Model<F> for Sequential<F, L> {
 
     #[track_caller]
     fn backward(&mut self) -> Array2<F> {
-        self.backward_pass();
+        self.backward_pass(false);
         self.grads[0].clone()
     }
 
     fn backward_params_only(&mut self) {
-        self.backward_pass();
+        self.backward_pass(true);
     }
 
     fn signals(&self) -> Option<Signals<'_, F>> {

@@ -103,6 +103,32 @@ impl<F: Float> Conv2d<F> {
         }
     }
 
+    /// Backward phases 1 and 2: `gcat` from dL/dy, then dW and db.
+    fn accumulate_params(&mut self, grad_output: ArrayView2<'_, F>) {
+        let positions = self.positions();
+        let (batch, out_channels) = (self.batch, self.geometry.out_channels);
+        // Phase 1: each sample's (out, P) gradient into its block of gcat.
+        self.blocks.resize(batch * positions);
+        self.blocks
+            .view_mut()
+            .axis_chunks_iter_mut(Axis(1), positions)
+            .into_par_iter()
+            .zip(grad_output.axis_iter(Axis(0)))
+            .for_each(|(mut block, row)| block.assign(&as_channels(row, out_channels)));
+        // Phase 2: dW += cols gcat^T over the whole batch, db += each channel's sum.
+        let grad_blocks = self.blocks.view();
+        gemm(
+            F::one(),
+            self.cols.view(),
+            grad_blocks.t(),
+            F::one(),
+            self.grad_weight.view_mut(),
+        );
+        for (grad_bias, channel) in self.grad_bias.iter_mut().zip(grad_blocks.rows()) {
+            *grad_bias += channel.sum();
+        }
+    }
+
     /// Output positions per sample.
     fn positions(&self) -> usize {
         let out = self.geometry.output();
@@ -317,7 +343,7 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     ) {
         let geometry = self.geometry;
         let batch = self.batch;
-        let (positions, out_channels) = (self.positions(), geometry.out_channels);
+        let positions = self.positions();
         assert_same_shape(
             "Conv2d backward grad_output",
             grad_output.dim(),
@@ -328,27 +354,9 @@ impl<F: Float> Layer<F> for Conv2d<F> {
             grad_input.dim(),
             (batch, geometry.input.len()),
         );
-        // Phase 1: each sample's (out, P) gradient into its block of gcat.
-        self.blocks.resize(batch * positions);
-        self.blocks
-            .view_mut()
-            .axis_chunks_iter_mut(Axis(1), positions)
-            .into_par_iter()
-            .zip(grad_output.axis_iter(Axis(0)))
-            .for_each(|(mut block, row)| block.assign(&as_channels(row, out_channels)));
-        // Phase 2: dW += cols gcat^T over the whole batch, db += each channel's sum.
-        let grad_blocks = self.blocks.view();
-        gemm(
-            F::one(),
-            self.cols.view(),
-            grad_blocks.t(),
-            F::one(),
-            self.grad_weight.view_mut(),
-        );
-        for (grad_bias, channel) in self.grad_bias.iter_mut().zip(grad_blocks.rows()) {
-            *grad_bias += channel.sum();
-        }
+        self.accumulate_params(grad_output);
         // Phase 3: dcols = W gcat over the batch, then col2im, one sample per task.
+        let grad_blocks = self.blocks.view();
         self.grad_cols.resize(batch * positions);
         gemm(
             F::one(),
@@ -366,6 +374,17 @@ impl<F: Float> Layer<F> for Conv2d<F> {
 }
 
 impl<F: Float> LinearLayer<F> for Conv2d<F> {
+    /// Phases 1 and 2 of backward only: no dcols product, no col2im.
+    #[track_caller]
+    fn backward_params_only(&mut self, grad_output: ArrayView2<'_, F>) {
+        assert_same_shape(
+            "Conv2d backward grad_output",
+            grad_output.dim(),
+            (self.batch, self.geometry.output().len()),
+        );
+        self.accumulate_params(grad_output);
+    }
+
     fn params_mut(&mut self) -> LinearMut<'_, F> {
         LinearMut {
             weight: self.weight.view_mut(),

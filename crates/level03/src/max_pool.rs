@@ -60,9 +60,30 @@ fn pool_sample<F: Float>(
     for (channel_row, (output_row, winners_row)) in windows {
         let (c, i) = (channel_row / out.height, channel_row % out.height);
         let top = (c * height + i * stride) * width;
-        // The winner is chosen by `select_unpredictable` rather than a branch: which entry
-        // wins is data, and a mispredicted branch per comparison cost more than the rest of
-        // the pool.
+        if (kh, kw) == (2, 2) {
+            // The common window as a tournament, (a, b) and (c, d) then their winners: the
+            // same winner as row-major order (the rule keeps the earlier of equal values and
+            // the later of NaNs, whichever way the entries are paired), and a shorter chain.
+            for (j, (value, winner)) in output_row
+                .iter_mut()
+                .zip(winners_row.iter_mut())
+                .enumerate()
+            {
+                let first = top + j * stride;
+                let second = first + width;
+                let pick = |left: (usize, F), right: (usize, F)| {
+                    select_unpredictable(replaces_max(right.1, left.1), right, left)
+                };
+                let upper = pick((first, image[first]), (first + 1, image[first + 1]));
+                let lower = pick((second, image[second]), (second + 1, image[second + 1]));
+                let (best, best_value) = pick(upper, lower);
+                *value = best_value;
+                *winner = best as u32; // fits: checked in `new`
+            }
+            continue;
+        }
+        // The window's entries in row-major order, the running best chosen by
+        // `select_unpredictable` rather than a branch: which entry wins is data.
         for (j, (value, winner)) in output_row
             .iter_mut()
             .zip(winners_row.iter_mut())
@@ -71,8 +92,9 @@ fn pool_sample<F: Float>(
             let corner = top + j * stride;
             let (mut best, mut best_value) = (corner, image[corner]);
             for p in 0..kh {
-                let start = corner + p * width;
-                for (index, &candidate) in (start..).zip(&image[start..start + kw]) {
+                for q in 0..kw {
+                    let index = corner + p * width + q;
+                    let candidate = image[index];
                     let replaces = replaces_max(candidate, best_value);
                     best = select_unpredictable(replaces, index, best);
                     best_value = select_unpredictable(replaces, candidate, best_value);
