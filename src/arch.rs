@@ -13,7 +13,8 @@
 //! | `batchnorm`, `layernorm` | `nn.BatchNorm1d(in)`, `nn.LayerNorm(in)` (after `flatten`) |
 //! | `dropout(P)` | `nn.Dropout(P)` |
 //!
-//! The preset `lenet` is
+//! Two presets stand for whole networks ([`PRESETS`]): `lenet`, the small network of the CNN
+//! benchmarks, and `convnet`, a wider one for accuracy. `lenet` is
 //! `conv(8,3,pad=1),relu,maxpool(2),conv(16,3,pad=1),relu,maxpool(2),flatten,linear(10)`:
 //!
 //! ```
@@ -37,10 +38,19 @@ use backprop_core::network::{LayerSpec, NetSpec};
 use backprop_core::{Activation, ImageShape, LossKind, Norm};
 
 /// The presets `--arch` knows by name, with what each stands for.
-pub const PRESETS: [(&str, &str); 1] = [(
-    "lenet",
-    "conv(8,3,pad=1),relu,maxpool(2),conv(16,3,pad=1),relu,maxpool(2),flatten,linear(10)",
-)];
+/// `lenet` is small and fast (9,098 parameters, the network of the CNN benchmarks); `convnet`
+/// is wider, with a hidden layer (215,370 parameters), for accuracy.
+pub const PRESETS: [(&str, &str); 2] = [
+    (
+        "lenet",
+        "conv(8,3,pad=1),relu,maxpool(2),conv(16,3,pad=1),relu,maxpool(2),flatten,linear(10)",
+    ),
+    (
+        "convnet",
+        "conv(16,5,pad=2),relu,maxpool(2),conv(32,5,pad=2),relu,maxpool(2),flatten,linear(128),\
+         relu,linear(10)",
+    ),
+];
 
 /// One layer of `--arch`, its input size left to be inferred.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -378,6 +388,17 @@ mod tests {
         assert_eq!(spec.shape_before(3), ImageShape::new(8, 14, 14));
         assert_eq!(spec.shape_before(7), ImageShape::flat(784));
         assert_eq!(spec.output(), ImageShape::flat(10));
+    }
+
+    #[test]
+    fn convnet_is_wider_with_a_hidden_layer() {
+        let spec = "convnet".parse::<Arch>().unwrap().spec(MNIST).unwrap();
+        assert_eq!(
+            spec.weight_shapes(),
+            [(25, 16), (400, 32), (32 * 7 * 7, 128), (128, 10)]
+        );
+        let parameters: usize = spec.weight_shapes().iter().map(|(i, o)| i * o + o).sum();
+        assert_eq!(parameters, 215_370);
     }
 
     #[test]

@@ -50,7 +50,8 @@ pub enum LevelCommand<S: Args> {
         args: EvalArgs,
     },
     /// Train a grid of short runs (depth x activation x init x clipping) and report where the
-    /// gradient vanishes or explodes: a table and plots.
+    /// gradient vanishes or explodes: a table and plots. The grid is of MLPs; networks of
+    /// --arch (convolutions) are not part of it.
     Diagnose {
         /// The level.
         #[command(flatten)]
@@ -60,7 +61,8 @@ pub enum LevelCommand<S: Args> {
         args: DiagnoseArgs,
     },
     /// Write the computation graph of a 2-2-2 network (hints/intuition.md's example) as
-    /// Graphviz DOT, each node with its value and gradient after one backward pass.
+    /// Graphviz DOT, each node with its value and gradient after one backward pass. Only this
+    /// small MLP: networks of --arch (convolutions) have no graph.
     Graph {
         /// The level.
         #[command(flatten)]
@@ -162,12 +164,14 @@ pub struct TrainArgs {
     /// L2 penalty added to every gradient (finite, >= 0).
     #[arg(long, default_value_t = 0.0, value_parser = non_negative_finite)]
     pub weight_decay: f64,
-    /// The network as a list of layers instead of the MLP of --hidden: a preset (lenet) or
+    /// The network as a list of layers instead of the MLP of --hidden: a preset (lenet, convnet) or
     /// layers such as 'conv(8,3,pad=1),relu,maxpool(2),flatten,linear(10)'. Layers: conv(OUT,K)
     /// or conv(OUT,K,stride=S,pad=P), maxpool(K) or maxpool(K,stride=S), flatten, linear(OUT),
     /// relu, sigmoid, tanh, batchnorm, layernorm, dropout(P); input channels and features are
     /// inferred; the last layer gives the 10 classes. lenet is
-    /// conv(8,3,pad=1),relu,maxpool(2),conv(16,3,pad=1),relu,maxpool(2),flatten,linear(10).
+    /// conv(8,3,pad=1),relu,maxpool(2),conv(16,3,pad=1),relu,maxpool(2),flatten,linear(10);
+    /// convnet is conv(16,5,pad=2),relu,maxpool(2),conv(32,5,pad=2),relu,maxpool(2),flatten,
+    /// linear(128),relu,linear(10).
     #[arg(long, value_parser = arch, conflicts_with_all = ["hidden", "activation", "norm", "dropout"])]
     pub arch: Option<Arch>,
     /// Hidden layer widths, comma-separated: 256 or 512,128.
