@@ -5,8 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
 
-mod common;
-use common::{Scratch, idx};
+use crate::common::{Scratch, idx};
 
 fn backprop(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_backprop"))

@@ -7,8 +7,7 @@ use backprop_core::flow::{NOT_LEARNING_FRACTION, Verdict};
 use backprop_core::{Activation, Norm};
 use level03::Level03;
 
-mod common;
-use common::Scratch;
+use crate::common::Scratch;
 
 fn grid() -> Vec<Outcome> {
     let out = Scratch::new("diagnose");

@@ -20,8 +20,7 @@ use flate2::write::GzEncoder;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-mod common;
-use common::{Scratch, npy, zip_of};
+use crate::common::{Scratch, npy, zip_of};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;

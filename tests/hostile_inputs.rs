@@ -5,11 +5,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Scratch, idx, npy, npy_with_header, zip_of};
+use crate::common::{Scratch, idx, npy, npy_with_header, zip_of};
 use ndarray::{Array1, Array2};
 use ndarray_npy::NpzWriter;
-
-mod common;
 
 fn backprop(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_backprop"))

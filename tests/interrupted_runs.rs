@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use backprop_core::init::seeded_rng;
 use rand::RngExt;
 
-mod common;
-use common::{Scratch, idx};
+use crate::common::{Scratch, idx};
 
 fn backprop() -> Command {
     Command::new(env!("CARGO_BIN_EXE_backprop"))

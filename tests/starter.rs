@@ -15,8 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::Scratch;
+use crate::common::Scratch;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 

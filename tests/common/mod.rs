@@ -1,6 +1,5 @@
 //! Hand-made input files for the integration tests (IDX files, `.npy` entries, zip archives) and
 //! the scratch folders they are written to.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::ffi::OsStr;
 use std::io::{Cursor, Write};
