@@ -9,9 +9,11 @@
 //! let exit_code = backprop::cli::main::<level02::Level02>();
 //! ```
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use backprop_core::files::open_regular;
 use backprop_core::{Activation, Init, Level, Norm};
 use clap::{Args, Parser, Subcommand};
 
@@ -296,7 +298,12 @@ fn resumed_config(
         path: config_path.clone(),
         problem,
     };
-    let text = match std::fs::read_to_string(&config_path) {
+    let read = |path: &Path| -> std::io::Result<String> {
+        let mut text = String::new();
+        open_regular(path)?.read_to_string(&mut text)?;
+        Ok(text)
+    };
+    let text = match read(&config_path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return Err(nothing_to_resume(&folder));

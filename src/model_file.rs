@@ -13,6 +13,7 @@ use std::fs;
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
+use backprop_core::files::open_regular;
 use backprop_core::mnist::{CLASSES, Dataset};
 use backprop_core::network::{LayerPlan, NetSpec};
 use backprop_core::{Activation, ImageShape, Layout, Level, LinearParams, LossKind, Model, Norm};
@@ -57,7 +58,7 @@ impl NpzFile {
                 ),
             ));
         }
-        let file = fs::File::open(path)
+        let file = open_regular(path)
             .map_err(|error| OutputError::new(path, format!("cannot open: {error}")))?;
         let archive = ZipArchive::new(file).map_err(|error| {
             OutputError::new(path, format!("not an .npz archive: {}", first_line(&error)))

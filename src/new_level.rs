@@ -1,7 +1,10 @@
 //! `backprop new-level NAME`: copies the starter crate to `crates/NAME` for a learner to fill in.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use backprop_core::files::open_regular;
 
 use crate::error::RunError;
 use crate::output::OutputError;
@@ -49,9 +52,13 @@ pub fn new_level(root: &Path, name: &str) -> Result<PathBuf, RunError> {
     }
     let partial = root.join("crates").join(format!(".{name}.partial"));
     let _ = fs::remove_dir_all(&partial);
-    copy_renamed(&template, &partial, name)
-        .and_then(|()| fs::rename(&partial, &target))
-        .map_err(|error| output_error(&target, error.to_string()))?;
+    let copied = copy_renamed(&template, &partial, name)
+        .and_then(|()| fs::rename(&partial, &target).map_err(|error| (target.clone(), error)));
+    if let Err((path, error)) = copied {
+        // Nothing half-made stays behind.
+        let _ = fs::remove_dir_all(&partial);
+        return Err(output_error(&path, error.to_string()));
+    }
     Ok(target)
 }
 
@@ -176,18 +183,31 @@ fn locked_packages(root: &Path) -> Vec<String> {
 }
 
 /// Copies `from` to `to` recursively, replacing the starter's package and crate names in text.
-fn copy_renamed(from: &Path, to: &Path, name: &str) -> std::io::Result<()> {
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let destination = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_renamed(&entry.path(), &destination, name)?;
+/// Only folders and regular files are copied: anything else (a FIFO would block the read) is
+/// an error naming it.
+///
+/// # Errors
+/// The path that could not be read or written, and why.
+fn copy_renamed(from: &Path, to: &Path, name: &str) -> Result<(), (PathBuf, std::io::Error)> {
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| (path, error)
+    };
+    fs::create_dir_all(to).map_err(at(to))?;
+    for entry in fs::read_dir(from).map_err(at(from))? {
+        let source = entry.map_err(at(from))?.path();
+        let destination = to.join(source.file_name().unwrap_or_default());
+        if fs::metadata(&source).map_err(at(&source))?.is_dir() {
+            copy_renamed(&source, &destination, name)?;
         } else {
-            let text = fs::read_to_string(entry.path())?
+            let mut text = String::new();
+            open_regular(&source)
+                .and_then(|mut file| file.read_to_string(&mut text))
+                .map_err(at(&source))?;
+            let text = text
                 .replace("level-starter", name)
                 .replace("level_starter", &name.replace('-', "_"));
-            fs::write(destination, text)?;
+            fs::write(&destination, text).map_err(at(&destination))?;
         }
     }
     Ok(())

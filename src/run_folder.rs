@@ -13,6 +13,8 @@ use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use backprop_core::files::check_regular_or_missing;
+
 use crate::error::RunError;
 use crate::output::{OutputError, PARTIAL, create_folder};
 
@@ -136,6 +138,9 @@ impl RunFolder {
     fn lock(path: &Path) -> Result<Self, RunError> {
         let lock_path = path.join(LOCK_FILE);
         let problem = |text: String| RunError::from(OutputError::new(path, text));
+        // Opening a FIFO for writing would block until something reads it.
+        check_regular_or_missing(&lock_path, true)
+            .map_err(|error| problem(format!("cannot open the lock file {LOCK_FILE}: {error}")))?;
         let lock = OpenOptions::new()
             .write(true)
             .create(true)

@@ -395,7 +395,8 @@ pub fn train<L: Level<f32>>(
     config.data = std::fs::canonicalize(&config.data).unwrap_or(config.data);
     let checkpoint_path = config.out.join("checkpoint.npz");
     let checkpoint = match destination {
-        Destination::Resume(_) if checkpoint_path.is_file() => Some(load_checkpoint(
+        // Whatever is there (a FIFO or a folder too) is read as the checkpoint, and refused.
+        Destination::Resume(_) if checkpoint_path.exists() => Some(load_checkpoint(
             &checkpoint_path,
             config.optimizer.kind.buffer_names(),
         )?),

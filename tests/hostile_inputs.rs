@@ -572,3 +572,118 @@ fn item11_an_unwritable_plot_names_its_path_once() {
     one_error_line(&output, 1, &["graph.svg"]);
     assert_eq!(stderr.matches("graph.svg").count(), 1, "{stderr}");
 }
+
+/// `backprop ARGS`, failing the test instead of hanging when it does not end within a minute
+/// (the commands here end in milliseconds when they refuse what they are given).
+#[cfg(unix)]
+fn backprop_or_hang(args: &[&str]) -> Output {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backprop"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("`backprop {}` blocked for a minute", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Replaces `path` (if anything is there) with a FIFO.
+#[cfg(unix)]
+fn make_fifo(path: &Path) {
+    let _ = fs::remove_file(path);
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_without_blocking() {
+    let fifo_error = "is a FIFO (named pipe), not a regular file";
+    // A data file.
+    let fifo_data = data("fifo-data", |_| {});
+    make_fifo(&fifo_data.join("train-images-idx3-ubyte"));
+    let out = scratch("fifo-data-out").join("run");
+    one_error_line(
+        &backprop_or_hang(&[
+            "train",
+            "--data",
+            fifo_data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        1,
+        &["train-images-idx3-ubyte", fifo_error],
+    );
+    assert!(!out.exists(), "nothing is written for bad data");
+
+    // A model.
+    let models = scratch("fifo-model");
+    let model = models.join("model.npz");
+    make_fifo(&model);
+    let dir = data("fifo-run-data", |_| {});
+    one_error_line(
+        &backprop_or_hang(&[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            dir.to_str().unwrap(),
+        ]),
+        1,
+        &["model.npz", fifo_error],
+    );
+
+    // A run's config.json, checkpoint.npz and .lock, each in turn.
+    let runs = scratch("fifo-runs");
+    for file in ["config.json", "checkpoint.npz", ".lock"] {
+        let run = runs.join(file.trim_start_matches('.'));
+        let train = [
+            "train",
+            "--data",
+            dir.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "-q",
+            "--out",
+            run.to_str().unwrap(),
+        ];
+        let output = backprop_or_hang(&train);
+        assert!(output.status.success(), "{output:?}");
+        make_fifo(&run.join(file));
+        one_error_line(
+            &backprop_or_hang(&["train", "--resume", run.to_str().unwrap()]),
+            1,
+            &[file, fifo_error],
+        );
+    }
+
+    // A FIFO inside the starter crate's template: new-level refuses it and leaves nothing.
+    let root = scratch("fifo-template");
+    let template = root.join("templates/level-starter");
+    fs::create_dir_all(template.join("src")).unwrap();
+    fs::create_dir_all(root.join("crates")).unwrap();
+    fs::write(
+        template.join("Cargo.toml"),
+        "[package]\nname = \"level-starter\"\n",
+    )
+    .unwrap();
+    make_fifo(&template.join("src/lib.rs"));
+    one_error_line(
+        &backprop_or_hang(&["new-level", "my-level", "--root", root.to_str().unwrap()]),
+        1,
+        &["lib.rs", fifo_error],
+    );
+    let left: Vec<_> = fs::read_dir(root.join("crates")).unwrap().collect();
+    assert!(left.is_empty(), "new-level left {left:?} in crates/");
+}

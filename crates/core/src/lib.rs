@@ -80,6 +80,7 @@
 
 pub mod conv;
 pub mod data;
+pub mod files;
 pub mod float;
 pub mod flow;
 pub mod gradcheck;

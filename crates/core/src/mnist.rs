@@ -23,6 +23,7 @@ use flate2::bufread::MultiGzDecoder;
 use ndarray::{Array2, ArrayView2, Axis};
 use thiserror::Error;
 
+use crate::files::open_regular;
 use crate::memory::{human_bytes, machine_memory};
 
 /// The number of classes of an MNIST-style data set: every label must be below it.
@@ -333,20 +334,21 @@ pub fn parse_idx_labels(path: &Path, source: impl Read) -> Result<Vec<usize>, Da
     Ok(labels)
 }
 
-/// `path` if it exists, else `path.gz` if that exists.
+/// `path` if something is there, else `path.gz` if something is there (what it is, [`open`]
+/// checks).
 fn locate(path: &Path) -> Result<PathBuf, DataError> {
     let gzipped = PathBuf::from(format!("{}.gz", path.display()));
     [path.to_path_buf(), gzipped]
         .into_iter()
-        .find(|candidate| candidate.is_file())
+        .find(|candidate| candidate.exists())
         .ok_or_else(|| DataError::Missing {
             path: path.to_path_buf(),
         })
 }
 
-/// The opened file.
+/// The opened file, if it is a regular one (a FIFO or a device is refused unopened).
 fn open(path: &Path) -> Result<fs::File, DataError> {
-    fs::File::open(path).map_err(|source| match source.kind() {
+    open_regular(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => DataError::Missing {
             path: path.to_path_buf(),
         },
