@@ -83,45 +83,97 @@ pub fn load_checkpoint(
     buffer_names: &[&'static str],
 ) -> Result<Checkpoint, OutputError> {
     let mut npz = NpzFile::open(path)?;
+    let problem = |text: String| OutputError::new(path, text);
     let model = read_model(&mut npz)?;
     let params = &model.params;
+    // Phase 1: every buffer of this run's optimizer for every parameter group (each Linear,
+    // then each norm's (gamma, beta)), of its group's shape, finite; no buffer of another.
+    let norms = model
+        .norms
+        .iter()
+        .map(|norm| ((1, norm.gamma.len()), norm.beta.len()));
+    let shapes: Vec<_> = params
+        .iter()
+        .map(|(w, b)| (w.dim(), b.len()))
+        .chain(norms)
+        .collect();
+    if let Some(stranger) = npz
+        .names_starting_with("optimizer.")
+        .into_iter()
+        .find(|name| {
+            !buffer_names
+                .iter()
+                .any(|buffer| name.starts_with(&format!("optimizer.{buffer}.")))
+        })
+    {
+        return Err(problem(format!(
+            "{stranger}: a buffer this run's optimizer does not have (it keeps {})",
+            match buffer_names {
+                [] => "none".to_string(),
+                names => names.join(" and "),
+            }
+        )));
+    }
     let mut buffers = Vec::new();
     for &buffer in buffer_names {
         let mut layers = Vec::new();
-        while npz.contains(&format!("optimizer.{buffer}.weight{}", layers.len())) {
-            let index = layers.len();
+        for (index, &shape) in shapes.iter().enumerate() {
             let weight: Array2<f32> = npz.array(&format!("optimizer.{buffer}.weight{index}"))?;
             let bias: Array1<f32> = npz.array(&format!("optimizer.{buffer}.bias{index}"))?;
+            if (weight.dim(), bias.len()) != shape {
+                return Err(problem(format!(
+                    "optimizer.{buffer}.weight{index} / bias{index} are {:?} / {}, but parameter \
+                     group {index} is {:?} / {}",
+                    weight.dim(),
+                    bias.len(),
+                    shape.0,
+                    shape.1
+                )));
+            }
+            if weight.iter().chain(&bias).any(|value| !value.is_finite()) {
+                return Err(problem(format!(
+                    "optimizer.{buffer}.weight{index} or bias{index} holds a value that is not \
+                     finite"
+                )));
+            }
             layers.push((weight, bias));
+        }
+        if npz.contains(&format!("optimizer.{buffer}.weight{}", shapes.len())) {
+            return Err(problem(format!(
+                "optimizer.{buffer}.weight{}: more buffers than the model has parameter groups \
+                 ({})",
+                shapes.len(),
+                shapes.len()
+            )));
         }
         buffers.push((buffer, layers));
     }
+    // Phase 2: the counters and the history.
     let progress: Array1<u64> = npz.array("progress")?;
     let history = read_history(&mut npz, model.params.len())?;
     let last_norms: Array1<f64> = npz.array("last_norms")?;
     let consistent = progress.len() == 3
         && progress[0] as usize == history.len()
-        && last_norms.len() == params.len()
-        && buffers.iter().all(|(_, groups)| {
-            // One buffer per parameter group: each Linear, then each norm's (gamma, beta).
-            let norms = model
-                .norms
-                .iter()
-                .map(|norm| ((1, norm.gamma.len()), norm.beta.len()));
-            let shapes: Vec<_> = params
-                .iter()
-                .map(|(w, b)| (w.dim(), b.len()))
-                .chain(norms)
-                .collect();
-            groups.is_empty()
-                || groups.len() == shapes.len()
-                    && groups
-                        .iter()
-                        .zip(&shapes)
-                        .all(|((weight, bias), shape)| (weight.dim(), bias.len()) == *shape)
-        });
+        && last_norms.len() == params.len();
     if !consistent {
         return Err(inconsistent(path));
+    }
+    if let Some(norm) = last_norms
+        .iter()
+        .find(|norm| !(norm.is_finite() && **norm >= 0.0))
+    {
+        return Err(problem(format!(
+            "last_norms holds {norm}: a gradient norm is finite and >= 0"
+        )));
+    }
+    // Adam counts its steps (its bias correction reads the count); SGD and momentum keep 0.
+    let counts_steps = buffer_names.contains(&"first_moment");
+    let optimizer_steps = if counts_steps { progress[1] } else { 0 };
+    if progress[2] != optimizer_steps {
+        return Err(problem(format!(
+            "progress: the optimizer's step counter is {} but {} steps were taken (expected {})",
+            progress[2], progress[1], optimizer_steps
+        )));
     }
     Ok(Checkpoint {
         epochs_done: history.len(),
@@ -159,6 +211,17 @@ fn read_history(npz: &mut NpzFile, layers: usize) -> Result<Vec<EpochMetrics>, O
     if lengths != [epochs; 3] || grad_norms.ncols() != layers {
         return Err(inconsistent(npz.path()));
     }
+    // Every value as a run writes it: a finite loss >= 0, accuracies in [0, 1], finite norms
+    // >= 0 (they are copied into metrics.csv).
+    let checks = [
+        out_of_range(npz.path(), "train_loss", losses.iter(), f64::MAX),
+        out_of_range(npz.path(), "train_accuracy", train_accuracies.iter(), 1.0),
+        out_of_range(npz.path(), "test_accuracy", test_accuracies.iter(), 1.0),
+        out_of_range(npz.path(), "grad_norms", grad_norms.iter(), f64::MAX),
+    ];
+    if let Some(error) = checks.into_iter().flatten().next() {
+        return Err(error);
+    }
     Ok((0..epochs)
         .map(|epoch| EpochMetrics {
             epoch: epoch + 1,
@@ -168,4 +231,21 @@ fn read_history(npz: &mut NpzFile, layers: usize) -> Result<Vec<EpochMetrics>, O
             grad_norms: grad_norms.row(epoch).to_vec(),
         })
         .collect())
+}
+
+/// The error for the first of `values` (history array `name`) outside `[0, high]` or not finite.
+fn out_of_range<'v>(
+    path: &Path,
+    name: &str,
+    mut values: impl Iterator<Item = &'v f64>,
+    high: f64,
+) -> Option<OutputError> {
+    values
+        .find(|value| !(value.is_finite() && (0.0..=high).contains(*value)))
+        .map(|value| {
+            OutputError::new(
+                path,
+                format!("history.{name} holds {value}: not a value a run writes"),
+            )
+        })
 }

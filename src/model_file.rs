@@ -81,6 +81,16 @@ impl NpzFile {
             .is_some()
     }
 
+    /// The names of the arrays (entries `NAME.npy`) whose names start with `prefix`.
+    pub fn names_starting_with(&self, prefix: &str) -> Vec<String> {
+        self.archive
+            .file_names()
+            .filter_map(|name| name.strip_suffix(".npy"))
+            .filter(|name| name.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The array `name`, after its declared size has been checked against the entry.
     ///
     /// # Errors
@@ -569,20 +579,55 @@ fn read_layers_model(npz: &mut NpzFile) -> Result<SavedModel, OutputError> {
 
 /// `norm{i}.*` for each normalization layer `(kind, width)`, each array as wide as its layer.
 fn read_norms(npz: &mut NpzFile, layers: &[(Norm, usize)]) -> Result<Vec<NormParams>, OutputError> {
+    // Arrays of norm layers the architecture does not have: the file is not what it says (a
+    // deleted `norm` entry would otherwise evaluate the network without its norm layers).
+    let expected = |name: &str| {
+        name.strip_prefix("norm")
+            .and_then(|rest| rest.split('.').next()?.parse::<usize>().ok())
+            .is_some_and(|index| index < layers.len())
+    };
+    if let Some(orphan) = npz
+        .names_starting_with("norm")
+        .into_iter()
+        .filter(|name| name.contains('.'))
+        .find(|name| !expected(name))
+    {
+        return Err(OutputError::new(
+            npz.path(),
+            format!(
+                "{orphan}: an array of a normalization layer the model's architecture does not have ({} norm layers)",
+                layers.len()
+            ),
+        ));
+    }
     let mut norms = Vec::with_capacity(layers.len());
     for (index, &(norm, width)) in layers.iter().enumerate() {
         let mut vector = |name: &str| -> Result<Array1<f32>, OutputError> {
             let values: Array1<f32> = npz.array(&format!("norm{index}.{name}"))?;
-            match values.len() == width {
-                true => Ok(values),
-                false => Err(OutputError::new(
+            let problem = |text: String| {
+                Err(OutputError::new(
                     npz.path(),
-                    format!(
-                        "norm{index}.{name} has {} entries for a layer of {width} outputs",
-                        values.len(),
-                    ),
-                )),
+                    format!("norm{index}.{name} {text}"),
+                ))
+            };
+            if values.len() != width {
+                return problem(format!(
+                    "has {} entries for a layer of {width} outputs",
+                    values.len()
+                ));
             }
+            if let Some(at) = values.iter().position(|value| !value.is_finite()) {
+                return problem(format!("[{at}] is {}, not a finite number", values[at]));
+            }
+            if name == "running_var"
+                && let Some(at) = values.iter().position(|&value| value < 0.0)
+            {
+                return problem(format!(
+                    "[{at}] is {}: a variance is never negative",
+                    values[at]
+                ));
+            }
+            Ok(values)
         };
         let (gamma, beta) = (vector("gamma")?, vector("beta")?);
         let running = match norm {

@@ -554,6 +554,16 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
                 config.epochs
             )));
         }
+        let steps_expected = checkpoint.epochs_done * self.batches.per_epoch();
+        if checkpoint.step != steps_expected {
+            return Err(problem(format!(
+                "it counts {} steps after {} epochs, but an epoch of this run is {} steps \
+                 (expected {steps_expected}): not a checkpoint of this run's batches",
+                checkpoint.step,
+                checkpoint.epochs_done,
+                self.batches.per_epoch()
+            )));
+        }
         if self.has_dropout {
             let dropout = match config.arch {
                 Some(_) => "dropout layers".to_string(),

@@ -687,3 +687,198 @@ fn special_files_are_refused_without_blocking() {
     let left: Vec<_> = fs::read_dir(root.join("crates")).unwrap().collect();
     assert!(left.is_empty(), "new-level left {left:?} in crates/");
 }
+
+/// Rewrites the `.npz` at `path` after `edit` changed its entries (`NAME.npy`, bytes).
+fn edit_npz(path: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(fs::File::open(path).unwrap()).unwrap();
+    let mut entries = Vec::new();
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index).unwrap();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        entries.push((entry.name().to_string(), bytes));
+    }
+    edit(&mut entries);
+    let borrowed: Vec<(&str, &[u8], bool)> = entries
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), bytes.as_slice(), false))
+        .collect();
+    fs::write(path, zip_of(&borrowed)).unwrap();
+}
+
+/// Replaces entry `name` with an `.npy` of `descr` and `shape` holding `data`.
+fn replace(entries: &mut [(String, Vec<u8>)], name: &str, descr: &str, shape: &[u64], data: &[u8]) {
+    let entry = entries
+        .iter_mut()
+        .find(|(entry, _)| entry == &format!("{name}.npy"))
+        .unwrap_or_else(|| panic!("no {name}"));
+    entry.1 = npy(descr, shape, data);
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|value| value.to_le_bytes())
+        .collect()
+}
+
+#[test]
+fn checkpoints_and_models_are_checked_whole_before_a_resume_or_an_eval() {
+    let dir = data("whole", |_| {});
+    let runs = scratch("whole-runs");
+    let train = |name: &str, optimizer: &str| {
+        let run = runs.join(name);
+        let output = backprop(&[
+            "train",
+            "--data",
+            dir.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--hidden",
+            "3",
+            "--norm",
+            "batch",
+            "--optimizer",
+            optimizer,
+            "-q",
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{output:?}");
+        run
+    };
+    let momentum = train("momentum", "momentum");
+    let adam = train("adam", "adam");
+    let keep = |run: &Path| {
+        (
+            fs::read(run.join("checkpoint.npz")).unwrap(),
+            fs::read_to_string(run.join("config.json")).unwrap(),
+        )
+    };
+    let (momentum_checkpoint, momentum_config) = keep(&momentum);
+    let (adam_checkpoint, _) = keep(&adam);
+    // Each edit of a checkpoint, then --resume: one error line naming the array.
+    type Edit = Box<dyn Fn(&mut Vec<(String, Vec<u8>)>)>;
+    let drop_entries = |prefix: &'static str| -> Edit {
+        Box::new(move |entries| entries.retain(|(name, _)| !name.starts_with(prefix)))
+    };
+    let cases: Vec<(&Path, &[u8], Edit, &[&str])> = vec![
+        (
+            &momentum,
+            &momentum_checkpoint,
+            drop_entries("optimizer."),
+            &["optimizer.velocity.weight0", "no such array"],
+        ),
+        (
+            &momentum,
+            &momentum_checkpoint,
+            drop_entries("optimizer.velocity.weight1"),
+            &["optimizer.velocity.weight1", "no such array"],
+        ),
+        (
+            &adam,
+            &adam_checkpoint,
+            drop_entries("optimizer.second_moment.bias2"),
+            &["optimizer.second_moment.bias2", "no such array"],
+        ),
+        (
+            &adam,
+            &adam_checkpoint,
+            Box::new(|entries| {
+                // 1 epoch of 40 images at batch 64: 1 step taken; the counter says 5.
+                let progress: Vec<u8> = [1u64, 1, 5].iter().flat_map(|v| v.to_le_bytes()).collect();
+                replace(entries, "progress", "<u8", &[3], &progress);
+            }),
+            &["step counter is 5 but 1 steps were taken"],
+        ),
+        (
+            &momentum,
+            &momentum_checkpoint,
+            Box::new(|entries| {
+                let nan: Vec<u8> = f64::NAN.to_le_bytes().to_vec();
+                replace(entries, "history.train_loss", "<f8", &[1], &nan);
+            }),
+            &["history.train_loss holds NaN"],
+        ),
+    ];
+    for (run, original, edit, fragments) in cases {
+        let checkpoint = run.join("checkpoint.npz");
+        fs::write(&checkpoint, original).unwrap();
+        edit_npz(&checkpoint, edit);
+        let output = backprop(&["train", "--resume", run.to_str().unwrap()]);
+        one_error_line(&output, 1, &[&["checkpoint.npz"], fragments].concat());
+    }
+    // config.json says adam where the checkpoint holds momentum's velocity.
+    fs::write(momentum.join("checkpoint.npz"), &momentum_checkpoint).unwrap();
+    fs::write(
+        momentum.join("config.json"),
+        momentum_config.replace("\"optimizer\": \"momentum\"", "\"optimizer\": \"adam\""),
+    )
+    .unwrap();
+    let output = backprop(&["train", "--resume", momentum.to_str().unwrap()]);
+    one_error_line(
+        &output,
+        1,
+        &[
+            "optimizer.velocity",
+            "a buffer this run's optimizer does not have",
+        ],
+    );
+
+    // Each edit of a batch-norm model.npz, then eval.
+    let model = adam.join("model.npz");
+    let original = fs::read(&model).unwrap();
+    let model_cases: Vec<(Edit, &[&str])> = vec![
+        (
+            Box::new(|entries| {
+                replace(
+                    entries,
+                    "norm0.gamma",
+                    "<f4",
+                    &[3],
+                    &f32_bytes(&[1.0, f32::NAN, 1.0]),
+                )
+            }),
+            &["norm0.gamma [1] is NaN"],
+        ),
+        (
+            Box::new(|entries| {
+                replace(
+                    entries,
+                    "norm0.beta",
+                    "<f4",
+                    &[3],
+                    &f32_bytes(&[0.0, 0.0, f32::INFINITY]),
+                )
+            }),
+            &["norm0.beta [2] is inf"],
+        ),
+        (
+            Box::new(|entries| {
+                let var = f32_bytes(&[1.0, -0.5, 1.0]);
+                replace(entries, "norm0.running_var", "<f4", &[3], &var)
+            }),
+            &["norm0.running_var [1] is -0.5", "never negative"],
+        ),
+        (
+            drop_entries("norm.npy"),
+            &[
+                "norm0.",
+                "a normalization layer the model's architecture does not have",
+            ],
+        ),
+    ];
+    for (edit, fragments) in model_cases {
+        fs::write(&model, &original).unwrap();
+        edit_npz(&model, edit);
+        let output = backprop(&[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            dir.to_str().unwrap(),
+        ]);
+        one_error_line(&output, 1, &[&["model.npz"], fragments].concat());
+    }
+}
