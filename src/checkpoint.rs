@@ -86,6 +86,15 @@ pub fn load_checkpoint(
     let problem = |text: String| OutputError::new(path, text);
     let model = read_model(&mut npz)?;
     let params = &model.params;
+    for (index, (weight, bias)) in params.iter().enumerate() {
+        let weights = weight.iter().map(|value| ("weight", value));
+        let biases = bias.iter().map(|value| ("bias", value));
+        if let Some((name, value)) = weights.chain(biases).find(|(_, value)| !value.is_finite()) {
+            return Err(problem(format!(
+                "{name}{index} holds {value}: a checkpoint's parameters are finite"
+            )));
+        }
+    }
     // Phase 1: every buffer of this run's optimizer for every parameter group (each Linear,
     // then each norm's (gamma, beta)), of its group's shape, finite; no buffer of another.
     let norms = model

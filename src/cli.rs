@@ -214,7 +214,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
         "arch", "hidden", "activation", "init", "norm", "dropout", "seed", "data", "out", "limit",
-        "watch_gradients",
+        "watch_gradients", "force",
     ])]
     pub resume: Option<PathBuf>,
     /// Use only the first N training images.

@@ -30,7 +30,7 @@ pub enum RunError {
     /// The loss stopped being finite.
     #[error(
         "training stopped at step {step} (epoch {epoch}): the loss is {loss}; the largest \
-         gradient norm is in {layer} ({norm:e} at the last finite step); try a smaller --lr"
+         gradient norm is in {layer} ({norm:e} at the last finite step); {cause}"
     )]
     NonFinite {
         /// The global step (1-based) that produced it.
@@ -43,5 +43,8 @@ pub enum RunError {
         layer: String,
         /// Its gradient norm.
         norm: f32,
+        /// What the evidence points at: the starting weights when no update had been taken,
+        /// else the learning rate.
+        cause: String,
     },
 }

@@ -436,6 +436,8 @@ struct Trainer<'a, L: Level<f32>> {
     watch: GradientWatch,
     /// Steps taken so far, over all epochs.
     step: usize,
+    /// The step this process started from: 0, or the checkpoint's on `--resume`.
+    start_step: usize,
     /// ‖dL/dW‖ per layer at the last step with a finite loss.
     last_norms: Vec<f64>,
     history: Vec<EpochMetrics>,
@@ -464,6 +466,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
                 config.optimizer.lr as f32,
             ),
             step: 0,
+            start_step: 0,
             last_norms: vec![0.0; spec.weight_shapes().len()],
             history: Vec::new(),
         }
@@ -579,6 +582,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         self.optimizer.restore(checkpoint.optimizer);
         self.batches.skip_epochs(checkpoint.epochs_done);
         self.step = checkpoint.step;
+        self.start_step = checkpoint.step;
         self.last_norms = checkpoint.last_norms;
         self.history = checkpoint.history;
         self.write_outputs(&checkpoint.model)
@@ -657,12 +661,29 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
                 .fold((0, f64::NEG_INFINITY), |best, (layer, &norm)| {
                     if norm > best.1 { (layer, norm) } else { best }
                 });
+        // Before any update of this process, the learning rate has not acted yet: the
+        // starting weights (the init, or the checkpoint) are what the evidence points at.
+        let cause = if self.step == self.start_step + 1 {
+            match self.start_step {
+                0 => format!(
+                    "it was not finite before any update, so the initial weights (--init {}) \
+                     make it overflow: try a smaller init scale",
+                    self.config.init
+                ),
+                _ => "it was not finite before any update of this resumed run, so the weights \
+                      it resumed from make it overflow"
+                    .to_string(),
+            }
+        } else {
+            "try a smaller --lr".to_string()
+        };
         RunError::NonFinite {
             step: self.step,
             epoch,
             loss,
             layer: format!("linear{worst}.weight"),
             norm: norm as f32,
+            cause,
         }
     }
 }

@@ -801,6 +801,16 @@ fn checkpoints_and_models_are_checked_whole_before_a_resume_or_an_eval() {
             }),
             &["history.train_loss holds NaN"],
         ),
+        (
+            &momentum,
+            &momentum_checkpoint,
+            Box::new(|entries| {
+                let mut weight = vec![0.5f32; 12];
+                weight[7] = f32::NAN;
+                replace(entries, "weight0", "<f4", &[4, 3], &f32_bytes(&weight));
+            }),
+            &["weight0 holds NaN"],
+        ),
     ];
     for (run, original, edit, fragments) in cases {
         let checkpoint = run.join("checkpoint.npz");
@@ -881,4 +891,38 @@ fn checkpoints_and_models_are_checked_whole_before_a_resume_or_an_eval() {
         ]);
         one_error_line(&output, 1, &[&["model.npz"], fragments].concat());
     }
+}
+
+#[test]
+fn a_loss_that_overflows_before_any_update_blames_the_init_not_the_learning_rate() {
+    let dir = data("overflow-init", |_| {});
+    let runs = scratch("overflow-init-runs");
+    let train = |name: &str, extra: &[&str]| {
+        let out = runs.join(name);
+        let args = [
+            "train",
+            "--data",
+            dir.to_str().unwrap(),
+            "--epochs",
+            "3",
+            "-q",
+        ];
+        backprop(&[&args[..], extra, &["--out", out.to_str().unwrap()]].concat())
+    };
+    let output = train("init", &["--init", "normal:1e30"]);
+    one_error_line(
+        &output,
+        1,
+        &["step 1", "before any update", "--init normal:"],
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("--lr"));
+    // After updates, the learning rate is the suspect.
+    let output = train("lr", &["--lr", "1e30", "--batch-size", "8"]);
+    one_error_line(&output, 1, &["try a smaller --lr"]);
+}
+
+#[test]
+fn resume_takes_no_force() {
+    let output = backprop(&["train", "--resume", "anywhere", "--force"]);
+    one_error_line(&output, 2, &["--force", "--resume"]);
 }
