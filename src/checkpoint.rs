@@ -3,18 +3,19 @@
 //!
 //! It holds the model (`weight{i}`, `bias{i}`, `activation`, `norm` and `norm{i}.*`, as
 //! `model.npz`), the optimizer's buffers (`optimizer.{buffer}.weight{i}` / `.bias{i}`, one per
-//! parameter group: each `Linear`, then each norm's gamma and beta), `progress` = `[epochs done, steps
-//! taken, optimizer steps]`, and the history that `metrics.csv` is rewritten from
+//! parameter group: each `Linear`, then each norm's gamma and beta), `progress` = `[epochs done,
+//! steps taken, optimizer steps]`, the history that `metrics.csv` is rewritten from
 //! (`history.train_loss`, `history.train_accuracy`, `history.test_accuracy`,
-//! `history.grad_norms` (epochs, layers), and `last_norms`). The batch order needs no array: it
-//! is the seed's, replayed ([`backprop_core::data::Batches::skip_epochs`]).
+//! `history.grad_norms` (epochs, layers), and `last_norms`), and `settings`: the settings that
+//! shape the run, as JSON, compared with `config.json` on `--resume`. The batch order needs no
+//! array: it is the seed's, replayed ([`backprop_core::data::Batches::skip_epochs`]).
 
 use std::path::Path;
 
 use backprop_core::optim::OptimizerState;
 use ndarray::{Array1, Array2};
 
-use crate::model_file::{NpzFile, SavedModel, add_model, npz_bytes, read_model};
+use crate::model_file::{NpzFile, SavedModel, add_model, npz_bytes, read_model, text_entry};
 use crate::output::{EpochMetrics, OutputError, write_atomically};
 
 /// The state of a run after `epochs_done` epochs.
@@ -32,6 +33,10 @@ pub struct Checkpoint {
     pub history: Vec<EpochMetrics>,
     /// ‖dL/dW‖ per layer at the last step.
     pub last_norms: Vec<f64>,
+    /// The settings that shape the run (JSON: optimizer, batch size, seed, data digest, ...),
+    /// compared with `config.json` on `--resume`; `None` in checkpoints from before they were
+    /// recorded.
+    pub settings: Option<String>,
 }
 
 /// Writes `checkpoint` to `path` in one piece.
@@ -64,6 +69,9 @@ pub fn save_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<(), Outpu
         npz.add_array("history.train_accuracy", &column(|m| m.train_accuracy))?;
         npz.add_array("history.test_accuracy", &column(|m| m.test_accuracy))?;
         npz.add_array("history.grad_norms", &grad_norms)?;
+        if let Some(settings) = &checkpoint.settings {
+            npz.add_array("settings", &Array1::from_vec(settings.as_bytes().to_vec()))?;
+        }
         npz.add_array(
             "last_norms",
             &Array1::from_vec(checkpoint.last_norms.clone()),
@@ -194,6 +202,10 @@ pub fn load_checkpoint(
         },
         history,
         last_norms: last_norms.to_vec(),
+        settings: match npz.contains("settings") {
+            true => Some(text_entry(&mut npz, "settings")?),
+            false => None,
+        },
     })
 }
 

@@ -510,7 +510,11 @@ pub fn read_model(npz: &mut NpzFile) -> Result<SavedModel, OutputError> {
 }
 
 /// A UTF-8 text entry.
-fn text_entry(npz: &mut NpzFile, name: &str) -> Result<String, OutputError> {
+/// The text stored as the `u8` array `name`.
+///
+/// # Errors
+/// As [`NpzFile::array`].
+pub fn text_entry(npz: &mut NpzFile, name: &str) -> Result<String, OutputError> {
     let bytes: Array1<u8> = npz.array(name)?;
     Ok(String::from_utf8_lossy(bytes.as_slice().unwrap_or_default()).into_owned())
 }

@@ -412,8 +412,9 @@ pub fn train<L: Level<f32>>(
         .num_threads(config.threads.unwrap_or(0))
         .build()
         .map_err(|error| RunError::Flag(format!("--threads: cannot start the threads: {error}")))?;
+    let settings = run_settings(&config, &[&train_set, &mnist.test]);
     let accuracy = pool.install(|| {
-        let mut trainer = Trainer::<L>::new(&config, &train_set, &spec);
+        let mut trainer = Trainer::<L>::new(&config, &train_set, &spec, settings);
         if let Some(checkpoint) = checkpoint {
             trainer.restore(checkpoint)?;
         }
@@ -438,13 +439,20 @@ struct Trainer<'a, L: Level<f32>> {
     step: usize,
     /// The step this process started from: 0, or the checkpoint's on `--resume`.
     start_step: usize,
+    /// What shapes the run ([`run_settings`]), kept in every checkpoint.
+    settings: serde_json::Map<String, serde_json::Value>,
     /// ‖dL/dW‖ per layer at the last step with a finite loss.
     last_norms: Vec<f64>,
     history: Vec<EpochMetrics>,
 }
 
 impl<'a, L: Level<f32>> Trainer<'a, L> {
-    fn new(config: &'a TrainConfig, train_set: &'a Dataset, spec: &NetSpec) -> Self {
+    fn new(
+        config: &'a TrainConfig,
+        train_set: &'a Dataset,
+        spec: &NetSpec,
+        settings: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
         let norms = norms_of(spec);
         let batch_norm = norms.contains(&Norm::Batch);
         Trainer {
@@ -467,6 +475,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             ),
             step: 0,
             start_step: 0,
+            settings,
             last_norms: vec![0.0; spec.weight_shapes().len()],
             history: Vec::new(),
         }
@@ -528,6 +537,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             optimizer: self.optimizer.state(),
             history: self.history.clone(),
             last_norms: self.last_norms.clone(),
+            settings: Some(serde_json::Value::Object(self.settings.clone()).to_string()),
         }
     }
 
@@ -556,6 +566,37 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
                 expected.describe(),
                 config.epochs
             )));
+        }
+        // The checkpoint's own record of what shaped it, against config.json and the data.
+        if let Some(text) = &checkpoint.settings {
+            let recorded = match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(recorded)) => recorded,
+                _ => return Err(problem("its settings entry is not a JSON object".into())),
+            };
+            // The settings first, the data last (a changed --limit changes the data too).
+            let keys: std::collections::BTreeSet<(bool, &String)> = recorded
+                .keys()
+                .chain(self.settings.keys())
+                .map(|key| (key == "data_digest", key))
+                .collect();
+            for (_, key) in keys {
+                let (was, is) = (recorded.get(key), self.settings.get(key));
+                if was != is {
+                    let show = |value: Option<&serde_json::Value>| {
+                        value.map_or("nothing".to_string(), ToString::to_string)
+                    };
+                    let what = match key.as_str() {
+                        "data_digest" => "the data (its images and labels)".to_string(),
+                        _ => format!("{key} in config.json"),
+                    };
+                    return Err(problem(format!(
+                        "it was made with {key} {}, but {what} is now {}: not a checkpoint of \
+                         this run as configured",
+                        show(was),
+                        show(is)
+                    )));
+                }
+            }
         }
         let steps_expected = checkpoint.epochs_done * self.batches.per_epoch();
         if checkpoint.step != steps_expected {
@@ -686,6 +727,54 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             cause,
         }
     }
+}
+
+/// The settings that shape a run's numbers, as a checkpoint records them: every setting of
+/// `config.json` but where it writes and how it reports (`out`, `threads`, `quiet`,
+/// `watch_gradients`), the length it was asked for (`epochs`: a run may be continued longer)
+/// and the data's path (it may move), plus `data_digest`, a hash of the images and labels of
+/// `sets`.
+fn run_settings(
+    config: &TrainConfig,
+    sets: &[&Dataset],
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut settings = match serde_json::from_str(&config.to_json()) {
+        Ok(serde_json::Value::Object(settings)) => settings,
+        _ => unreachable!("to_json writes an object"),
+    };
+    for kept_out in [
+        "out",
+        "threads",
+        "quiet",
+        "watch_gradients",
+        "epochs",
+        "data",
+        "crate_version",
+    ] {
+        settings.remove(kept_out);
+    }
+    settings.insert(
+        "data_digest".into(),
+        format!("{:016x}", data_digest(sets)).into(),
+    );
+    settings
+}
+
+/// FNV-1a over the bits of every pixel and label of `sets`, a word at a time: equal for the same
+/// data, different (but for a 2^-64 chance) for any other.
+fn data_digest(sets: &[&Dataset]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut mix = |word: u64| hash = (hash ^ word).wrapping_mul(PRIME);
+    for set in sets {
+        mix(set.images.nrows() as u64);
+        mix(set.images.ncols() as u64);
+        set.images
+            .iter()
+            .for_each(|pixel| mix(u64::from(pixel.to_bits())));
+        set.labels.iter().for_each(|&label| mix(label as u64));
+    }
+    hash
 }
 
 /// The kind of every normalization layer of `spec`, in order.

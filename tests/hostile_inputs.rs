@@ -836,6 +836,89 @@ fn checkpoints_and_models_are_checked_whole_before_a_resume_or_an_eval() {
         ],
     );
 
+    // Settings the checkpoint records, edited in config.json; the checkpoint of another seed.
+    fs::write(momentum.join("config.json"), &momentum_config).unwrap();
+    let other_data = data("whole-other", |files| {
+        set(
+            files,
+            "train-images-idx3-ubyte",
+            idx(0x803, &[40, 2, 2], &[99; 160]),
+        );
+    });
+    let edits = [
+        ("\"seed\": 0", "\"seed\": 1", "seed 0"),
+        ("\"batch_size\": 64", "\"batch_size\": 32", "batch_size 64"),
+        ("\"lr\": 0.03", "\"lr\": 0.01", "lr 0.03"),
+        (
+            "\"nesterov\": false",
+            "\"nesterov\": true",
+            "nesterov false",
+        ),
+        ("\"limit\": null", "\"limit\": 30", "limit null"),
+    ];
+    for (from, to, fragment) in edits {
+        assert!(
+            momentum_config.contains(from),
+            "{from} in {momentum_config}"
+        );
+        fs::write(
+            momentum.join("config.json"),
+            momentum_config.replace(from, to),
+        )
+        .unwrap();
+        let output = backprop(&["train", "--resume", momentum.to_str().unwrap()]);
+        one_error_line(
+            &output,
+            1,
+            &["checkpoint.npz", fragment, "in config.json is now"],
+        );
+    }
+    let data_line = format!("\"data\": {:?}", fs::canonicalize(&*dir).unwrap());
+    let other_line = format!("\"data\": {:?}", fs::canonicalize(&*other_data).unwrap());
+    assert!(
+        momentum_config.contains(&data_line),
+        "{data_line} in {momentum_config}"
+    );
+    fs::write(
+        momentum.join("config.json"),
+        momentum_config.replace(&data_line, &other_line),
+    )
+    .unwrap();
+    let output = backprop(&["train", "--resume", momentum.to_str().unwrap()]);
+    one_error_line(
+        &output,
+        1,
+        &["data_digest", "the data (its images and labels)"],
+    );
+    fs::write(momentum.join("config.json"), &momentum_config).unwrap();
+    let seed99 = runs.join("seed99");
+    let output = backprop(&[
+        "train",
+        "--data",
+        dir.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--hidden",
+        "3",
+        "--norm",
+        "batch",
+        "--optimizer",
+        "momentum",
+        "--seed",
+        "99",
+        "-q",
+        "--out",
+        seed99.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    fs::copy(
+        seed99.join("checkpoint.npz"),
+        momentum.join("checkpoint.npz"),
+    )
+    .unwrap();
+    let output = backprop(&["train", "--resume", momentum.to_str().unwrap()]);
+    one_error_line(&output, 1, &["seed 99", "seed in config.json is now 0"]);
+
     // Each edit of a batch-norm model.npz, then eval.
     let model = adam.join("model.npz");
     let original = fs::read(&model).unwrap();
