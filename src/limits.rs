@@ -13,7 +13,7 @@
 //! | `.npz` arrays | [`crate::model_file::MAX_ARRAY_BYTES`] each | |
 
 use backprop_core::Norm;
-use backprop_core::memory::{human_bytes, machine_memory};
+use backprop_core::memory::{human_bytes, memory_available};
 use backprop_core::network::{LayerPlan, NetSpec};
 
 use crate::error::RunError;
@@ -107,10 +107,9 @@ pub fn check_memory(flags: &str, estimate: Option<u128>) -> Result<(), RunError>
             "{flags}: the model is too large to count its bytes"
         )));
     };
-    match machine_memory() {
-        Some(memory) if bytes > memory => Err(RunError::Flag(format!(
-            "{flags}: the model and its buffers need about {}, more than this machine's {} of \
-             memory",
+    match memory_available() {
+        Some((memory, what)) if bytes > memory => Err(RunError::Flag(format!(
+            "{flags}: the model and its buffers need about {}, more than the {} {what}",
             human_bytes(bytes),
             human_bytes(memory)
         ))),

@@ -356,7 +356,7 @@ fn item7_flags_in_range_but_impossible_are_refused_before_any_output() {
         ),
         (
             &["train", "--hidden", "18446744073709551615", "--out", out],
-            "more than this machine's",
+            "of this machine's memory",
         ),
         (
             &["diagnose", "--steps", "18446744073709551615"],
@@ -1008,4 +1008,26 @@ fn a_loss_that_overflows_before_any_update_blames_the_init_not_the_learning_rate
 fn resume_takes_no_force() {
     let output = backprop(&["train", "--resume", "anywhere", "--force"]);
     one_error_line(&output, 2, &["--force", "--resume"]);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_memory_check_honours_an_address_space_limit() {
+    let dir = data("ulimit", |_| {});
+    let out = scratch("ulimit-out").join("run");
+    // 4 GB of address space: --hidden 30000,30000 needs about 7 GB, less than the machine's
+    // memory, but more than that.
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 4000000 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_backprop"))
+        .args(["train", "--hidden", "30000,30000", "--data"])
+        .arg(&*dir)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    one_error_line(&output, 2, &["--hidden 30000,30000", "ulimit -v"]);
+    assert!(!out.exists(), "nothing is written before the check passes");
 }
