@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use backprop_core::hints::hint_for;
 
 use crate::error::RunError;
-use crate::new_level::{check_package_name, workspace_packages};
+use crate::new_level::{check_package_name, workspace_package_dirs};
 use crate::output::OutputError;
 
 /// (test filter, what the gate asks), in order.
@@ -31,6 +31,8 @@ pub enum Outcome {
     Fail(String),
     /// The crate did not build: the compiler's message.
     DoesNotBuild(String),
+    /// cargo ran and passed, but no test matched the gate: what it ran.
+    NoTests(String),
 }
 
 /// Runs the four gates of `package` in the workspace at `root`, in order; stops after a gate
@@ -41,13 +43,21 @@ pub enum Outcome {
 /// cargo), or `cargo` could not be started.
 pub fn run_gates(root: &Path, package: &str) -> Result<Vec<Outcome>, RunError> {
     check_package_name(package)?;
-    let members = workspace_packages(root);
-    if !members.iter().any(|member| member == package) {
+    let members = workspace_package_dirs(root);
+    let Some((_, dir)) = members.iter().find(|(member, _)| member == package) else {
+        let names: Vec<&str> = members.iter().map(|(name, _)| name.as_str()).collect();
         return Err(RunError::Flag(format!(
             "{package:?} is not a package of the workspace at {} (its packages: {}); make one \
              with: backprop new-level {package}",
             root.display(),
-            members.join(", ")
+            names.join(", ")
+        )));
+    };
+    if !dir.join("tests/harness.rs").is_file() {
+        return Err(RunError::Flag(format!(
+            "{package:?} is not a level crate: it has no tests/harness.rs (a level crate runs \
+             the suite there with backprop_harness::suite!); make one with: backprop new-level \
+             my-level"
         )));
     }
     let mut outcomes = Vec::new();
@@ -105,6 +115,7 @@ pub fn report(package: &str, outcomes: &[Outcome]) -> String {
                 ));
             }
             Outcome::Fail(_) => {}
+            Outcome::NoTests(message) => report.push_str(&indent(message)),
         }
     }
     report
@@ -146,12 +157,37 @@ pub fn hint_for_failure(check: &str, message: &str) -> String {
 /// # Errors
 /// `cargo` could not be started.
 pub fn run_beyond_gates(root: &Path, package: &str) -> Result<Vec<String>, RunError> {
-    Ok(
-        match cargo_test(root, package, &["edge::", "norm::", "stress::"])? {
-            None => Vec::new(),
-            Some((stdout, stderr)) => panics_in(&format!("{stdout}\n{stderr}")),
-        },
-    )
+    group_failures(root, package, &["edge::", "norm::", "stress::"])
+}
+
+/// The failures of `cargo test -p PACKAGE --test harness -- FILTERS`: each test panic, or,
+/// when the run failed without one (an abort, a stack overflow, a killed process, output in
+/// another format), one failure quoting cargo's last lines; and one when no test ran at all.
+/// Never an empty list for something that did not run.
+fn group_failures(root: &Path, package: &str, filters: &[&str]) -> Result<Vec<String>, RunError> {
+    let run = cargo_test(root, package, filters)?;
+    let rerun = format!("cargo test -p {package} {}", filters.join(" "));
+    if run.passed {
+        return Ok(match tests_run(&run.stdout) {
+            0 => vec![format!(
+                "{} failed at {rerun}\nno test ran: the crate's tests/harness.rs must call \
+                 backprop_harness::suite!",
+                filters.join(" ")
+            )],
+            _ => Vec::new(),
+        });
+    }
+    let panics = panics_in(&format!("{}\n{}", run.stdout, run.stderr));
+    if !panics.is_empty() {
+        return Ok(panics);
+    }
+    let tail: Vec<&str> = run.stderr.lines().rev().take(6).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Ok(vec![format!(
+        "{} failed at {rerun}\nthe run failed without a test panic; cargo's last lines:\n{}",
+        filters.join(" "),
+        tail.join("\n")
+    )])
 }
 
 /// Runs the convolution group of `package` (`conv::`, the layers after normalization); returns
@@ -162,20 +198,7 @@ pub fn run_beyond_gates(root: &Path, package: &str) -> Result<Vec<String>, RunEr
 /// # Errors
 /// `cargo` could not be started.
 pub fn run_conv_group(root: &Path, package: &str) -> Result<Vec<String>, RunError> {
-    let Some((stdout, stderr)) = cargo_test(root, package, &["conv::"])? else {
-        return Ok(Vec::new());
-    };
-    let panics = panics_in(&format!("{stdout}\n{stderr}"));
-    if !panics.is_empty() {
-        return Ok(panics);
-    }
-    let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Ok(vec![format!(
-        "conv:: failed at cargo test -p {package} conv::\nthe run failed without a test \
-         panic; cargo's last lines:\n{}",
-        tail.join("\n")
-    )])
+    group_failures(root, package, &["conv::"])
 }
 
 /// What follows a green report of the gates and the edge, normalization and stress checks:
@@ -211,9 +234,14 @@ fn panics_in(text: &str) -> Vec<String> {
             continue;
         };
         let check = line.split('\'').nth(1).unwrap_or("a check");
+        // Up to the next panic at most: linear in the output, however many panics follow.
         let message: Vec<&str> = lines[at + 1..]
             .iter()
-            .take_while(|line| !line.starts_with("note:") && !line.trim().is_empty())
+            .take_while(|line| {
+                !line.starts_with("note:")
+                    && !line.trim().is_empty()
+                    && !line.contains("panicked at ")
+            })
             .copied()
             .collect();
         panics.push(format!(
@@ -271,6 +299,7 @@ pub fn report_json(
                 Outcome::Pass => ("pass", None),
                 Outcome::Fail(message) => ("fail", Some(message)),
                 Outcome::DoesNotBuild(message) => ("does not build", Some(message)),
+                Outcome::NoTests(message) => ("no tests", Some(message)),
             };
             serde_json::json!({
                 "gate": number + 1,
@@ -298,9 +327,20 @@ fn indent(text: &str) -> String {
 
 /// One gate: `cargo test`, then its verdict from the exit status and the output.
 fn run_gate(root: &Path, package: &str, filter: &str) -> Result<Outcome, RunError> {
-    let Some((stdout, stderr)) = cargo_test(root, package, &[filter])? else {
-        return Ok(Outcome::Pass);
-    };
+    let TestRun {
+        passed,
+        stdout,
+        stderr,
+    } = cargo_test(root, package, &[filter])?;
+    if passed {
+        return Ok(match tests_run(&stdout) {
+            0 => Outcome::NoTests(format!(
+                "no test matched: cargo test -p {package} {filter} ran nothing (the crate's \
+                 tests/harness.rs must call backprop_harness::suite!)"
+            )),
+            _ => Outcome::Pass,
+        });
+    }
     if let Some(first) = panics_in(&format!("{stdout}\n{stderr}")).into_iter().next() {
         return Ok(Outcome::Fail(first));
     }
@@ -313,13 +353,32 @@ fn run_gate(root: &Path, package: &str, filter: &str) -> Result<Outcome, RunErro
     Ok(Outcome::DoesNotBuild(problem.join("\n")))
 }
 
-/// `cargo test -p PACKAGE --test harness -- FILTERS`: `None` when it passed, else its stdout
-/// and stderr.
-fn cargo_test(
-    root: &Path,
-    package: &str,
-    filters: &[&str],
-) -> Result<Option<(String, String)>, RunError> {
+/// What one `cargo test` said.
+struct TestRun {
+    /// It exited with success.
+    passed: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// The tests that ran, as libtest counts them: the passed and failed of every
+/// "test result: ..." line.
+fn tests_run(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("test result: "))
+        .flat_map(|counts| {
+            counts.split(';').filter_map(|count| {
+                let (number, what) = count.trim().rsplit_once(' ')?;
+                let number = number.rsplit(' ').next()?.parse::<usize>().ok()?;
+                matches!(what, "passed" | "failed").then_some(number)
+            })
+        })
+        .sum()
+}
+
+/// `cargo test -p PACKAGE --test harness -- FILTERS`.
+fn cargo_test(root: &Path, package: &str, filters: &[&str]) -> Result<TestRun, RunError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args(["test", "-p", package, "--test", "harness", "--"])
@@ -328,11 +387,12 @@ fn cargo_test(
         .env("RUST_BACKTRACE", "0")
         .output()
         .map_err(|error| OutputError::new(root, format!("cannot run cargo: {error}")))?;
-    if output.status.success() {
-        return Ok(None);
-    }
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    Ok(Some((text(&output.stdout), text(&output.stderr))))
+    Ok(TestRun {
+        passed: output.status.success(),
+        stdout: text(&output.stdout),
+        stderr: text(&output.stderr),
+    })
 }
 
 /// Every file under a folder with its length and modification time, sorted: what `check

@@ -7,8 +7,9 @@
 //! steps taken, optimizer steps]`, the history that `metrics.csv` is rewritten from
 //! (`history.train_loss`, `history.train_accuracy`, `history.test_accuracy`,
 //! `history.grad_norms` (epochs, layers), and `last_norms`), and `settings`: the settings that
-//! shape the run, as JSON, compared with `config.json` on `--resume`. The batch order needs no
-//! array: it is the seed's, replayed ([`backprop_core::data::Batches::skip_epochs`]).
+//! shape the run, as JSON, compared with `config.json` on `--resume`; and `digest`, of all of
+//! these values, checked on reading. The batch order needs no array: it is the seed's, replayed
+//! ([`backprop_core::data::Batches::skip_epochs`]).
 
 use std::path::Path;
 
@@ -69,6 +70,7 @@ pub fn save_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<(), Outpu
         npz.add_array("history.train_accuracy", &column(|m| m.train_accuracy))?;
         npz.add_array("history.test_accuracy", &column(|m| m.test_accuracy))?;
         npz.add_array("history.grad_norms", &grad_norms)?;
+        npz.add_array("digest", &Array1::from_vec(vec![digest_of(checkpoint)]))?;
         if let Some(settings) = &checkpoint.settings {
             npz.add_array("settings", &Array1::from_vec(settings.as_bytes().to_vec()))?;
         }
@@ -192,7 +194,7 @@ pub fn load_checkpoint(
             progress[2], progress[1], optimizer_steps
         )));
     }
-    Ok(Checkpoint {
+    let checkpoint = Checkpoint {
         epochs_done: history.len(),
         step: usize::try_from(progress[1]).unwrap_or(usize::MAX),
         model,
@@ -206,7 +208,103 @@ pub fn load_checkpoint(
             true => Some(text_entry(&mut npz, "settings")?),
             false => None,
         },
-    })
+    };
+    // Phase 3: the digest of everything read against the one written with it: a value edited
+    // into another valid one (a weight, a history entry, a renamed array) is caught here.
+    let digest: Array1<u64> = npz.array("digest")?;
+    if digest.as_slice() != Some(&[digest_of(&checkpoint)][..]) {
+        return Err(problem(
+            "its arrays do not match the digest written with them: edited or damaged since \
+             the run wrote it"
+                .into(),
+        ));
+    }
+    Ok(checkpoint)
+}
+
+/// FNV-1a over 64-bit words: a digest of values, not a defence against forgery (it tells an
+/// edit or damage from the file a run wrote).
+#[derive(Debug, Clone, Copy)]
+pub struct Digest(u64);
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Digest {
+    /// Mixes in one word.
+    pub fn word(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+
+    /// Mixes in `values`' bits, their count first.
+    pub fn f32s<'v>(&mut self, values: impl ExactSizeIterator<Item = &'v f32>) {
+        self.word(values.len() as u64);
+        values.for_each(|value| self.word(u64::from(value.to_bits())));
+    }
+
+    /// Mixes in `values`' bits, their count first.
+    pub fn f64s<'v>(&mut self, values: impl ExactSizeIterator<Item = &'v f64>) {
+        self.word(values.len() as u64);
+        values.for_each(|value| self.word(value.to_bits()));
+    }
+
+    /// Mixes in `text`, its length first.
+    pub fn text(&mut self, text: &str) {
+        self.word(text.len() as u64);
+        text.bytes().for_each(|byte| self.word(u64::from(byte)));
+    }
+
+    /// The digest so far.
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+/// The digest of every value of `checkpoint`, in a fixed order.
+fn digest_of(checkpoint: &Checkpoint) -> u64 {
+    let mut digest = Digest::default();
+    let model = &checkpoint.model;
+    digest.word(checkpoint.epochs_done as u64);
+    digest.word(checkpoint.step as u64);
+    digest.text(&model.describe());
+    for (weight, bias) in &model.params {
+        digest.word(weight.nrows() as u64);
+        digest.f32s(weight.iter());
+        digest.f32s(bias.iter());
+    }
+    for norm in &model.norms {
+        digest.f32s(norm.gamma.iter());
+        digest.f32s(norm.beta.iter());
+        if let Some((mean, var)) = &norm.running {
+            digest.f32s(mean.iter());
+            digest.f32s(var.iter());
+        }
+    }
+    digest.word(u64::from(checkpoint.optimizer.steps));
+    // A buffer with no layers is not written (nor read back): it has no values.
+    for (buffer, layers) in checkpoint
+        .optimizer
+        .buffers
+        .iter()
+        .filter(|(_, l)| !l.is_empty())
+    {
+        digest.text(buffer);
+        for (weight, bias) in layers {
+            digest.f32s(weight.iter());
+            digest.f32s(bias.iter());
+        }
+    }
+    for epoch in &checkpoint.history {
+        let values = [epoch.train_loss, epoch.train_accuracy, epoch.test_accuracy];
+        digest.f64s(values.iter());
+        digest.f64s(epoch.grad_norms.iter());
+    }
+    digest.f64s(checkpoint.last_norms.iter());
+    digest.text(checkpoint.settings.as_deref().unwrap_or(""));
+    digest.finish()
 }
 
 /// The error for arrays that do not fit together.

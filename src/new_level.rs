@@ -151,14 +151,26 @@ pub fn check_package_name(name: &str) -> Result<(), RunError> {
 
 /// The packages of the workspace at `root`: the root package and those of `crates/*`.
 pub fn workspace_packages(root: &Path) -> Vec<String> {
+    workspace_package_dirs(root)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// The packages of the workspace at `root` with their folders: the root package and each
+/// `crates/*` folder with a manifest.
+pub fn workspace_package_dirs(root: &Path) -> Vec<(String, PathBuf)> {
     let crates = fs::read_dir(root.join("crates"))
         .into_iter()
         .flatten()
         .flatten()
-        .map(|entry| entry.path().join("Cargo.toml"));
-    std::iter::once(root.join("Cargo.toml"))
+        .map(|entry| entry.path());
+    std::iter::once(root.to_path_buf())
         .chain(crates)
-        .filter_map(|manifest| package_name(&fs::read_to_string(manifest).ok()?))
+        .filter_map(|dir| {
+            let name = package_name(&fs::read_to_string(dir.join("Cargo.toml")).ok()?)?;
+            Some((name, dir))
+        })
         .collect()
 }
 

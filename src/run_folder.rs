@@ -89,7 +89,22 @@ impl RunFolder {
                         path.display()
                     )));
                 }
-                for file in existing {
+                // Only files are removed, and only once all of them can be: a folder (or
+                // anything else) under a run file's name leaves the old run whole.
+                if let Some(odd) = existing.iter().find(|file| {
+                    path.join(file)
+                        .symlink_metadata()
+                        .is_ok_and(|metadata| metadata.is_dir())
+                }) {
+                    return Err(OutputError::new(
+                        &path.join(odd),
+                        "is a folder, not a run's file: --force replaces files only; nothing \
+                         was removed",
+                    )
+                    .into());
+                }
+                // config.json last: an error part-way leaves a run that names its settings.
+                for file in existing.into_iter().rev() {
                     let file = path.join(file);
                     fs::remove_file(&file).map_err(|error| {
                         OutputError::new(

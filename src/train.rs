@@ -25,7 +25,7 @@ use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::arch::Arch;
-use crate::checkpoint::{Checkpoint, load_checkpoint, save_checkpoint};
+use crate::checkpoint::{Checkpoint, Digest, load_checkpoint, save_checkpoint};
 use crate::error::RunError;
 use crate::eval::accuracy;
 use crate::limits::{
@@ -760,21 +760,18 @@ fn run_settings(
     settings
 }
 
-/// FNV-1a over the bits of every pixel and label of `sets`, a word at a time: equal for the same
-/// data, different (but for a 2^-64 chance) for any other.
+/// A digest of every pixel and label of `sets`: equal for the same data, different (but for a
+/// 2^-64 chance) for any other.
 fn data_digest(sets: &[&Dataset]) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    let mut mix = |word: u64| hash = (hash ^ word).wrapping_mul(PRIME);
+    let mut digest = Digest::default();
     for set in sets {
-        mix(set.images.nrows() as u64);
-        mix(set.images.ncols() as u64);
-        set.images
+        digest.word(set.images.ncols() as u64);
+        digest.f32s(set.images.iter());
+        set.labels
             .iter()
-            .for_each(|pixel| mix(u64::from(pixel.to_bits())));
-        set.labels.iter().for_each(|&label| mix(label as u64));
+            .for_each(|&label| digest.word(label as u64));
     }
-    hash
+    digest.finish()
 }
 
 /// The kind of every normalization layer of `spec`, in order.

@@ -7,6 +7,7 @@
 //! measures it). The generator is seeded, so every run sees the same cases; case counts are
 //! printed; `BACKPROP_FUZZ_CASES=N` runs N times as many.
 
+use std::fs;
 use std::io::Write;
 use std::path::Path;
 
@@ -249,4 +250,348 @@ fn npz_file() -> impl Strategy<Value = Vec<u8>> {
             }
             bytes
         })
+}
+
+/// What one mutation does to a stopped run's `checkpoint.npz` or `config.json`.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// Remove checkpoint entry `entry`.
+    Delete { entry: prop::sample::Index },
+    /// Give entry `entry` the name of entry `other` too (the two swap names, or one is lost).
+    Rename {
+        entry: prop::sample::Index,
+        other: prop::sample::Index,
+    },
+    /// The entry's `.npy` shape written as one row `(1, n)` or flattened `(n,)`.
+    Reshape { entry: prop::sample::Index },
+    /// The entry's element type said to be another of the same or another width.
+    Retype {
+        entry: prop::sample::Index,
+        descr: &'static str,
+    },
+    /// One element of a float entry made `value`.
+    Poison {
+        entry: prop::sample::Index,
+        at: prop::sample::Index,
+        value: f64,
+    },
+    /// The entry replaced by the same entry of a run with another seed.
+    Swap { entry: prop::sample::Index },
+    /// A setting of `config.json` given another value.
+    Setting {
+        key: &'static str,
+        value: &'static str,
+    },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let index = any::<prop::sample::Index>;
+    prop_oneof![
+        3 => index().prop_map(|entry| Mutation::Delete { entry }),
+        1 => (index(), index()).prop_map(|(entry, other)| Mutation::Rename { entry, other }),
+        1 => index().prop_map(|entry| Mutation::Reshape { entry }),
+        1 => (index(), prop::sample::select(vec!["<f4", "<f8", "<u8", "|u1", "<i4"]))
+            .prop_map(|(entry, descr)| Mutation::Retype { entry, descr }),
+        3 => (
+            index(),
+            index(),
+            prop::sample::select(vec![f64::NAN, f64::INFINITY, -5.0, 1e308, 0.0])
+        )
+            .prop_map(|(entry, at, value)| Mutation::Poison { entry, at, value }),
+        2 => index().prop_map(|entry| Mutation::Swap { entry }),
+        2 => prop::sample::select(vec![
+            ("seed", "1"),
+            ("batch_size", "7"),
+            ("lr", "0.002"),
+            ("optimizer", "\"momentum\""),
+            ("optimizer", "\"sgd\""),
+            ("limit", "30"),
+            ("weight_decay", "0.1"),
+            ("norm", "\"layer\""),
+        ])
+        .prop_map(|(key, value)| Mutation::Setting { key, value }),
+    ]
+}
+
+/// The `.npy` header's end and its `descr`.
+fn npy_layout(bytes: &[u8]) -> Option<(usize, String)> {
+    let header_len = usize::from(u16::from_le_bytes([*bytes.get(8)?, *bytes.get(9)?]));
+    let header = std::str::from_utf8(bytes.get(10..10 + header_len)?).ok()?;
+    let descr = header
+        .split("'descr': '")
+        .nth(1)?
+        .split('\'')
+        .next()?
+        .to_string();
+    Some((10 + header_len, descr))
+}
+
+/// An `.npz`'s entries, in order.
+fn npz_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    (0..archive.len())
+        .map(|index| {
+            let mut entry = archive.by_index(index).unwrap();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            (entry.name().to_string(), data)
+        })
+        .collect()
+}
+
+/// `mutation` applied to a checkpoint's entries or to `config.json`'s text.
+fn mutate(
+    mutation: &Mutation,
+    entries: &mut Vec<(String, Vec<u8>)>,
+    other_run: &[(String, Vec<u8>)],
+    config: &mut String,
+) {
+    let pick = |index: &prop::sample::Index, len: usize| index.index(len);
+    match mutation {
+        Mutation::Delete { entry } => {
+            entries.remove(pick(entry, entries.len()));
+        }
+        Mutation::Rename { entry, other } => {
+            let (from, to) = (pick(entry, entries.len()), pick(other, entries.len()));
+            // The renamed entry replaces the one whose name it takes.
+            if from != to {
+                entries[from].0 = entries[to].0.clone();
+                entries.remove(to);
+            }
+        }
+        Mutation::Reshape { entry } => {
+            let slot = pick(entry, entries.len());
+            let (_, bytes) = &mut entries[slot];
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            // (n,) -> (1, n); (a, b) -> (a b,): the header keeps its padded length.
+            if let Some((end, descr)) = npy_layout(bytes) {
+                let elements = (bytes.len() - end) / descr_width(&descr).max(1);
+                let shape = if text.contains(&format!("'shape': ({elements},)")) {
+                    format!("(1, {elements})")
+                } else {
+                    format!("({elements},)")
+                };
+                replace_shape(bytes, end, &shape);
+            }
+        }
+        Mutation::Retype { entry, descr } => {
+            let slot = pick(entry, entries.len());
+            let (_, bytes) = &mut entries[slot];
+            if let Some((end, old)) = npy_layout(bytes) {
+                let header = String::from_utf8_lossy(&bytes[10..end])
+                    .replace(&format!("'descr': '{old}'"), &format!("'descr': '{descr}'"));
+                set_header(bytes, end, &header);
+            }
+        }
+        Mutation::Poison { entry, at, value } => {
+            let slot = pick(entry, entries.len());
+            let (_, bytes) = &mut entries[slot];
+            if let Some((end, descr)) = npy_layout(bytes) {
+                let width = descr_width(&descr);
+                let elements = (bytes.len() - end) / width.max(1);
+                if elements > 0 && (descr == "<f4" || descr == "<f8") {
+                    let start = end + pick(at, elements) * width;
+                    let poison = match width {
+                        4 => (*value as f32).to_le_bytes().to_vec(),
+                        _ => value.to_le_bytes().to_vec(),
+                    };
+                    bytes[start..start + width].copy_from_slice(&poison);
+                }
+            }
+        }
+        Mutation::Swap { entry } => {
+            let at = pick(entry, entries.len());
+            if let Some((_, theirs)) = other_run.iter().find(|(name, _)| *name == entries[at].0) {
+                entries[at].1 = theirs.clone();
+            }
+        }
+        Mutation::Setting { key, value } => {
+            let line = config
+                .lines()
+                .find(|line| line.trim_start().starts_with(&format!("\"{key}\":")))
+                .map(str::to_owned);
+            if let Some(line) = line {
+                let comma = if line.ends_with(',') { "," } else { "" };
+                *config = config.replace(&line, &format!("  \"{key}\": {value}{comma}"));
+            }
+        }
+    }
+}
+
+fn descr_width(descr: &str) -> usize {
+    descr[2..].parse().unwrap_or(1)
+}
+
+/// Writes `header` (padded with spaces to the old length, as `.npy` headers are) before `end`.
+fn set_header(bytes: &mut Vec<u8>, end: usize, header: &str) {
+    let old_len = end - 10;
+    let mut header = header.trim_end().to_string();
+    if header.len() + 1 > old_len {
+        return; // does not fit: leave the entry as it is
+    }
+    while header.len() + 1 < old_len {
+        header.push(' ');
+    }
+    header.push('\n');
+    bytes.splice(10..end, header.into_bytes());
+}
+
+fn replace_shape(bytes: &mut Vec<u8>, end: usize, shape: &str) {
+    let header = String::from_utf8_lossy(&bytes[10..end]).into_owned();
+    let Some(start) = header.find("'shape': ") else {
+        return;
+    };
+    let close = header[start..]
+        .find(')')
+        .map_or(header.len(), |at| start + at + 1);
+    let header = format!("{}'shape': {shape}{}", &header[..start], &header[close..]);
+    set_header(bytes, end, &header);
+}
+
+#[test]
+fn a_mutated_checkpoint_or_config_resumes_identically_or_is_one_clean_error() {
+    // Phase 1: a whole run of 2 epochs, and one stopped after 1 (its config then asks for 2),
+    // Adam and batch norm so that every kind of optimizer buffer and counter is there; and the
+    // checkpoint of a run with another seed, for swaps.
+    let scratch = Scratch::new("fuzz-checkpoint");
+    let labels = |count: u8| idx_labels(count);
+    let images = |count: u8| {
+        let pixels: Vec<u8> = (0..u32::from(count) * 4)
+            .map(|i| (i * 37 % 256) as u8)
+            .collect();
+        crate::common::idx(0x803, &[u32::from(count), 2, 2], &pixels)
+    };
+    let data = scratch.join("data");
+    fs::create_dir_all(&data).unwrap();
+    for (name, bytes) in [
+        ("train-images-idx3-ubyte", images(48)),
+        ("train-labels-idx1-ubyte", labels(48)),
+        ("t10k-images-idx3-ubyte", images(10)),
+        ("t10k-labels-idx1-ubyte", labels(10)),
+    ] {
+        fs::write(data.join(name), bytes).unwrap();
+    }
+    let train = |out: &Path, epochs: &str, seed: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_backprop"))
+            .args([
+                "train",
+                "--hidden",
+                "5",
+                "--norm",
+                "batch",
+                "--optimizer",
+                "adam",
+            ])
+            .args([
+                "--batch-size",
+                "16",
+                "--threads",
+                "1",
+                "-q",
+                "--epochs",
+                epochs,
+            ])
+            .args(["--seed", seed, "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    };
+    let (whole, stopped, other) = (
+        scratch.join("whole"),
+        scratch.join("stopped"),
+        scratch.join("other"),
+    );
+    train(&whole, "2", "0");
+    train(&stopped, "1", "0");
+    train(&other, "1", "7");
+    let config = fs::read_to_string(stopped.join("config.json"))
+        .unwrap()
+        .replace("\"epochs\": 1,", "\"epochs\": 2,");
+    let checkpoint = npz_entries(&fs::read(stopped.join("checkpoint.npz")).unwrap());
+    let other_checkpoint = npz_entries(&fs::read(other.join("checkpoint.npz")).unwrap());
+    let expected: Vec<Vec<u8>> = ["metrics.csv", "model.npz", "checkpoint.npz"]
+        .iter()
+        .map(|file| fs::read(whole.join(file)).unwrap())
+        .collect();
+
+    // Phase 2: each case in a fresh copy of the stopped run, resumed.
+    let (errors, identical) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    let case_count = cases(48);
+    let case = std::cell::Cell::new(0usize);
+    runner(case_count)
+        .run(&prop::collection::vec(mutation(), 1..3), |mutations| {
+            case.set(case.get() + 1);
+            let run = scratch.join(format!("case{}", case.get()));
+            fs::create_dir_all(&run).unwrap();
+            for file in [
+                "metrics.csv",
+                "model.npz",
+                "loss.svg",
+                "accuracy.svg",
+                "grad_norms.svg",
+            ] {
+                fs::copy(stopped.join(file), run.join(file)).unwrap();
+            }
+            let (mut entries, mut text) = (checkpoint.clone(), config.clone());
+            for mutation in &mutations {
+                mutate(mutation, &mut entries, &other_checkpoint, &mut text);
+            }
+            let borrowed: Vec<(&str, &[u8], bool)> = entries
+                .iter()
+                .map(|(name, bytes)| (name.as_str(), bytes.as_slice(), false))
+                .collect();
+            fs::write(run.join("checkpoint.npz"), zip_of(&borrowed)).unwrap();
+            fs::write(run.join("config.json"), &text).unwrap();
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_backprop"))
+                .args(["train", "-q", "--resume"])
+                .arg(&run)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if output.status.success() {
+                identical.set(identical.get() + 1);
+                for (file, expected) in ["metrics.csv", "model.npz", "checkpoint.npz"]
+                    .iter()
+                    .zip(&expected)
+                {
+                    prop_assert!(
+                        fs::read(run.join(file)).unwrap() == *expected,
+                        "{mutations:?}: resumed, but {file} differs from the uninterrupted run's"
+                    );
+                }
+            } else {
+                errors.set(errors.get() + 1);
+                prop_assert!(
+                    stderr.starts_with("error: ")
+                        && stderr.lines().count() == 1
+                        && !stderr.contains("panicked"),
+                    "{mutations:?}: not one clean error line: {stderr}"
+                );
+            }
+            fs::remove_dir_all(&run).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    println!(
+        "{case_count} mutated checkpoints and configs: {} refused with one error line, {} resumed \
+         identically",
+        errors.get(),
+        identical.get()
+    );
+    assert!(
+        errors.get() > 0,
+        "no case was refused: the mutations did not bite"
+    );
+}
+
+fn idx_labels(count: u8) -> Vec<u8> {
+    crate::common::idx(
+        0x801,
+        &[u32::from(count)],
+        &(0..count).map(|i| i % 10).collect::<Vec<_>>(),
+    )
 }

@@ -1031,3 +1031,31 @@ fn the_memory_check_honours_an_address_space_limit() {
     one_error_line(&output, 2, &["--hidden 30000,30000", "ulimit -v"]);
     assert!(!out.exists(), "nothing is written before the check passes");
 }
+
+#[test]
+fn force_replaces_nothing_when_a_run_file_is_a_folder() {
+    let dir = data("force-folder", |_| {});
+    let run = scratch("force-folder-run").join("run");
+    let train = [
+        "train",
+        "--data",
+        dir.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "-q",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    assert!(backprop(&train).status.success());
+    fs::remove_file(run.join("metrics.csv")).unwrap();
+    fs::create_dir(run.join("metrics.csv")).unwrap();
+    let output = backprop(&[&train[..], &["--force"]].concat());
+    one_error_line(
+        &output,
+        1,
+        &["metrics.csv", "is a folder", "nothing was removed"],
+    );
+    for file in ["config.json", "model.npz", "checkpoint.npz"] {
+        assert!(run.join(file).is_file(), "{file} was removed");
+    }
+}
