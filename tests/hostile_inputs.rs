@@ -727,9 +727,10 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 fn checkpoints_and_models_are_checked_whole_before_a_resume_or_an_eval() {
     let dir = data("whole", |_| {});
     let runs = scratch("whole-runs");
-    let train = |name: &str, optimizer: &str| {
+    // A one-epoch batch-norm run named `name`, with `extra` flags.
+    let train = |name: &str, extra: &[&str]| {
         let run = runs.join(name);
-        let output = backprop(&[
+        let flags = [
             "train",
             "--data",
             dir.to_str().unwrap(),
@@ -739,17 +740,14 @@ fn checkpoints_and_models_are_checked_whole_before_a_resume_or_an_eval() {
             "3",
             "--norm",
             "batch",
-            "--optimizer",
-            optimizer,
             "-q",
-            "--out",
-            run.to_str().unwrap(),
-        ]);
+        ];
+        let output = backprop(&[&flags[..], extra, &["--out", run.to_str().unwrap()]].concat());
         assert!(output.status.success(), "{output:?}");
         run
     };
-    let momentum = train("momentum", "momentum");
-    let adam = train("adam", "adam");
+    let momentum = train("momentum", &["--optimizer", "momentum"]);
+    let adam = train("adam", &["--optimizer", "adam"]);
     let keep = |run: &Path| {
         (
             fs::read(run.join("checkpoint.npz")).unwrap(),
@@ -891,26 +889,7 @@ fn checkpoints_and_models_are_checked_whole_before_a_resume_or_an_eval() {
         &["data_digest", "the data (its images and labels)"],
     );
     fs::write(momentum.join("config.json"), &momentum_config).unwrap();
-    let seed99 = runs.join("seed99");
-    let output = backprop(&[
-        "train",
-        "--data",
-        dir.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--hidden",
-        "3",
-        "--norm",
-        "batch",
-        "--optimizer",
-        "momentum",
-        "--seed",
-        "99",
-        "-q",
-        "--out",
-        seed99.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{output:?}");
+    let seed99 = train("seed99", &["--optimizer", "momentum", "--seed", "99"]);
     fs::copy(
         seed99.join("checkpoint.npz"),
         momentum.join("checkpoint.npz"),
