@@ -439,6 +439,56 @@ pub fn wait_for_change(dir: &Path, before: &Snapshot) -> Snapshot {
 mod beyond_gates_tests {
     use super::*;
 
+    #[test]
+    fn libtest_counts_are_read_from_its_result_lines() {
+        let ran = "running 3 tests\n...\ntest result: ok. 3 passed; 0 failed; 0 ignored; 0 \
+                   measured; 58 filtered out; finished in 0.10s\n";
+        assert_eq!(tests_run(ran), 3);
+        let failed = "test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 \
+                      filtered out; finished in 0.10s\n";
+        assert_eq!(tests_run(failed), 3);
+        let none = "running 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 \
+                    measured; 61 filtered out; finished in 0.00s\n";
+        assert_eq!(tests_run(none), 0);
+        assert_eq!(tests_run("error: no test target named `harness`"), 0);
+    }
+
+    #[test]
+    fn consecutive_panic_lines_are_read_in_linear_memory() {
+        let count = 20_000;
+        let text = "thread 'a' (1) panicked at x.rs:1:1:\n".repeat(count);
+        let panics = panics_in(&text);
+        assert_eq!(panics.len(), count);
+        // Each message stops at the next panic: about 22 bytes each, not the rest of the text.
+        let bytes: usize = panics.iter().map(String::len).sum();
+        assert!(bytes < 40 * count, "{bytes} bytes");
+    }
+
+    #[test]
+    fn a_package_without_the_suite_is_not_a_level_crate() {
+        let root = tempfile::Builder::new()
+            .prefix("backprop-check-")
+            .tempdir()
+            .unwrap();
+        let core = root.path().join("crates/backprop-core");
+        std::fs::create_dir_all(&core).unwrap();
+        std::fs::write(
+            root.path().join("Cargo.toml"),
+            "[package]\nname = \"top\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            core.join("Cargo.toml"),
+            "[package]\nname = \"backprop-core\"\n",
+        )
+        .unwrap();
+        let error = run_gates(root.path(), "backprop-core")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is not a level crate"), "{error}");
+        assert!(error.contains("tests/harness.rs"), "{error}");
+    }
+
     /// `--watch` wakes on an edit in a subfolder and returns once the files settle.
     #[test]
     fn an_edit_under_the_watched_folder_ends_the_wait() {
