@@ -139,6 +139,53 @@ impl Arch {
     }
 }
 
+impl Arch {
+    /// The `--arch` layers of a network (a model file from elsewhere, read back): the
+    /// inverse of [`Arch::spec`].
+    ///
+    /// # Errors
+    /// A layer `--arch` cannot write: a kernel or pool window that is not square.
+    pub fn of_spec(spec: &NetSpec) -> Result<Arch, String> {
+        let square = |(height, width): (usize, usize), index: usize| match height == width {
+            true => Ok(height),
+            false => Err(format!(
+                "layer {index}: a {height}x{width} window; --arch layers are square"
+            )),
+        };
+        let layers = spec
+            .layers()
+            .iter()
+            .enumerate()
+            .map(|(index, layer)| {
+                Ok(match *layer {
+                    LayerSpec::Conv2d {
+                        out_channels,
+                        kernel,
+                        stride,
+                        padding,
+                        ..
+                    } => ArchLayer::Conv {
+                        out_channels,
+                        kernel: square(kernel, index)?,
+                        stride,
+                        padding,
+                    },
+                    LayerSpec::MaxPool2d { kernel, stride } => ArchLayer::MaxPool {
+                        kernel: square(kernel, index)?,
+                        stride,
+                    },
+                    LayerSpec::Flatten => ArchLayer::Flatten,
+                    LayerSpec::Linear { out_features, .. } => ArchLayer::Linear { out_features },
+                    LayerSpec::Activation(activation) => ArchLayer::Activation(activation),
+                    LayerSpec::Norm(norm) => ArchLayer::Norm(norm),
+                    LayerSpec::Dropout { p } => ArchLayer::Dropout { p },
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Arch { layers })
+    }
+}
+
 impl FromStr for Arch {
     type Err = String;
 

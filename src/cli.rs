@@ -185,6 +185,11 @@ pub struct TrainArgs {
     /// Weight initialisation: pytorch, he, xavier or normal:STD.
     #[arg(long, default_value = "pytorch", value_parser = init)]
     pub init: Init,
+    /// Start from the weights in FILE instead of --init: a model.npz or model.safetensors (one
+    /// written by PyTorch too: the tensors of this run's network under nn.Sequential's names,
+    /// 0.weight as (out, in), ...). Every tensor must fit this run's layers.
+    #[arg(long, value_name = "FILE", conflicts_with = "init")]
+    pub init_from: Option<PathBuf>,
     /// Normalization after each hidden layer, before its activation: none, batch or layer.
     #[arg(long, default_value = "none", value_parser = norm)]
     pub norm: Norm,
@@ -213,7 +218,7 @@ pub struct TrainArgs {
     /// config.json (only --threads and --quiet may be given with it).
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-        "arch", "hidden", "activation", "init", "norm", "dropout", "seed", "data", "out", "limit",
+        "arch", "hidden", "activation", "init", "init_from", "norm", "dropout", "seed", "data", "out", "limit",
         "watch_gradients", "force",
     ])]
     pub resume: Option<PathBuf>,
@@ -272,6 +277,7 @@ impl TrainArgs {
                 .parse::<Activation>()
                 .expect("clap checked the activation"),
             init: self.init,
+            init_from: self.init_from,
             norm: self.norm,
             dropout: self.dropout,
             seed,
@@ -326,7 +332,8 @@ fn resumed_config(
 /// The settings of `eval`.
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
-    /// A model.npz written by `backprop train`.
+    /// A model.npz or model.safetensors written by `backprop train` (or a safetensors file
+    /// written by reference/pytorch_bridge.py).
     #[arg(short, long)]
     pub model: PathBuf,
     /// Folder with the four IDX files; the test split is used (default: data/mnist in the

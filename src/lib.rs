@@ -27,5 +27,6 @@ pub mod new_level;
 pub mod output;
 pub mod plots;
 pub mod run_folder;
+pub mod safetensors_file;
 pub mod train;
 pub mod watch;

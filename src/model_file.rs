@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use backprop_core::files::open_regular;
 use backprop_core::mnist::{CLASSES, Dataset};
-use backprop_core::network::{LayerPlan, NetSpec};
+use backprop_core::network::NetSpec;
 use backprop_core::{Activation, ImageShape, Layout, Level, LinearParams, LossKind, Model, Norm};
 use ndarray::{Array, Array1, Array2, Dimension};
 use ndarray_npy::{NpzWriter, ReadNpyExt, ReadableElement, WriteNpzError};
@@ -23,6 +23,7 @@ use zip::{CompressionMethod, ZipArchive};
 
 use crate::arch::Arch;
 use crate::output::{OutputError, write_atomically};
+use crate::safetensors_file::{load_safetensors, looks_like_safetensors};
 
 /// The largest array a `.npz` may hold: 1 GiB (a model of 268 million `f32` weights).
 pub const MAX_ARRAY_BYTES: u64 = 1 << 30;
@@ -347,17 +348,7 @@ impl SavedModel {
                 L::network(self.params.clone(), &spec)
             }
         };
-        model.visit_norms(|index, mut layer| {
-            let saved = &self.norms[index];
-            layer.gamma.assign(&saved.gamma);
-            layer.beta.assign(&saved.beta);
-            if let (Some((mean, var)), Some((saved_mean, saved_var))) =
-                (layer.running.as_mut(), &saved.running)
-            {
-                mean.assign(saved_mean);
-                var.assign(saved_var);
-            }
-        });
+        assign_norms(&mut model, &self.norms);
         model
     }
 
@@ -374,6 +365,25 @@ impl SavedModel {
             ),
         }
     }
+}
+
+/// Sets each normalization layer of `model` to `norms` (gamma, beta and batch norm's running
+/// statistics), in order.
+///
+/// # Panics
+/// If `norms` has fewer layers than `model`, or other widths (callers check them first).
+pub fn assign_norms(model: &mut impl Model<f32>, norms: &[NormParams]) {
+    model.visit_norms(|index, mut layer| {
+        let saved = &norms[index];
+        layer.gamma.assign(&saved.gamma);
+        layer.beta.assign(&saved.beta);
+        if let (Some((mean, var)), Some((saved_mean, saved_var))) =
+            (layer.running.as_mut(), &saved.running)
+        {
+            mean.assign(saved_mean);
+            var.assign(saved_var);
+        }
+    });
 }
 
 /// An MLP's `[inputs, hidden.., outputs]` from its weights.
@@ -439,13 +449,27 @@ pub fn save_model(path: &Path, model: &SavedModel) -> Result<(), OutputError> {
     write_atomically(path, &bytes)
 }
 
-/// Loads a model saved by [`save_model`] (or a checkpoint).
+/// Loads a model saved by [`save_model`] (or a checkpoint), or a `model.safetensors`
+/// ([`load_safetensors`]): the file's first bytes decide which.
 ///
 /// # Errors
 /// A missing or unreadable file, or one without the expected arrays or whose layers do not
 /// chain; the message names the file and the array.
 pub fn load_model(path: &Path) -> Result<SavedModel, OutputError> {
-    read_model(&mut NpzFile::open(path)?)
+    match is_safetensors(path) {
+        true => load_safetensors(path),
+        false => read_model(&mut NpzFile::open(path)?),
+    }
+}
+
+/// True when the file at `path` opens like a safetensors file (else it is read as `.npz`,
+/// which names what it is not).
+pub fn is_safetensors(path: &Path) -> bool {
+    let mut start = Vec::new();
+    match open_regular(path) {
+        Ok(file) => file.take(9).read_to_end(&mut start).is_ok() && looks_like_safetensors(&start),
+        Err(_) => false,
+    }
 }
 
 /// The model in an opened model file or checkpoint.
@@ -563,14 +587,7 @@ fn read_layers_model(npz: &mut NpzFile) -> Result<SavedModel, OutputError> {
         }
         params.push((weight, bias));
     }
-    let widths: Vec<(Norm, usize)> = spec
-        .plan()
-        .into_iter()
-        .filter_map(|layer| match layer {
-            LayerPlan::Norm { norm, features } => Some((norm, features)),
-            _ => None,
-        })
-        .collect();
+    let widths: Vec<(Norm, usize)> = spec.norm_layers();
     let norms = read_norms(npz, &widths)?;
     Ok(SavedModel {
         params,
@@ -620,16 +637,8 @@ fn read_norms(npz: &mut NpzFile, layers: &[(Norm, usize)]) -> Result<Vec<NormPar
                     values.len()
                 ));
             }
-            if let Some(at) = values.iter().position(|value| !value.is_finite()) {
-                return problem(format!("[{at}] is {}, not a finite number", values[at]));
-            }
-            if name == "running_var"
-                && let Some(at) = values.iter().position(|&value| value < 0.0)
-            {
-                return problem(format!(
-                    "[{at}] is {}: a variance is never negative",
-                    values[at]
-                ));
+            if let Err(text) = check_norm_values(&values, name == "running_var") {
+                return problem(text);
             }
             Ok(values)
         };
@@ -645,6 +654,24 @@ fn read_norms(npz: &mut NpzFile, layers: &[(Norm, usize)]) -> Result<Vec<NormPar
         });
     }
     Ok(norms)
+}
+
+/// Checks a normalization layer's array: every value finite, and a variance (`variance`) never
+/// negative.
+///
+/// # Errors
+/// The first value that is not, as `[index] is value: why`.
+pub fn check_norm_values(values: &Array1<f32>, variance: bool) -> Result<(), String> {
+    if let Some(at) = values.iter().position(|value| !value.is_finite()) {
+        return Err(format!("[{at}] is {}, not a finite number", values[at]));
+    }
+    if variance && let Some(at) = values.iter().position(|&value| value < 0.0) {
+        return Err(format!(
+            "[{at}] is {}: a variance is never negative",
+            values[at]
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that a loaded model can classify the images of `data` (`rows x cols` pixels, one

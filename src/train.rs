@@ -10,7 +10,7 @@
 //!   `model.npz`, each atomically.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use backprop_core::data::Batches;
@@ -19,7 +19,8 @@ use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::network::{LayerSpec, NetSpec};
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
 use backprop_core::{
-    Activation, Float, ImageShape, Init, Level, LossKind, MlpSpec, Model, Norm, Targets,
+    Activation, Float, ImageShape, Init, Level, LinearParams, LossKind, MlpSpec, Model, Norm,
+    Targets,
 };
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -32,9 +33,12 @@ use crate::limits::{
     MAX_EPOCHS, MAX_THREADS, at_most, check_batch_norm_rows, check_memory, in_unit_interval,
     network_training_bytes, non_negative_finite, positive, positive_finite_f64,
 };
-use crate::model_file::{Layers, SavedModel, save_model};
+use crate::model_file::{
+    Layers, NormParams, SavedModel, assign_norms, is_safetensors, load_model, save_model,
+};
 use crate::output::{EpochMetrics, write_atomically, write_metrics, write_training_plots};
 use crate::run_folder::{Destination, RunFolder};
+use crate::safetensors_file::{load_tensors_for, save_safetensors};
 use crate::watch::GradientWatch;
 
 /// The update rules `--optimizer` offers.
@@ -134,6 +138,8 @@ pub struct TrainConfig {
     pub activation: Activation,
     /// Weight initialisation.
     pub init: Init,
+    /// A model file whose weights the run starts from instead of `init` (`--init-from`).
+    pub init_from: Option<PathBuf>,
     /// The normalization after each hidden layer.
     pub norm: Norm,
     /// The dropout probability after each hidden activation (0: none).
@@ -183,6 +189,11 @@ impl TrainConfig {
             "quiet": self.quiet,
             "watch_gradients": self.watch_gradients,
         });
+        // Written only when given: a checkpoint compares its settings with these, and runs
+        // from before --init-from existed have none.
+        if let (Some(path), Some(settings)) = (&self.init_from, json.as_object_mut()) {
+            settings.insert("init_from".into(), text(path).into());
+        }
         // An --arch run names its layers instead of the MLP preset's settings.
         if let (Some(arch), Some(settings)) = (&self.arch, json.as_object_mut()) {
             for preset in ["hidden", "activation", "norm", "dropout"] {
@@ -269,6 +280,10 @@ impl TrainConfig {
                 false => Activation::Relu,
             },
             init: text("init")?.parse().map_err(|_| wrong("init"))?,
+            init_from: match json.get("init_from") {
+                Some(_) => Some(PathBuf::from(text("init_from")?)),
+                None => None,
+            },
             // Runs from before normalization existed have neither setting.
             norm: match (preset("norm")?, json.get("norm")) {
                 (true, Some(_)) => text("norm")?.parse().map_err(|_| wrong("norm"))?,
@@ -381,6 +396,14 @@ pub fn train<L: Level<f32>>(
         None => mnist.train,
     };
     let spec = config.spec(&train_set)?;
+    // --init-from's weights, checked before anything is written (a resumed run reads them
+    // only if it has no checkpoint yet).
+    let mut initial = match (&config.init_from, destination) {
+        (Some(path), Destination::Fresh(_) | Destination::Given { .. }) => {
+            Some(initial_weights(path, &spec)?)
+        }
+        _ => None,
+    };
     check_batch_norm_rows(&norms_of(&spec), config.batch_size, train_set.len())?;
     let buffers = config.optimizer.kind.buffer_names().len();
     check_memory(
@@ -393,6 +416,9 @@ pub fn train<L: Level<f32>>(
     config.out = folder.path.clone();
     // An absolute data path, so `--resume` works from any folder.
     config.data = std::fs::canonicalize(&config.data).unwrap_or(config.data);
+    config.init_from = config
+        .init_from
+        .map(|path| std::fs::canonicalize(&path).unwrap_or(path));
     let checkpoint_path = config.out.join("checkpoint.npz");
     let checkpoint = match destination {
         // Whatever is there (a FIFO or a folder too) is read as the checkpoint, and refused.
@@ -400,7 +426,12 @@ pub fn train<L: Level<f32>>(
             &checkpoint_path,
             config.optimizer.kind.buffer_names(),
         )?),
-        Destination::Resume(_) => None,
+        Destination::Resume(_) => {
+            if let Some(path) = &config.init_from {
+                initial = Some(initial_weights(path, &spec)?);
+            }
+            None
+        }
         _ => {
             write_atomically(&config.out.join("config.json"), config.to_json().as_bytes())?;
             None
@@ -415,6 +446,10 @@ pub fn train<L: Level<f32>>(
     let settings = run_settings(&config, &[&train_set, &mnist.test]);
     let accuracy = pool.install(|| {
         let mut trainer = Trainer::<L>::new(&config, &train_set, &spec, settings);
+        if let Some((params, norms)) = initial {
+            trainer.model = L::network(params, &spec);
+            assign_norms(&mut trainer.model, &norms);
+        }
         if let Some(checkpoint) = checkpoint {
             trainer.restore(checkpoint)?;
         }
@@ -428,6 +463,8 @@ struct Trainer<'a, L: Level<f32>> {
     config: &'a TrainConfig,
     train_set: &'a Dataset,
     model: L::Network,
+    /// The network (what `model.safetensors` names its tensors after).
+    spec: NetSpec,
     /// How model files name the network (`None`: the MLP preset).
     layers: Option<Layers>,
     /// The network has dropout layers.
@@ -459,6 +496,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             config,
             train_set,
             model: L::network_from_spec(spec),
+            spec: spec.clone(),
             layers: config.layers(train_set),
             has_dropout: spec
                 .layers()
@@ -510,7 +548,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             self.history.push(metrics);
             let checkpoint = self.checkpoint();
             save_checkpoint(&config.out.join("checkpoint.npz"), &checkpoint)?;
-            self.write_outputs(&checkpoint.model)?;
+            self.write_outputs(&checkpoint.model, checkpoint.step)?;
         }
         Ok(self
             .history
@@ -518,13 +556,19 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             .map_or(0.0, |metrics| metrics.test_accuracy))
     }
 
-    /// `metrics.csv`, the plots and `model.npz` (of `model`, the model's parameters) as of the
-    /// last finished epoch.
-    fn write_outputs(&self, model: &SavedModel) -> Result<(), RunError> {
+    /// `metrics.csv`, the plots, `model.npz` and `model.safetensors` (of `model`, the model's
+    /// parameters after `steps` steps) as of the last finished epoch.
+    fn write_outputs(&self, model: &SavedModel, steps: usize) -> Result<(), RunError> {
         let out = &self.config.out;
         write_metrics(out, &self.history, self.last_norms.len())?;
         write_training_plots(out, &self.history)?;
         save_model(&out.join("model.npz"), model)?;
+        save_safetensors(
+            &out.join("model.safetensors"),
+            model,
+            &self.spec,
+            steps as u64,
+        )?;
         Ok(())
     }
 
@@ -626,7 +670,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         self.start_step = checkpoint.step;
         self.last_norms = checkpoint.last_norms;
         self.history = checkpoint.history;
-        self.write_outputs(&checkpoint.model)
+        self.write_outputs(&checkpoint.model, checkpoint.step)
     }
 
     /// One pass over the shuffled training set, then the accuracies.
@@ -705,8 +749,13 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         // Before any update of this process, the learning rate has not acted yet: the
         // starting weights (the init, or the checkpoint) are what the evidence points at.
         let cause = if self.step == self.start_step + 1 {
-            match self.start_step {
-                0 => format!(
+            match (self.start_step, &self.config.init_from) {
+                (0, Some(path)) => format!(
+                    "it was not finite before any update, so the weights it started from \
+                     (--init-from {}) make it overflow",
+                    path.display()
+                ),
+                (0, None) => format!(
                     "it was not finite before any update, so the initial weights (--init {}) \
                      make it overflow: try a smaller init scale",
                     self.config.init
@@ -727,6 +776,53 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             cause,
         }
     }
+}
+
+/// The weights and normalization parameters in `path` (`--init-from`), each checked against
+/// the run's network `spec`: a safetensors file under PyTorch's names, or a `model.npz`.
+///
+/// # Errors
+/// An unreadable file, or one whose tensors are not this network's; the message names the
+/// file and the tensor.
+fn initial_weights(
+    path: &Path,
+    spec: &NetSpec,
+) -> Result<(LinearParams<f32>, Vec<NormParams>), RunError> {
+    if is_safetensors(path) {
+        return Ok(load_tensors_for(path, spec)?);
+    }
+    let saved = load_model(path)?;
+    let problem = |problem: String| RunError::Model {
+        path: path.to_path_buf(),
+        problem: format!("{problem} (--init-from needs the weights of this run's network)"),
+    };
+    let shapes = spec.weight_shapes();
+    if saved.params.len() != shapes.len() {
+        return Err(problem(format!(
+            "it holds {} weight layers, the run's network has {}",
+            saved.params.len(),
+            shapes.len()
+        )));
+    }
+    for (index, ((weight, _), &shape)) in saved.params.iter().zip(&shapes).enumerate() {
+        if weight.dim() != shape {
+            return Err(problem(format!(
+                "weight{index} is {:?}, but layer {index} of the run takes {shape:?}",
+                weight.dim()
+            )));
+        }
+    }
+    let norms: Vec<(Norm, usize)> = spec.norm_layers();
+    let fits = |(saved, &(norm, features)): (&NormParams, &(Norm, usize))| {
+        saved.gamma.len() == features && saved.running.is_some() == (norm == Norm::Batch)
+    };
+    if saved.norms.len() != norms.len() || !saved.norms.iter().zip(&norms).all(fits) {
+        return Err(problem(format!(
+            "its normalization layers ({}) are not the run's",
+            saved.describe()
+        )));
+    }
+    Ok((saved.params, saved.norms))
 }
 
 /// The settings that shape a run's numbers, as a checkpoint records them: every setting of

@@ -108,7 +108,7 @@ fn runs_killed_at_random_moments_and_resumed_end_with_the_same_bytes() {
     let started = Instant::now();
     succeeded(&train(&data, &reference, &[]).output().unwrap());
     let duration = started.elapsed();
-    let expected: Vec<Vec<u8>> = ["metrics.csv", "model.npz"]
+    let expected: Vec<Vec<u8>> = ["metrics.csv", "model.npz", "model.safetensors"]
         .iter()
         .map(|file| fs::read(reference.join(file)).unwrap())
         .collect();
@@ -134,7 +134,10 @@ fn runs_killed_at_random_moments_and_resumed_end_with_the_same_bytes() {
             train(&data, &out, &[]).output().unwrap()
         };
         succeeded(&output);
-        for (file, expected) in ["metrics.csv", "model.npz"].iter().zip(&expected) {
+        for (file, expected) in ["metrics.csv", "model.npz", "model.safetensors"]
+            .iter()
+            .zip(&expected)
+        {
             assert!(
                 fs::read(out.join(file)).unwrap() == *expected,
                 "trial {trial}: {file} differs from the uninterrupted run's"
@@ -220,7 +223,13 @@ fn a_planted_partial_symlink_is_never_followed() {
     let victim = root.join("victim.txt");
     fs::write(&victim, "keep me").unwrap();
     // Every temporary name a run could pick in its first writes, pointing outside the folder.
-    for file in ["config.json", "checkpoint.npz", "metrics.csv", "model.npz"] {
+    for file in [
+        "config.json",
+        "checkpoint.npz",
+        "metrics.csv",
+        "model.npz",
+        "model.safetensors",
+    ] {
         for pid_guess in 0..3 {
             let link = out.join(format!(".{file}.{pid_guess}-0.partial"));
             std::os::unix::fs::symlink(&victim, link).unwrap();
@@ -265,7 +274,7 @@ fn normalized_runs_resume_and_dropout_runs_are_refused() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for file in ["metrics.csv", "model.npz"] {
+    for file in ["metrics.csv", "model.npz", "model.safetensors"] {
         assert!(
             fs::read(whole.join(file)).unwrap() == fs::read(stopped.join(file)).unwrap(),
             "{file} of the resumed batch-norm run differs from the whole run's"

@@ -13,4 +13,5 @@ mod gradient_flow;
 mod graph;
 mod hostile_inputs;
 mod interrupted_runs;
+mod safetensors;
 mod starter;

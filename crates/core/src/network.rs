@@ -378,6 +378,17 @@ impl NetSpec {
             .collect()
     }
 
+    /// Every normalization layer's kind and width, in order.
+    pub fn norm_layers(&self) -> Vec<(Norm, usize)> {
+        self.plan()
+            .into_iter()
+            .filter_map(|layer| match layer {
+                LayerPlan::Norm { norm, features } => Some((norm, features)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The `(rows, columns)` of every weight, in order: `(fan_in, fan_out)` for `Linear`,
     /// `(C kh kw, out_channels)` for `Conv2d`.
     pub fn weight_shapes(&self) -> Vec<(usize, usize)> {
