@@ -38,6 +38,7 @@
 //! move in evaluation (`RUNNING_STATISTICS_IN_EVALUATION`), and a biased running variance
 //! (`BIASED_RUNNING_VARIANCE`): 31 in all.
 
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use backprop_core::{
@@ -86,27 +87,28 @@ const CONV_STRIDE_IGNORED_IN_DX: u8 = 35;
 const POOL_GRAD_TO_EVERY_ENTRY: u8 = 36;
 const POOL_GRAD_TO_LAST_TIE: u8 = 37;
 
-/// level02 with bug number `BUG` planted.
+/// level02 with a bug planted: each layer it builds takes the bug of [`planted_bug`] (0: none).
 #[derive(Debug)]
-struct Mutant<const BUG: u8>;
+struct Mutant;
 
-impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
+impl<F: Float> Level<F> for Mutant {
     const NAME: &'static str = "mutant";
-    type Linear = MutantLinear<F, BUG>;
-    type Relu = MutantRelu<F, BUG>;
-    type Sigmoid = MutantSigmoid<F, BUG>;
-    type Tanh = MutantTanh<F, BUG>;
-    type SoftmaxCrossEntropy = MutantSoftmaxCrossEntropy<F, BUG>;
-    type Mse = MutantMse<F, BUG>;
-    type BatchNorm = MutantBatchNorm<F, BUG>;
+    type Linear = MutantLinear<F>;
+    type Relu = MutantRelu<F>;
+    type Sigmoid = MutantSigmoid<F>;
+    type Tanh = MutantTanh<F>;
+    type SoftmaxCrossEntropy = MutantSoftmaxCrossEntropy<F>;
+    type Mse = MutantMse<F>;
+    type BatchNorm = MutantBatchNorm<F>;
     type LayerNorm = level02::LayerNorm<F>;
-    type Dropout = MutantDropout<F, BUG>;
-    type Conv2d = MutantConv2d<F, BUG>;
-    type MaxPool2d = MutantMaxPool<BUG>;
+    type Dropout = MutantDropout<F>;
+    type Conv2d = MutantConv2d<F>;
+    type MaxPool2d = MutantMaxPool;
     type Network = Sequential<F, Self>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Self::Linear {
         MutantLinear {
+            bug: planted_bug(),
             inner: level02::Linear::new(weight, bias),
             first_input: None,
             last_input: None,
@@ -114,36 +116,42 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
     }
     fn relu() -> Self::Relu {
         MutantRelu {
+            bug: planted_bug(),
             inner: level02::Relu::default(),
             input: None,
         }
     }
     fn sigmoid() -> Self::Sigmoid {
         MutantSigmoid {
+            bug: planted_bug(),
             inner: level02::Sigmoid::default(),
             output: None,
         }
     }
     fn tanh() -> Self::Tanh {
         MutantTanh {
+            bug: planted_bug(),
             inner: level02::Tanh::default(),
             input: None,
         }
     }
     fn softmax_cross_entropy() -> Self::SoftmaxCrossEntropy {
         MutantSoftmaxCrossEntropy {
+            bug: planted_bug(),
             inner: level02::SoftmaxCrossEntropy::default(),
             probs: None,
         }
     }
     fn mse() -> Self::Mse {
         MutantMse {
+            bug: planted_bug(),
             inner: level02::Mse::default(),
             difference: None,
         }
     }
     fn batch_norm(features: usize) -> Self::BatchNorm {
         MutantBatchNorm {
+            bug: planted_bug(),
             inner: level02::BatchNorm::new(features),
             input: None,
             training: true,
@@ -154,12 +162,14 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
     }
     fn dropout(p: f64, seed: u64) -> Self::Dropout {
         MutantDropout {
+            bug: planted_bug(),
             inner: level02::Dropout::new(p, seed),
             p,
         }
     }
     fn conv2d(weight: Array2<F>, bias: Array1<F>, geometry: Conv2dGeometry) -> Self::Conv2d {
         MutantConv2d {
+            bug: planted_bug(),
             grad_weight: Array2::zeros(weight.raw_dim()),
             grad_bias: Array1::zeros(bias.raw_dim()),
             weight,
@@ -170,6 +180,7 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
     }
     fn max_pool2d(geometry: Pool2dGeometry) -> Self::MaxPool2d {
         MutantMaxPool {
+            bug: planted_bug(),
             geometry,
             winners: None,
         }
@@ -181,7 +192,9 @@ impl<F: Float, const BUG: u8> Level<F> for Mutant<BUG> {
 
 /// A convolution in loops (level01's), with the conv bugs switchable.
 #[derive(Debug)]
-struct MutantConv2d<F, const BUG: u8> {
+struct MutantConv2d<F> {
+    /// The planted bug (0: none), fixed when the layer is built.
+    bug: u8,
     geometry: Conv2dGeometry,
     weight: Array2<F>,
     bias: Array1<F>,
@@ -203,7 +216,7 @@ fn conv_source(
     (row < geometry.input.height && column < geometry.input.width).then_some((row, column))
 }
 
-impl<F: Float, const BUG: u8> Layer<F> for MutantConv2d<F, BUG> {
+impl<F: Float> Layer<F> for MutantConv2d<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let geometry = self.geometry;
         let (out, (kh, kw)) = (geometry.output(), geometry.kernel);
@@ -226,7 +239,7 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantConv2d<F, BUG> {
                                         continue;
                                     };
                                     // The bug: a true convolution, the kernel flipped.
-                                    let (wp, wq) = if BUG == CONV_KERNEL_FLIPPED {
+                                    let (wp, wq) = if self.bug == CONV_KERNEL_FLIPPED {
                                         (kh - 1 - p, kw - 1 - q)
                                     } else {
                                         (p, q)
@@ -250,11 +263,11 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantConv2d<F, BUG> {
         let geometry = self.geometry;
         let (out, (kh, kw)) = (geometry.output(), geometry.kernel);
         // The bugs of dx: padding shifted by one, or the stride taken as 1.
-        let dx_padding = match BUG {
+        let dx_padding = match self.bug {
             CONV_PADDING_OFF_BY_ONE_IN_BACKWARD => geometry.padding + 1,
             _ => geometry.padding,
         };
-        let dx_stride = match BUG {
+        let dx_stride = match self.bug {
             CONV_STRIDE_IGNORED_IN_DX => 1,
             _ => geometry.stride,
         };
@@ -271,7 +284,8 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantConv2d<F, BUG> {
                                     let w_row = geometry.weight_row(c, p, q);
                                     let at = (i, j, p, q);
                                     // The bug: dW from the first sample only, no sum over n.
-                                    let sums_sample = BUG != CONV_WEIGHT_GRAD_ONE_SAMPLE || n == 0;
+                                    let sums_sample =
+                                        self.bug != CONV_WEIGHT_GRAD_ONE_SAMPLE || n == 0;
                                     if let Some((r, t)) = conv_source(
                                         &geometry,
                                         at,
@@ -299,7 +313,7 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantConv2d<F, BUG> {
     }
 }
 
-impl<F: Float, const BUG: u8> LinearLayer<F> for MutantConv2d<F, BUG> {
+impl<F: Float> LinearLayer<F> for MutantConv2d<F> {
     fn params_mut(&mut self) -> LinearMut<'_, F> {
         LinearMut {
             weight: self.weight.view_mut(),
@@ -315,13 +329,15 @@ type Window = (usize, Vec<usize>);
 
 /// Max pooling in loops, with the pooling bugs switchable.
 #[derive(Debug)]
-struct MutantMaxPool<const BUG: u8> {
+struct MutantMaxPool {
+    /// The planted bug (0: none), fixed when the layer is built.
+    bug: u8,
     geometry: Pool2dGeometry,
     /// Each sample's windows, in output order.
     winners: Option<Vec<Vec<Window>>>,
 }
 
-impl<F: Float, const BUG: u8> Layer<F> for MutantMaxPool<BUG> {
+impl<F: Float> Layer<F> for MutantMaxPool {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let geometry = self.geometry;
         let (out, (kh, kw)) = (geometry.output(), geometry.kernel);
@@ -339,7 +355,7 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantMaxPool<BUG> {
                         for &index in &window {
                             let (value, max) = (input[[n, index]], input[[n, best]]);
                             // The bug: `>=` keeps the last of tied maxima, not the first.
-                            let replaces = if BUG == POOL_GRAD_TO_LAST_TIE {
+                            let replaces = if self.bug == POOL_GRAD_TO_LAST_TIE {
                                 value >= max
                             } else {
                                 value > max
@@ -365,7 +381,7 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantMaxPool<BUG> {
         for (n, sample) in winners.iter().enumerate() {
             for (out_index, (best, window)) in sample.iter().enumerate() {
                 let g = grad_output[[n, out_index]];
-                if BUG == POOL_GRAD_TO_EVERY_ENTRY {
+                if self.bug == POOL_GRAD_TO_EVERY_ENTRY {
                     // The bug: the gradient to every entry of the window.
                     for &index in window {
                         grad_input[[n, index]] += g;
@@ -380,15 +396,17 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantMaxPool<BUG> {
 }
 
 #[derive(Debug)]
-struct MutantLinear<F, const BUG: u8> {
+struct MutantLinear<F> {
+    /// The planted bug (0: none), fixed when the layer is built.
+    bug: u8,
     inner: level02::Linear<F>,
     first_input: Option<Array2<F>>,
     last_input: Option<Array2<F>>,
 }
 
-impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
+impl<F: Float> Layer<F> for MutantLinear<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
-        if let (ROW_MAJOR_INPUT, Some(memory)) = (BUG, input.as_slice_memory_order()) {
+        if let (ROW_MAJOR_INPUT, Some(memory)) = (self.bug, input.as_slice_memory_order()) {
             // The bug: the input's memory read as if it were row-major.
             let reread = ArrayView2::from_shape(input.dim(), memory).unwrap();
             self.last_input = Some(reread.to_owned());
@@ -396,7 +414,7 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
         }
         let output = self.inner.forward(input);
         self.last_input = Some(input.to_owned());
-        if BUG == STALE_CACHE {
+        if self.bug == STALE_CACHE {
             // The bug: the cache is filled once and never refreshed.
             match &self.first_input {
                 Some(stale) => {
@@ -409,12 +427,12 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
-        if BUG == OVERWRITE_GRAD {
+        if self.bug == OVERWRITE_GRAD {
             self.inner.zero_grad(); // the bug: `=` where the rule says `+=`
         }
         let grad_input = self.inner.backward(grad_output);
         let mut params = self.inner.params_mut();
-        match BUG {
+        match self.bug {
             BIAS_NOT_SUMMED => {
                 // The bug: db += g[0] instead of db += Σ_rows g.
                 params.grad_bias -= &grad_output.sum_axis(Axis(0));
@@ -456,7 +474,7 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantLinear<F, BUG> {
     }
 }
 
-impl<F: Float, const BUG: u8> LinearLayer<F> for MutantLinear<F, BUG> {
+impl<F: Float> LinearLayer<F> for MutantLinear<F> {
     fn params_mut(&mut self) -> LinearMut<'_, F> {
         self.inner.params_mut()
     }
@@ -464,21 +482,23 @@ impl<F: Float, const BUG: u8> LinearLayer<F> for MutantLinear<F, BUG> {
     fn zero_grad(&mut self) {
         let mut params = self.inner.params_mut();
         params.grad_weight.fill(F::zero());
-        if BUG != ZERO_GRAD_WEIGHT_ONLY {
+        if self.bug != ZERO_GRAD_WEIGHT_ONLY {
             params.grad_bias.fill(F::zero()); // the bug: this line forgotten
         }
     }
 }
 
 #[derive(Debug)]
-struct MutantSigmoid<F, const BUG: u8> {
+struct MutantSigmoid<F> {
+    /// The planted bug (0: none), fixed when the layer is built.
+    bug: u8,
     inner: level02::Sigmoid<F>,
     output: Option<Array2<F>>,
 }
 
-impl<F: Float, const BUG: u8> Layer<F> for MutantSigmoid<F, BUG> {
+impl<F: Float> Layer<F> for MutantSigmoid<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
-        if BUG != SIGMOID_NAIVE {
+        if self.bug != SIGMOID_NAIVE {
             let output = self.inner.forward(input);
             self.output = Some(output.clone());
             return output;
@@ -491,26 +511,28 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantSigmoid<F, BUG> {
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
         match &self.output {
-            Some(y) if BUG == SIGMOID_NAIVE => &grad_output * &y.mapv(|y| y * (F::one() - y)),
+            Some(y) if self.bug == SIGMOID_NAIVE => &grad_output * &y.mapv(|y| y * (F::one() - y)),
             // The bug: sigmoid' written as y where it is y (1 - y).
-            Some(y) if BUG == SIGMOID_PRIME_AS_OUTPUT => &grad_output * y,
+            Some(y) if self.bug == SIGMOID_PRIME_AS_OUTPUT => &grad_output * y,
             _ => self.inner.backward(grad_output),
         }
     }
 }
 
 #[derive(Debug)]
-struct MutantMse<F, const BUG: u8> {
+struct MutantMse<F> {
+    /// The planted bug (0: none), fixed when the layer is built.
+    bug: u8,
     inner: level02::Mse<F>,
     difference: Option<Array2<F>>,
 }
 
-impl<F: Float, const BUG: u8> Loss<F> for MutantMse<F, BUG> {
+impl<F: Float> Loss<F> for MutantMse<F> {
     fn forward(&mut self, predictions: ArrayView2<'_, F>, targets: Targets<'_, F>) -> F {
         let Targets::Values(values) = targets else {
             return self.inner.forward(predictions, targets);
         };
-        if BUG != MSE_BROADCAST {
+        if self.bug != MSE_BROADCAST {
             return self.inner.forward(predictions, targets);
         }
         // The bug: no shape check, so ndarray broadcasts (4, 1) targets over (4, 3).
@@ -522,12 +544,12 @@ impl<F: Float, const BUG: u8> Loss<F> for MutantMse<F, BUG> {
 
     fn backward(&mut self) -> Array2<F> {
         match &self.difference {
-            Some(difference) if BUG == MSE_BROADCAST => {
+            Some(difference) if self.bug == MSE_BROADCAST => {
                 difference * F::of(2.0 / difference.len() as f64)
             }
             _ => {
                 let grad = self.inner.backward();
-                match BUG {
+                match self.bug {
                     // The bug: (p - t) / (N M), the 2 of d(p - t)^2/dp forgotten.
                     MSE_MISSING_TWO => grad / F::of(2.0),
                     // The bug: 2 (p - t) / N, the mean taken over the rows only.
@@ -543,16 +565,18 @@ impl<F: Float, const BUG: u8> Loss<F> for MutantMse<F, BUG> {
 }
 
 #[derive(Debug)]
-struct MutantRelu<F, const BUG: u8> {
+struct MutantRelu<F> {
+    /// The planted bug (0: none), fixed when the layer is built.
+    bug: u8,
     inner: level02::Relu<F>,
     input: Option<Array2<F>>,
 }
 
-impl<F: Float, const BUG: u8> Layer<F> for MutantRelu<F, BUG> {
+impl<F: Float> Layer<F> for MutantRelu<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         self.input = Some(input.to_owned());
         let output = self.inner.forward(input);
-        if BUG == RELU_MAX_NAN {
+        if self.bug == RELU_MAX_NAN {
             // The bug: max(NaN, 0) is 0, so a NaN input becomes a clean 0.
             return input.mapv(|x| x.max(F::zero()));
         }
@@ -560,12 +584,12 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantRelu<F, BUG> {
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
-        if BUG == RELU_MASK_ON_UPSTREAM {
+        if self.bug == RELU_MASK_ON_UPSTREAM {
             // The bug: the mask tests the upstream gradient, not the input.
             self.inner.backward(grad_output);
             return grad_output.mapv(|g| if g > F::zero() { g } else { F::zero() });
         }
-        if BUG != RELU_MASK_GE {
+        if self.bug != RELU_MASK_GE {
             return self.inner.backward(grad_output);
         }
         // The bug: `x >= 0` lets the gradient through at exactly 0 (as `clamp` does).
@@ -577,15 +601,17 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantRelu<F, BUG> {
 }
 
 #[derive(Debug)]
-struct MutantTanh<F, const BUG: u8> {
+struct MutantTanh<F> {
+    /// The planted bug (0: none), fixed when the layer is built.
+    bug: u8,
     inner: level02::Tanh<F>,
     input: Option<Array2<F>>,
 }
 
-impl<F: Float, const BUG: u8> Layer<F> for MutantTanh<F, BUG> {
+impl<F: Float> Layer<F> for MutantTanh<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         self.input = Some(input.to_owned());
-        if BUG == TANH_NAIVE {
+        if self.bug == TANH_NAIVE {
             // The bug: (e^x - e^-x) / (e^x + e^-x) is inf / inf = NaN once e^x overflows.
             return input.mapv(|x| (x.exp() - (-x).exp()) / (x.exp() + (-x).exp()));
         }
@@ -593,17 +619,17 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantTanh<F, BUG> {
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
-        if BUG == TANH_NAIVE {
+        if self.bug == TANH_NAIVE {
             let input = self.input.as_ref().unwrap();
             let output = input.mapv(|x| (x.exp() - (-x).exp()) / (x.exp() + (-x).exp()));
             return &grad_output * &output.mapv(|y| F::one() - y * y);
         }
-        if BUG == TANH_PRIME_ONE_MINUS_Y {
+        if self.bug == TANH_PRIME_ONE_MINUS_Y {
             // The bug: tanh' written as 1 - y where it is 1 - y^2.
             let output = self.input.as_ref().unwrap().mapv(F::tanh);
             return &grad_output * &output.mapv(|y| F::one() - y);
         }
-        if BUG != TANH_FROM_INPUT {
+        if self.bug != TANH_FROM_INPUT {
             return self.inner.backward(grad_output);
         }
         // The bug: the derivative written in terms of the input x, not the output y = tanh x.
@@ -613,19 +639,21 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantTanh<F, BUG> {
 }
 
 #[derive(Debug)]
-struct MutantSoftmaxCrossEntropy<F, const BUG: u8> {
+struct MutantSoftmaxCrossEntropy<F> {
+    /// The planted bug (0: none), fixed when the layer is built.
+    bug: u8,
     inner: level02::SoftmaxCrossEntropy<F>,
     /// For NO_MAX_SHIFT: (probabilities, targets) of the unshifted softmax; for
     /// ONEHOT_NOT_SUBTRACTED: (logits, targets).
     probs: Option<(Array2<F>, Vec<usize>)>,
 }
 
-impl<F: Float, const BUG: u8> Loss<F> for MutantSoftmaxCrossEntropy<F, BUG> {
+impl<F: Float> Loss<F> for MutantSoftmaxCrossEntropy<F> {
     fn forward(&mut self, logits: ArrayView2<'_, F>, targets: Targets<'_, F>) -> F {
         let value = self.inner.forward(logits, targets);
         let classes = targets.expect_classes(logits.dim()).to_vec();
         let batch = F::of(classes.len() as f64);
-        match BUG {
+        match self.bug {
             // The bug: the loss summed over the batch, not its mean.
             LOSS_SUM => return value * batch,
             // The bug: ln of the (max-shifted) probability, which underflows to 0.
@@ -659,7 +687,7 @@ impl<F: Float, const BUG: u8> Loss<F> for MutantSoftmaxCrossEntropy<F, BUG> {
     }
 
     fn backward(&mut self) -> Array2<F> {
-        match BUG {
+        match self.bug {
             MISSING_MEAN => {
                 // The bug: (p - onehot) without the 1/N, i.e. N times too large.
                 let grad = self.inner.backward();
@@ -691,14 +719,16 @@ impl<F: Float, const BUG: u8> Loss<F> for MutantSoftmaxCrossEntropy<F, BUG> {
 }
 
 #[derive(Debug)]
-struct MutantBatchNorm<F, const BUG: u8> {
+struct MutantBatchNorm<F> {
+    /// The planted bug (0: none), fixed when the layer is built.
+    bug: u8,
     inner: level02::BatchNorm<F>,
     /// The last forward's input.
     input: Option<Array2<F>>,
     training: bool,
 }
 
-impl<F: Float, const BUG: u8> MutantBatchNorm<F, BUG> {
+impl<F: Float> MutantBatchNorm<F> {
     /// Each feature's mean and biased variance over the rows of the last input.
     fn batch_statistics(&self) -> (Array1<F>, Array1<F>) {
         let input = self.input.as_ref().unwrap();
@@ -709,11 +739,11 @@ impl<F: Float, const BUG: u8> MutantBatchNorm<F, BUG> {
     }
 }
 
-impl<F: Float, const BUG: u8> Layer<F> for MutantBatchNorm<F, BUG> {
+impl<F: Float> Layer<F> for MutantBatchNorm<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         self.input = Some(input.to_owned());
         let momentum = F::of(0.1);
-        if BUG == RUNNING_STATISTICS_IN_EVALUATION && !self.training {
+        if self.bug == RUNNING_STATISTICS_IN_EVALUATION && !self.training {
             // The bug: the running statistics move in evaluation too.
             let (mean, var) = self.batch_statistics();
             let params = self.inner.params_mut();
@@ -722,7 +752,7 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantBatchNorm<F, BUG> {
             running_var.zip_mut_with(&var, |r, &v| *r = *r * F::of(0.9) + v * momentum);
         }
         let output = self.inner.forward(input);
-        if BUG == BIASED_RUNNING_VARIANCE && self.training {
+        if self.bug == BIASED_RUNNING_VARIANCE && self.training {
             // The bug: the running variance takes the biased batch variance (no N / (N - 1)).
             let (_, var) = self.batch_statistics();
             let rows = F::of(input.nrows() as f64);
@@ -734,7 +764,7 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantBatchNorm<F, BUG> {
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
         let grad_input = self.inner.backward(grad_output);
-        if BUG != BATCH_NORM_DIRECT_PATH_ONLY || !self.training {
+        if self.bug != BATCH_NORM_DIRECT_PATH_ONLY || !self.training {
             return grad_input;
         }
         // The bug: dx = gamma g / sqrt(var + eps), the paths through the mean and the variance
@@ -751,19 +781,21 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantBatchNorm<F, BUG> {
     }
 }
 
-impl<F: Float, const BUG: u8> NormLayer<F> for MutantBatchNorm<F, BUG> {
+impl<F: Float> NormLayer<F> for MutantBatchNorm<F> {
     fn params_mut(&mut self) -> NormMut<'_, F> {
         self.inner.params_mut()
     }
 }
 
 #[derive(Debug)]
-struct MutantDropout<F, const BUG: u8> {
+struct MutantDropout<F> {
+    /// The planted bug (0: none), fixed when the layer is built.
+    bug: u8,
     inner: level02::Dropout<F>,
     p: f64,
 }
 
-impl<F: Float, const BUG: u8> Layer<F> for MutantDropout<F, BUG> {
+impl<F: Float> Layer<F> for MutantDropout<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         self.inner.forward(input)
     }
@@ -771,7 +803,7 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantDropout<F, BUG> {
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
         let grad_input = self.inner.backward(grad_output);
         let scale = F::of(1.0 / (1.0 - self.p));
-        match BUG {
+        match self.bug {
             // The bug: the scale without the mask, so dropped units get a gradient.
             DROPOUT_BACKWARD_WITHOUT_MASK if grad_input != grad_output => {
                 grad_output.mapv(|g| g * scale)
@@ -787,21 +819,79 @@ impl<F: Float, const BUG: u8> Layer<F> for MutantDropout<F, BUG> {
     }
 }
 
-impl<F: Float, const BUG: u8> DropoutLayer<F> for MutantDropout<F, BUG> {
+impl<F: Float> DropoutLayer<F> for MutantDropout<F> {
     fn fix_mask(&mut self, keep: Option<Array2<bool>>) {
         self.inner.fix_mask(keep);
     }
 }
 
+thread_local! {
+    /// The bug the next mutant layers built on this thread get (see [`WithBug::run`]).
+    static PLANTED: Cell<u8> = const { Cell::new(0) };
+}
+
+/// The bug a mutant layer built now gets. Read once, when the layer is built: a network built
+/// here and run on other threads keeps its bug.
+fn planted_bug() -> u8 {
+    PLANTED.with(Cell::get)
+}
+
+/// A check to run against [`Mutant`] with bug `bug` planted. One `Mutant` type serves every
+/// bug (a bug chosen at run time, not a type per bug), so each check is compiled once for it,
+/// not once per bug: the test binary builds in a fraction of the time.
+#[derive(Debug, Clone, Copy)]
+struct WithBug {
+    bug: u8,
+    check: fn(),
+}
+
+fn with_bug(bug: u8, check: fn()) -> WithBug {
+    WithBug { bug, check }
+}
+
+impl WithBug {
+    /// Runs the check with the bug planted in every mutant layer it builds on this thread (the
+    /// previous bug back afterwards, also when the check panics). Thread-local, so tests running
+    /// side by side do not see each other's bugs.
+    fn run(self) {
+        struct Restore(u8);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                PLANTED.with(|planted| planted.set(self.0));
+            }
+        }
+        let _restore = Restore(PLANTED.with(|planted| planted.replace(self.bug)));
+        (self.check)();
+    }
+}
+
+thread_local! {
+    /// Panics on this thread are expected and reported by the caller ([`failures_of`]).
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Runs each check and returns its panic message, or `None` where it passed. The checks panic on
 /// purpose: their messages stay out of the log while they run, and the callers report them.
-fn failures_of(checks: impl IntoIterator<Item = fn()>) -> Vec<Option<String>> {
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let failures = checks
+///
+/// The panic hook is process-wide and tests run side by side, so it is never swapped back and
+/// forth: one hook, installed once, stays silent only for a thread inside this function.
+fn failures_of(checks: impl IntoIterator<Item = WithBug>) -> Vec<Option<String>> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                default_hook(info);
+            }
+        }));
+    });
+    checks
         .into_iter()
         .map(|check| {
-            catch_unwind(AssertUnwindSafe(check)).err().map(|payload| {
+            QUIET.with(|quiet| quiet.set(true));
+            let outcome = catch_unwind(AssertUnwindSafe(|| check.run()));
+            QUIET.with(|quiet| quiet.set(false));
+            outcome.err().map(|payload| {
                 payload
                     .downcast_ref::<String>()
                     .cloned()
@@ -809,13 +899,11 @@ fn failures_of(checks: impl IntoIterator<Item = fn()>) -> Vec<Option<String>> {
                     .unwrap_or_default()
             })
         })
-        .collect();
-    std::panic::set_hook(default_hook);
-    failures
+        .collect()
 }
 
 /// (mutant, check name, check, the tensor its message must name).
-type Case = (&'static str, &'static str, fn(), &'static str);
+type Case = (&'static str, &'static str, WithBug, &'static str);
 
 #[test]
 fn every_mutant_is_rejected_by_a_named_check() {
@@ -823,152 +911,185 @@ fn every_mutant_is_rejected_by_a_named_check() {
         (
             "missing 1/N",
             "basic::gate1_single_layer_backward",
-            basic::gate1_single_layer_backward::<Mutant<MISSING_MEAN>>,
+            with_bug(MISSING_MEAN, basic::gate1_single_layer_backward::<Mutant>),
             "dL/dlogits",
         ),
         (
             "missing 1/N",
             "basic::gate2_multi_layer_backward",
-            basic::gate2_multi_layer_backward::<Mutant<MISSING_MEAN>>,
+            with_bug(MISSING_MEAN, basic::gate2_multi_layer_backward::<Mutant>),
             "dL/dlinear",
         ),
         (
             "missing 1/N",
             "basic::gate3_finite_differences_layers",
-            basic::gate3_finite_differences_layers::<Mutant<MISSING_MEAN>>,
+            with_bug(
+                MISSING_MEAN,
+                basic::gate3_finite_differences_layers::<Mutant>,
+            ),
             "dL/dinput",
         ),
         (
             "missing 1/N",
             "basic::gate3_finite_differences_mlp",
-            basic::gate3_finite_differences_mlp::<Mutant<MISSING_MEAN>>,
+            with_bug(MISSING_MEAN, basic::gate3_finite_differences_mlp::<Mutant>),
             "dL/dinput",
         ),
         (
             ">= in the ReLU mask",
             "edge::relu_at_exactly_zero_has_zero_gradient",
-            edge::relu_at_exactly_zero_has_zero_gradient::<Mutant<RELU_MASK_GE>>,
+            with_bug(
+                RELU_MASK_GE,
+                edge::relu_at_exactly_zero_has_zero_gradient::<Mutant>,
+            ),
             "dL/dinput",
         ),
         (
             "W instead of W^T in grad_input",
             "basic::gate1_single_layer_backward",
-            basic::gate1_single_layer_backward::<Mutant<TRANSPOSED_WEIGHT>>,
+            with_bug(
+                TRANSPOSED_WEIGHT,
+                basic::gate1_single_layer_backward::<Mutant>,
+            ),
             "dL/dinput",
         ),
         (
             "= instead of +=",
             "edge::gradients_accumulate_until_zero_grad",
-            edge::gradients_accumulate_until_zero_grad::<Mutant<OVERWRITE_GRAD>>,
+            with_bug(
+                OVERWRITE_GRAD,
+                edge::gradients_accumulate_until_zero_grad::<Mutant>,
+            ),
             "dL/dlinear0.weight",
         ),
         (
             "softmax without the max shift",
             "edge::huge_logits_give_finite_loss_and_gradient",
-            edge::huge_logits_give_finite_loss_and_gradient::<Mutant<NO_MAX_SHIFT>>,
+            with_bug(
+                NO_MAX_SHIFT,
+                edge::huge_logits_give_finite_loss_and_gradient::<Mutant>,
+            ),
             "dL/dlogits",
         ),
         (
             "bias gradient not summed over the batch",
             "basic::gate1_single_layer_backward",
-            basic::gate1_single_layer_backward::<Mutant<BIAS_NOT_SUMMED>>,
+            with_bug(
+                BIAS_NOT_SUMMED,
+                basic::gate1_single_layer_backward::<Mutant>,
+            ),
             "dL/dbias",
         ),
         (
             "bias gradient not summed over the batch",
             "basic::gate2_multi_layer_backward",
-            basic::gate2_multi_layer_backward::<Mutant<BIAS_NOT_SUMMED>>,
+            with_bug(BIAS_NOT_SUMMED, basic::gate2_multi_layer_backward::<Mutant>),
             "bias",
         ),
         (
             "bias gradient not summed over the batch",
             "basic::gate3_finite_differences_layers",
-            basic::gate3_finite_differences_layers::<Mutant<BIAS_NOT_SUMMED>>,
+            with_bug(
+                BIAS_NOT_SUMMED,
+                basic::gate3_finite_differences_layers::<Mutant>,
+            ),
             "dL/dbias",
         ),
         (
             "stale cache",
             "edge::backward_uses_the_latest_forward",
-            edge::backward_uses_the_latest_forward::<Mutant<STALE_CACHE>>,
+            with_bug(
+                STALE_CACHE,
+                edge::backward_uses_the_latest_forward::<Mutant>,
+            ),
             "dL/dlinear",
         ),
         (
             "tanh' from the input",
             "basic::gate1_single_layer_backward",
-            basic::gate1_single_layer_backward::<Mutant<TANH_FROM_INPUT>>,
+            with_bug(
+                TANH_FROM_INPUT,
+                basic::gate1_single_layer_backward::<Mutant>,
+            ),
             "tanh: dL/dinput",
         ),
         (
             "tanh' from the input",
             "stress::deep_tanh_mlp_passes_finite_differences",
-            stress::deep_tanh_mlp_passes_finite_differences::<Mutant<TANH_FROM_INPUT>>,
+            with_bug(
+                TANH_FROM_INPUT,
+                stress::deep_tanh_mlp_passes_finite_differences::<Mutant>,
+            ),
             "dL/d",
         ),
         (
             "tanh' from the input",
             "stress::random_shapes_pass_finite_differences",
-            stress::random_shapes_pass_finite_differences::<Mutant<TANH_FROM_INPUT>>,
+            with_bug(
+                TANH_FROM_INPUT,
+                stress::random_shapes_pass_finite_differences::<Mutant>,
+            ),
             "tanh MLP",
         ),
         // Gate 4: every mutant also fails PyTorch parity.
         (
             "missing 1/N",
             "basic::gate4_pytorch_losses",
-            parity::gate4_pytorch_losses::<Mutant<MISSING_MEAN>>,
+            with_bug(MISSING_MEAN, parity::gate4_pytorch_losses::<Mutant>),
             "dL/dinput",
         ),
         (
             "missing 1/N",
             "basic::gate4_pytorch_mlps",
-            parity::gate4_pytorch_mlps::<Mutant<MISSING_MEAN>>,
+            with_bug(MISSING_MEAN, parity::gate4_pytorch_mlps::<Mutant>),
             "dL/dlinear",
         ),
         (
             ">= in the ReLU mask",
             "basic::gate4_pytorch_layers",
-            parity::gate4_pytorch_layers::<Mutant<RELU_MASK_GE>>,
+            with_bug(RELU_MASK_GE, parity::gate4_pytorch_layers::<Mutant>),
             "dL/dinput",
         ),
         (
             ">= in the ReLU mask",
             "basic::gate4_pytorch_mlps",
-            parity::gate4_pytorch_mlps::<Mutant<RELU_MASK_GE>>,
+            with_bug(RELU_MASK_GE, parity::gate4_pytorch_mlps::<Mutant>),
             "dL/d",
         ),
         (
             "W instead of W^T in grad_input",
             "basic::gate4_pytorch_layers",
-            parity::gate4_pytorch_layers::<Mutant<TRANSPOSED_WEIGHT>>,
+            with_bug(TRANSPOSED_WEIGHT, parity::gate4_pytorch_layers::<Mutant>),
             "dL/dinput",
         ),
         (
             "= instead of +=",
             "basic::gate4_pytorch_training",
-            parity::gate4_pytorch_training::<Mutant<OVERWRITE_GRAD>>,
+            with_bug(OVERWRITE_GRAD, parity::gate4_pytorch_training::<Mutant>),
             "dL/dlinear",
         ),
         (
             "softmax without the max shift",
             "basic::gate4_pytorch_losses",
-            parity::gate4_pytorch_losses::<Mutant<NO_MAX_SHIFT>>,
+            with_bug(NO_MAX_SHIFT, parity::gate4_pytorch_losses::<Mutant>),
             "dL/dinput",
         ),
         (
             "bias gradient not summed over the batch",
             "basic::gate4_pytorch_layers",
-            parity::gate4_pytorch_layers::<Mutant<BIAS_NOT_SUMMED>>,
+            with_bug(BIAS_NOT_SUMMED, parity::gate4_pytorch_layers::<Mutant>),
             "dL/dbias",
         ),
         (
             "stale cache",
             "basic::gate4_pytorch_training",
-            parity::gate4_pytorch_training::<Mutant<STALE_CACHE>>,
+            with_bug(STALE_CACHE, parity::gate4_pytorch_training::<Mutant>),
             "loss at each step",
         ),
         (
             "tanh' from the input",
             "basic::gate4_pytorch_layers",
-            parity::gate4_pytorch_layers::<Mutant<TANH_FROM_INPUT>>,
+            with_bug(TANH_FROM_INPUT, parity::gate4_pytorch_layers::<Mutant>),
             "dL/dinput",
         ),
     ];
@@ -1007,85 +1128,124 @@ fn every_conv_mutant_is_rejected_by_a_named_check() {
         (
             "kernel flipped in forward",
             "conv::conv_matches_reference",
-            conv::conv_matches_reference::<Mutant<CONV_KERNEL_FLIPPED>>,
+            with_bug(CONV_KERNEL_FLIPPED, conv::conv_matches_reference::<Mutant>),
             "output",
         ),
         (
             "kernel flipped in forward",
             "conv::gate6_pytorch_convolution",
-            parity::gate6_pytorch_convolution::<Mutant<CONV_KERNEL_FLIPPED>>,
+            with_bug(
+                CONV_KERNEL_FLIPPED,
+                parity::gate6_pytorch_convolution::<Mutant>,
+            ),
             "output",
         ),
         (
             "dW without the sum over the batch",
             "conv::conv_matches_reference",
-            conv::conv_matches_reference::<Mutant<CONV_WEIGHT_GRAD_ONE_SAMPLE>>,
+            with_bug(
+                CONV_WEIGHT_GRAD_ONE_SAMPLE,
+                conv::conv_matches_reference::<Mutant>,
+            ),
             "dL/dweight",
         ),
         (
             "dW without the sum over the batch",
             "conv::conv_passes_finite_differences",
-            conv::conv_passes_finite_differences::<Mutant<CONV_WEIGHT_GRAD_ONE_SAMPLE>>,
+            with_bug(
+                CONV_WEIGHT_GRAD_ONE_SAMPLE,
+                conv::conv_passes_finite_differences::<Mutant>,
+            ),
             "weight",
         ),
         (
             "dW without the sum over the batch",
             "conv::gate6_pytorch_convolution",
-            parity::gate6_pytorch_convolution::<Mutant<CONV_WEIGHT_GRAD_ONE_SAMPLE>>,
+            with_bug(
+                CONV_WEIGHT_GRAD_ONE_SAMPLE,
+                parity::gate6_pytorch_convolution::<Mutant>,
+            ),
             "dL/dweight",
         ),
         (
             "padding off by one in backward",
             "conv::conv2d_matches_hand_computation",
-            conv::conv2d_matches_hand_computation::<Mutant<CONV_PADDING_OFF_BY_ONE_IN_BACKWARD>>,
+            with_bug(
+                CONV_PADDING_OFF_BY_ONE_IN_BACKWARD,
+                conv::conv2d_matches_hand_computation::<Mutant>,
+            ),
             "dL/dinput",
         ),
         (
             "padding off by one in backward",
             "conv::gate6_pytorch_convolution",
-            parity::gate6_pytorch_convolution::<Mutant<CONV_PADDING_OFF_BY_ONE_IN_BACKWARD>>,
+            with_bug(
+                CONV_PADDING_OFF_BY_ONE_IN_BACKWARD,
+                parity::gate6_pytorch_convolution::<Mutant>,
+            ),
             "dL/dinput",
         ),
         (
             "stride ignored in dx",
             "conv::conv2d_matches_hand_computation",
-            conv::conv2d_matches_hand_computation::<Mutant<CONV_STRIDE_IGNORED_IN_DX>>,
+            with_bug(
+                CONV_STRIDE_IGNORED_IN_DX,
+                conv::conv2d_matches_hand_computation::<Mutant>,
+            ),
             "dL/dinput",
         ),
         (
             "stride ignored in dx",
             "conv::conv_passes_finite_differences",
-            conv::conv_passes_finite_differences::<Mutant<CONV_STRIDE_IGNORED_IN_DX>>,
+            with_bug(
+                CONV_STRIDE_IGNORED_IN_DX,
+                conv::conv_passes_finite_differences::<Mutant>,
+            ),
             "input",
         ),
         (
             "stride ignored in dx",
             "conv::gate6_pytorch_convolution",
-            parity::gate6_pytorch_convolution::<Mutant<CONV_STRIDE_IGNORED_IN_DX>>,
+            with_bug(
+                CONV_STRIDE_IGNORED_IN_DX,
+                parity::gate6_pytorch_convolution::<Mutant>,
+            ),
             "dL/dinput",
         ),
         (
             "max-pool gradient to every entry",
             "conv::max_pool_matches_hand_computation",
-            conv::max_pool_matches_hand_computation::<Mutant<POOL_GRAD_TO_EVERY_ENTRY>>,
+            with_bug(
+                POOL_GRAD_TO_EVERY_ENTRY,
+                conv::max_pool_matches_hand_computation::<Mutant>,
+            ),
             "dL/dinput",
         ),
         (
             "max-pool gradient to every entry",
             "conv::conv_passes_finite_differences",
-            conv::conv_passes_finite_differences::<Mutant<POOL_GRAD_TO_EVERY_ENTRY>>,
+            with_bug(
+                POOL_GRAD_TO_EVERY_ENTRY,
+                conv::conv_passes_finite_differences::<Mutant>,
+            ),
             "input",
         ),
         (
             "max-pool gradient to the last tied entry",
             "conv::max_pool_matches_hand_computation",
-            conv::max_pool_matches_hand_computation::<Mutant<POOL_GRAD_TO_LAST_TIE>>,
+            with_bug(
+                POOL_GRAD_TO_LAST_TIE,
+                conv::max_pool_matches_hand_computation::<Mutant>,
+            ),
             "dL/dinput",
         ),
         (
             "max-pool gradient to the last tied entry",
             "conv::gate6_pytorch_convolution",
-            parity::gate6_pytorch_convolution::<Mutant<POOL_GRAD_TO_LAST_TIE>>,
+            with_bug(
+                POOL_GRAD_TO_LAST_TIE,
+                parity::gate6_pytorch_convolution::<Mutant>,
+            ),
             "dL/dinput",
         ),
     ];
@@ -1097,47 +1257,62 @@ fn every_conv_mutant_is_rejected_by_a_named_check() {
 #[test]
 fn every_contract_hole_is_closed() {
     // (mutant, its edge check, the gates, what the message says, whether the gates pass)
-    type Hole = (&'static str, fn(), fn(), &'static str, bool);
+    type Hole = (&'static str, WithBug, WithBug, &'static str, bool);
     let holes: [Hole; 6] = [
         (
             "sigmoid as e^x / (1 + e^x)",
-            edge::activations_stay_finite_at_large_inputs::<Mutant<SIGMOID_NAIVE>>,
-            all_gates::<Mutant<SIGMOID_NAIVE>>,
+            with_bug(
+                SIGMOID_NAIVE,
+                edge::activations_stay_finite_at_large_inputs::<Mutant>,
+            ),
+            with_bug(SIGMOID_NAIVE, all_gates::<Mutant>),
             "sigmoid in f32 at x = 8.9e1: output is NaN",
             true,
         ),
         (
             "tanh as (e^x - e^-x) / (e^x + e^-x)",
-            edge::activations_stay_finite_at_large_inputs::<Mutant<TANH_NAIVE>>,
-            all_gates::<Mutant<TANH_NAIVE>>,
+            with_bug(
+                TANH_NAIVE,
+                edge::activations_stay_finite_at_large_inputs::<Mutant>,
+            ),
+            with_bug(TANH_NAIVE, all_gates::<Mutant>),
             "tanh in f32 at x = -1e4: output is NaN",
             true,
         ),
         (
             "Linear reads its input's memory as row-major",
-            edge::layers_accept_any_memory_layout::<Mutant<ROW_MAJOR_INPUT>>,
-            all_gates::<Mutant<ROW_MAJOR_INPUT>>,
+            with_bug(
+                ROW_MAJOR_INPUT,
+                edge::layers_accept_any_memory_layout::<Mutant>,
+            ),
+            with_bug(ROW_MAJOR_INPUT, all_gates::<Mutant>),
             "Linear(4, 3) output with a column-major input",
             true,
         ),
         (
             "Linear's zero_grad forgets the bias gradient",
-            edge::linear_zero_grad_clears_both_gradients::<Mutant<ZERO_GRAD_WEIGHT_ONLY>>,
-            all_gates::<Mutant<ZERO_GRAD_WEIGHT_ONLY>>,
+            with_bug(
+                ZERO_GRAD_WEIGHT_ONLY,
+                edge::linear_zero_grad_clears_both_gradients::<Mutant>,
+            ),
+            with_bug(ZERO_GRAD_WEIGHT_ONLY, all_gates::<Mutant>),
             "dL/dbias is",
             false, // gate 4's training fixtures zero through each layer's zero_grad
         ),
         (
             "MSE broadcasts its targets",
-            edge::loss_targets_must_match_the_predictions::<Mutant<MSE_BROADCAST>>,
-            all_gates::<Mutant<MSE_BROADCAST>>,
+            with_bug(
+                MSE_BROADCAST,
+                edge::loss_targets_must_match_the_predictions::<Mutant>,
+            ),
+            with_bug(MSE_BROADCAST, all_gates::<Mutant>),
             "MSE of (4, 3) predictions against (4, 1) targets: expected a panic, but it returned",
             true,
         ),
         (
             "ReLU as x.max(0)",
-            edge::activations_propagate_nan::<Mutant<RELU_MAX_NAN>>,
-            all_gates::<Mutant<RELU_MAX_NAN>>,
+            with_bug(RELU_MAX_NAN, edge::activations_propagate_nan::<Mutant>),
+            with_bug(RELU_MAX_NAN, all_gates::<Mutant>),
             "relu of NaN gave 0, not NaN",
             true,
         ),
@@ -1187,26 +1362,26 @@ fn all_gates<L: Level<f32> + Level<f64>>() {
 /// planted bugs and not from the wrapping.
 #[test]
 fn the_wrapper_without_a_bug_passes_the_same_checks() {
-    basic::gate1_single_layer_backward::<Mutant<0>>();
-    basic::gate2_multi_layer_backward::<Mutant<0>>();
-    basic::gate3_finite_differences_layers::<Mutant<0>>();
-    basic::gate3_finite_differences_mlp::<Mutant<0>>();
-    edge::relu_at_exactly_zero_has_zero_gradient::<Mutant<0>>();
-    edge::gradients_accumulate_until_zero_grad::<Mutant<0>>();
-    edge::huge_logits_give_finite_loss_and_gradient::<Mutant<0>>();
-    edge::backward_uses_the_latest_forward::<Mutant<0>>();
-    edge::activations_stay_finite_at_large_inputs::<Mutant<0>>();
-    edge::activations_propagate_nan::<Mutant<0>>();
-    edge::layers_accept_any_memory_layout::<Mutant<0>>();
-    edge::linear_zero_grad_clears_both_gradients::<Mutant<0>>();
-    edge::loss_targets_must_match_the_predictions::<Mutant<0>>();
-    stress::deep_tanh_mlp_passes_finite_differences::<Mutant<0>>();
-    stress::random_shapes_pass_finite_differences::<Mutant<0>>();
-    parity::gate4_pytorch_layers::<Mutant<0>>();
-    parity::gate4_pytorch_losses::<Mutant<0>>();
-    parity::gate4_pytorch_mlps::<Mutant<0>>();
-    parity::gate4_pytorch_training::<Mutant<0>>();
-    for (_, check) in every_check::<Mutant<0>>() {
+    basic::gate1_single_layer_backward::<Mutant>();
+    basic::gate2_multi_layer_backward::<Mutant>();
+    basic::gate3_finite_differences_layers::<Mutant>();
+    basic::gate3_finite_differences_mlp::<Mutant>();
+    edge::relu_at_exactly_zero_has_zero_gradient::<Mutant>();
+    edge::gradients_accumulate_until_zero_grad::<Mutant>();
+    edge::huge_logits_give_finite_loss_and_gradient::<Mutant>();
+    edge::backward_uses_the_latest_forward::<Mutant>();
+    edge::activations_stay_finite_at_large_inputs::<Mutant>();
+    edge::activations_propagate_nan::<Mutant>();
+    edge::layers_accept_any_memory_layout::<Mutant>();
+    edge::linear_zero_grad_clears_both_gradients::<Mutant>();
+    edge::loss_targets_must_match_the_predictions::<Mutant>();
+    stress::deep_tanh_mlp_passes_finite_differences::<Mutant>();
+    stress::random_shapes_pass_finite_differences::<Mutant>();
+    parity::gate4_pytorch_layers::<Mutant>();
+    parity::gate4_pytorch_losses::<Mutant>();
+    parity::gate4_pytorch_mlps::<Mutant>();
+    parity::gate4_pytorch_training::<Mutant>();
+    for (_, check) in every_check::<Mutant>() {
         check();
     }
 }
@@ -1222,13 +1397,21 @@ fn the_wrapper_without_a_bug_passes_the_same_checks() {
 /// and pre-activations of exactly 0.
 #[test]
 fn relu_gradient_one_at_zero_passes_finite_differences_but_fails_pytorch_parity() {
-    basic::gate3_finite_differences_layers::<Mutant<RELU_MASK_GE>>();
-    basic::gate3_finite_differences_mlp::<Mutant<RELU_MASK_GE>>();
-    stress::random_shapes_pass_finite_differences::<Mutant<RELU_MASK_GE>>();
+    with_bug(
+        RELU_MASK_GE,
+        basic::gate3_finite_differences_layers::<Mutant>,
+    )
+    .run();
+    with_bug(RELU_MASK_GE, basic::gate3_finite_differences_mlp::<Mutant>).run();
+    with_bug(
+        RELU_MASK_GE,
+        stress::random_shapes_pass_finite_differences::<Mutant>,
+    )
+    .run();
 
     let [layers, networks]: [Option<String>; 2] = failures_of([
-        parity::gate4_pytorch_layers::<Mutant<RELU_MASK_GE>> as fn(),
-        parity::gate4_pytorch_mlps::<Mutant<RELU_MASK_GE>>,
+        with_bug(RELU_MASK_GE, parity::gate4_pytorch_layers::<Mutant>),
+        with_bug(RELU_MASK_GE, parity::gate4_pytorch_mlps::<Mutant>),
     ])
     .try_into()
     .expect("two outcomes");
@@ -1252,41 +1435,56 @@ fn relu_gradient_one_at_zero_passes_finite_differences_but_fails_pytorch_parity(
 #[test]
 fn failures_name_the_mistake_and_the_hint() {
     // (mutant, check, the mistake its message must name)
-    type Diagnosed = (&'static str, fn(), Mistake);
+    type Diagnosed = (&'static str, WithBug, Mistake);
     let cases: Vec<Diagnosed> = vec![
         (
             "missing 1/N",
-            basic::gate1_single_layer_backward::<Mutant<MISSING_MEAN>>,
+            with_bug(MISSING_MEAN, basic::gate1_single_layer_backward::<Mutant>),
             Mistake::MissingMean,
         ),
         (
             "flipped sign",
-            basic::gate1_single_layer_backward::<Mutant<SIGN_FLIP>>,
+            with_bug(SIGN_FLIP, basic::gate1_single_layer_backward::<Mutant>),
             Mistake::SignFlip,
         ),
         (
             "bias not summed",
-            basic::gate1_single_layer_backward::<Mutant<BIAS_NOT_SUMMED>>,
+            with_bug(
+                BIAS_NOT_SUMMED,
+                basic::gate1_single_layer_backward::<Mutant>,
+            ),
             Mistake::BiasNotSummed,
         ),
         (
             "g^T x for x^T g",
-            parity::gate4_pytorch_layers::<Mutant<GRAD_WEIGHT_TRANSPOSED>>,
+            with_bug(
+                GRAD_WEIGHT_TRANSPOSED,
+                parity::gate4_pytorch_layers::<Mutant>,
+            ),
             Mistake::TransposedProduct,
         ),
         (
             ">= in the ReLU mask",
-            edge::relu_at_exactly_zero_has_zero_gradient::<Mutant<RELU_MASK_GE>>,
+            with_bug(
+                RELU_MASK_GE,
+                edge::relu_at_exactly_zero_has_zero_gradient::<Mutant>,
+            ),
             Mistake::ReluMaskAtZero,
         ),
         (
             "= instead of +=",
-            edge::gradients_accumulate_until_zero_grad::<Mutant<OVERWRITE_GRAD>>,
+            with_bug(
+                OVERWRITE_GRAD,
+                edge::gradients_accumulate_until_zero_grad::<Mutant>,
+            ),
             Mistake::Overwrite,
         ),
         (
             "no max shift",
-            edge::huge_logits_give_finite_loss_and_gradient::<Mutant<NO_MAX_SHIFT>>,
+            with_bug(
+                NO_MAX_SHIFT,
+                edge::huge_logits_give_finite_loss_and_gradient::<Mutant>,
+            ),
             Mistake::NoMaxShift,
         ),
     ];
@@ -1386,196 +1584,140 @@ fn every_check<L: Level<f32> + Level<f64>>() -> Vec<(&'static str, fn())> {
 fn planted_bugs_against_named_diagnoses() {
     use Mistake::*;
     // (the planted bug, the mistake the harness should name for it, or None: no diagnosis fits)
-    type Planted = (
-        &'static str,
-        Option<Mistake>,
-        fn() -> Vec<(&'static str, fn())>,
-    );
+    type Planted = (&'static str, Option<Mistake>, u8);
     let planted: Vec<Planted> = vec![
         (
             "softmax-CE gradient without 1/N",
             Some(MissingMean),
-            every_check::<Mutant<MISSING_MEAN>>,
+            MISSING_MEAN,
         ),
-        (
-            "ReLU mask x >= 0",
-            Some(ReluMaskAtZero),
-            every_check::<Mutant<RELU_MASK_GE>>,
-        ),
-        (
-            "dL/dx = g W",
-            Some(TransposedWeight),
-            every_check::<Mutant<TRANSPOSED_WEIGHT>>,
-        ),
-        (
-            "= instead of += in Linear",
-            Some(Overwrite),
-            every_check::<Mutant<OVERWRITE_GRAD>>,
-        ),
+        ("ReLU mask x >= 0", Some(ReluMaskAtZero), RELU_MASK_GE),
+        ("dL/dx = g W", Some(TransposedWeight), TRANSPOSED_WEIGHT),
+        ("= instead of += in Linear", Some(Overwrite), OVERWRITE_GRAD),
         (
             "softmax without the max shift",
             Some(NoMaxShift),
-            every_check::<Mutant<NO_MAX_SHIFT>>,
+            NO_MAX_SHIFT,
         ),
         (
             "dL/db from the first row",
             Some(BiasNotSummed),
-            every_check::<Mutant<BIAS_NOT_SUMMED>>,
+            BIAS_NOT_SUMMED,
         ),
-        (
-            "Linear keeps its first input",
-            None,
-            every_check::<Mutant<STALE_CACHE>>,
-        ),
+        ("Linear keeps its first input", None, STALE_CACHE),
         (
             "tanh' as 1 - x^2",
             Some(DerivativeFromInput),
-            every_check::<Mutant<TANH_FROM_INPUT>>,
+            TANH_FROM_INPUT,
         ),
-        (
-            "onehot - p for p - onehot",
-            Some(SignFlip),
-            every_check::<Mutant<SIGN_FLIP>>,
-        ),
+        ("onehot - p for p - onehot", Some(SignFlip), SIGN_FLIP),
         (
             "dL/dW = g^T x",
             Some(TransposedProduct),
-            every_check::<Mutant<GRAD_WEIGHT_TRANSPOSED>>,
+            GRAD_WEIGHT_TRANSPOSED,
         ),
-        (
-            "sigmoid as e^x / (1 + e^x)",
-            None,
-            every_check::<Mutant<SIGMOID_NAIVE>>,
-        ),
-        (
-            "tanh as (e^x - e^-x) / (e^x + e^-x)",
-            None,
-            every_check::<Mutant<TANH_NAIVE>>,
-        ),
-        (
-            "Linear reads memory as row-major",
-            None,
-            every_check::<Mutant<ROW_MAJOR_INPUT>>,
-        ),
-        (
-            "zero_grad forgets the bias",
-            None,
-            every_check::<Mutant<ZERO_GRAD_WEIGHT_ONLY>>,
-        ),
-        (
-            "MSE broadcasts its targets",
-            None,
-            every_check::<Mutant<MSE_BROADCAST>>,
-        ),
-        (
-            "ReLU as x.max(0)",
-            None,
-            every_check::<Mutant<RELU_MAX_NAN>>,
-        ),
+        ("sigmoid as e^x / (1 + e^x)", None, SIGMOID_NAIVE),
+        ("tanh as (e^x - e^-x) / (e^x + e^-x)", None, TANH_NAIVE),
+        ("Linear reads memory as row-major", None, ROW_MAJOR_INPUT),
+        ("zero_grad forgets the bias", None, ZERO_GRAD_WEIGHT_ONLY),
+        ("MSE broadcasts its targets", None, MSE_BROADCAST),
+        ("ReLU as x.max(0)", None, RELU_MAX_NAN),
         (
             "sigmoid' as y",
             Some(WrongLocalDerivative),
-            every_check::<Mutant<SIGMOID_PRIME_AS_OUTPUT>>,
+            SIGMOID_PRIME_AS_OUTPUT,
         ),
         (
             "tanh' as 1 - y",
             Some(WrongLocalDerivative),
-            every_check::<Mutant<TANH_PRIME_ONE_MINUS_Y>>,
+            TANH_PRIME_ONE_MINUS_Y,
         ),
         (
             "softmax-CE gradient p / N",
             Some(OnehotNotSubtracted),
-            every_check::<Mutant<ONEHOT_NOT_SUBTRACTED>>,
+            ONEHOT_NOT_SUBTRACTED,
         ),
         (
             "MSE gradient without its 2",
             Some(MseMissingTwo),
-            every_check::<Mutant<MSE_MISSING_TWO>>,
+            MSE_MISSING_TWO,
         ),
         (
             "cross-entropy summed, not averaged",
             Some(LossNotMean),
-            every_check::<Mutant<LOSS_SUM>>,
+            LOSS_SUM,
         ),
         (
             "ReLU mask on g > 0",
             Some(ReluMaskOnUpstream),
-            every_check::<Mutant<RELU_MASK_ON_UPSTREAM>>,
+            RELU_MASK_ON_UPSTREAM,
         ),
-        (
-            "dL/db = instead of +=",
-            Some(Overwrite),
-            every_check::<Mutant<BIAS_ASSIGNED>>,
-        ),
+        ("dL/db = instead of +=", Some(Overwrite), BIAS_ASSIGNED),
         (
             "dL/dW divided by N again",
             Some(MeanTwice),
-            every_check::<Mutant<WEIGHT_MEAN_TWICE>>,
+            WEIGHT_MEAN_TWICE,
         ),
         (
             "cross-entropy as -ln p[target]",
             Some(LogOfUnderflow),
-            every_check::<Mutant<LOG_OF_SOFTMAX>>,
+            LOG_OF_SOFTMAX,
         ),
         (
             "MSE mean over rows only",
             Some(MissingMean),
-            every_check::<Mutant<MSE_MEAN_OVER_ROWS>>,
+            MSE_MEAN_OVER_ROWS,
         ),
         (
             "batch norm backward: gamma g s only",
             None,
-            every_check::<Mutant<BATCH_NORM_DIRECT_PATH_ONLY>>,
+            BATCH_NORM_DIRECT_PATH_ONLY,
         ),
         (
             "dropout backward without the mask",
             None,
-            every_check::<Mutant<DROPOUT_BACKWARD_WITHOUT_MASK>>,
+            DROPOUT_BACKWARD_WITHOUT_MASK,
         ),
         (
             "dropout backward without the scale",
             None,
-            every_check::<Mutant<DROPOUT_BACKWARD_WITHOUT_SCALE>>,
+            DROPOUT_BACKWARD_WITHOUT_SCALE,
         ),
         (
             "running statistics move in evaluation",
             None,
-            every_check::<Mutant<RUNNING_STATISTICS_IN_EVALUATION>>,
+            RUNNING_STATISTICS_IN_EVALUATION,
         ),
-        (
-            "biased running variance",
-            None,
-            every_check::<Mutant<BIASED_RUNNING_VARIANCE>>,
-        ),
+        ("biased running variance", None, BIASED_RUNNING_VARIANCE),
         (
             "conv kernel flipped (a true convolution)",
             None,
-            every_check::<Mutant<CONV_KERNEL_FLIPPED>>,
+            CONV_KERNEL_FLIPPED,
         ),
         (
             "conv dW from the first sample only",
             None,
-            every_check::<Mutant<CONV_WEIGHT_GRAD_ONE_SAMPLE>>,
+            CONV_WEIGHT_GRAD_ONE_SAMPLE,
         ),
         (
             "conv dx with the padding off by one",
             None,
-            every_check::<Mutant<CONV_PADDING_OFF_BY_ONE_IN_BACKWARD>>,
+            CONV_PADDING_OFF_BY_ONE_IN_BACKWARD,
         ),
         (
             "conv dx with the stride ignored",
             None,
-            every_check::<Mutant<CONV_STRIDE_IGNORED_IN_DX>>,
+            CONV_STRIDE_IGNORED_IN_DX,
         ),
         (
             "max-pool gradient to every entry",
             None,
-            every_check::<Mutant<POOL_GRAD_TO_EVERY_ENTRY>>,
+            POOL_GRAD_TO_EVERY_ENTRY,
         ),
         (
             "max-pool gradient to the last tie",
             None,
-            every_check::<Mutant<POOL_GRAD_TO_LAST_TIE>>,
+            POOL_GRAD_TO_LAST_TIE,
         ),
     ];
     assert!(planted.len() >= 20);
@@ -1586,9 +1728,9 @@ fn planted_bugs_against_named_diagnoses() {
         "{:<38} {:<22} {:>6}  named (failing checks)",
         "planted bug", "expected diagnosis", "fails"
     );
-    for (bug, expected, checks) in &planted {
-        let checks = checks();
-        let failures = failures_of(checks.iter().map(|(_, check)| *check));
+    let checks = every_check::<Mutant>();
+    for &(bug, expected, number) in &planted {
+        let failures = failures_of(checks.iter().map(|&(_, check)| with_bug(number, check)));
         let failing: Vec<(&str, &String)> = checks
             .iter()
             .zip(&failures)
@@ -1601,14 +1743,14 @@ fn planted_bugs_against_named_diagnoses() {
             undiagnosed += usize::from(mistakes.is_empty());
             for mistake in mistakes {
                 *named.entry(mistake).or_default() += 1;
-                if Some(mistake) != *expected {
+                if Some(mistake) != expected {
                     problems.push(format!("{bug}: {check} names {mistake:?}: {message}"));
                 }
             }
         }
         right += named
             .iter()
-            .filter(|(m, _)| Some(**m) == *expected)
+            .filter(|(m, _)| Some(**m) == expected)
             .map(|(_, n)| n)
             .sum::<usize>();
         absent += undiagnosed;
