@@ -116,7 +116,8 @@ impl<S: Args> LevelCommand<S> {
             }
             LevelCommand::Eval { args, .. } => {
                 let data = data_folder(args.data)?;
-                let evaluation = crate::eval::eval::<L>(&args.model, &data)?;
+                let evaluation =
+                    crate::eval::eval::<L>(&args.model, &data, args.pictures.as_deref())?;
                 match (args.json, args.quiet) {
                     (true, _) => println!("{}", evaluation.to_json()),
                     (false, true) => println!("{}", evaluation.summary()),
@@ -346,6 +347,10 @@ pub struct EvalArgs {
     /// Print the accuracy and the confusion matrix as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write weights.png (the first layer's filters), mistakes.png (the first 64
+    /// misclassified test digits, true->predicted) and confusion.svg into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub pictures: Option<PathBuf>,
 }
 
 /// The settings of `diagnose`.

@@ -9,27 +9,35 @@ use ndarray::{Array2, Axis, s};
 
 use crate::error::RunError;
 use crate::model_file::{check_model, load_model};
+use crate::output::create_folder;
+use crate::pictures::{classes_of, write_pictures};
 
-/// (accuracy, confusion matrix `[true][predicted]`) of `model` on `data`, in chunks of 1,000.
-pub fn accuracy(model: &mut impl Model<f32>, data: &Dataset) -> (f64, Array2<usize>) {
-    // Evaluation mode for the pass (running statistics, no dropout), training mode after.
+/// The class `model` predicts for each image of `data` (the largest logit, the first on a
+/// tie), in evaluation mode (running statistics, no dropout), in chunks of 1,000.
+pub fn predictions(model: &mut impl Model<f32>, data: &Dataset) -> Vec<usize> {
     model.set_training(false);
-    let mut confusion = Array2::zeros((CLASSES, CLASSES));
+    let mut predicted = Vec::with_capacity(data.len());
     for start in (0..data.len()).step_by(1000) {
         let end = (start + 1000).min(data.len());
         let logits = model.forward(data.images.slice(s![start..end, ..]));
-        for (row, &label) in logits.axis_iter(Axis(0)).zip(&data.labels[start..end]) {
-            let predicted = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (class, &z)| {
-                    if z > best.1 { (class, z) } else { best }
-                })
-                .0;
-            confusion[[label, predicted]] += 1;
-        }
+        predicted.extend(classes_of(&logits));
     }
     model.set_training(true);
+    predicted
+}
+
+/// The confusion matrix `[true][predicted]` of `predicted` against `data`'s labels.
+pub fn confusion_of(predicted: &[usize], data: &Dataset) -> Array2<usize> {
+    let mut confusion = Array2::zeros((CLASSES, CLASSES));
+    for (&label, &class) in data.labels.iter().zip(predicted) {
+        confusion[[label, class]] += 1;
+    }
+    confusion
+}
+
+/// (accuracy, confusion matrix `[true][predicted]`) of `model` on `data`.
+pub fn accuracy(model: &mut impl Model<f32>, data: &Dataset) -> (f64, Array2<usize>) {
+    let confusion = confusion_of(&predictions(model, data), data);
     let correct: usize = (0..CLASSES).map(|class| confusion[[class, class]]).sum();
     (correct as f64 / data.len().max(1) as f64, confusion)
 }
@@ -82,12 +90,23 @@ impl Evaluation {
 ///
 /// # Errors
 /// As [`load_model`], [`load_mnist`] and [`check_model`].
-pub fn eval<L: Level<f32>>(model_path: &Path, data: &Path) -> Result<Evaluation, RunError> {
+pub fn eval<L: Level<f32>>(
+    model_path: &Path,
+    data: &Path,
+    pictures: Option<&Path>,
+) -> Result<Evaluation, RunError> {
     let saved = load_model(model_path)?;
     let test_set = load_mnist(data)?.test;
     check_model(model_path, &saved, &test_set)?;
     let mut model = saved.build::<L>(0.0, 0);
-    let (accuracy, confusion) = accuracy(&mut model, &test_set);
+    let predicted = predictions(&mut model, &test_set);
+    let confusion = confusion_of(&predicted, &test_set);
+    let correct: usize = (0..CLASSES).map(|class| confusion[[class, class]]).sum();
+    let accuracy = correct as f64 / test_set.len().max(1) as f64;
+    if let Some(folder) = pictures {
+        create_folder(folder)?;
+        write_pictures(folder, &saved, &test_set, &predicted, &confusion)?;
+    }
     Ok(Evaluation {
         accuracy,
         images: test_set.len(),

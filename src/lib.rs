@@ -25,6 +25,7 @@ pub mod limits;
 pub mod model_file;
 pub mod new_level;
 pub mod output;
+pub mod pictures;
 pub mod plots;
 pub mod run_folder;
 pub mod safetensors_file;

@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::arch::Arch;
 use crate::checkpoint::{Checkpoint, Digest, load_checkpoint, save_checkpoint};
 use crate::error::RunError;
-use crate::eval::accuracy;
+use crate::eval::{accuracy, confusion_of, predictions};
 use crate::limits::{
     MAX_EPOCHS, MAX_THREADS, at_most, check_batch_norm_rows, check_memory, in_unit_interval,
     network_training_bytes, non_negative_finite, positive, positive_finite_f64,
@@ -37,6 +37,7 @@ use crate::model_file::{
     Layers, NormParams, SavedModel, assign_norms, is_safetensors, load_model, save_model,
 };
 use crate::output::{EpochMetrics, write_atomically, write_metrics, write_training_plots};
+use crate::pictures::{report_html, write_pictures};
 use crate::run_folder::{Destination, RunFolder};
 use crate::safetensors_file::{load_tensors_for, save_safetensors};
 use crate::watch::GradientWatch;
@@ -451,7 +452,7 @@ pub fn train<L: Level<f32>>(
             assign_norms(&mut trainer.model, &norms);
         }
         if let Some(checkpoint) = checkpoint {
-            trainer.restore(checkpoint)?;
+            trainer.restore(checkpoint, &mnist.test)?;
         }
         trainer.run(&mnist.test)
     })?;
@@ -548,7 +549,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             self.history.push(metrics);
             let checkpoint = self.checkpoint();
             save_checkpoint(&config.out.join("checkpoint.npz"), &checkpoint)?;
-            self.write_outputs(&checkpoint.model, checkpoint.step)?;
+            self.write_outputs(&checkpoint.model, checkpoint.step, test_set)?;
         }
         Ok(self
             .history
@@ -557,9 +558,18 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
     }
 
     /// `metrics.csv`, the plots, `model.npz` and `model.safetensors` (of `model`, the model's
-    /// parameters after `steps` steps) as of the last finished epoch.
-    fn write_outputs(&self, model: &SavedModel, steps: usize) -> Result<(), RunError> {
+    /// parameters after `steps` steps), the pictures of what it learned ([`crate::pictures`],
+    /// from `test_set`) and `report.html`, as of the last finished epoch.
+    fn write_outputs(
+        &mut self,
+        model: &SavedModel,
+        steps: usize,
+        test_set: &Dataset,
+    ) -> Result<(), RunError> {
         let out = &self.config.out;
+        let predicted = predictions(&mut self.model, test_set);
+        let confusion = confusion_of(&predicted, test_set);
+        write_pictures(out, model, test_set, &predicted, &confusion)?;
         write_metrics(out, &self.history, self.last_norms.len())?;
         write_training_plots(out, &self.history)?;
         save_model(&out.join("model.npz"), model)?;
@@ -568,6 +578,16 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             model,
             &self.spec,
             steps as u64,
+        )?;
+        // The report last: every file it links is there.
+        let config = serde_json::from_str(&self.config.to_json()).unwrap_or_default();
+        let title = format!(
+            "backprop run {}",
+            out.file_name().unwrap_or_default().to_string_lossy()
+        );
+        write_atomically(
+            &out.join("report.html"),
+            report_html(&title, &config, &self.history).as_bytes(),
         )?;
         Ok(())
     }
@@ -588,7 +608,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
     /// Continues from `checkpoint`: its model, optimizer, history and batch order; then
     /// rewrites the outputs from it (a run killed after the checkpoint but before them left
     /// older ones).
-    fn restore(&mut self, checkpoint: Checkpoint) -> Result<(), RunError> {
+    fn restore(&mut self, checkpoint: Checkpoint, test_set: &Dataset) -> Result<(), RunError> {
         let config = self.config;
         let saved = &checkpoint.model;
         let problem = |problem: String| RunError::Model {
@@ -670,7 +690,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         self.start_step = checkpoint.step;
         self.last_norms = checkpoint.last_norms;
         self.history = checkpoint.history;
-        self.write_outputs(&checkpoint.model, checkpoint.step)
+        self.write_outputs(&checkpoint.model, checkpoint.step, test_set)
     }
 
     /// One pass over the shuffled training set, then the accuracies.

@@ -13,5 +13,6 @@ mod gradient_flow;
 mod graph;
 mod hostile_inputs;
 mod interrupted_runs;
+mod report_page;
 mod safetensors;
 mod starter;
