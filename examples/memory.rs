@@ -1,5 +1,5 @@
 //! Memory of a training step of MLP [784, 256, 10] in f32, measured with the harness's counting
-//! allocator: `cargo run --release --example memory`.
+//! allocator: `cargo run --release --features tools --example memory`.
 //!
 //! For each level and batch size, after two warm-up steps: the bytes allocated during one step,
 //! the peak of bytes live during it above what was live before it (the step's transient memory),

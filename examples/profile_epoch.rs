@@ -1,6 +1,6 @@
 //! Runs whole shuffled epochs of level03 (MLP [784, 256, 10], f32, SGD, batches gathered by
 //! `Batches`) for a profiler, and prints each epoch's time:
-//! `cargo run --release --example profile_epoch -- EPOCHS THREADS BATCH` (default 3 1 128).
+//! `cargo run --release --features tools --example profile_epoch -- EPOCHS THREADS BATCH` (default 3 1 128).
 use backprop_core::data::Batches;
 use backprop_core::mnist::load_mnist;
 use backprop_core::optim::Sgd;

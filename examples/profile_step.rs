@@ -1,5 +1,5 @@
 //! Runs level03 training steps in a loop, for a profiler:
-//! `cargo run --release --example profile_step -- BATCH STEPS THREADS [ARCH]` (default 128 1000
+//! `cargo run --release --features tools --example profile_step -- BATCH STEPS THREADS [ARCH]` (default 128 1000
 //! 1, the MLP [784, 256, 10]); ARCH is `--arch` text, e.g. `lenet`. Prints the mean step time.
 use backprop::arch::Arch;
 use backprop_core::mnist::load_mnist;

@@ -94,8 +94,11 @@ fn the_same_seed_and_flags_give_the_same_metrics() {
 #[test]
 fn eval_loads_the_saved_model_into_any_level() {
     let out = scratch("eval");
+    // 32 hidden units: level01's loops evaluate 10,000 test images in a debug build.
     let output = backprop(&[
         "train",
+        "--hidden",
+        "32",
         "--limit",
         "3000",
         "--epochs",

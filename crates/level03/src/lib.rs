@@ -47,7 +47,7 @@
 //!
 //! ## Memory
 //!
-//! Measured with the harness's counting allocator (`cargo run --release --example memory`),
+//! Measured with the harness's counting allocator (`cargo run --release --features tools --example memory`),
 //! MLP [784, 256, 10] in f32, one thread, one training step after two warm-up steps:
 //!
 //! | bytes                                   | level02                     | level03                  |
