@@ -381,6 +381,9 @@ pub struct DiagnoseArgs {
     /// layer (none,batch puts each configuration with and without batch norm side by side).
     #[arg(long, default_value = "none", value_delimiter = ',', value_parser = norm)]
     pub norm: Vec<Norm>,
+    /// Activations of the grid, comma-separated: relu, sigmoid, tanh (default: all three).
+    #[arg(long, default_value = "relu,sigmoid,tanh", value_delimiter = ',', value_parser = activation)]
+    pub activations: Vec<Activation>,
     /// Dropout after each hidden activation in every configuration, in [0, 1).
     #[arg(long, default_value_t = 0.0, value_parser = in_unit_interval)]
     pub dropout: f64,
@@ -417,6 +420,7 @@ impl DiagnoseArgs {
             lr: self.lr,
             clip: f64::from(self.clip),
             norms: self.norm,
+            activations: self.activations,
             dropout: self.dropout,
             seed: self.seed,
             synthetic: self.synthetic,
@@ -509,6 +513,11 @@ pub fn root_folder(given: Option<PathBuf>, marker: &str) -> PathBuf {
             PathBuf::from(WORKSPACE)
         }
     })
+}
+
+/// `relu`, `sigmoid` or `tanh`.
+fn activation(text: &str) -> Result<Activation, String> {
+    text.parse()
 }
 
 /// `none`, `batch` or `layer`.

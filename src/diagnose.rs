@@ -56,6 +56,8 @@ pub struct DiagnoseConfig {
     pub clip: f64,
     /// The normalizations to try after each hidden layer (`none`, `batch`, `layer`).
     pub norms: Vec<Norm>,
+    /// The activations of the grid (`diagnose --activations`).
+    pub activations: Vec<Activation>,
     /// Dropout after each hidden activation (0: none), in every configuration.
     pub dropout: f64,
     /// Seed of the weights, the shuffling and the synthetic data.
@@ -282,7 +284,7 @@ pub fn diagnose<L: Level<f32>>(config: &DiagnoseConfig) -> Result<Vec<Outcome>, 
     if !config.quiet {
         println!("{}", table_header(config));
     }
-    for &activation in &Activation::ALL {
+    for &activation in &config.activations {
         for &depth in &config.depths {
             for &norm in &config.norms {
                 for init in INITS {
@@ -369,7 +371,7 @@ type PanelLines = Vec<Line>;
 /// Per activation: `grad_norms_<act>.svg` (median log10 ‖dL/dW‖ per layer) and
 /// `update_ratio_<act>.svg` (the first layer's log10 update ratio per step).
 fn write_plots(out: &Path, config: &DiagnoseConfig, outcomes: &[Outcome]) -> Result<(), RunError> {
-    for activation in Activation::ALL {
+    for &activation in &config.activations {
         let (mut norm_lines, mut ratio_lines, mut panel_titles) =
             (Vec::new(), Vec::new(), Vec::new());
         for (init, _) in INITS {

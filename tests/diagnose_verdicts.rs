@@ -19,6 +19,7 @@ fn grid() -> Vec<Outcome> {
         lr: 0.1,
         clip: 1.0,
         norms: vec![Norm::None],
+        activations: Activation::ALL.to_vec(),
         dropout: 0.0,
         seed: 0,
         synthetic: true,
@@ -105,6 +106,8 @@ fn batch_norm_cures_the_deep_sigmoid_vanishing_gradient() {
         lr: 0.1,
         clip: 1.0,
         norms: vec![Norm::None, Norm::Batch],
+        // Only the sigmoid runs are read.
+        activations: vec![Activation::Sigmoid],
         dropout: 0.0,
         seed: 0,
         synthetic: true,

@@ -96,25 +96,29 @@ fn count(shot: &Rgb, color: [u8; 3], tolerance: u8) -> usize {
         .count()
 }
 
-#[test]
-fn report_html_renders_with_its_pictures_in_headless_chromium() {
-    let browser = chromium();
-    let scratch = Scratch::new("report");
-    let run = scratch.join("run");
+/// Runs the `backprop` command and requires it to succeed.
+fn backprop(args: &[&str]) {
     let output = Command::new(env!("CARGO_BIN_EXE_backprop"))
-        .args([
-            "train", "--hidden", "32", "--limit", "2000", "--epochs", "2", "--quiet",
-        ])
-        .arg("--out")
-        .arg(&run)
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
     assert!(
         output.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn report_html_renders_with_its_pictures_in_headless_chromium() {
+    let browser = chromium();
+    let scratch = Scratch::new("report");
+    let run = scratch.join("run");
+    let run_arg = run.to_str().unwrap();
+    backprop(&[
+        "train", "--hidden", "32", "--limit", "2000", "--epochs", "2", "--quiet", "--out", run_arg,
+    ]);
     for file in [
         "report.html",
         "weights.png",
@@ -126,19 +130,16 @@ fn report_html_renders_with_its_pictures_in_headless_chromium() {
     }
     // eval draws the same pictures from the model file alone.
     let pictures = scratch.join("eval-pictures");
-    let output = Command::new(env!("CARGO_BIN_EXE_backprop"))
-        .args(["eval", "--quiet", "--model"])
-        .arg(run.join("model.safetensors"))
-        .arg("--pictures")
-        .arg(&pictures)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let model = run.join("model.safetensors");
+    let pictures_arg = pictures.to_str().unwrap();
+    backprop(&[
+        "eval",
+        "--quiet",
+        "--model",
+        model.to_str().unwrap(),
+        "--pictures",
+        pictures_arg,
+    ]);
     for file in ["weights.png", "mistakes.png", "confusion.svg"] {
         assert_eq!(
             std::fs::read(pictures.join(file)).unwrap(),
