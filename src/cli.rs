@@ -62,9 +62,9 @@ pub enum LevelCommand<S: Args> {
         #[command(flatten)]
         args: DiagnoseArgs,
     },
-    /// Write the computation graph of a 2-2-2 network (hints/intuition.md's example) as
-    /// Graphviz DOT, each node with its value and gradient after one backward pass. Only this
-    /// small MLP: networks of --arch (convolutions) have no graph.
+    /// Write the computation graph of a 2-2-2 network (hints/intuition.md's example) as an SVG
+    /// (graph.svg) and as Graphviz DOT (graph.dot), each node with its value and gradient after
+    /// one backward pass. Only this small MLP: networks of --arch (convolutions) have no graph.
     Graph {
         /// The level.
         #[command(flatten)]

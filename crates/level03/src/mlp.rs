@@ -20,7 +20,8 @@ use crate::softmax_cross_entropy::softmax_cross_entropy_inplace;
 /// Where the model is in the `forward -> loss -> backward` sequence.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Stage {
-    /// No forward yet (or the last step's gradient was consumed by `update`).
+    /// No forward yet, or a training step has updated the weights since (its gradients belong
+    /// to the old weights).
     Empty,
     /// The last layer's buffer holds the logits.
     Forward,
