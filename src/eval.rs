@@ -35,11 +35,23 @@ pub fn confusion_of(predicted: &[usize], data: &Dataset) -> Array2<usize> {
     confusion
 }
 
+/// The fraction of `data`'s images whose `predicted` class is their label.
+pub fn accuracy_of(predicted: &[usize], data: &Dataset) -> f64 {
+    let correct = predicted
+        .iter()
+        .zip(&data.labels)
+        .filter(|(class, label)| class == label)
+        .count();
+    correct as f64 / data.len().max(1) as f64
+}
+
 /// (accuracy, confusion matrix `[true][predicted]`) of `model` on `data`.
 pub fn accuracy(model: &mut impl Model<f32>, data: &Dataset) -> (f64, Array2<usize>) {
-    let confusion = confusion_of(&predictions(model, data), data);
-    let correct: usize = (0..CLASSES).map(|class| confusion[[class, class]]).sum();
-    (correct as f64 / data.len().max(1) as f64, confusion)
+    let predicted = predictions(model, data);
+    (
+        accuracy_of(&predicted, data),
+        confusion_of(&predicted, data),
+    )
 }
 
 /// What `eval` found.
@@ -101,8 +113,7 @@ pub fn eval<L: Level<f32>>(
     let mut model = saved.build::<L>(0.0, 0);
     let predicted = predictions(&mut model, &test_set);
     let confusion = confusion_of(&predicted, &test_set);
-    let correct: usize = (0..CLASSES).map(|class| confusion[[class, class]]).sum();
-    let accuracy = correct as f64 / test_set.len().max(1) as f64;
+    let accuracy = accuracy_of(&predicted, &test_set);
     if let Some(folder) = pictures {
         create_folder(folder)?;
         write_pictures(folder, &saved, &test_set, &predicted, &confusion)?;

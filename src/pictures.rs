@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use backprop_core::mnist::{CLASSES, Dataset};
+use backprop_core::network::LayerPlan;
 use ndarray::{Array2, ArrayView1};
 
 use crate::model_file::SavedModel;
@@ -118,19 +119,21 @@ pub fn weights_picture(model: &SavedModel, image_rows: usize, image_cols: usize)
     let Some((weight, _)) = model.params.first() else {
         return Gray::filled(1, 1, 128);
     };
-    let (kernel_rows, kernel_cols) = match &model.layers {
-        Some(layers) => match layers.spec().ok().and_then(|spec| {
+    // A first Conv2d's kernel; else (a Linear first) the image.
+    let first_kernel = model
+        .layers
+        .as_ref()
+        .and_then(|layers| layers.spec().ok())
+        .and_then(|spec| {
             spec.plan().into_iter().find_map(|layer| match layer {
-                backprop_core::network::LayerPlan::Conv2d(geometry) => Some(geometry.kernel),
-                backprop_core::network::LayerPlan::Linear { .. } => Some((0, 0)),
+                LayerPlan::Conv2d(geometry) => Some(Some(geometry.kernel)),
+                LayerPlan::Linear { .. } => Some(None),
                 _ => None,
             })
-        }) {
-            Some((0, 0)) | None => (image_rows, image_cols),
-            Some(kernel) => kernel,
-        },
-        None => (image_rows, image_cols),
-    };
+        })
+        .flatten();
+    let (kernel_rows, kernel_cols) = first_kernel.unwrap_or((image_rows, image_cols));
+    // A Linear that does not read the image directly: one row per output.
     let (tile_rows, tile_cols) = match kernel_rows * kernel_cols {
         area if area > 0 && area <= weight.nrows() => (kernel_rows, kernel_cols),
         _ => (1, weight.nrows()),

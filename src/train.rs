@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::arch::Arch;
 use crate::checkpoint::{Checkpoint, Digest, load_checkpoint, save_checkpoint};
 use crate::error::RunError;
-use crate::eval::{accuracy, confusion_of, predictions};
+use crate::eval::{accuracy, accuracy_of, confusion_of, predictions};
 use crate::limits::{
     MAX_EPOCHS, MAX_THREADS, at_most, check_batch_norm_rows, check_memory, in_unit_interval,
     network_training_bytes, non_negative_finite, positive, positive_finite_f64,
@@ -536,7 +536,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         let config = self.config;
         for epoch in self.history.len() + 1..=config.epochs {
             let started = Instant::now();
-            let metrics = self.epoch(epoch, test_set)?;
+            let (metrics, predicted) = self.epoch(epoch, test_set)?;
             if !config.quiet {
                 println!(
                     "epoch {epoch:>3}  train loss {:.4}  train acc {:.2}%  test acc {:.2}%  {:.1}s",
@@ -549,7 +549,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             self.history.push(metrics);
             let checkpoint = self.checkpoint();
             save_checkpoint(&config.out.join("checkpoint.npz"), &checkpoint)?;
-            self.write_outputs(&checkpoint.model, checkpoint.step, test_set)?;
+            self.write_outputs(&checkpoint.model, checkpoint.step, test_set, &predicted)?;
         }
         Ok(self
             .history
@@ -559,17 +559,18 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
 
     /// `metrics.csv`, the plots, `model.npz` and `model.safetensors` (of `model`, the model's
     /// parameters after `steps` steps), the pictures of what it learned ([`crate::pictures`],
-    /// from `test_set`) and `report.html`, as of the last finished epoch.
+    /// from its `predicted` class for each image of `test_set`) and `report.html`, as of the
+    /// last finished epoch.
     fn write_outputs(
-        &mut self,
+        &self,
         model: &SavedModel,
         steps: usize,
         test_set: &Dataset,
+        predicted: &[usize],
     ) -> Result<(), RunError> {
         let out = &self.config.out;
-        let predicted = predictions(&mut self.model, test_set);
-        let confusion = confusion_of(&predicted, test_set);
-        write_pictures(out, model, test_set, &predicted, &confusion)?;
+        let confusion = confusion_of(predicted, test_set);
+        write_pictures(out, model, test_set, predicted, &confusion)?;
         write_metrics(out, &self.history, self.last_norms.len())?;
         write_training_plots(out, &self.history)?;
         save_model(&out.join("model.npz"), model)?;
@@ -690,11 +691,18 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         self.start_step = checkpoint.step;
         self.last_norms = checkpoint.last_norms;
         self.history = checkpoint.history;
-        self.write_outputs(&checkpoint.model, checkpoint.step, test_set)
+        let predicted = predictions(&mut self.model, test_set);
+        self.write_outputs(&checkpoint.model, checkpoint.step, test_set, &predicted)
     }
 
     /// One pass over the shuffled training set, then the accuracies.
-    fn epoch(&mut self, epoch: usize, test_set: &Dataset) -> Result<EpochMetrics, RunError> {
+    /// One pass over the shuffled training set, then the accuracies; returns the metrics and
+    /// the predicted class of each test image (the pictures are drawn from them).
+    fn epoch(
+        &mut self,
+        epoch: usize,
+        test_set: &Dataset,
+    ) -> Result<(EpochMetrics, Vec<usize>), RunError> {
         let progress = Progress::new(self.config, epoch, self.train_set.len());
         let (mut loss_sum, mut steps) = (0.0f64, 0usize);
         let mut norm_sums = vec![0.0f64; self.last_norms.len()];
@@ -719,13 +727,15 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         }
         progress.bar.finish_and_clear();
         let steps = steps.max(1) as f64;
-        Ok(EpochMetrics {
+        let predicted = predictions(&mut self.model, test_set);
+        let metrics = EpochMetrics {
             epoch,
             train_loss: loss_sum / steps,
             train_accuracy: accuracy(&mut self.model, &self.train_set.first(10_000)).0,
-            test_accuracy: accuracy(&mut self.model, test_set).0,
+            test_accuracy: accuracy_of(&predicted, test_set),
             grad_norms: norm_sums.iter().map(|sum| sum / steps).collect(),
-        })
+        };
+        Ok((metrics, predicted))
     }
 
     /// ‖dL/dW‖ per layer after this step's update, and the watch's warnings when asked for.
