@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use backprop::arch::Arch;
 use backprop::bench::{
+    floor_cell,
     Contestant, FLOPS_PER_SAMPLE, NetworkFloor, Plan, finish, in_turns, mnist_train,
     network_flops_per_sample, pool, quick_row, record, tables, timed,
 };
@@ -104,13 +105,14 @@ fn cnn_table(plan: &Plan, data: &Dataset, batch: usize) {
     let images = data.images.slice(s![..batch, ..]);
     let targets = Targets::Classes(&data.labels[..batch]);
     let print_row = |level: &str, threads: usize, time: Duration, floor: Duration| {
-        record(format!("cnn/{level}/{batch}/{threads}"), time);
+        let name = format!("cnn/{level}/{batch}/{threads}");
+        record(name.clone(), time);
         let seconds = time.as_secs_f64();
         println!(
-            "| {level:<8} | {threads:>7} | {:>12.1} | {:>7.1} | {:>12.2} |",
+            "| {level:<8} | {threads:>7} | {:>12.1} | {:>7.1} | {:>12} |",
             seconds * 1e6,
             flops / seconds / 1e9,
-            floor.as_secs_f64() / seconds
+            floor_cell(&name, floor, time)
         );
     };
     for &threads in &plan.threads {

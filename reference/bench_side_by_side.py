@@ -63,25 +63,39 @@ def one_turn(binary, folder):
     return {**json.loads(rust_json.read_text()), **json.loads(torch_json.read_text())}
 
 
+# Above this floor / time a row was faster than its own products: the measurement was disturbed.
+DISTURBED_FLOOR = 1.05
+
+
 def table(turns, kind, sizes, unit, samples_of, flops_per_sample=FLOPS_PER_SAMPLE):
     """The rows of one table (`step` or `epoch`) from every turn's medians."""
     print(f"| {kind:<5} | batch | threads | floor {unit:>5} | level03 {unit:>5} | floor / time | pytorch {unit:>5} | pytorch / level03 |")
     print("|-------|------:|--------:|-----------:|-------------:|-------------:|-------------:|------------------:|")
     scale = 1e6 if unit == "us" else 1e3
     gflops = []
+    disturbed = []
     for threads in THREADS:
         for batch in sizes:
             names = [f"{kind}/{name}/{batch}/{threads}" for name in ("floor", "level03", "pytorch")]
             floor, ours, torch = (statistics.median(turn[name] for turn in turns) for name in names)
             floor_ratio = statistics.median(turn[names[0]] / turn[names[1]] for turn in turns)
             torch_ratio = statistics.median(turn[names[2]] / turn[names[1]] for turn in turns)
+            # A step cannot beat the products it is made of: above 1.05 the floor's run was slowed.
+            flag = " !" if floor_ratio > DISTURBED_FLOOR else ""
+            if flag:
+                disturbed.append(f"{kind}/level03/{batch}/{threads} ({floor_ratio:.2f})")
             print(
                 f"| {kind:<5} | {batch:>5} | {threads:>7} | {floor * scale:>10.1f} | {ours * scale:>12.1f} | "
-                f"{floor_ratio:>12.2f} | {torch * scale:>12.1f} | {torch_ratio:>17.2f} |"
+                f"{floor_ratio:>12.2f}{flag} | {torch * scale:>12.1f} | {torch_ratio:>17.2f} |"
             )
             flops = flops_per_sample * samples_of(batch)
             figures = ", ".join(f"{name} {flops / time / 1e9:.1f}" for name, time in zip(("floor", "level03", "pytorch"), (floor, ours, torch)))
             gflops.append(f"  {kind} batch {batch}, {threads} thread(s): {figures}")
+    if disturbed:
+        print(
+            f"! floor / time above {DISTURBED_FLOOR} in {', '.join(disturbed)}: a step cannot be faster than "
+            "the products it is made of, so the floor's run was disturbed; rerun on a quiet machine"
+        )
     print()
     print(f"GFLOP/s of the median times ({flops_per_sample:,.0f} FLOPs per sample):")
     print("\n".join(gflops))

@@ -411,14 +411,57 @@ pub fn row(
     floor: Duration,
 ) {
     let seconds = time.as_secs_f64();
-    record(format!("{table}/{level}/{batch}/{threads}"), time);
+    let name = format!("{table}/{level}/{batch}/{threads}");
+    record(name.clone(), time);
     println!(
-        "| {level:<8} | {batch:>5} | {threads:>7} | {:>12.1} | {:>9.0} | {:>7.1} | {:>12.2} |",
+        "| {level:<8} | {batch:>5} | {threads:>7} | {:>12.1} | {:>9.0} | {:>7.1} | {:>12} |",
         seconds * 1e6,
         samples as f64 / seconds,
         FLOPS_PER_SAMPLE * samples as f64 / seconds / 1e9,
-        floor.as_secs_f64() / seconds,
+        floor_cell(&name, floor, time),
     );
+}
+
+/// Above this floor / time a row beat the products it is made of: the floor's run was slowed
+/// by something else on the machine, and the row's ratio means nothing.
+pub const DISTURBED_FLOOR: f64 = 1.05;
+
+/// Rows whose floor / time is above [`DISTURBED_FLOOR`], with the ratio, for [`finish`].
+static DISTURBED: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+
+/// The floor / time cell of row `name`: the ratio, marked `!` and kept for [`finish`]'s note
+/// when it is above [`DISTURBED_FLOOR`].
+pub fn floor_cell(name: &str, floor: Duration, time: Duration) -> String {
+    let ratio = floor.as_secs_f64() / time.as_secs_f64();
+    if ratio <= DISTURBED_FLOOR {
+        return format!("{ratio:.2}");
+    }
+    DISTURBED
+        .lock()
+        .expect("no panic while recording")
+        .push((name.to_string(), ratio));
+    format!("{ratio:.2} !")
+}
+
+/// The note under the tables when a row came out faster than its floor, or nothing.
+fn disturbed_note(rows: &[(String, f64)]) -> Option<String> {
+    if rows.is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = rows
+        .iter()
+        .map(|(row, ratio)| format!("{row} ({ratio:.2})"))
+        .collect();
+    Some(format!(
+        "! floor / time above {DISTURBED_FLOOR} in {}: a step cannot be faster than the products \
+         it is made of, so the floor's run was disturbed (another process, a frequency change). \
+         Rerun these rows on a quiet machine: cargo bench --bench train_throughput -- {}",
+        listed.join(", "),
+        rows.iter()
+            .map(|(row, _)| row.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    ))
 }
 
 /// The two header lines of a table whose time column is `unit`.
@@ -639,6 +682,10 @@ fn write_whole(path: &std::path::Path, text: &str) {
 /// # Panics
 /// If the baseline file cannot be written, or read when asked for (the message names it).
 pub fn finish(plan: &Plan) {
+    let disturbed = DISTURBED.lock().expect("no panic while recording").clone();
+    if let Some(note) = disturbed_note(&disturbed) {
+        println!("{note}");
+    }
     let recorded = RECORDED.lock().expect("no panic while recording").clone();
     let medians: serde_json::Map<String, serde_json::Value> = recorded
         .iter()
