@@ -33,10 +33,13 @@ pub enum Outcome {
     DoesNotBuild(String),
     /// cargo ran and passed, but no test matched the gate: what it ran.
     NoTests(String),
+    /// Not run, because the gate of this number (1-based) failed before it: the gates are
+    /// climbed in order.
+    NotRun(usize),
 }
 
-/// Runs the four gates of `package` in the workspace at `root`, in order; stops after a gate
-/// whose crate does not build (every later gate needs the build too).
+/// Runs the four gates of `package` in the workspace at `root`, in order, up to the first that
+/// does not pass; the later ones are [`Outcome::NotRun`] (each gate builds on the one before).
 ///
 /// # Errors
 /// `package` is not a valid name or not a package of the workspace (nothing else goes to
@@ -61,15 +64,61 @@ pub fn run_gates(root: &Path, package: &str) -> Result<Vec<Outcome>, RunError> {
         )));
     }
     let mut outcomes = Vec::new();
-    for (filter, _) in GATES {
-        let outcome = run_gate(root, package, filter)?;
-        let stop = matches!(outcome, Outcome::DoesNotBuild(_));
-        outcomes.push(outcome);
-        if stop {
-            break;
+    let mut failed = None;
+    for (number, (filter, _)) in GATES.iter().enumerate() {
+        let outcome = match failed {
+            Some(gate) => Outcome::NotRun(gate),
+            None => run_gate(root, package, filter)?,
+        };
+        if failed.is_none() && outcome != Outcome::Pass {
+            failed = Some(number + 1);
         }
+        outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// When a gate fails without naming a mistake: the edge checks, which test one promise each
+/// (accumulation over two backwards, the ReLU at 0, huge logits, ...), run to see whether they
+/// single one out. Returns the failing edge check's message when the edge checks that name a
+/// mistake all name the same one, else `None` (no cause is better than a guessed one).
+///
+/// # Errors
+/// `cargo` could not be started.
+pub fn cause_of_failed_gate(
+    root: &Path,
+    package: &str,
+    outcomes: &[Outcome],
+) -> Result<Option<String>, RunError> {
+    let Some(Outcome::Fail(message)) = outcomes.iter().find(|outcome| **outcome != Outcome::Pass)
+    else {
+        return Ok(None);
+    };
+    if named_mistake(message).is_some() {
+        return Ok(None); // the gate's own message names it
+    }
+    let edge = group_failures(root, package, &["edge::"])?;
+    Ok(single_named_cause(&edge).map(str::to_string))
+}
+
+/// The one failure among `failures` that names a mistake, when every failure naming one names
+/// the same mistake.
+fn single_named_cause(failures: &[String]) -> Option<&str> {
+    let naming: Vec<&String> = failures
+        .iter()
+        .filter(|failure| named_mistake(failure).is_some())
+        .collect();
+    let first = naming.first()?;
+    naming
+        .iter()
+        .all(|failure| named_mistake(failure) == named_mistake(first))
+        .then_some(first.as_str())
+}
+
+/// The headline of the mistake a failure message names ("likely mistake: HEADLINE: ...").
+fn named_mistake(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("likely mistake: ")?;
+    Some(rest.split_once(": ").map_or(rest, |(headline, _)| headline))
 }
 
 /// Runs the four gates (as [`run_gates`]); returns the report to print and whether every gate
@@ -79,7 +128,11 @@ pub fn run_gates(root: &Path, package: &str) -> Result<Vec<Outcome>, RunError> {
 /// `cargo` could not be started.
 pub fn check(root: &Path, package: &str) -> Result<(String, bool), RunError> {
     let outcomes = run_gates(root, package)?;
-    Ok((report(package, &outcomes), all_pass(&outcomes)))
+    let cause = cause_of_failed_gate(root, package, &outcomes)?;
+    Ok((
+        report(package, &outcomes, cause.as_deref()),
+        all_pass(&outcomes),
+    ))
 }
 
 /// True when all four gates ran and passed.
@@ -87,42 +140,51 @@ pub fn all_pass(outcomes: &[Outcome]) -> bool {
     outcomes.len() == GATES.len() && outcomes.iter().all(|outcome| *outcome == Outcome::Pass)
 }
 
-/// The text report: PASS or FAIL per gate, the first failure explained with its hint.
-pub fn report(package: &str, outcomes: &[Outcome]) -> String {
+/// The text report: PASS, FAIL or "not run" per gate, the failure explained with its hint,
+/// and with `cause` (an edge check's message naming the mistake, from
+/// [`cause_of_failed_gate`]) when there is one: then the hint is the mistake's.
+pub fn report(package: &str, outcomes: &[Outcome], cause: Option<&str>) -> String {
     let mut report = String::new();
-    let mut explained = false;
     for (number, ((filter, title), outcome)) in GATES.iter().zip(outcomes).enumerate() {
-        let verdict = if *outcome == Outcome::Pass {
-            "PASS"
-        } else {
-            "FAIL"
+        let verdict = match outcome {
+            Outcome::Pass => "PASS".to_string(),
+            Outcome::NotRun(failed) => format!("not run: gate {failed} failed"),
+            _ => "FAIL".to_string(),
         };
         report.push_str(&format!("gate {}  {title:<22} {verdict}\n", number + 1));
         match outcome {
-            Outcome::Pass => {}
+            Outcome::Pass | Outcome::NotRun(_) => {}
             Outcome::DoesNotBuild(message) => {
                 report.push_str(&indent(message));
                 report.push_str("  fix the build first: every gate needs it\n");
             }
-            Outcome::Fail(message) if !explained => {
-                explained = true;
+            Outcome::Fail(message) => {
                 report.push_str(&indent(message));
+                let hint = match cause {
+                    Some(cause) => {
+                        report.push_str("  the edge checks single out the cause:\n");
+                        report.push_str(&indent(&indent(cause)));
+                        hint_for_failure("edge::", cause)
+                    }
+                    None => hint_for_failure(filter, message),
+                };
                 report.push_str(&format!(
-                    "  read: {}\n  or a hint one step at a time: backprop hint gate{}\n  rerun \
-                     this gate alone: cargo test -p {package} {filter}\n",
-                    hint_for_failure(filter, message),
+                    "  read: {hint}\n  or a hint one step at a time: backprop hint gate{}\n  \
+                     rerun this gate alone: cargo test -p {package} {filter}\n",
                     number + 1
                 ));
             }
-            Outcome::Fail(_) => {}
             Outcome::NoTests(message) => report.push_str(&indent(message)),
         }
     }
     report
 }
 
-/// The hint for a failed check: the one its diagnosis names ("(read FILE)"), else the page of
-/// the layer its message is about, else the check group's.
+/// The hint for a failed check, from the most specific evidence in its message: the file its
+/// diagnosis names ("(read FILE)"); else the page of the layer whose source file panicked (the
+/// location "failed at crates/NAME/src/FILE.rs:L:C", outside the harness); else the page of the
+/// one layer or loss a gate's check is about; else the check group's page. A check of a whole
+/// network names no layer: any layer can make its gradients wrong.
 pub fn hint_for_failure(check: &str, message: &str) -> String {
     if let Some((file, _)) = message
         .split_once("(read ")
@@ -130,23 +192,60 @@ pub fn hint_for_failure(check: &str, message: &str) -> String {
     {
         return file.to_string();
     }
-    // The line after "CHECK failed at FILE:LINE" says which layer or loss went wrong.
-    let about = message.lines().nth(1).unwrap_or(message).to_lowercase();
-    let by_layer = [
+    let (first, rest) = message.split_once('\n').unwrap_or((message, ""));
+    let location = first.split_once(" failed at ").map_or("", |(_, at)| at);
+    let in_learner_source = !location.contains("crates/harness/") && !location.contains("/core/");
+    let source_file = location
+        .split(':')
+        .next()
+        .and_then(|path| path.rsplit('/').next())
+        .and_then(|file| file.strip_suffix(".rs"));
+    if let Some(page) = source_file
+        .filter(|_| in_learner_source)
+        .and_then(|file| page_of_layer(&file.replace('_', " ")))
+    {
+        return page.to_string();
+    }
+    if !check.starts_with("basic::") {
+        return hint_for(check).to_string(); // an edge, norm, stress or conv check: its group's page
+    }
+    // A gate's "CHECK, LAYER: TENSOR ...": the part before the first ": " says what it runs.
+    let about = rest.lines().next().unwrap_or("");
+    let about = about.split_once(": ").map_or(about, |(about, _)| about);
+    let about = about.to_lowercase().replace('_', " ");
+    let whole_network = ["mlp", "network", "steps", "accumulate", "clip", "cnn"]
+        .iter()
+        .any(|word| about.contains(word));
+    match page_of_layer(&about).filter(|_| !whole_network) {
+        Some(page) => page.to_string(),
+        None => hint_for(check).to_string(),
+    }
+}
+
+/// The hint page of the layer or loss that `text` names first (a source file's name with `_`
+/// as spaces, or a check's words), if any.
+fn page_of_layer(text: &str) -> Option<&'static str> {
+    const PAGES: [(&str, &str); 14] = [
         ("conv2d", "hints/hint-5-convolution.md"),
+        ("max pool", "hints/hint-5-convolution.md"),
         ("maxpool2d", "hints/hint-5-convolution.md"),
+        ("batch norm", "hints/hint-4-normalization.md"),
+        ("layer norm", "hints/hint-4-normalization.md"),
+        ("dropout", "hints/hint-4-normalization.md"),
         ("linear", "hints/hint-2-linear-backward.md"),
         ("relu", "hints/hint-1-chain-rule.md"),
         ("sigmoid", "hints/hint-1-chain-rule.md"),
         ("tanh", "hints/hint-1-chain-rule.md"),
+        ("softmax", "hints/math-refresh.md"),
         ("cross-entropy", "hints/math-refresh.md"),
+        ("cross entropy", "hints/math-refresh.md"),
         ("mse", "hints/math-refresh.md"),
     ];
-    by_layer
+    PAGES
         .iter()
-        .filter_map(|(word, hint)| about.find(word).map(|at| (at, hint)))
+        .filter_map(|(word, page)| text.find(word).map(|at| (at, *page)))
         .min()
-        .map_or_else(|| hint_for(check).to_string(), |(_, hint)| hint.to_string())
+        .map(|(_, page)| page)
 }
 
 /// Runs the edge, normalization and stress checks of `package` (the promises beyond the four
@@ -177,9 +276,9 @@ fn group_failures(root: &Path, package: &str, filters: &[&str]) -> Result<Vec<St
             _ => Vec::new(),
         });
     }
-    let panics = panics_in(&format!("{}\n{}", run.stdout, run.stderr));
-    if !panics.is_empty() {
-        return Ok(panics);
+    let failures = failures_in(&format!("{}\n{}", run.stdout, run.stderr));
+    if !failures.is_empty() {
+        return Ok(failures);
     }
     let tail: Vec<&str> = run.stderr.lines().rev().take(6).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -224,16 +323,78 @@ pub fn report_conv_group(package: &str, failures: &[String]) -> String {
     report
 }
 
-/// Every test panic in cargo's output: "thread 'CHECK' (id) panicked at FILE:LINE:", then the
-/// message up to the note about backtraces or a blank line.
-fn panics_in(text: &str) -> Vec<String> {
+/// Each failed test of cargo's output once, as "CHECK failed at FILE:LINE\nMESSAGE": the tests
+/// libtest lists under its final "failures:", each with the last panic of its own thread (the
+/// one that ended it: a check that catches the level's panic and then fails prints both). Panics
+/// of other threads (a caught panic in a passing test, a thread a test spawned) are not failures
+/// of their own. Without libtest's list (another output format), each named thread's last
+/// panic.
+fn failures_in(text: &str) -> Vec<String> {
+    let panics = panics_in(text);
+    let last_panic_of = |test: &str| {
+        panics
+            .iter()
+            .rev()
+            .find(|(thread, _)| thread == test)
+            .map(|(_, failure)| failure.clone())
+    };
+    let listed = failed_tests(text);
+    if !listed.is_empty() {
+        return listed
+            .iter()
+            .map(|test| {
+                last_panic_of(test).unwrap_or_else(|| {
+                    format!("{test} failed at its test\nno panic message of its own in cargo's output")
+                })
+            })
+            .collect();
+    }
+    let mut threads: Vec<&str> = Vec::new();
+    for (thread, _) in &panics {
+        if thread != "<unnamed>" && !threads.contains(&thread.as_str()) {
+            threads.push(thread);
+        }
+    }
+    threads
+        .into_iter()
+        .filter_map(|thread| last_panic_of(thread))
+        .collect()
+}
+
+/// The test names libtest lists under "failures:" (indented, one a line, up to a blank line).
+fn failed_tests(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim_end() != "failures:" {
+            continue;
+        }
+        for name in lines.by_ref() {
+            let Some(name) = name.strip_prefix("    ") else {
+                break;
+            };
+            if name.is_empty() || name.contains(' ') {
+                break;
+            }
+            if !names.iter().any(|known| known == name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Every panic in cargo's output, as (thread, "THREAD failed at FILE:LINE\nMESSAGE"): from
+/// "thread 'THREAD' (id) panicked at FILE:LINE:", the message up to the note about backtraces
+/// or a blank line.
+fn panics_in(text: &str) -> Vec<(String, String)> {
     let lines: Vec<&str> = text.lines().collect();
     let mut panics = Vec::new();
     for (at, line) in lines.iter().enumerate() {
         let Some(location) = line.split("panicked at ").nth(1) else {
             continue;
         };
-        let check = line.split('\'').nth(1).unwrap_or("a check");
+        let thread = line.split('\'').nth(1).unwrap_or("<unnamed>");
         // Up to the next panic at most: linear in the output, however many panics follow.
         let message: Vec<&str> = lines[at + 1..]
             .iter()
@@ -244,10 +405,13 @@ fn panics_in(text: &str) -> Vec<String> {
             })
             .copied()
             .collect();
-        panics.push(format!(
-            "{check} failed at {}\n{}",
-            location.trim_end_matches(':'),
-            message.join("\n")
+        panics.push((
+            thread.to_string(),
+            format!(
+                "{thread} failed at {}\n{}",
+                location.trim_end_matches(':'),
+                message.join("\n")
+            ),
         ));
     }
     panics
@@ -273,20 +437,22 @@ pub fn report_beyond_gates(package: &str, failures: &[String]) -> String {
         report.push_str(&indent(failure));
         report.push_str(&format!(
             "  read: {}\n  rerun it alone: cargo test -p {package} {check}\n",
-            hint_for(check)
+            hint_for_failure(check, failure)
         ));
     }
     report
 }
 
 /// The report as JSON: `{"package", "all_pass", "gates": [{"gate", "title", "filter", "result",
-/// "message", "hint"}], "beyond_gates": [failing edge/norm/stress messages], "conv": [failing
-/// convolution messages]}`, `result` one of `pass`, `fail`, `does not build`; gates after a
-/// build failure are left out. `all_pass` is true only when the gates and every edge,
+/// "message", "hint", "cause"}], "beyond_gates": [failing edge/norm/stress messages], "conv":
+/// [failing convolution messages]}`, `result` one of `pass`, `fail`, `does not build`, `no
+/// tests`, `not run` (a gate before it failed); `cause` is the edge check's message that names
+/// the failed gate's mistake, or null. `all_pass` is true only when the gates and every edge,
 /// normalization, stress and convolution check pass.
 pub fn report_json(
     package: &str,
     outcomes: &[Outcome],
+    cause: Option<&str>,
     beyond_gates: &[String],
     conv: &[String],
 ) -> String {
@@ -297,9 +463,16 @@ pub fn report_json(
         .map(|(number, ((filter, title), outcome))| {
             let (result, message) = match outcome {
                 Outcome::Pass => ("pass", None),
-                Outcome::Fail(message) => ("fail", Some(message)),
-                Outcome::DoesNotBuild(message) => ("does not build", Some(message)),
-                Outcome::NoTests(message) => ("no tests", Some(message)),
+                Outcome::Fail(message) => ("fail", Some(message.clone())),
+                Outcome::DoesNotBuild(message) => ("does not build", Some(message.clone())),
+                Outcome::NoTests(message) => ("no tests", Some(message.clone())),
+                Outcome::NotRun(failed) => ("not run", Some(format!("gate {failed} failed"))),
+            };
+            let failed = matches!(outcome, Outcome::Fail(_));
+            let hint = match (outcome, cause) {
+                (Outcome::Fail(_), Some(cause)) => hint_for_failure("edge::", cause),
+                (Outcome::Fail(message), None) => hint_for_failure(filter, message),
+                _ => hint_for(filter).to_string(),
             };
             serde_json::json!({
                 "gate": number + 1,
@@ -307,7 +480,8 @@ pub fn report_json(
                 "filter": filter,
                 "result": result,
                 "message": message,
-                "hint": hint_for(filter),
+                "hint": hint,
+                "cause": cause.filter(|_| failed),
             })
         })
         .collect();
@@ -341,7 +515,7 @@ fn run_gate(root: &Path, package: &str, filter: &str) -> Result<Outcome, RunErro
             _ => Outcome::Pass,
         });
     }
-    if let Some(first) = panics_in(&format!("{stdout}\n{stderr}")).into_iter().next() {
+    if let Some(first) = failures_in(&format!("{stdout}\n{stderr}")).into_iter().next() {
         return Ok(Outcome::Fail(first));
     }
     // No test ran: the build failed (or the package does not exist); cargo says why on stderr.
@@ -439,6 +613,115 @@ pub fn wait_for_change(dir: &Path, before: &Snapshot) -> Snapshot {
 mod beyond_gates_tests {
     use super::*;
 
+    /// libtest's output for three failing checks: one that caught the level's panic and then
+    /// failed (two panics on its thread), one whose spawned thread panicked first, one plain.
+    const THREE_FAILURES: &str = "running 4 tests\n\
+        thread 'norm::one_row' (3) panicked at crates/learner/src/batch_norm.rs:40:9:\n\
+        not yet implemented: BatchNorm::forward\n\
+        note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n\
+        thread 'norm::one_row' (3) panicked at crates/harness/src/expect.rs:230:5:\n\
+        batch norm on one row: panicked with \"not yet implemented\", but ...\n\
+        thread '<unnamed>' (9) panicked at crates/learner/src/dropout.rs:12:5:\n\
+        not yet implemented: Dropout::forward\n\
+        thread 'norm::evaluation_mode' (4) panicked at crates/harness/src/norm.rs:99:5:\n\
+        a worker thread panicked\n\
+        thread 'norm::reference' (5) panicked at crates/learner/src/layer_norm.rs:7:9:\n\
+        not yet implemented: LayerNorm::forward\n\
+        \n\
+        failures:\n\
+        \n\
+        failures:\n    norm::evaluation_mode\n    norm::one_row\n    norm::reference\n\
+        \n\
+        test result: FAILED. 1 passed; 3 failed; 0 ignored; 0 measured; 50 filtered out\n";
+
+    #[test]
+    fn each_failed_check_is_counted_once_under_its_own_runnable_name() {
+        let failures = failures_in(THREE_FAILURES);
+        let names: Vec<&str> = failures
+            .iter()
+            .map(|failure| failure.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["norm::evaluation_mode", "norm::one_row", "norm::reference"]
+        );
+        // The panic that ended the check, not the level's panic it caught.
+        assert!(failures[1].contains("expect.rs:230:5"), "{}", failures[1]);
+        let report = report_beyond_gates("learner", &failures);
+        assert!(report.starts_with("gates pass, but: 3 edge/norm/stress checks fail\n"));
+        assert!(!report.contains("<unnamed>"), "{report}");
+        // Without libtest's list: each named thread once, its last panic.
+        let unlisted = THREE_FAILURES.split("\nfailures:").next().unwrap();
+        assert_eq!(failures_in(unlisted).len(), 3);
+    }
+
+    #[test]
+    fn gates_after_a_failed_one_say_they_did_not_run() {
+        let outcomes = [
+            Outcome::Fail("basic::gate1_single_layer_backward failed at x\nboom".into()),
+            Outcome::NotRun(1),
+            Outcome::NotRun(1),
+            Outcome::NotRun(1),
+        ];
+        let text = report("learner", &outcomes, None);
+        assert!(text.contains("gate 1  single layer backward  FAIL\n"), "{text}");
+        assert_eq!(text.matches("not run: gate 1 failed\n").count(), 3, "{text}");
+        assert!(!all_pass(&outcomes));
+        let json = report_json("learner", &outcomes, None, &[], &[]);
+        assert!(json.contains("\"result\":\"not run\""), "{json}");
+    }
+
+    #[test]
+    fn an_edge_check_that_names_the_mistake_explains_a_gate_that_does_not() {
+        let gate = "basic::gate4_pytorch_training failed at crates/harness/src/expect.rs:1:1\n\
+            gate 4 (PyTorch parity), fixture accumulate_two_batches_relu_f64 (torch 2.5): \
+            dL/dlinear0.weight [4, 3]: worst entry [0, 0]: ours 1, PyTorch 2\n  hint: hints/README.md";
+        // A whole network's fixture names no layer page (its activation is not the culprit).
+        assert_eq!(
+            hint_for_failure("basic::gate4", gate),
+            "hints/gate4-pytorch.md"
+        );
+        let accumulate = "edge::gradients_accumulate_until_zero_grad failed at x.rs:1:1\n\
+            dL/dlinear0.weight: worst entry\n  likely mistake: = where += belongs: ... (read hints/edge.md)";
+        let unnamed = "edge::zero_inputs failed at x.rs:1:1\nwhat differs: ...";
+        let failures = [unnamed.to_string(), accumulate.to_string()];
+        assert_eq!(single_named_cause(&failures), Some(accumulate));
+        let other = "edge::relu failed at x\n  likely mistake: a flipped sign: ... (read hints/math-refresh.md)";
+        let disagreeing = [accumulate.to_string(), other.to_string()];
+        assert_eq!(single_named_cause(&disagreeing), None);
+        let outcomes = [
+            Outcome::Pass,
+            Outcome::Pass,
+            Outcome::Pass,
+            Outcome::Fail(gate.into()),
+        ];
+        let text = report("learner", &outcomes, Some(accumulate));
+        assert!(
+            text.contains("the edge checks single out the cause:\n    edge::gradients_accumulate")
+                && text.contains("= where += belongs")
+                && text.contains("  read: hints/edge.md\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_panic_in_a_layers_file_points_to_that_layers_page() {
+        let panic = "basic::gate1_single_layer_backward failed at \
+            crates/learner/src/softmax_cross_entropy.rs:31:22\nattempt to subtract with overflow";
+        assert_eq!(
+            hint_for_failure("basic::gate1", panic),
+            "hints/math-refresh.md"
+        );
+        let in_norm = "norm::one_row failed at crates/learner/src/batch_norm.rs:3:3\nindex out of bounds";
+        assert_eq!(
+            hint_for_failure("norm::one_row", in_norm),
+            "hints/hint-4-normalization.md"
+        );
+        // The harness's own assertion is not the layer's file.
+        let assertion = "edge::x failed at crates/harness/src/edge.rs:9:9\nrelu of NaN gave 0";
+        assert_eq!(hint_for_failure("edge::x", assertion), "hints/edge.md");
+    }
+
     #[test]
     fn libtest_counts_are_read_from_its_result_lines() {
         let ran = "running 3 tests\n...\ntest result: ok. 3 passed; 0 failed; 0 ignored; 0 \
@@ -460,7 +743,7 @@ mod beyond_gates_tests {
         let panics = panics_in(&text);
         assert_eq!(panics.len(), count);
         // Each message stops at the next panic: about 22 bytes each, not the rest of the text.
-        let bytes: usize = panics.iter().map(String::len).sum();
+        let bytes: usize = panics.iter().map(|(_, failure)| failure.len()).sum();
         assert!(bytes < 40 * count, "{bytes} bytes");
     }
 
@@ -522,7 +805,7 @@ mod beyond_gates_tests {
             thread 'stress::deep_tanh_mlp_passes_finite_differences' (8) panicked at x.rs:1:2:\n\
             dL/dinput: worst entry [0, 1]\n\n\
             failures:\n";
-        let failures = panics_in(cargo_output);
+        let failures = failures_in(cargo_output);
         assert_eq!(failures.len(), 2);
         let report = report_beyond_gates("my-level", &failures);
         assert!(

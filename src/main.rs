@@ -163,6 +163,8 @@ fn check_command(args: CheckArgs) -> ExitCode {
 fn check_once(root: &Path, args: &CheckArgs) -> Result<bool, backprop::error::RunError> {
     let outcomes = backprop::check::run_gates(root, &args.name)?;
     let gates_pass = backprop::check::all_pass(&outcomes);
+    // A gate that failed without naming its mistake: the edge checks may single it out.
+    let cause = backprop::check::cause_of_failed_gate(root, &args.name, &outcomes)?;
     // Past the gates: the edge, norm and stress checks, so a green report means the whole contract.
     let beyond = match gates_pass {
         true => backprop::check::run_beyond_gates(root, &args.name)?,
@@ -177,10 +179,13 @@ fn check_once(root: &Path, args: &CheckArgs) -> Result<bool, backprop::error::Ru
     if args.json {
         println!(
             "{}",
-            backprop::check::report_json(&args.name, &outcomes, &beyond, &conv)
+            backprop::check::report_json(&args.name, &outcomes, cause.as_deref(), &beyond, &conv)
         );
     } else if !args.quiet {
-        print!("{}", backprop::check::report(&args.name, &outcomes));
+        print!(
+            "{}",
+            backprop::check::report(&args.name, &outcomes, cause.as_deref())
+        );
         if gates_pass {
             print!(
                 "{}",

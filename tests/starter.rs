@@ -222,8 +222,8 @@ fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02(
     );
     assert!(text.contains("0 passed"), "{text}");
 
-    // `backprop check --watch`: the four gates in order, FAIL each, only the first one
-    // explained; then it waits for an edit.
+    // `backprop check --watch`: the four gates in order, gate 1 FAIL and explained, the others
+    // not run; then it waits for an edit.
     let watcher = Watcher::start(&workspace);
     let report = watcher.wait_for_reports(1);
     let verdicts: Vec<&str> = report
@@ -231,8 +231,11 @@ fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02(
         .filter(|line| line.starts_with("gate "))
         .collect();
     assert_eq!(verdicts.len(), 4, "{report}");
+    assert!(verdicts[0].ends_with("FAIL"), "{report}");
     assert!(
-        verdicts.iter().all(|line| line.ends_with("FAIL")),
+        verdicts[1..]
+            .iter()
+            .all(|line| line.ends_with("not run: gate 1 failed")),
         "{report}"
     );
     assert!(
