@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use backprop::arch::Arch;
 use backprop::bench::{
-    floor_cell,
-    Contestant, FLOPS_PER_SAMPLE, NetworkFloor, Plan, finish, in_turns, mnist_train,
+    Contestant, FLOPS_PER_SAMPLE, NetworkFloor, Plan, finish, floor_cell, in_turns, mnist_train,
     network_flops_per_sample, pool, quick_row, record, tables, timed,
 };
 use backprop::levels::{BuiltinLevel, WithLevel};

@@ -344,7 +344,9 @@ fn failures_in(text: &str) -> Vec<String> {
             .iter()
             .map(|test| {
                 last_panic_of(test).unwrap_or_else(|| {
-                    format!("{test} failed at its test\nno panic message of its own in cargo's output")
+                    format!(
+                        "{test} failed at its test\nno panic message of its own in cargo's output"
+                    )
                 })
             })
             .collect();
@@ -515,7 +517,10 @@ fn run_gate(root: &Path, package: &str, filter: &str) -> Result<Outcome, RunErro
             _ => Outcome::Pass,
         });
     }
-    if let Some(first) = failures_in(&format!("{stdout}\n{stderr}")).into_iter().next() {
+    if let Some(first) = failures_in(&format!("{stdout}\n{stderr}"))
+        .into_iter()
+        .next()
+    {
         return Ok(Outcome::Fail(first));
     }
     // No test ran: the build failed (or the package does not exist); cargo says why on stderr.
@@ -664,8 +669,15 @@ mod beyond_gates_tests {
             Outcome::NotRun(1),
         ];
         let text = report("learner", &outcomes, None);
-        assert!(text.contains("gate 1  single layer backward  FAIL\n"), "{text}");
-        assert_eq!(text.matches("not run: gate 1 failed\n").count(), 3, "{text}");
+        assert!(
+            text.contains("gate 1  single layer backward  FAIL\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("not run: gate 1 failed\n").count(),
+            3,
+            "{text}"
+        );
         assert!(!all_pass(&outcomes));
         let json = report_json("learner", &outcomes, None, &[], &[]);
         assert!(json.contains("\"result\":\"not run\""), "{json}");
@@ -712,7 +724,8 @@ mod beyond_gates_tests {
             hint_for_failure("basic::gate1", panic),
             "hints/math-refresh.md"
         );
-        let in_norm = "norm::one_row failed at crates/learner/src/batch_norm.rs:3:3\nindex out of bounds";
+        let in_norm =
+            "norm::one_row failed at crates/learner/src/batch_norm.rs:3:3\nindex out of bounds";
         assert_eq!(
             hint_for_failure("norm::one_row", in_norm),
             "hints/hint-4-normalization.md"

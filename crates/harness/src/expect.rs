@@ -3,7 +3,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use backprop_core::gradcheck::{GradReport, relative_error};
+use backprop_core::gradcheck::GradReport;
 use backprop_core::{Float, Model};
 use ndarray::{ArrayD, ArrayView, ArrayViewD, Dimension, arr0};
 
@@ -16,7 +16,7 @@ use crate::diagnosis::Evidence;
 ///
 /// # Panics
 /// `"{check}: dL/dweight [3, 2]: worst entry [2, 0]: got 4.5, expected 9 (relative error
-/// 3.3e-1 > tolerance 1e-12)"`, or a message naming both shapes when they differ.
+/// 5.0e-1 > tolerance 1e-12)"`, or a message naming both shapes when they differ.
 #[track_caller]
 pub fn close<D: Dimension>(
     check: &str,
@@ -229,6 +229,19 @@ pub fn panics_with(check: &str, fragment: &str, action: impl FnOnce()) {
     );
 }
 
+/// The relative error the comparisons decide by, approx's `max_relative` measure:
+/// `|got - expected| / max(1e-8, |got|, |expected|)`, so a factor-2 error is 0.5 (the finite
+/// differences use CS231n's `|a - n| / (|a| + |n|)` instead, in their own reports). NaN or an
+/// infinity gives infinity.
+pub fn relative_error(got: f64, expected: f64) -> f64 {
+    let error = (got - expected).abs() / got.abs().max(expected.abs()).max(1e-8);
+    if error.is_finite() {
+        error
+    } else {
+        f64::INFINITY
+    }
+}
+
 /// Widens any float array to `f64` for comparison.
 pub fn widen<F: Float>(array: ArrayViewD<'_, F>) -> ArrayD<f64> {
     array.mapv(F::as_f64)
@@ -243,4 +256,33 @@ pub fn model_gradients<F: Float, M: Model<F>>(model: &mut M) -> Vec<(String, Arr
         }
     });
     gradients
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    /// The printed relative error is the one the rule decides by: a factor 2 is 0.5, and an
+    /// entry just over the tolerance prints above it, never below.
+    #[test]
+    fn the_printed_relative_error_is_the_one_the_comparison_applies() {
+        let failure = catch_unwind(|| {
+            close(
+                "factor two",
+                "dL/dx",
+                array![2.0, 1.0].view(),
+                array![1.0, 1.0].view(),
+                1e-12,
+            )
+        })
+        .unwrap_err();
+        let message = failure.downcast_ref::<String>().unwrap();
+        assert!(
+            message.contains("relative error 5.0e-1 > tolerance 1e-12"),
+            "{message}"
+        );
+        assert!((relative_error(1.0, 1.0 + 1.5e-10) - 1.5e-10).abs() < 1e-15);
+        assert_eq!(relative_error(f64::NAN, 1.0), f64::INFINITY);
+    }
 }

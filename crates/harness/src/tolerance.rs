@@ -1,7 +1,9 @@
 //! Every tolerance of the suite, in one place.
 //!
-//! Relative errors use one definition throughout:
-//! `|ours - expected| / max(1e-8, |ours| + |expected|)` ([`backprop_core::gradcheck::relative_error`]).
+//! Two relative errors: comparisons with a reference decide by approx's `max_relative`,
+//! `|ours - expected| / max(1e-8, |ours|, |expected|)` ([`crate::expect::relative_error`]); the
+//! finite-difference checks by CS231n's `|a - n| / max(1e-8, |a| + |n|)`
+//! ([`backprop_core::gradcheck::relative_error`]).
 
 /// Against values derived by hand in `f64`: only the rounding of a few operations may differ.
 pub const EXACT_F64: f64 = 1e-12;
