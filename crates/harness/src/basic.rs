@@ -350,6 +350,36 @@ pub fn gate1_single_layer_backward<L: Level<f64>>() {
     );
 }
 
+/// The Linear layers `visit_linears` gave (`params`) must chain from the input's `features` to
+/// the `logits_width` the network's forward gives: the reference pass is built from them.
+#[track_caller]
+fn visited_layers_make_the_network(
+    check: &str,
+    params: &backprop_core::LinearParams<f64>,
+    features: usize,
+    logits_width: usize,
+) {
+    let chained = params.windows(2).all(|pair| pair[0].0.ncols() == pair[1].0.nrows());
+    let ends = params.first().map(|(weight, _)| weight.nrows()) == Some(features)
+        && params.last().map(|(weight, _)| weight.ncols()) == Some(logits_width);
+    if chained && ends {
+        return;
+    }
+    let shapes: Vec<String> = params
+        .iter()
+        .map(|(weight, _)| format!("{:?}", weight.shape()))
+        .collect();
+    panic!(
+        "{check}: visit_linears visited {} Linear layer(s) with weights [{}], but forward takes \
+         {features} input features to {logits_width} logits: the visited layers do not make \
+         that network. visit_linears must hand every Linear layer to its callback, in order \
+         (the optimizers and every check reach the weights through it), and forward must run \
+         exactly those layers (read hints/hint-3-full-network.md)",
+        params.len(),
+        shapes.join(", ")
+    );
+}
+
 /// Runs one forward/loss/backward of `model` and compares everything with the reference pass.
 #[track_caller]
 pub(crate) fn check_model_against_reference<M: Model<f64>>(
@@ -361,6 +391,8 @@ pub(crate) fn check_model_against_reference<M: Model<f64>>(
     tolerance: f64,
 ) {
     let params = model.linear_params();
+    let logits_width = model.forward(input.view()).ncols();
+    visited_layers_make_the_network(check, &params, input.ncols(), logits_width);
     let expected = reference::mlp(
         &params,
         model.activation(),

@@ -26,7 +26,7 @@
 //! Any other difference is described without a cause.
 
 use backprop_core::{Activation, Targets};
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix2};
+use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Axis, Ix2};
 
 pub use backprop_core::hints::{HINTS_BY_CHECK, hint_for};
 
@@ -67,11 +67,29 @@ pub enum Mistake {
     OnehotNotSubtracted,
     /// The bias gradient is not the sum of g over the batch rows.
     BiasNotSummed,
+    /// Softmax shifted by the largest logit of the whole batch, not of each row.
+    BatchMaxShift,
+    /// Batch norm's or layer norm's dL/dx without its path through the mean or the variance.
+    NormPathMissing,
+    /// Normalized with the unbiased variance (over N - 1) where the biased one (over N) belongs.
+    NormUnbiasedVariance,
+    /// dL/dgamma summed without x̂.
+    GammaGradWithoutNormalized,
+    /// The running statistics set without the momentum's blend.
+    RunningWithoutMomentum,
+    /// The running variance moved toward the biased batch variance, not the unbiased one.
+    BiasedRunningVariance,
+    /// Batch norm in evaluation normalizing with the batch's statistics, not the running ones.
+    BatchStatisticsInEvaluation,
+    /// Dropout's kept units not scaled by 1 / (1 - p).
+    DropoutWithoutScale,
+    /// Dropout's gradient scaled but not masked: dropped units get a gradient.
+    DropoutWithoutMask,
 }
 
 impl Mistake {
     /// Every mistake, in the order of the module docs.
-    pub const ALL: [Mistake; 17] = [
+    pub const ALL: [Mistake; 26] = [
         Mistake::NoMaxShift,
         Mistake::LogOfUnderflow,
         Mistake::TransposedProduct,
@@ -89,6 +107,15 @@ impl Mistake {
         Mistake::LossNotMean,
         Mistake::OnehotNotSubtracted,
         Mistake::BiasNotSummed,
+        Mistake::BatchMaxShift,
+        Mistake::NormPathMissing,
+        Mistake::NormUnbiasedVariance,
+        Mistake::GammaGradWithoutNormalized,
+        Mistake::RunningWithoutMomentum,
+        Mistake::BiasedRunningVariance,
+        Mistake::BatchStatisticsInEvaluation,
+        Mistake::DropoutWithoutScale,
+        Mistake::DropoutWithoutMask,
     ];
 
     /// The mistake in a few words; each headline appears in no other.
@@ -111,6 +138,17 @@ impl Mistake {
             Mistake::LossNotMean => "the loss value is a sum, not the mean",
             Mistake::OnehotNotSubtracted => "the one-hot not subtracted",
             Mistake::BiasNotSummed => "dL/db is not the sum of g over the batch rows",
+            Mistake::BatchMaxShift => "softmax shifted by the whole batch's max, not each row's",
+            Mistake::NormPathMissing => "a path through the mean or the variance is missing",
+            Mistake::NormUnbiasedVariance => "the N - 1 variance where the biased one belongs",
+            Mistake::GammaGradWithoutNormalized => "dL/dgamma without x̂",
+            Mistake::RunningWithoutMomentum => "the running statistics without the momentum",
+            Mistake::BiasedRunningVariance => "the running variance takes the biased variance",
+            Mistake::BatchStatisticsInEvaluation => {
+                "evaluation normalizes with the batch's statistics"
+            }
+            Mistake::DropoutWithoutScale => "dropout without the 1 / (1 - p) scale",
+            Mistake::DropoutWithoutMask => "dropout's gradient without the mask",
         }
     }
 
@@ -133,7 +171,16 @@ impl Mistake {
             | Mistake::MissingMean
             | Mistake::MeanTwice
             | Mistake::LossNotMean
-            | Mistake::OnehotNotSubtracted => "hints/math-refresh.md",
+            | Mistake::OnehotNotSubtracted
+            | Mistake::BatchMaxShift => "hints/math-refresh.md",
+            Mistake::NormPathMissing
+            | Mistake::NormUnbiasedVariance
+            | Mistake::GammaGradWithoutNormalized
+            | Mistake::RunningWithoutMomentum
+            | Mistake::BiasedRunningVariance
+            | Mistake::BatchStatisticsInEvaluation
+            | Mistake::DropoutWithoutScale
+            | Mistake::DropoutWithoutMask => "hints/hint-4-normalization.md",
         }
     }
 
@@ -187,6 +234,15 @@ pub enum Subject {
     SoftmaxCrossEntropy,
     /// Mean squared error.
     Mse,
+    /// Batch norm, in training or in evaluation.
+    BatchNorm {
+        /// Normalizing with the batch's statistics (training) or the running ones.
+        training: bool,
+    },
+    /// Layer norm.
+    LayerNorm,
+    /// Dropout with a known mask ([`Evidence::dropout`]).
+    Dropout,
 }
 
 impl Subject {
@@ -196,6 +252,9 @@ impl Subject {
             Subject::Linear => "hints/hint-2-linear-backward.md",
             Subject::Activation(_) => "hints/hint-1-chain-rule.md",
             Subject::SoftmaxCrossEntropy | Subject::Mse => "hints/math-refresh.md",
+            Subject::BatchNorm { .. } | Subject::LayerNorm | Subject::Dropout => {
+                "hints/hint-4-normalization.md"
+            }
         }
     }
 }
@@ -235,6 +294,13 @@ pub struct Evidence<'a> {
     pub earlier_matched: bool,
     /// The level computed in `f32`: recomputed mistakes match to 1e-4 instead of 1e-9.
     pub single_precision: bool,
+    /// A normalization layer's gamma and beta, per feature.
+    pub affine: Option<(ArrayView1<'a, f64>, ArrayView1<'a, f64>)>,
+    /// Dropout's mask (true: kept) and drop probability p.
+    pub dropout: Option<(ArrayView2<'a, bool>, f64)>,
+    /// The batches a fresh batch norm took in training, in order (running statistics start at
+    /// mean 0 and variance 1).
+    pub training_batches: Option<&'a [Array2<f64>]>,
 }
 
 impl<'a> Evidence<'a> {
@@ -296,6 +362,7 @@ pub fn diagnose(
         .or_else(|| recomputed_mistake(tensor, ours, reference, evidence))
         .or_else(|| transposed(tensor, ours, reference))
         .or_else(|| constant_factor(tensor, ours, reference, evidence))
+        .or_else(|| normalization_sums(tensor, ours, evidence))
         .or_else(|| only_the_bias(tensor, evidence))
 }
 
@@ -334,6 +401,20 @@ fn non_finite(
         Some(Targets::Classes(classes)) => Some(classes),
         _ => None,
     };
+    if let (Some(logits), Some(classes)) = (softmax_logits, classes) {
+        let batch_max = batch_max_softmax(tensor, logits, classes);
+        if batch_max.is_some_and(|wrong| same_values(ours, &wrong.view(), evidence.precision())) {
+            return named(
+                Mistake::BatchMaxShift,
+                format!(
+                    "{tensor} holds {value} where the reference is {expected:.4e}, and it equals \
+                     softmax cross-entropy shifted by the largest logit of the whole batch (at \
+                     every entry): a row far below that max has every e^(z - max) underflow to \
+                     0. Subtract each row's own largest logit"
+                ),
+            );
+        }
+    }
     if let (Some(logits), true) = (softmax_logits, value.is_nan()) {
         // e^z / Σ e^z straight away: inf / inf or 0 / 0 on these very logits.
         let unshifted = logits.mapv(f64::exp);
@@ -349,7 +430,9 @@ fn non_finite(
             );
         }
     }
-    if let (Some(logits), Some(classes), true) = (softmax_logits, classes, value.is_infinite()) {
+    // -ln p of a p that underflowed to 0 is +inf (a -inf or a NaN loss is something else).
+    let plus_infinity = *value == f64::INFINITY;
+    if let (Some(logits), Some(classes), true) = (softmax_logits, classes, plus_infinity) {
         // ln p[target] with p[target] = e^(z - max) / Σ e^(z - max) = 0 in floating point.
         let underflows = logits.outer_iter().zip(classes).any(|(row, &target)| {
             let max = row.fold(f64::NEG_INFINITY, |m, &z| m.max(z));
@@ -371,6 +454,42 @@ fn non_finite(
         evidence,
         format!("{tensor} holds {value} where the reference is {expected:.4e}"),
     )
+}
+
+/// Equal entry by entry, NaN where the other is NaN and the same infinities included.
+fn same_values(a: &ArrayViewD<'_, f64>, b: &ArrayViewD<'_, f64>, precision: f64) -> bool {
+    a.shape() == b.shape()
+        && a.iter().zip(b.iter()).all(|(&x, &y)| {
+            (x.is_nan() && y.is_nan())
+                || x == y
+                || (x - y).abs() <= precision * (1.0 + y.abs())
+        })
+}
+
+/// Softmax cross-entropy's loss ("loss") or dL/dz (any other tensor) with every row shifted by
+/// the largest logit of the whole batch: log p = z - max - ln Σ e^(z - max).
+fn batch_max_softmax(
+    tensor: &str,
+    logits: ArrayView2<'_, f64>,
+    classes: &[usize],
+) -> Option<ArrayD<f64>> {
+    let max = logits.fold(f64::NEG_INFINITY, |m, &z| m.max(z));
+    let exp = logits.mapv(|z| (z - max).exp());
+    let sums = exp.sum_axis(Axis(1));
+    let batch = logits.nrows() as f64;
+    if tensor == "loss" {
+        let picked: Option<f64> = classes
+            .iter()
+            .enumerate()
+            .map(|(row, &class)| Some(logits.get([row, class])? - max - sums[row].ln()))
+            .sum();
+        return Some(ndarray::arr0(-picked? / batch).into_dyn());
+    }
+    let mut grad = &exp / &sums.insert_axis(Axis(1));
+    for (row, &class) in classes.iter().enumerate() {
+        *grad.get_mut([row, class])? -= 1.0;
+    }
+    Some((grad / batch).into_dyn())
 }
 
 /// A candidate: the mistake, what it computes in words, and what it computes on this data.
@@ -407,11 +526,23 @@ fn recomputed_mistake(
 /// What each mistake in the evidence's subject would have computed for `tensor`.
 fn candidates(tensor: &str, evidence: &Evidence<'_>) -> Vec<Candidate> {
     let mut found: Vec<Candidate> = Vec::new();
+    let mut add = |mistake, formula, value: ArrayD<f64>| found.push((mistake, formula, value));
+    if let Some(batches) = evidence.training_batches {
+        running_candidates(tensor, batches, &mut add);
+    }
     let (Some(subject), Some(x)) = (evidence.subject, evidence.input) else {
         return found;
     };
-    let mut add = |mistake, formula, value: ArrayD<f64>| found.push((mistake, formula, value));
     match (subject, evidence.upstream, evidence.targets) {
+        (Subject::BatchNorm { training }, g, _) => {
+            norm_candidates(tensor, x, g, evidence.affine, Some(training), &mut add)
+        }
+        (Subject::LayerNorm, g, _) => norm_candidates(tensor, x, g, evidence.affine, None, &mut add),
+        (Subject::Dropout, g, _) => {
+            if let Some((keep, p)) = evidence.dropout {
+                dropout_candidates(tensor, x, g, (keep, p), &mut add)
+            }
+        }
         (Subject::Linear, Some(g), _) => linear_candidates(tensor, x, g, evidence.weight, &mut add),
         (Subject::Activation(activation), Some(g), _) => {
             activation_candidates(activation, x, g, &mut add)
@@ -602,6 +733,140 @@ fn softmax_candidates(
     );
 }
 
+/// Each column's mean and variance over the rows (`unbiased`: over N - 1).
+fn column_statistics(x: ArrayView2<'_, f64>, unbiased: bool) -> (Array1<f64>, Array1<f64>) {
+    let rows = x.nrows() as f64;
+    let mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols()));
+    let divisor = if unbiased { rows - 1.0 } else { rows };
+    let var = (&x - &mean).mapv(|d| d * d).sum_axis(Axis(0)) / divisor;
+    (mean, var)
+}
+
+/// Batch norm's (`training` Some) or layer norm's (None) mistakes, for its output, dL/dx and
+/// dL/dgamma. Layer norm is batch norm on the transpose: its statistics belong to a row.
+fn norm_candidates(
+    tensor: &str,
+    x: ArrayView2<'_, f64>,
+    g: Option<ArrayView2<'_, f64>>,
+    affine: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
+    training: Option<bool>,
+    add: &mut impl FnMut(Mistake, &'static str, ArrayD<f64>),
+) {
+    let Some((gamma, beta)) = affine else {
+        return;
+    };
+    let eps = backprop_core::norm::NORM_EPS;
+    let layer_norm = training.is_none();
+    // Statistics over axis 0 of `columns`: x itself for batch norm, its transpose for layer norm.
+    let columns = if layer_norm { x.t() } else { x.view() };
+    let back = |a: Array2<f64>| if layer_norm { a.reversed_axes() } else { a };
+    let normalized = |unbiased: bool| {
+        let (mean, var) = column_statistics(columns, unbiased);
+        back((&columns - &mean) / &var.mapv(|v| (v + eps).sqrt()))
+    };
+    let affine_output = |xhat: Array2<f64>| (xhat * &gamma + &beta).into_dyn();
+    let statistics_of_batch = training != Some(false);
+    if tensor == "output" && columns.nrows() >= 2 {
+        let unbiased = affine_output(normalized(true));
+        if statistics_of_batch {
+            let formula = "gamma (x - mean) / sqrt(var + eps) + beta, var over N - 1";
+            add(Mistake::NormUnbiasedVariance, formula, unbiased);
+        } else {
+            let formula = "gamma (x - batch mean) / sqrt(batch var + eps) + beta";
+            add(Mistake::BatchStatisticsInEvaluation, formula, affine_output(normalized(false)));
+        }
+    }
+    if tensor == "output" && columns.nrows() == 1 && training == Some(false) {
+        // One row: the batch's own statistics make x̂ = 0, so y = beta.
+        let formula = "beta alone: a one-row batch normalized by its own mean";
+        add(Mistake::BatchStatisticsInEvaluation, formula, affine_output(normalized(false)));
+    }
+    let Some(g) = g.filter(|_| statistics_of_batch) else {
+        return;
+    };
+    let xhat = normalized(false);
+    if tensor.contains("gamma") {
+        let formula = "Σ g over the rows, without x̂";
+        add(Mistake::GammaGradWithoutNormalized, formula, g.sum_axis(Axis(0)).into_dyn());
+        let formula = "Σ g x over the rows: the input x where x̂ belongs";
+        add(Mistake::GammaGradWithoutNormalized, formula, (&g * &x).sum_axis(Axis(0)).into_dyn());
+    }
+    if tensor != "dL/dinput" {
+        return;
+    }
+    // d = g gamma, then in the statistics' orientation: s d, s (d - mean d), s (d - x̂ mean(d x̂)).
+    let d = &g * &gamma;
+    let (d, xhat) = if layer_norm { (d.reversed_axes(), xhat.reversed_axes()) } else { (d, xhat) };
+    let (_, var) = column_statistics(columns, false);
+    let s = var.mapv(|v| 1.0 / (v + eps).sqrt());
+    let mean_d = d.mean_axis(Axis(0)).expect("rows");
+    let mean_d_xhat = (&d * &xhat).mean_axis(Axis(0)).expect("rows");
+    let direct = &d * &s;
+    let no_variance = (&d - &mean_d) * &s;
+    let no_mean = (&d - &(&xhat * &mean_d_xhat)) * &s;
+    let paths = [
+        ("g gamma / sqrt(var + eps): x̂'s direct path alone, none through the mean or the variance", direct),
+        ("(g gamma - mean of g gamma) / sqrt(var + eps): no path through the variance", no_variance),
+        ("(g gamma - x̂ mean(g gamma x̂)) / sqrt(var + eps): no path through the mean", no_mean),
+    ];
+    for (formula, value) in paths {
+        add(Mistake::NormPathMissing, formula, back(value).into_dyn());
+    }
+}
+
+/// Dropout's mistakes with a known mask, for its output and dL/dx.
+fn dropout_candidates(
+    tensor: &str,
+    x: ArrayView2<'_, f64>,
+    g: Option<ArrayView2<'_, f64>>,
+    (keep, p): (ArrayView2<'_, bool>, f64),
+    add: &mut impl FnMut(Mistake, &'static str, ArrayD<f64>),
+) {
+    let mask = keep.mapv(|kept| if kept { 1.0 } else { 0.0 });
+    let scale = 1.0 / (1.0 - p);
+    if tensor == "output" {
+        add(Mistake::DropoutWithoutScale, "x m, without the 1 / (1 - p)", (&x * &mask).into_dyn());
+    }
+    if let (Some(g), "dL/dinput") = (g, tensor) {
+        add(Mistake::DropoutWithoutScale, "g m, without the 1 / (1 - p)", (&g * &mask).into_dyn());
+        add(Mistake::DropoutWithoutMask, "g / (1 - p) everywhere, the mask left out", (&g * scale).into_dyn());
+    }
+}
+
+/// The running statistics' mistakes after `batches` in training from mean 0, variance 1.
+fn running_candidates(
+    tensor: &str,
+    batches: &[Array2<f64>],
+    add: &mut impl FnMut(Mistake, &'static str, ArrayD<f64>),
+) {
+    let variance = tensor == "running variance";
+    if !variance && tensor != "running mean" {
+        return;
+    }
+    let Some(first) = batches.first() else {
+        return;
+    };
+    let momentum = backprop_core::norm::BATCH_NORM_MOMENTUM;
+    let start = || if variance { Array1::ones(first.ncols()) } else { Array1::zeros(first.ncols()) };
+    // Runs the running average with `blend(running, batch statistic)` over every batch.
+    let replay = |unbiased: bool, blend: &dyn Fn(&Array1<f64>, &Array1<f64>) -> Array1<f64>| {
+        batches.iter().fold(start(), |running, batch| {
+            let (mean, var) = column_statistics(batch.view(), unbiased);
+            blend(&running, if variance { &var } else { &mean })
+        })
+    };
+    let replaced = replay(true, &|_, batch| batch.clone());
+    add(Mistake::RunningWithoutMomentum, "the last batch's statistics, no running average", replaced.into_dyn());
+    let reversed = replay(true, &|running, batch| running * momentum + batch * (1.0 - momentum));
+    let formula = "0.1 running + 0.9 batch: the momentum on the wrong side";
+    add(Mistake::RunningWithoutMomentum, formula, reversed.into_dyn());
+    if variance {
+        let biased = replay(false, &|running, batch| running * (1.0 - momentum) + batch * momentum);
+        let formula = "0.9 running + 0.1 batch variance over N, not N - 1";
+        add(Mistake::BiasedRunningVariance, formula, biased.into_dyn());
+    }
+}
+
 /// A weight gradient that is the reference transposed (square and not symmetric): `g^T x`.
 fn transposed(
     tensor: &str,
@@ -692,6 +957,55 @@ fn constant_factor(
         ),
         _ => described(evidence, every),
     }
+}
+
+/// Batch norm's (training) or layer norm's dL/dx that breaks the two sums every right one
+/// keeps: over each feature's batch (each row's features for layer norm), Σ dL/dx = 0 (the path
+/// through the mean) and Σ dL/dx x̂ = 0 (the path through the variance). Said, not named: a
+/// wrong formula of any kind can break them.
+fn normalization_sums(
+    tensor: &str,
+    ours: &ArrayViewD<'_, f64>,
+    evidence: &Evidence<'_>,
+) -> Option<Diagnosis> {
+    let layer_norm = match evidence.subject? {
+        Subject::BatchNorm { training: true } => false,
+        Subject::LayerNorm => true,
+        _ => return None,
+    };
+    let x = evidence.input?;
+    let ours = ours.view().into_dimensionality::<Ix2>().ok()?;
+    if tensor != "dL/dinput" || ours.dim() != x.dim() || x.nrows() < 2 {
+        return None;
+    }
+    let (ours, x) = if layer_norm { (ours.t(), x.t()) } else { (ours, x) };
+    let (mean, var) = column_statistics(x, false);
+    let eps = backprop_core::norm::NORM_EPS;
+    let xhat = (&x - &mean) / &var.mapv(|v| (v + eps).sqrt());
+    let scale = ours.iter().fold(0.0f64, |m, v| m.max(v.abs())) * x.nrows() as f64;
+    let sums = ours.sum_axis(Axis(0));
+    let weighted = (&ours * &xhat).sum_axis(Axis(0));
+    let worst = |sums: &Array1<f64>| {
+        sums.indexed_iter()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .map(|(at, &sum)| (at, sum))
+            .filter(|(_, sum)| sum.abs() > 1e-3 * scale.max(1e-12))
+    };
+    let over = if layer_norm { "row" } else { "feature" };
+    let across = if layer_norm { "its features" } else { "the batch" };
+    let text = match (worst(&sums), worst(&weighted)) {
+        (Some((at, sum)), _) => format!(
+            "{tensor} of {over} {at} sums to {sum:.4e} over {across}, where it must sum to 0: \
+             moving every x of a {over} together moves the mean with it and leaves x̂ unchanged"
+        ),
+        (None, Some((at, sum))) => format!(
+            "Σ {tensor} x̂ of {over} {at} is {sum:.4e} over {across}, where it must be 0: \
+             scaling a {over}'s deviations from its mean moves the variance with them and \
+             leaves x̂ unchanged"
+        ),
+        (None, None) => return None,
+    };
+    described(evidence, text)
 }
 
 /// Only a bias gradient is wrong, the layer's input and weight gradients having matched on one

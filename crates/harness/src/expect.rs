@@ -218,11 +218,7 @@ pub fn panics_with(check: &str, fragment: &str, action: impl FnOnce()) {
         Ok(()) => panic!("{check}: expected a panic mentioning {fragment:?}, but it returned"),
         Err(payload) => payload,
     };
-    let message = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
-        .unwrap_or_default();
+    let message = panic_text(payload.as_ref());
     assert!(
         message.contains(fragment),
         "{check}: panicked with {message:?}, but the message should mention {fragment:?}"
@@ -240,6 +236,33 @@ pub fn relative_error(got: f64, expected: f64) -> f64 {
     } else {
         f64::INFINITY
     }
+}
+
+/// Runs `action` and requires it to panic with a message that names `problem` in the level's
+/// own words: any of `words` (case-insensitive), and not a `todo!()`'s "not yet implemented".
+#[track_caller]
+pub fn panics_naming(check: &str, problem: &str, words: &[&str], action: impl FnOnce()) {
+    let message = match catch_unwind(AssertUnwindSafe(action)) {
+        Ok(()) => panic!("{check}: expected a panic that names {problem}, but it returned"),
+        Err(payload) => panic_text(payload.as_ref()),
+    };
+    let lower = message.to_lowercase();
+    let names_it = !lower.contains("not yet implemented")
+        && words.iter().any(|word| lower.contains(&word.to_lowercase()));
+    assert!(
+        names_it,
+        "{check}: panicked with {message:?}, which does not name {problem}: say so in the \
+         message (with any of the words {words:?})"
+    );
+}
+
+/// The text of a panic's payload (a `String` or a `&str`; empty for anything else).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
+        .unwrap_or_default()
 }
 
 /// Widens any float array to `f64` for comparison.

@@ -8,7 +8,8 @@ use backprop_core::{
 };
 use ndarray::{Array1, Array2, array};
 
-use crate::expect::{close, gradients_pass, panics_with};
+use crate::diagnosis::{Evidence, Pass, Subject};
+use crate::expect::{close, close_with, gradients_pass, panic_text, panics_naming};
 use crate::fixtures::{classes, uniform};
 use crate::reference::{self, NormPass};
 use crate::tolerance::{
@@ -31,47 +32,39 @@ fn set_affine<N: NormLayer<f64> + ?Sized>(
     params.beta.assign(beta);
 }
 
-/// One forward and backward of `layer` against the reference pass `expected`.
+/// One forward and backward of `layer` (a `subject`, with gamma and beta `affine`) against the
+/// reference pass `expected`; a failure's diagnosis sees the layer, x, g and gamma.
 #[track_caller]
 fn compare_pass<N: NormLayer<f64> + ?Sized>(
-    check: &str,
+    (check, subject): (&str, Subject),
     layer: &mut N,
     (x, g): (&Array2<f64>, &Array2<f64>),
     expected: &NormPass,
 ) {
+    let (gamma, beta) = {
+        let params = layer.params_mut();
+        (params.gamma.to_owned(), params.beta.to_owned())
+    };
+    let evidence = Evidence {
+        subject: Some(subject),
+        input: Some(x.view()),
+        upstream: Some(g.view()),
+        affine: Some((gamma.view(), beta.view())),
+        pass: Pass::First,
+        ..Evidence::default()
+    };
+    let compare = |tensor: &str, got: ndarray::ArrayViewD<'_, f64>, reference: ndarray::ArrayViewD<'_, f64>| {
+        close_with(check, tensor, got, reference, REFERENCE_F64, &evidence)
+    };
     layer.zero_grad();
     let output = layer.forward(x.view());
-    close(
-        check,
-        "output",
-        output.view(),
-        expected.output.view(),
-        REFERENCE_F64,
-    );
+    compare("output", output.view().into_dyn(), expected.output.view().into_dyn());
     let grad_input = layer.backward(g.view());
-    close(
-        check,
-        "dL/dinput",
-        grad_input.view(),
-        expected.grad_input.view(),
-        REFERENCE_F64,
-    );
+    compare("dL/dinput", grad_input.view().into_dyn(), expected.grad_input.view().into_dyn());
     let params = layer.params_mut();
     let (grad_gamma, grad_beta) = (params.grad_gamma, params.grad_beta);
-    close(
-        check,
-        "dL/dgamma",
-        grad_gamma.view(),
-        expected.grad_gamma.view(),
-        REFERENCE_F64,
-    );
-    close(
-        check,
-        "dL/dbeta",
-        grad_beta.view(),
-        expected.grad_beta.view(),
-        REFERENCE_F64,
-    );
+    compare("dL/dgamma", grad_gamma.view().into_dyn(), expected.grad_gamma.view().into_dyn());
+    compare("dL/dbeta", grad_beta.view().into_dyn(), expected.grad_beta.view().into_dyn());
 }
 
 /// Batch norm on two rows, by hand: each feature's two values normalize to -a and +a with
@@ -85,14 +78,24 @@ pub fn batch_norm_matches_hand_computation<L: Level<f64>>() {
     let eps = backprop_core::norm::NORM_EPS;
     let (a, s) = (1.0 / (1.0 + eps).sqrt(), 1.0 / (1.0 + eps).sqrt());
     let mut layer = L::batch_norm(2);
+    let (gamma, beta) = (Array1::ones(2), Array1::zeros(2));
+    let evidence = Evidence {
+        subject: Some(Subject::BatchNorm { training: true }),
+        input: Some(x.view()),
+        upstream: Some(g.view()),
+        affine: Some((gamma.view(), beta.view())),
+        pass: Pass::First,
+        ..Evidence::default()
+    };
     let output = layer.forward(x.view());
     let expected = array![[-a, -a], [a, a]];
-    close(
+    close_with(
         "batch norm by hand",
         "output",
         output.view(),
         expected.view(),
         EXACT_F64,
+        &evidence,
     );
     let grad_input = layer.backward(g.view());
     // Column 0: Σg = 1, Σ g x̂ = -a; column 1: Σg = 2, Σ g x̂ = 2a.
@@ -100,24 +103,27 @@ pub fn batch_norm_matches_hand_computation<L: Level<f64>>() {
     // level's own sums cancel to 1e-5 of their terms, hence REFERENCE_F64 below.
     let small = s / 2.0 * (eps / (1.0 + eps));
     let expected = array![[small, -2.0 * small], [-small, 2.0 * small]];
-    close(
+    close_with(
         "batch norm by hand",
         "dL/dinput",
         grad_input.view(),
         expected.view(),
         REFERENCE_F64,
+        &evidence,
     );
     let expected_gamma = array![-a, 2.0 * a];
-    close(
+    close_with(
         "batch norm by hand",
         "dL/dgamma",
         layer.params_mut().grad_gamma.view(),
         expected_gamma.view(),
         EXACT_F64,
+        &evidence,
     );
     // 0.9 * 0 + 0.1 * mean; 0.9 * 1 + 0.1 * (1 * 2 / 1) (the unbiased variance of two rows).
     let (mean, var) = (array![0.2, 1.1], array![1.1, 1.1]);
-    compare_running("batch norm by hand", &mut layer, (&mean, &var), EXACT_F64);
+    let check = "batch norm by hand";
+    compare_running(check, &mut layer, (&mean, &var), (EXACT_F64, &[x]));
 }
 
 /// Batch norm (training, then evaluation after three training steps), layer norm and dropout
@@ -130,7 +136,7 @@ pub fn normalization_matches_reference<L: Level<f64>>() {
     set_affine(&mut batch_norm, &params);
     let expected = reference::batch_norm(x.view(), &params.0, &params.1, g.view());
     compare_pass(
-        "batch norm (training)",
+        ("batch norm (training)", Subject::BatchNorm { training: true }),
         &mut batch_norm,
         (&x, &g),
         &expected,
@@ -152,51 +158,63 @@ pub fn normalization_matches_reference<L: Level<f64>>() {
         var = &var * 0.9 + &pass.var * (0.1 * 6.0 / 5.0);
     }
     let check = "batch norm running statistics after 3 training forwards";
-    compare_running(check, &mut batch_norm, (&mean, &var), REFERENCE_F64);
+    compare_running(check, &mut batch_norm, (&mean, &var), (REFERENCE_F64, &batches));
     batch_norm.set_training(false);
     let expected =
         reference::batch_norm_eval(x.view(), &params.0, &params.1, (&mean, &var), g.view());
     compare_pass(
-        "batch norm (evaluation)",
+        ("batch norm (evaluation)", Subject::BatchNorm { training: false }),
         &mut batch_norm,
         (&x, &g),
         &expected,
     );
     let check = "batch norm running statistics after a forward in evaluation (unchanged)";
-    compare_running(check, &mut batch_norm, (&mean, &var), EXACT_F64);
+    compare_running(check, &mut batch_norm, (&mean, &var), (EXACT_F64, &batches));
     // Layer norm.
     let mut layer_norm = L::layer_norm(5);
     set_affine(&mut layer_norm, &params);
     let expected = reference::layer_norm(x.view(), &params.0, &params.1, g.view());
-    compare_pass("layer norm", &mut layer_norm, (&x, &g), &expected);
+    compare_pass(
+        ("layer norm", Subject::LayerNorm),
+        &mut layer_norm,
+        (&x, &g),
+        &expected,
+    );
     dropout_matches_its_mask::<L>(&x, &g);
 }
 
-/// Batch norm's running mean and variance against `expected`.
+/// Batch norm's running mean and variance against `expected`, after the layer took
+/// `batches` in training (fresh: mean 0, variance 1), which a failure's diagnosis replays.
 #[track_caller]
 fn compare_running<N: NormLayer<f64> + ?Sized>(
     check: &str,
     layer: &mut N,
     (mean, var): (&Array1<f64>, &Array1<f64>),
-    tolerance: f64,
+    (tolerance, batches): (f64, &[Array2<f64>]),
 ) {
     let (running_mean, running_var) = layer
         .params_mut()
         .running
         .expect("batch norm keeps running statistics");
-    close(
+    let evidence = Evidence {
+        training_batches: Some(batches),
+        ..Evidence::default()
+    };
+    close_with(
         check,
         "running mean",
         running_mean.view(),
         mean.view(),
         tolerance,
+        &evidence,
     );
-    close(
+    close_with(
         check,
         "running variance",
         running_var.view(),
         var.view(),
         tolerance,
+        &evidence,
     );
 }
 
@@ -205,22 +223,32 @@ fn dropout_matches_its_mask<L: Level<f64>>(x: &Array2<f64>, g: &Array2<f64>) {
     let keep = uniform(6, 5, 320).mapv(|u| u > -0.2);
     let scaled = keep.mapv(|kept| if kept { 1.0 / (1.0 - 0.4) } else { 0.0 });
     let mut dropout = L::dropout(0.4, 7);
-    dropout.fix_mask(Some(keep));
+    dropout.fix_mask(Some(keep.clone()));
+    let evidence = Evidence {
+        subject: Some(Subject::Dropout),
+        input: Some(x.view()),
+        upstream: Some(g.view()),
+        dropout: Some((keep.view(), 0.4)),
+        pass: Pass::First,
+        ..Evidence::default()
+    };
     let output = dropout.forward(x.view());
-    close(
+    close_with(
         "dropout (fixed mask)",
         "output",
         output.view(),
         (x * &scaled).view(),
         EXACT_F64,
+        &evidence,
     );
     let grad_input = dropout.backward(g.view());
-    close(
+    close_with(
         "dropout (fixed mask)",
         "dL/dinput",
         grad_input.view(),
         (g * &scaled).view(),
         EXACT_F64,
+        &evidence,
     );
     dropout.set_training(false);
     let output = dropout.forward(x.view());
@@ -273,27 +301,46 @@ pub fn normalization_passes_finite_differences<L: Level<f64>>() {
 }
 
 /// A training batch of one row has no variance: batch norm refuses it, as PyTorch raises, with
-/// a message that says so; in evaluation one row is fine.
+/// a message that says so in the level's own words (a row, the batch, the variance); in
+/// evaluation, with the running statistics, one row is fine.
 pub fn batch_norm_refuses_one_row_in_training<L: Level<f64>>() {
     let row = array![[1.0, 2.0, 3.0]];
     let mut layer = L::batch_norm(3);
-    panics_with(
+    panics_naming(
         "batch norm on one row in training",
-        "more than one row",
+        "the one-row batch (one row has no variance)",
+        &["row", "batch", "variance", "sample"],
         || {
             layer.forward(row.view());
         },
     );
+    let check = "batch norm on one row in evaluation";
     let mut layer = L::batch_norm(3);
     layer.set_training(false);
-    let output = layer.forward(row.view());
+    let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| layer.forward(row.view())))
+        .unwrap_or_else(|payload| {
+            panic!(
+                "{check}: panicked with {:?}. In evaluation batch norm normalizes with its \
+                 running mean and variance, never the batch's, so a batch of one row is fine \
+                 there (read hints/hint-4-normalization.md)",
+                panic_text(payload.as_ref())
+            )
+        });
     let expected = row.mapv(|x| x / (1.0 + backprop_core::norm::NORM_EPS).sqrt());
-    close(
-        "batch norm on one row in evaluation",
+    let (gamma, beta) = (Array1::ones(3), Array1::zeros(3));
+    let evidence = Evidence {
+        subject: Some(Subject::BatchNorm { training: false }),
+        input: Some(row.view()),
+        affine: Some((gamma.view(), beta.view())),
+        ..Evidence::default()
+    };
+    close_with(
+        check,
         "output",
         output.view(),
         expected.view(),
         EXACT_F64,
+        &evidence,
     );
 }
 
@@ -307,7 +354,10 @@ pub fn constant_features_stay_finite<L: Level<f64>>() {
     set_affine(&mut batch_norm, &params);
     let expected = reference::batch_norm(x.view(), &params.0, &params.1, g.view());
     compare_pass(
-        "batch norm with constant features",
+        (
+            "batch norm with constant features",
+            Subject::BatchNorm { training: true },
+        ),
         &mut batch_norm,
         (&x, &g),
         &expected,
@@ -318,7 +368,7 @@ pub fn constant_features_stay_finite<L: Level<f64>>() {
     set_affine(&mut layer_norm, &params);
     let expected = reference::layer_norm(rows.view(), &params.0, &params.1, g.view());
     compare_pass(
-        "layer norm with a constant row",
+        ("layer norm with a constant row", Subject::LayerNorm),
         &mut layer_norm,
         (&rows, &g),
         &expected,
