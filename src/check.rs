@@ -357,10 +357,7 @@ fn failures_in(text: &str) -> Vec<String> {
             threads.push(thread);
         }
     }
-    threads
-        .into_iter()
-        .filter_map(|thread| last_panic_of(thread))
-        .collect()
+    threads.into_iter().filter_map(last_panic_of).collect()
 }
 
 /// The test names libtest lists under "failures:" (indented, one a line, up to a blank line).

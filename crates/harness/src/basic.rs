@@ -359,7 +359,9 @@ fn visited_layers_make_the_network(
     features: usize,
     logits_width: usize,
 ) {
-    let chained = params.windows(2).all(|pair| pair[0].0.ncols() == pair[1].0.nrows());
+    let chained = params
+        .windows(2)
+        .all(|pair| pair[0].0.ncols() == pair[1].0.nrows());
     let ends = params.first().map(|(weight, _)| weight.nrows()) == Some(features)
         && params.last().map(|(weight, _)| weight.ncols()) == Some(logits_width);
     if chained && ends {

@@ -17,13 +17,19 @@
 //!    computed from the check's input, upstream gradient and weight (g W for g W^T, g y for
 //!    sigmoid's g y (1 - y), p / N for (p - onehot) / N, ...). A mistake is named when ours equals
 //!    its result at every entry, it differs from the reference, and no other candidate matches.
+//!    The normalization layers too: batch norm's and layer norm's dL/dx without a path through
+//!    the mean or the variance, the N - 1 variance, dgamma without x̂, batch statistics in
+//!    evaluation; the running statistics replayed over the check's batches (no momentum, the
+//!    momentum reversed, the biased variance); dropout without its scale or its mask; softmax
+//!    shifted by the whole batch's max.
 //! 3. **One constant factor** between ours and the reference: -1 (a flipped sign), 1/2 after a
 //!    second backward of the same batch (`=` for `+=`), the batch size N or 1/N (N >= 3, from
 //!    the evidence), N on the loss value alone (a sum for the mean). A weight gradient equal to
 //!    the transposed reference is `g^T x`. A wrong bias gradient after the layer's input and
 //!    weight gradients matched on one fresh backward is not the sum over rows.
 //!
-//! Any other difference is described without a cause.
+//! Any other difference is described without a cause; for batch norm's and layer norm's dL/dx,
+//! with the sum it breaks (Σ dL/dx = 0 and Σ dL/dx x̂ = 0 over each feature's batch).
 
 use backprop_core::{Activation, Targets};
 use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Axis, Ix2};
@@ -402,8 +408,16 @@ fn non_finite(
         _ => None,
     };
     if let (Some(logits), Some(classes)) = (softmax_logits, classes) {
+        let precision = evidence.precision();
+        let fits = |wrong: &Option<ArrayD<f64>>| {
+            wrong
+                .as_ref()
+                .is_some_and(|wrong| same_values(ours, &wrong.view(), precision))
+        };
+        // On the loss alone, -ln p of an underflowed p can give the same infinity.
         let batch_max = batch_max_softmax(tensor, logits, classes);
-        if batch_max.is_some_and(|wrong| same_values(ours, &wrong.view(), evidence.precision())) {
+        let log_of_p = (tensor == "loss").then(|| log_of_probability_loss(logits, classes));
+        if fits(&batch_max) && !fits(&log_of_p) {
             return named(
                 Mistake::BatchMaxShift,
                 format!(
@@ -431,7 +445,12 @@ fn non_finite(
         }
     }
     // -ln p of a p that underflowed to 0 is +inf (a -inf or a NaN loss is something else).
-    let plus_infinity = *value == f64::INFINITY;
+    let batch_max_fits = match (softmax_logits, classes) {
+        (Some(logits), Some(classes)) => batch_max_softmax(tensor, logits, classes)
+            .is_some_and(|wrong| same_values(ours, &wrong.view(), evidence.precision())),
+        _ => false,
+    };
+    let plus_infinity = *value == f64::INFINITY && !batch_max_fits;
     if let (Some(logits), Some(classes), true) = (softmax_logits, classes, plus_infinity) {
         // ln p[target] with p[target] = e^(z - max) / Σ e^(z - max) = 0 in floating point.
         let underflows = logits.outer_iter().zip(classes).any(|(row, &target)| {
@@ -460,10 +479,23 @@ fn non_finite(
 fn same_values(a: &ArrayViewD<'_, f64>, b: &ArrayViewD<'_, f64>, precision: f64) -> bool {
     a.shape() == b.shape()
         && a.iter().zip(b.iter()).all(|(&x, &y)| {
-            (x.is_nan() && y.is_nan())
-                || x == y
-                || (x - y).abs() <= precision * (1.0 + y.abs())
+            (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= precision * (1.0 + y.abs())
         })
+}
+
+/// The loss as -mean ln p[target], p the row-shifted softmax: +inf once a p underflows.
+fn log_of_probability_loss(logits: ArrayView2<'_, f64>, classes: &[usize]) -> ArrayD<f64> {
+    let picked: f64 = logits
+        .outer_iter()
+        .zip(classes)
+        .map(|(row, &class)| {
+            let max = row.fold(f64::NEG_INFINITY, |m, &z| m.max(z));
+            let sum: f64 = row.iter().map(|&z| (z - max).exp()).sum();
+            row.get(class)
+                .map_or(f64::NAN, |&z| ((z - max).exp() / sum).ln())
+        })
+        .sum();
+    ndarray::arr0(-picked / logits.nrows() as f64).into_dyn()
 }
 
 /// Softmax cross-entropy's loss ("loss") or dL/dz (any other tensor) with every row shifted by
@@ -537,7 +569,9 @@ fn candidates(tensor: &str, evidence: &Evidence<'_>) -> Vec<Candidate> {
         (Subject::BatchNorm { training }, g, _) => {
             norm_candidates(tensor, x, g, evidence.affine, Some(training), &mut add)
         }
-        (Subject::LayerNorm, g, _) => norm_candidates(tensor, x, g, evidence.affine, None, &mut add),
+        (Subject::LayerNorm, g, _) => {
+            norm_candidates(tensor, x, g, evidence.affine, None, &mut add)
+        }
         (Subject::Dropout, g, _) => {
             if let Some((keep, p)) = evidence.dropout {
                 dropout_candidates(tensor, x, g, (keep, p), &mut add)
@@ -736,7 +770,9 @@ fn softmax_candidates(
 /// Each column's mean and variance over the rows (`unbiased`: over N - 1).
 fn column_statistics(x: ArrayView2<'_, f64>, unbiased: bool) -> (Array1<f64>, Array1<f64>) {
     let rows = x.nrows() as f64;
-    let mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols()));
+    let mean = x
+        .mean_axis(Axis(0))
+        .unwrap_or_else(|| Array1::zeros(x.ncols()));
     let divisor = if unbiased { rows - 1.0 } else { rows };
     let var = (&x - &mean).mapv(|d| d * d).sum_axis(Axis(0)) / divisor;
     (mean, var)
@@ -764,7 +800,7 @@ fn norm_candidates(
         let (mean, var) = column_statistics(columns, unbiased);
         back((&columns - &mean) / &var.mapv(|v| (v + eps).sqrt()))
     };
-    let affine_output = |xhat: Array2<f64>| (xhat * &gamma + &beta).into_dyn();
+    let affine_output = |xhat: Array2<f64>| (xhat * gamma + beta).into_dyn();
     let statistics_of_batch = training != Some(false);
     if tensor == "output" && columns.nrows() >= 2 {
         let unbiased = affine_output(normalized(true));
@@ -773,13 +809,21 @@ fn norm_candidates(
             add(Mistake::NormUnbiasedVariance, formula, unbiased);
         } else {
             let formula = "gamma (x - batch mean) / sqrt(batch var + eps) + beta";
-            add(Mistake::BatchStatisticsInEvaluation, formula, affine_output(normalized(false)));
+            add(
+                Mistake::BatchStatisticsInEvaluation,
+                formula,
+                affine_output(normalized(false)),
+            );
         }
     }
     if tensor == "output" && columns.nrows() == 1 && training == Some(false) {
         // One row: the batch's own statistics make x̂ = 0, so y = beta.
         let formula = "beta alone: a one-row batch normalized by its own mean";
-        add(Mistake::BatchStatisticsInEvaluation, formula, affine_output(normalized(false)));
+        add(
+            Mistake::BatchStatisticsInEvaluation,
+            formula,
+            affine_output(normalized(false)),
+        );
     }
     let Some(g) = g.filter(|_| statistics_of_batch) else {
         return;
@@ -787,16 +831,28 @@ fn norm_candidates(
     let xhat = normalized(false);
     if tensor.contains("gamma") {
         let formula = "Σ g over the rows, without x̂";
-        add(Mistake::GammaGradWithoutNormalized, formula, g.sum_axis(Axis(0)).into_dyn());
+        add(
+            Mistake::GammaGradWithoutNormalized,
+            formula,
+            g.sum_axis(Axis(0)).into_dyn(),
+        );
         let formula = "Σ g x over the rows: the input x where x̂ belongs";
-        add(Mistake::GammaGradWithoutNormalized, formula, (&g * &x).sum_axis(Axis(0)).into_dyn());
+        add(
+            Mistake::GammaGradWithoutNormalized,
+            formula,
+            (&g * &x).sum_axis(Axis(0)).into_dyn(),
+        );
     }
     if tensor != "dL/dinput" {
         return;
     }
     // d = g gamma, then in the statistics' orientation: s d, s (d - mean d), s (d - x̂ mean(d x̂)).
     let d = &g * &gamma;
-    let (d, xhat) = if layer_norm { (d.reversed_axes(), xhat.reversed_axes()) } else { (d, xhat) };
+    let (d, xhat) = if layer_norm {
+        (d.reversed_axes(), xhat.reversed_axes())
+    } else {
+        (d, xhat)
+    };
     let (_, var) = column_statistics(columns, false);
     let s = var.mapv(|v| 1.0 / (v + eps).sqrt());
     let mean_d = d.mean_axis(Axis(0)).expect("rows");
@@ -805,9 +861,18 @@ fn norm_candidates(
     let no_variance = (&d - &mean_d) * &s;
     let no_mean = (&d - &(&xhat * &mean_d_xhat)) * &s;
     let paths = [
-        ("g gamma / sqrt(var + eps): x̂'s direct path alone, none through the mean or the variance", direct),
-        ("(g gamma - mean of g gamma) / sqrt(var + eps): no path through the variance", no_variance),
-        ("(g gamma - x̂ mean(g gamma x̂)) / sqrt(var + eps): no path through the mean", no_mean),
+        (
+            "g gamma / sqrt(var + eps): x̂'s direct path alone, none through the mean or the variance",
+            direct,
+        ),
+        (
+            "(g gamma - mean of g gamma) / sqrt(var + eps): no path through the variance",
+            no_variance,
+        ),
+        (
+            "(g gamma - x̂ mean(g gamma x̂)) / sqrt(var + eps): no path through the mean",
+            no_mean,
+        ),
     ];
     for (formula, value) in paths {
         add(Mistake::NormPathMissing, formula, back(value).into_dyn());
@@ -825,13 +890,28 @@ fn dropout_candidates(
     let mask = keep.mapv(|kept| if kept { 1.0 } else { 0.0 });
     let scale = 1.0 / (1.0 - p);
     if tensor == "output" {
-        add(Mistake::DropoutWithoutScale, "x m, without the 1 / (1 - p)", (&x * &mask).into_dyn());
+        add(
+            Mistake::DropoutWithoutScale,
+            "x m, without the 1 / (1 - p)",
+            (&x * &mask).into_dyn(),
+        );
     }
     if let (Some(g), "dL/dinput") = (g, tensor) {
-        add(Mistake::DropoutWithoutScale, "g m, without the 1 / (1 - p)", (&g * &mask).into_dyn());
-        add(Mistake::DropoutWithoutMask, "g / (1 - p) everywhere, the mask left out", (&g * scale).into_dyn());
+        add(
+            Mistake::DropoutWithoutScale,
+            "g m, without the 1 / (1 - p)",
+            (&g * &mask).into_dyn(),
+        );
+        add(
+            Mistake::DropoutWithoutMask,
+            "g / (1 - p) everywhere, the mask left out",
+            (&g * scale).into_dyn(),
+        );
     }
 }
+
+/// One step of a running average: (running, the batch's statistic) to the new running value.
+type Blend<'a> = dyn Fn(&Array1<f64>, &Array1<f64>) -> Array1<f64> + 'a;
 
 /// The running statistics' mistakes after `batches` in training from mean 0, variance 1.
 fn running_candidates(
@@ -847,21 +927,39 @@ fn running_candidates(
         return;
     };
     let momentum = backprop_core::norm::BATCH_NORM_MOMENTUM;
-    let start = || if variance { Array1::ones(first.ncols()) } else { Array1::zeros(first.ncols()) };
+    let start = || {
+        if variance {
+            Array1::ones(first.ncols())
+        } else {
+            Array1::zeros(first.ncols())
+        }
+    };
     // Runs the running average with `blend(running, batch statistic)` over every batch.
-    let replay = |unbiased: bool, blend: &dyn Fn(&Array1<f64>, &Array1<f64>) -> Array1<f64>| {
+    let replay = |unbiased: bool, blend: &Blend<'_>| {
         batches.iter().fold(start(), |running, batch| {
             let (mean, var) = column_statistics(batch.view(), unbiased);
             blend(&running, if variance { &var } else { &mean })
         })
     };
     let replaced = replay(true, &|_, batch| batch.clone());
-    add(Mistake::RunningWithoutMomentum, "the last batch's statistics, no running average", replaced.into_dyn());
-    let reversed = replay(true, &|running, batch| running * momentum + batch * (1.0 - momentum));
+    add(
+        Mistake::RunningWithoutMomentum,
+        "the last batch's statistics, no running average",
+        replaced.into_dyn(),
+    );
+    let reversed = replay(true, &|running, batch| {
+        running * momentum + batch * (1.0 - momentum)
+    });
     let formula = "0.1 running + 0.9 batch: the momentum on the wrong side";
-    add(Mistake::RunningWithoutMomentum, formula, reversed.into_dyn());
+    add(
+        Mistake::RunningWithoutMomentum,
+        formula,
+        reversed.into_dyn(),
+    );
     if variance {
-        let biased = replay(false, &|running, batch| running * (1.0 - momentum) + batch * momentum);
+        let biased = replay(false, &|running, batch| {
+            running * (1.0 - momentum) + batch * momentum
+        });
         let formula = "0.9 running + 0.1 batch variance over N, not N - 1";
         add(Mistake::BiasedRunningVariance, formula, biased.into_dyn());
     }
@@ -978,7 +1076,11 @@ fn normalization_sums(
     if tensor != "dL/dinput" || ours.dim() != x.dim() || x.nrows() < 2 {
         return None;
     }
-    let (ours, x) = if layer_norm { (ours.t(), x.t()) } else { (ours, x) };
+    let (ours, x) = if layer_norm {
+        (ours.t(), x.t())
+    } else {
+        (ours, x)
+    };
     let (mean, var) = column_statistics(x, false);
     let eps = backprop_core::norm::NORM_EPS;
     let xhat = (&x - &mean) / &var.mapv(|v| (v + eps).sqrt());
@@ -992,7 +1094,11 @@ fn normalization_sums(
             .filter(|(_, sum)| sum.abs() > 1e-3 * scale.max(1e-12))
     };
     let over = if layer_norm { "row" } else { "feature" };
-    let across = if layer_norm { "its features" } else { "the batch" };
+    let across = if layer_norm {
+        "its features"
+    } else {
+        "the batch"
+    };
     let text = match (worst(&sums), worst(&weighted)) {
         (Some((at, sum)), _) => format!(
             "{tensor} of {over} {at} sums to {sum:.4e} over {across}, where it must sum to 0: \

@@ -248,7 +248,9 @@ pub fn panics_naming(check: &str, problem: &str, words: &[&str], action: impl Fn
     };
     let lower = message.to_lowercase();
     let names_it = !lower.contains("not yet implemented")
-        && words.iter().any(|word| lower.contains(&word.to_lowercase()));
+        && words
+            .iter()
+            .any(|word| lower.contains(&word.to_lowercase()));
     assert!(
         names_it,
         "{check}: panicked with {message:?}, which does not name {problem}: say so in the \
@@ -307,5 +309,29 @@ mod tests {
         );
         assert!((relative_error(1.0, 1.0 + 1.5e-10) - 1.5e-10).abs() < 1e-15);
         assert_eq!(relative_error(f64::NAN, 1.0), f64::INFINITY);
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    /// A refusal in the level's own words passes; a todo!() or a bare index panic does not.
+    #[test]
+    fn a_panic_passes_when_it_names_the_problem_in_any_words() {
+        let words = ["row", "batch", "variance"];
+        let refuse = |message: &'static str| {
+            catch_unwind(|| {
+                panics_naming("one row", "the one-row batch", &words, || {
+                    panic!("{message}")
+                })
+            })
+        };
+        assert!(refuse("a training batch needs at least 2 rows (got 1)").is_ok());
+        assert!(refuse("BatchNorm in training needs more than one row per batch").is_ok());
+        assert!(refuse("one sample has no Variance").is_ok());
+        assert!(refuse("not yet implemented: BatchNorm::forward over the batch").is_err());
+        assert!(refuse("index out of bounds: the len is 1 but the index is 1").is_err());
+        assert!(catch_unwind(|| panics_naming("one row", "it", &words, || {})).is_err());
     }
 }

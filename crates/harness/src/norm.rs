@@ -53,18 +53,36 @@ fn compare_pass<N: NormLayer<f64> + ?Sized>(
         pass: Pass::First,
         ..Evidence::default()
     };
-    let compare = |tensor: &str, got: ndarray::ArrayViewD<'_, f64>, reference: ndarray::ArrayViewD<'_, f64>| {
+    let compare = |tensor: &str,
+                   got: ndarray::ArrayViewD<'_, f64>,
+                   reference: ndarray::ArrayViewD<'_, f64>| {
         close_with(check, tensor, got, reference, REFERENCE_F64, &evidence)
     };
     layer.zero_grad();
     let output = layer.forward(x.view());
-    compare("output", output.view().into_dyn(), expected.output.view().into_dyn());
+    compare(
+        "output",
+        output.view().into_dyn(),
+        expected.output.view().into_dyn(),
+    );
     let grad_input = layer.backward(g.view());
-    compare("dL/dinput", grad_input.view().into_dyn(), expected.grad_input.view().into_dyn());
+    compare(
+        "dL/dinput",
+        grad_input.view().into_dyn(),
+        expected.grad_input.view().into_dyn(),
+    );
     let params = layer.params_mut();
     let (grad_gamma, grad_beta) = (params.grad_gamma, params.grad_beta);
-    compare("dL/dgamma", grad_gamma.view().into_dyn(), expected.grad_gamma.view().into_dyn());
-    compare("dL/dbeta", grad_beta.view().into_dyn(), expected.grad_beta.view().into_dyn());
+    compare(
+        "dL/dgamma",
+        grad_gamma.view().into_dyn(),
+        expected.grad_gamma.view().into_dyn(),
+    );
+    compare(
+        "dL/dbeta",
+        grad_beta.view().into_dyn(),
+        expected.grad_beta.view().into_dyn(),
+    );
 }
 
 /// Batch norm on two rows, by hand: each feature's two values normalize to -a and +a with
@@ -136,7 +154,10 @@ pub fn normalization_matches_reference<L: Level<f64>>() {
     set_affine(&mut batch_norm, &params);
     let expected = reference::batch_norm(x.view(), &params.0, &params.1, g.view());
     compare_pass(
-        ("batch norm (training)", Subject::BatchNorm { training: true }),
+        (
+            "batch norm (training)",
+            Subject::BatchNorm { training: true },
+        ),
         &mut batch_norm,
         (&x, &g),
         &expected,
@@ -158,12 +179,20 @@ pub fn normalization_matches_reference<L: Level<f64>>() {
         var = &var * 0.9 + &pass.var * (0.1 * 6.0 / 5.0);
     }
     let check = "batch norm running statistics after 3 training forwards";
-    compare_running(check, &mut batch_norm, (&mean, &var), (REFERENCE_F64, &batches));
+    compare_running(
+        check,
+        &mut batch_norm,
+        (&mean, &var),
+        (REFERENCE_F64, &batches),
+    );
     batch_norm.set_training(false);
     let expected =
         reference::batch_norm_eval(x.view(), &params.0, &params.1, (&mean, &var), g.view());
     compare_pass(
-        ("batch norm (evaluation)", Subject::BatchNorm { training: false }),
+        (
+            "batch norm (evaluation)",
+            Subject::BatchNorm { training: false },
+        ),
         &mut batch_norm,
         (&x, &g),
         &expected,
@@ -317,15 +346,16 @@ pub fn batch_norm_refuses_one_row_in_training<L: Level<f64>>() {
     let check = "batch norm on one row in evaluation";
     let mut layer = L::batch_norm(3);
     layer.set_training(false);
-    let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| layer.forward(row.view())))
-        .unwrap_or_else(|payload| {
-            panic!(
-                "{check}: panicked with {:?}. In evaluation batch norm normalizes with its \
+    let output =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| layer.forward(row.view())))
+            .unwrap_or_else(|payload| {
+                panic!(
+                    "{check}: panicked with {:?}. In evaluation batch norm normalizes with its \
                  running mean and variance, never the batch's, so a batch of one row is fine \
                  there (read hints/hint-4-normalization.md)",
-                panic_text(payload.as_ref())
-            )
-        });
+                    panic_text(payload.as_ref())
+                )
+            });
     let expected = row.mapv(|x| x / (1.0 + backprop_core::norm::NORM_EPS).sqrt());
     let (gamma, beta) = (Array1::ones(3), Array1::zeros(3));
     let evidence = Evidence {

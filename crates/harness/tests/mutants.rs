@@ -36,14 +36,20 @@
 //! (`BATCH_NORM_DIRECT_PATH_ONLY`), dropout's backward without the mask or without the scale
 //! (`DROPOUT_BACKWARD_WITHOUT_MASK`, `DROPOUT_BACKWARD_WITHOUT_SCALE`), running statistics that
 //! move in evaluation (`RUNNING_STATISTICS_IN_EVALUATION`), and a biased running variance
-//! (`BIASED_RUNNING_VARIANCE`): 31 in all.
+//! (`BIASED_RUNNING_VARIANCE`). Six in the convolution layers, and eight more learner bugs whose
+//! messages once pointed the wrong way or only said where
+//! (`normalization_and_misleading_cases_get_the_right_message`): batch norm over the N - 1
+//! variance, without the path through the variance, dgamma without x̂, running statistics
+//! without the momentum, the batch's statistics in evaluation, layer norm's direct path alone,
+//! softmax shifted by the whole batch's max, and a `visit_linears` that skips the last layer:
+//! 45 in all.
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use backprop_core::{
     Conv2dGeometry, DropoutLayer, Float, Layer, Level, LinearLayer, LinearMut, LinearParams, Loss,
-    NetSpec, NormLayer, NormMut, Pool2dGeometry, Sequential, Targets,
+    Model, NetSpec, NormLayer, NormMut, Pool2dGeometry, Sequential, Targets,
 };
 use backprop_harness::diagnosis::Mistake;
 use backprop_harness::{basic, conv, edge, norm, parity, stress};
@@ -86,6 +92,14 @@ const CONV_PADDING_OFF_BY_ONE_IN_BACKWARD: u8 = 34;
 const CONV_STRIDE_IGNORED_IN_DX: u8 = 35;
 const POOL_GRAD_TO_EVERY_ENTRY: u8 = 36;
 const POOL_GRAD_TO_LAST_TIE: u8 = 37;
+const BATCH_NORM_UNBIASED_VARIANCE: u8 = 38;
+const BATCH_NORM_NO_VARIANCE_PATH: u8 = 39;
+const GAMMA_GRAD_WITHOUT_XHAT: u8 = 40;
+const RUNNING_WITHOUT_MOMENTUM: u8 = 41;
+const BATCH_STATISTICS_IN_EVALUATION: u8 = 42;
+const LAYER_NORM_DIRECT_PATH_ONLY: u8 = 43;
+const SOFTMAX_BATCH_MAX: u8 = 44;
+const VISIT_LINEARS_SKIPS_LAST: u8 = 45;
 
 /// level02 with a bug planted: each layer it builds takes the bug of [`planted_bug`] (0: none).
 #[derive(Debug)]
@@ -100,11 +114,11 @@ impl<F: Float> Level<F> for Mutant {
     type SoftmaxCrossEntropy = MutantSoftmaxCrossEntropy<F>;
     type Mse = MutantMse<F>;
     type BatchNorm = MutantBatchNorm<F>;
-    type LayerNorm = level02::LayerNorm<F>;
+    type LayerNorm = MutantLayerNorm<F>;
     type Dropout = MutantDropout<F>;
     type Conv2d = MutantConv2d<F>;
     type MaxPool2d = MutantMaxPool;
-    type Network = Sequential<F, Self>;
+    type Network = MutantNetwork<F>;
 
     fn linear(weight: Array2<F>, bias: Array1<F>) -> Self::Linear {
         MutantLinear {
@@ -158,7 +172,11 @@ impl<F: Float> Level<F> for Mutant {
         }
     }
     fn layer_norm(features: usize) -> Self::LayerNorm {
-        level02::LayerNorm::new(features)
+        MutantLayerNorm {
+            bug: planted_bug(),
+            inner: level02::LayerNorm::new(features),
+            input: None,
+        }
     }
     fn dropout(p: f64, seed: u64) -> Self::Dropout {
         MutantDropout {
@@ -186,7 +204,10 @@ impl<F: Float> Level<F> for Mutant {
         }
     }
     fn network(params: LinearParams<F>, spec: &NetSpec) -> Self::Network {
-        Sequential::new(params, spec)
+        MutantNetwork {
+            bug: planted_bug(),
+            inner: Sequential::new(params, spec),
+        }
     }
 }
 
@@ -670,6 +691,17 @@ impl<F: Float> Loss<F> for MutantSoftmaxCrossEntropy<F> {
                 self.probs = Some((logits.to_owned(), classes));
                 return value;
             }
+            // The bug: one shift for the whole batch, its largest logit.
+            SOFTMAX_BATCH_MAX => {
+                let max = logits.fold(F::neg_infinity(), |m, &z| m.max(z));
+                let exp = logits.mapv(|z| (z - max).exp());
+                let sums = exp.sum_axis(Axis(1));
+                let picked: F = (0..classes.len())
+                    .map(|row| logits[[row, classes[row]]] - max - sums[row].ln())
+                    .sum();
+                self.probs = Some((&exp / &sums.insert_axis(Axis(1)), classes));
+                return -picked / batch;
+            }
             NO_MAX_SHIFT => {}
             _ => return value,
         }
@@ -705,7 +737,7 @@ impl<F: Float> Loss<F> for MutantSoftmaxCrossEntropy<F> {
                 }
                 grad
             }
-            NO_MAX_SHIFT => {
+            NO_MAX_SHIFT | SOFTMAX_BATCH_MAX => {
                 let (probs, targets) = self.probs.as_ref().unwrap();
                 let mut grad = probs.clone();
                 for (row, &target) in targets.iter().enumerate() {
@@ -729,6 +761,13 @@ struct MutantBatchNorm<F> {
 }
 
 impl<F: Float> MutantBatchNorm<F> {
+    /// gamma (x - mean) / sqrt(var + eps) + beta.
+    fn affine(&mut self, x: &ArrayView2<'_, F>, mean: &Array1<F>, var: &Array1<F>) -> Array2<F> {
+        let params = self.inner.params_mut();
+        let inv_std = var.mapv(|v| F::one() / (v + F::of(1e-5)).sqrt());
+        (x - mean) * &inv_std * &params.gamma + &params.beta
+    }
+
     /// Each feature's mean and biased variance over the rows of the last input.
     fn batch_statistics(&self) -> (Array1<F>, Array1<F>) {
         let input = self.input.as_ref().unwrap();
@@ -743,6 +782,16 @@ impl<F: Float> Layer<F> for MutantBatchNorm<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         self.input = Some(input.to_owned());
         let momentum = F::of(0.1);
+        if self.bug == BATCH_STATISTICS_IN_EVALUATION && !self.training {
+            // The bug: evaluation normalizes with the batch's statistics, as training does.
+            assert!(
+                input.nrows() > 1,
+                "BatchNorm needs more than one row per batch (got 1): use evaluation mode or a \
+                 larger batch"
+            );
+            let (mean, var) = self.batch_statistics();
+            return self.affine(&input, &mean, &var);
+        }
         if self.bug == RUNNING_STATISTICS_IN_EVALUATION && !self.training {
             // The bug: the running statistics move in evaluation too.
             let (mean, var) = self.batch_statistics();
@@ -759,19 +808,52 @@ impl<F: Float> Layer<F> for MutantBatchNorm<F> {
             let (_, mut running_var) = self.inner.params_mut().running.unwrap();
             running_var.zip_mut_with(&var, |r, &v| *r -= momentum * v / (rows - F::one()));
         }
+        if self.bug == RUNNING_WITHOUT_MOMENTUM && self.training {
+            // The bug: the running statistics take the batch's, no blend.
+            let (mean, var) = self.batch_statistics();
+            let rows = F::of(input.nrows() as f64);
+            let (mut running_mean, mut running_var) = self.inner.params_mut().running.unwrap();
+            running_mean.assign(&mean);
+            running_var.assign(&(var * rows / (rows - F::one())));
+        }
+        if self.bug == BATCH_NORM_UNBIASED_VARIANCE && self.training {
+            // The bug: x normalized by the unbiased variance (over N - 1).
+            let (mean, var) = self.batch_statistics();
+            let rows = F::of(input.nrows() as f64);
+            return self.affine(&input, &mean, &(var * rows / (rows - F::one())));
+        }
         output
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
         let grad_input = self.inner.backward(grad_output);
-        if self.bug != BATCH_NORM_DIRECT_PATH_ONLY || !self.training {
+        if !self.training {
+            return grad_input;
+        }
+        let (mean, var) = self.batch_statistics();
+        let inv_std = var.mapv(|v| F::one() / (v + F::of(1e-5)).sqrt());
+        let xhat = (self.input.as_ref().unwrap() - &mean) * &inv_std;
+        if self.bug == GAMMA_GRAD_WITHOUT_XHAT {
+            // The bug: dL/dgamma += Σ g, x̂ left out.
+            let mut params = self.inner.params_mut();
+            let right = (&grad_output * &xhat).sum_axis(Axis(0));
+            params.grad_gamma -= &right;
+            params.grad_gamma += &grad_output.sum_axis(Axis(0));
+            return grad_input;
+        }
+        if self.bug == BATCH_NORM_NO_VARIANCE_PATH {
+            // The bug: dx = s (d - mean d), the path through the variance forgotten.
+            let gamma = self.inner.params_mut().gamma.to_owned();
+            let d = &grad_output * &gamma;
+            let mean_d = d.sum_axis(Axis(0)) / F::of(d.nrows() as f64);
+            return (d - mean_d) * inv_std;
+        }
+        if self.bug != BATCH_NORM_DIRECT_PATH_ONLY {
             return grad_input;
         }
         // The bug: dx = gamma g / sqrt(var + eps), the paths through the mean and the variance
         // forgotten.
-        let (_, var) = self.batch_statistics();
         let gamma = self.inner.params_mut().gamma.to_owned();
-        let inv_std = var.mapv(|v| F::one() / (v + F::of(1e-5)).sqrt());
         &grad_output * &(gamma * inv_std)
     }
 
@@ -784,6 +866,86 @@ impl<F: Float> Layer<F> for MutantBatchNorm<F> {
 impl<F: Float> NormLayer<F> for MutantBatchNorm<F> {
     fn params_mut(&mut self) -> NormMut<'_, F> {
         self.inner.params_mut()
+    }
+}
+
+#[derive(Debug)]
+struct MutantLayerNorm<F> {
+    /// The planted bug (0: none), fixed when the layer is built.
+    bug: u8,
+    inner: level02::LayerNorm<F>,
+    input: Option<Array2<F>>,
+}
+
+impl<F: Float> Layer<F> for MutantLayerNorm<F> {
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        self.input = Some(input.to_owned());
+        self.inner.forward(input)
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
+        let grad_input = self.inner.backward(grad_output);
+        if self.bug != LAYER_NORM_DIRECT_PATH_ONLY {
+            return grad_input;
+        }
+        // The bug: dx = gamma g / sqrt(var + eps) with each row's variance, the paths through
+        // the row's mean and variance forgotten.
+        let input = self.input.as_ref().unwrap();
+        let features = F::of(input.ncols() as f64);
+        let mean = (input.sum_axis(Axis(1)) / features).insert_axis(Axis(1));
+        let var =
+            ((input - &mean).mapv(|d| d * d).sum_axis(Axis(1)) / features).insert_axis(Axis(1));
+        let gamma = self.inner.params_mut().gamma.to_owned();
+        &grad_output * &gamma / &var.mapv(|v| (v + F::of(1e-5)).sqrt())
+    }
+}
+
+impl<F: Float> NormLayer<F> for MutantLayerNorm<F> {
+    fn params_mut(&mut self) -> NormMut<'_, F> {
+        self.inner.params_mut()
+    }
+}
+
+/// The network of [`Mutant`]'s layers, with `visit_linears` switchable.
+#[derive(Debug)]
+struct MutantNetwork<F: Float> {
+    /// The planted bug (0: none), fixed when the network is built.
+    bug: u8,
+    inner: Sequential<F, Mutant>,
+}
+
+impl<F: Float> Model<F> for MutantNetwork<F> {
+    fn activation(&self) -> backprop_core::Activation {
+        self.inner.activation()
+    }
+    fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
+        self.inner.forward(input)
+    }
+    fn loss(&mut self, targets: Targets<'_, F>) -> F {
+        self.inner.loss(targets)
+    }
+    fn backward(&mut self) -> Array2<F> {
+        self.inner.backward()
+    }
+    fn backward_params_only(&mut self) {
+        self.inner.backward_params_only();
+    }
+    fn visit_linears(&mut self, mut visit: impl FnMut(usize, LinearMut<'_, F>)) {
+        let mut count = 0;
+        self.inner.visit_linears(|_, _| count += 1);
+        let bug = self.bug;
+        self.inner.visit_linears(|index, layer| {
+            // The bug: the last Linear layer is never handed out.
+            if bug != VISIT_LINEARS_SKIPS_LAST || index + 1 < count {
+                visit(index, layer);
+            }
+        });
+    }
+    fn visit_norms(&mut self, visit: impl FnMut(usize, NormMut<'_, F>)) {
+        self.inner.visit_norms(visit);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.inner.set_training(training);
     }
 }
 
@@ -1670,17 +1832,17 @@ fn planted_bugs_against_named_diagnoses() {
         ),
         (
             "batch norm backward: gamma g s only",
-            None,
+            Some(NormPathMissing),
             BATCH_NORM_DIRECT_PATH_ONLY,
         ),
         (
             "dropout backward without the mask",
-            None,
+            Some(DropoutWithoutMask),
             DROPOUT_BACKWARD_WITHOUT_MASK,
         ),
         (
             "dropout backward without the scale",
-            None,
+            Some(DropoutWithoutScale),
             DROPOUT_BACKWARD_WITHOUT_SCALE,
         ),
         (
@@ -1688,7 +1850,11 @@ fn planted_bugs_against_named_diagnoses() {
             None,
             RUNNING_STATISTICS_IN_EVALUATION,
         ),
-        ("biased running variance", None, BIASED_RUNNING_VARIANCE),
+        (
+            "biased running variance",
+            Some(BiasedRunningVariance),
+            BIASED_RUNNING_VARIANCE,
+        ),
         (
             "conv kernel flipped (a true convolution)",
             None,
@@ -1718,6 +1884,46 @@ fn planted_bugs_against_named_diagnoses() {
             "max-pool gradient to the last tie",
             None,
             POOL_GRAD_TO_LAST_TIE,
+        ),
+        (
+            "batch norm over the N - 1 variance",
+            Some(NormUnbiasedVariance),
+            BATCH_NORM_UNBIASED_VARIANCE,
+        ),
+        (
+            "batch norm dx without the variance path",
+            Some(NormPathMissing),
+            BATCH_NORM_NO_VARIANCE_PATH,
+        ),
+        (
+            "dL/dgamma as Σ g",
+            Some(GammaGradWithoutNormalized),
+            GAMMA_GRAD_WITHOUT_XHAT,
+        ),
+        (
+            "running statistics = the batch's",
+            Some(RunningWithoutMomentum),
+            RUNNING_WITHOUT_MOMENTUM,
+        ),
+        (
+            "batch statistics in evaluation",
+            Some(BatchStatisticsInEvaluation),
+            BATCH_STATISTICS_IN_EVALUATION,
+        ),
+        (
+            "layer norm backward: gamma g s only",
+            Some(NormPathMissing),
+            LAYER_NORM_DIRECT_PATH_ONLY,
+        ),
+        (
+            "softmax shifted by the batch's max",
+            Some(BatchMaxShift),
+            SOFTMAX_BATCH_MAX,
+        ),
+        (
+            "visit_linears skips the last layer",
+            None,
+            VISIT_LINEARS_SKIPS_LAST,
         ),
     ];
     assert!(planted.len() >= 20);
@@ -1798,4 +2004,162 @@ fn planted_bugs_against_named_diagnoses() {
         problems.iter().filter(|p| p.contains(" names ")).count()
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The learner's mistakes of round two, each through the check a learner meets first: the
+/// message must name the planted mistake (and its hint) or, where the evidence singles out no
+/// formula, say the fact that points the right way.
+#[test]
+fn normalization_and_misleading_cases_get_the_right_message() {
+    // (mutant, check, the mistake it must name (None: none may be named), words it must contain)
+    type Expected = (
+        &'static str,
+        WithBug,
+        Option<Mistake>,
+        &'static [&'static str],
+    );
+    let cases: Vec<Expected> = vec![
+        (
+            "batch norm backward: direct path only",
+            with_bug(
+                BATCH_NORM_DIRECT_PATH_ONLY,
+                norm::batch_norm_matches_hand_computation::<Mutant>,
+            ),
+            Some(Mistake::NormPathMissing),
+            &["direct path alone", "dL/dinput"],
+        ),
+        (
+            "batch norm backward: no variance path",
+            with_bug(
+                BATCH_NORM_NO_VARIANCE_PATH,
+                norm::batch_norm_matches_hand_computation::<Mutant>,
+            ),
+            Some(Mistake::NormPathMissing),
+            &["no path through the variance"],
+        ),
+        (
+            "batch norm over the N - 1 variance",
+            with_bug(
+                BATCH_NORM_UNBIASED_VARIANCE,
+                norm::batch_norm_matches_hand_computation::<Mutant>,
+            ),
+            Some(Mistake::NormUnbiasedVariance),
+            &["var over N - 1", "output"],
+        ),
+        (
+            "dL/dgamma without x̂",
+            with_bug(
+                GAMMA_GRAD_WITHOUT_XHAT,
+                norm::normalization_matches_reference::<Mutant>,
+            ),
+            Some(Mistake::GammaGradWithoutNormalized),
+            &["dL/dgamma", "without x̂"],
+        ),
+        (
+            "running statistics without the momentum",
+            with_bug(
+                RUNNING_WITHOUT_MOMENTUM,
+                norm::batch_norm_matches_hand_computation::<Mutant>,
+            ),
+            Some(Mistake::RunningWithoutMomentum),
+            &["running mean", "no running average"],
+        ),
+        (
+            "biased running variance",
+            with_bug(
+                BIASED_RUNNING_VARIANCE,
+                norm::batch_norm_matches_hand_computation::<Mutant>,
+            ),
+            Some(Mistake::BiasedRunningVariance),
+            &["running variance", "not N - 1"],
+        ),
+        (
+            "layer norm backward: direct path only",
+            with_bug(
+                LAYER_NORM_DIRECT_PATH_ONLY,
+                norm::normalization_matches_reference::<Mutant>,
+            ),
+            Some(Mistake::NormPathMissing),
+            &["layer norm", "direct path alone"],
+        ),
+        (
+            "dropout backward without the mask",
+            with_bug(
+                DROPOUT_BACKWARD_WITHOUT_MASK,
+                norm::normalization_matches_reference::<Mutant>,
+            ),
+            Some(Mistake::DropoutWithoutMask),
+            &["the mask left out"],
+        ),
+        (
+            "dropout backward without the scale",
+            with_bug(
+                DROPOUT_BACKWARD_WITHOUT_SCALE,
+                norm::normalization_matches_reference::<Mutant>,
+            ),
+            Some(Mistake::DropoutWithoutScale),
+            &["g m, without the 1 / (1 - p)"],
+        ),
+        (
+            "batch statistics in evaluation (more than one row)",
+            with_bug(
+                BATCH_STATISTICS_IN_EVALUATION,
+                norm::normalization_matches_reference::<Mutant>,
+            ),
+            Some(Mistake::BatchStatisticsInEvaluation),
+            &["batch norm (evaluation)", "batch mean"],
+        ),
+        (
+            "batch statistics in evaluation (one row: the level's own panic)",
+            with_bug(
+                BATCH_STATISTICS_IN_EVALUATION,
+                norm::batch_norm_refuses_one_row_in_training::<Mutant>,
+            ),
+            None,
+            &[
+                "on one row in evaluation",
+                "normalizes with its running mean and variance, never the batch's",
+            ],
+        ),
+        (
+            "softmax shifted by the batch's max",
+            with_bug(SOFTMAX_BATCH_MAX, parity::gate4_pytorch_losses::<Mutant>),
+            Some(Mistake::BatchMaxShift),
+            &["each row's own largest logit"],
+        ),
+        (
+            "visit_linears skips the last layer",
+            with_bug(
+                VISIT_LINEARS_SKIPS_LAST,
+                basic::gate2_multi_layer_backward::<Mutant>,
+            ),
+            None,
+            &[
+                "visit_linears visited 2 Linear layer(s)",
+                "5 input features to 4 logits",
+            ],
+        ),
+    ];
+    let outcomes = failures_of(cases.iter().map(|case| case.1));
+    let mut problems = Vec::new();
+    for ((mutant, _, mistake, words), outcome) in cases.iter().zip(&outcomes) {
+        let Some(message) = outcome else {
+            problems.push(format!("{mutant}: the check passed"));
+            continue;
+        };
+        let named = Mistake::named_in(message);
+        let right_mistake = match mistake {
+            Some(mistake) => named == [*mistake] && message.contains(mistake.hint()),
+            None => named.is_empty(),
+        };
+        let missing: Vec<&&str> = words.iter().filter(|w| !message.contains(**w)).collect();
+        if right_mistake && missing.is_empty() && !message.contains("logits has shape") {
+            println!("{mutant}:\n    {message}\n");
+        } else {
+            problems.push(format!(
+                "{mutant}: expected {mistake:?} and the words {missing:?}, got: {message}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
