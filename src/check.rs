@@ -343,7 +343,12 @@ fn failures_in(text: &str) -> Vec<String> {
         return listed
             .iter()
             .map(|test| {
-                last_panic_of(test).unwrap_or_else(|| {
+                // The test's own captured output holds the panics of the threads it spawned too.
+                let own_section = captured_output(text, test).and_then(|section| {
+                    let (_, failure) = panics_in(section).pop()?;
+                    Some(failure.replacen("<unnamed>", test, 1))
+                });
+                own_section.or_else(|| last_panic_of(test)).unwrap_or_else(|| {
                     format!(
                         "{test} failed at its test\nno panic message of its own in cargo's output"
                     )
@@ -358,6 +363,19 @@ fn failures_in(text: &str) -> Vec<String> {
         }
     }
     threads.into_iter().filter_map(last_panic_of).collect()
+}
+
+/// What libtest captured of `test`: the lines after "---- TEST stdout ----" up to the next
+/// such header or the list of failures.
+fn captured_output<'a>(text: &'a str, test: &str) -> Option<&'a str> {
+    let header = format!("---- {test} stdout ----");
+    let (_, after) = text.split_once(&header)?;
+    let end = [after.find("\n---- "), after.find("\nfailures:")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(after.len());
+    Some(&after[..end])
 }
 
 /// The test names libtest lists under "failures:" (indented, one a line, up to a blank line).
@@ -652,6 +670,18 @@ mod beyond_gates_tests {
         let report = report_beyond_gates("learner", &failures);
         assert!(report.starts_with("gates pass, but: 3 edge/norm/stress checks fail\n"));
         assert!(!report.contains("<unnamed>"), "{report}");
+        // A check whose spawned thread panicked (re-raised without a panic line of its own):
+        // the panic in its captured output.
+        let spawned = "---- conv::cnn stdout ----\n\
+            thread '<unnamed>' (7) panicked at crates/learner/src/conv2d.rs:5:9:\n\
+            not yet implemented: Conv2d::forward\n\nfailures:\n    conv::cnn\n\n";
+        let failures = failures_in(spawned);
+        assert_eq!(failures.len(), 1);
+        assert!(
+            failures[0].starts_with("conv::cnn failed at crates/learner/src/conv2d.rs:5:9\n"),
+            "{}",
+            failures[0]
+        );
         // Without libtest's list: each named thread once, its last panic.
         let unlisted = THREE_FAILURES.split("\nfailures:").next().unwrap();
         assert_eq!(failures_in(unlisted).len(), 3);

@@ -298,6 +298,25 @@ fn the_starter_fails_every_gate_with_a_hint_and_passes_when_filled_with_level02(
         .unwrap_or_else(|| panic!("no screen cleared before the third report:\n{three}"));
     assert_eq!(rerun.matches(" PASS\n").count(), 4, "{rerun}");
     assert!(rerun.contains("the whole suite is green"), "{rerun}");
+    // 5. `=` where `+=` belongs in Linear's dW: gate 4 fails on a fixture that cannot tell why,
+    // and check shows the edge check that names the mistake, and its page.
+    let linear = crate_dir.join("src/linear.rs");
+    let right = fs::read_to_string(&linear).unwrap();
+    let added = "self.grad_weight += &input.t().dot(&grad_output);";
+    assert!(right.contains(added), "{right}");
+    let assigned = "self.grad_weight = input.t().dot(&grad_output);";
+    fs::write(&linear, right.replace(added, assigned)).unwrap();
+    let (passed, report) = backprop_check(&workspace);
+    fs::write(&linear, &right).unwrap();
+    assert!(!passed, "{report}");
+    assert!(
+        report.contains("gate 4  PyTorch parity         FAIL")
+            && report.contains("the edge checks single out the cause:")
+            && report.contains("likely mistake: = where += belongs")
+            && report.contains("  read: hints/edge.md\n"),
+        "{report}"
+    );
+    println!("check with dW assigned:\n{report}");
     let (output, text) = cargo_test(&workspace, "learner", &[]);
     assert!(
         output.status.success(),

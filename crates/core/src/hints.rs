@@ -1,9 +1,16 @@
 //! Which hint file explains which check: one table, read by the harness's failure messages and
 //! by `backprop check`.
 
-/// The hint file for each group of checks, keyed by the start of the check's name; the first
+/// The hint file for each group of checks, keyed by the start of the check's name or of the
+/// label its failure messages start with ("gate 4 (PyTorch parity), fixture ..."); the first
 /// match wins.
-pub const HINTS_BY_CHECK: [(&str, &str); 10] = [
+pub const HINTS_BY_CHECK: [(&str, &str); 16] = [
+    ("gate 1 ", "hints/hint-2-linear-backward.md"),
+    ("gate 2 ", "hints/hint-3-full-network.md"),
+    ("gate 3 ", "hints/gate3-finite-differences.md"),
+    ("gate 4 ", "hints/gate4-pytorch.md"),
+    ("normalization group", "hints/hint-4-normalization.md"),
+    ("convolution group", "hints/hint-5-convolution.md"),
     ("basic::gate1", "hints/hint-2-linear-backward.md"),
     ("basic::gate2", "hints/hint-3-full-network.md"),
     ("basic::gate3", "hints/gate3-finite-differences.md"),
@@ -21,6 +28,8 @@ pub const HINTS_BY_CHECK: [(&str, &str); 10] = [
 ///
 /// ```
 /// assert_eq!(backprop_core::hints::hint_for("edge::empty_batch"), "hints/edge.md");
+/// let label = "gate 4 (PyTorch parity), fixture sgd_3_steps_relu_f64 (torch 2.5)";
+/// assert_eq!(backprop_core::hints::hint_for(label), "hints/gate4-pytorch.md");
 /// ```
 pub fn hint_for(check: &str) -> &'static str {
     HINTS_BY_CHECK
