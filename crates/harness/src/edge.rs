@@ -8,7 +8,7 @@ use ndarray::{Array1, Array2, ArrayView2, ShapeBuilder, arr0, array, s};
 
 use crate::basic::check_model_against_reference;
 use crate::diagnosis::{Evidence, Pass, Subject};
-use crate::expect::{self, close, close_with, gradients_pass, panics_with};
+use crate::expect::{self, close, close_with, gradients_pass, panics_naming, panics_with};
 use crate::fixtures::{classes, uniform};
 use crate::reference;
 use crate::tolerance::{EXACT_F64, FINITE_DIFFERENCE_NETWORK, REFERENCE_F64};
@@ -74,13 +74,18 @@ pub fn empty_batch_layers_give_empty_outputs<L: Level<f64>>() {
     );
 }
 
-/// A loss over an empty batch has no mean: it must panic saying so, not return NaN.
+/// A loss over an empty batch has no mean: it must panic saying so (in any words: empty, no
+/// rows, 0 rows), not return NaN.
 pub fn empty_batch_loss_panics<L: Level<f64>>() {
     let empty = Array2::<f64>::zeros((0, 3));
-    panics_with("empty batch, softmax cross-entropy", "empty batch", || {
+    let (problem, words) = (
+        "the empty batch",
+        &["empty", "no rows", "0 rows", "zero rows"][..],
+    );
+    panics_naming("empty batch, softmax cross-entropy", problem, words, || {
         L::softmax_cross_entropy().forward(empty.view(), Targets::Classes(&[]));
     });
-    panics_with("empty batch, mse", "empty batch", || {
+    panics_naming("empty batch, mse", problem, words, || {
         L::mse().forward(empty.view(), Targets::Values(empty.view()));
     });
 }
@@ -233,12 +238,19 @@ pub fn single_output_class<L: Level<f64>>() {
     );
 }
 
-/// A class index >= the number of classes panics and says so.
+/// A class index >= the number of classes panics and says so (in any words naming the range,
+/// the class or the target: Rust's own "index out of bounds" names none of them).
 pub fn out_of_range_target_panics<L: Level<f64>>() {
     let logits = uniform(2, 3, 79);
-    panics_with("target out of range", "out of range", || {
-        L::softmax_cross_entropy().forward(logits.view(), Targets::Classes(&[1, 3]));
-    });
+    let words = ["out of range", "class", "target", "label"];
+    panics_naming(
+        "target out of range",
+        "the class index 3 of 3 classes",
+        &words,
+        || {
+            L::softmax_cross_entropy().forward(logits.view(), Targets::Classes(&[1, 3]));
+        },
+    );
 }
 
 /// A NaN in the input makes the loss NaN: documented propagation, never a silent number.

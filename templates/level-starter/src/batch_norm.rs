@@ -40,8 +40,9 @@ impl<F: Float> BatchNorm<F> {
 
 impl<F: Float> Layer<F> for BatchNorm<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
-        // TODO: in training, each column's mean and biased variance over the rows (panic with a
-        // clear message for a batch of one row: it has no variance), x̂, y = gamma x̂ + beta, and
+        // TODO: in training, each column's mean and biased variance over the rows (panic for a
+        // batch of one row, with a message that says why in your words: the check accepts any
+        // that names the row, the batch or the variance), x̂, y = gamma x̂ + beta, and
         // the running statistics; in evaluation, x̂ from the running ones. Keep what backward
         // needs. Hint: hints/hint-4-normalization.md
         let _ = (input, BATCH_NORM_MOMENTUM, NORM_EPS, &self.normalized);
