@@ -412,7 +412,7 @@ fn non_finite(
         let fits = |wrong: &Option<ArrayD<f64>>| {
             wrong
                 .as_ref()
-                .is_some_and(|wrong| same_values(ours, &wrong.view(), precision))
+                .is_some_and(|wrong| same_up_to_overflow(ours, &wrong.view(), precision))
         };
         // On the loss alone, -ln p of an underflowed p can give the same infinity.
         let batch_max = batch_max_softmax(tensor, logits, classes);
@@ -421,10 +421,11 @@ fn non_finite(
             return named(
                 Mistake::BatchMaxShift,
                 format!(
-                    "{tensor} holds {value} where the reference is {expected:.4e}, and it equals \
-                     softmax cross-entropy shifted by the largest logit of the whole batch (at \
-                     every entry): a row far below that max has every e^(z - max) underflow to \
-                     0. Subtract each row's own largest logit"
+                    "{tensor} holds {value} where the reference is {expected:.4e}, and it is what \
+                     softmax cross-entropy shifted by the largest logit of the whole batch gives \
+                     (non-finite at the same entries, equal at the others): a row far below that \
+                     max has every e^(z - max) underflow to 0. Subtract each row's own largest \
+                     logit"
                 ),
             );
         }
@@ -444,13 +445,9 @@ fn non_finite(
             );
         }
     }
-    // -ln p of a p that underflowed to 0 is +inf (a -inf or a NaN loss is something else).
-    let batch_max_fits = match (softmax_logits, classes) {
-        (Some(logits), Some(classes)) => batch_max_softmax(tensor, logits, classes)
-            .is_some_and(|wrong| same_values(ours, &wrong.view(), evidence.precision())),
-        _ => false,
-    };
-    let plus_infinity = *value == f64::INFINITY && !batch_max_fits;
+    // -ln p of a p that underflowed to 0 makes the loss +inf (its gradient p - onehot is
+    // computed apart; a -inf or a NaN loss is something else).
+    let plus_infinity = *value == f64::INFINITY && tensor == "loss";
     if let (Some(logits), Some(classes), true) = (softmax_logits, classes, plus_infinity) {
         // ln p[target] with p[target] = e^(z - max) / Σ e^(z - max) = 0 in floating point.
         let underflows = logits.outer_iter().zip(classes).any(|(row, &target)| {
@@ -475,12 +472,18 @@ fn non_finite(
     )
 }
 
-/// Equal entry by entry, NaN where the other is NaN and the same infinities included.
-fn same_values(a: &ArrayViewD<'_, f64>, b: &ArrayViewD<'_, f64>, precision: f64) -> bool {
+/// Non-finite at the same entries (whichever of NaN and ±inf: 0 / 0 and e^(+inf) are the same
+/// overflow written two ways) and equal at every other, with at least one non-finite entry.
+fn same_up_to_overflow(a: &ArrayViewD<'_, f64>, b: &ArrayViewD<'_, f64>, precision: f64) -> bool {
     a.shape() == b.shape()
-        && a.iter().zip(b.iter()).all(|(&x, &y)| {
-            (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= precision * (1.0 + y.abs())
-        })
+        && a.iter().any(|x| !x.is_finite())
+        && a.iter()
+            .zip(b.iter())
+            .all(|(&x, &y)| match (x.is_finite(), y.is_finite()) {
+                (true, true) => (x - y).abs() <= precision * (1.0 + y.abs()),
+                (false, false) => true,
+                _ => false,
+            })
 }
 
 /// The loss as -mean ln p[target], p the row-shifted softmax: +inf once a p underflows.

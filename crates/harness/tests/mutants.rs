@@ -41,8 +41,8 @@
 //! (`normalization_and_misleading_cases_get_the_right_message`): batch norm over the N - 1
 //! variance, without the path through the variance, dgamma without x̂, running statistics
 //! without the momentum, the batch's statistics in evaluation, layer norm's direct path alone,
-//! softmax shifted by the whole batch's max, and a `visit_linears` that skips the last layer:
-//! 45 in all.
+//! softmax shifted by the whole batch's max, and a `visit_linears` that skips the last layer
+//! (p computed two ways): 46 in all.
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -100,6 +100,7 @@ const BATCH_STATISTICS_IN_EVALUATION: u8 = 42;
 const LAYER_NORM_DIRECT_PATH_ONLY: u8 = 43;
 const SOFTMAX_BATCH_MAX: u8 = 44;
 const VISIT_LINEARS_SKIPS_LAST: u8 = 45;
+const SOFTMAX_BATCH_MAX_LOG_PROBS: u8 = 46;
 
 /// level02 with a bug planted: each layer it builds takes the bug of [`planted_bug`] (0: none).
 #[derive(Debug)]
@@ -691,15 +692,21 @@ impl<F: Float> Loss<F> for MutantSoftmaxCrossEntropy<F> {
                 self.probs = Some((logits.to_owned(), classes));
                 return value;
             }
-            // The bug: one shift for the whole batch, its largest logit.
-            SOFTMAX_BATCH_MAX => {
+            // The bug: one shift for the whole batch, its largest logit; p = e^(z - max) / Σ
+            // (0 / 0 in a row far below that max), or p = e^(log p) (e^(+inf) there).
+            SOFTMAX_BATCH_MAX | SOFTMAX_BATCH_MAX_LOG_PROBS => {
                 let max = logits.fold(F::neg_infinity(), |m, &z| m.max(z));
                 let exp = logits.mapv(|z| (z - max).exp());
                 let sums = exp.sum_axis(Axis(1));
+                let log_probs = logits.mapv(|z| z - max) - &sums.mapv(F::ln).insert_axis(Axis(1));
                 let picked: F = (0..classes.len())
-                    .map(|row| logits[[row, classes[row]]] - max - sums[row].ln())
+                    .map(|row| log_probs[[row, classes[row]]])
                     .sum();
-                self.probs = Some((&exp / &sums.insert_axis(Axis(1)), classes));
+                let probs = match self.bug {
+                    SOFTMAX_BATCH_MAX => &exp / &sums.insert_axis(Axis(1)),
+                    _ => log_probs.mapv(F::exp),
+                };
+                self.probs = Some((probs, classes));
                 return -picked / batch;
             }
             NO_MAX_SHIFT => {}
@@ -737,7 +744,7 @@ impl<F: Float> Loss<F> for MutantSoftmaxCrossEntropy<F> {
                 }
                 grad
             }
-            NO_MAX_SHIFT | SOFTMAX_BATCH_MAX => {
+            NO_MAX_SHIFT | SOFTMAX_BATCH_MAX | SOFTMAX_BATCH_MAX_LOG_PROBS => {
                 let (probs, targets) = self.probs.as_ref().unwrap();
                 let mut grad = probs.clone();
                 for (row, &target) in targets.iter().enumerate() {
@@ -1925,6 +1932,11 @@ fn planted_bugs_against_named_diagnoses() {
             None,
             VISIT_LINEARS_SKIPS_LAST,
         ),
+        (
+            "softmax shifted by the batch's max, p = e^(log p)",
+            Some(BatchMaxShift),
+            SOFTMAX_BATCH_MAX_LOG_PROBS,
+        ),
     ];
     assert!(planted.len() >= 20);
 
@@ -2126,6 +2138,15 @@ fn normalization_and_misleading_cases_get_the_right_message() {
             with_bug(SOFTMAX_BATCH_MAX, parity::gate4_pytorch_losses::<Mutant>),
             Some(Mistake::BatchMaxShift),
             &["each row's own largest logit"],
+        ),
+        (
+            "softmax shifted by the batch's max, p = e^(log p)",
+            with_bug(
+                SOFTMAX_BATCH_MAX_LOG_PROBS,
+                parity::gate4_pytorch_losses::<Mutant>,
+            ),
+            Some(Mistake::BatchMaxShift),
+            &["ours inf", "each row's own largest logit"],
         ),
         (
             "visit_linears skips the last layer",
