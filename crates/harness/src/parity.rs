@@ -18,10 +18,10 @@ use backprop_core::{
     Activation, Conv2dGeometry, DropoutLayer, Float, ImageShape, Layer, Level, LinearLayer,
     LinearParams, Loss, LossKind, Model, NormLayer, Pool2dGeometry, Targets,
 };
-use ndarray::{Array, Array2, ArrayD, Dimension, Ix1, Ix2};
+use ndarray::{Array, Array1, Array2, ArrayD, Dimension, Ix1, Ix2};
 use ndarray_npy::{NpzReader, ReadableElement};
 
-use crate::diagnosis::{Evidence, Subject};
+use crate::diagnosis::{Evidence, Pass, Subject};
 use crate::expect::{close_to_pytorch, model_gradients};
 
 /// The folder holding the `.npz` fixtures.
@@ -538,23 +538,34 @@ fn norm_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
     match fixture.meta("layer") {
         "batch_norm" => {
             let mut layer = L::batch_norm(features);
-            norm_pass(fixture, &mut layer, (&input, &upstream));
-            compare_running(fixture, &mut layer, "1");
+            let training = Subject::BatchNorm { training: true };
+            norm_pass(fixture, &mut layer, (&input, &upstream), training);
+            let mut batches = vec![input.mapv(F::as_f64)];
+            compare_running(fixture, &mut layer, "1", &batches);
             for key in ["input2", "input3"] {
-                layer.forward(fixture.array::<F, Ix2>(key).view());
+                let batch = fixture.array::<F, Ix2>(key);
+                layer.forward(batch.view());
+                batches.push(batch.mapv(F::as_f64));
             }
-            compare_running(fixture, &mut layer, "3");
+            compare_running(fixture, &mut layer, "3", &batches);
             layer.set_training(false);
             let output = layer.forward(input.view());
-            fixture.compare("output in evaluation", &output, "output_eval");
+            let (wide_input, affine) = (input.mapv(F::as_f64), widened_affine(&mut layer));
+            let evaluation = Evidence {
+                subject: Some(Subject::BatchNorm { training: false }),
+                input: Some(wide_input.view()),
+                affine: Some((affine.0.view(), affine.1.view())),
+                ..Evidence::default()
+            };
+            fixture.compare_with("output in evaluation", &output, "output_eval", &evaluation);
             let grad_input = layer.backward(upstream.view());
             fixture.compare("dL/dinput in evaluation", &grad_input, "grad_input_eval");
             // Evaluation reads the running statistics and never moves them.
-            compare_running(fixture, &mut layer, "3");
+            compare_running(fixture, &mut layer, "3", &batches);
         }
         "layer_norm" => {
             let mut layer = L::layer_norm(features);
-            norm_pass(fixture, &mut layer, (&input, &upstream));
+            norm_pass(fixture, &mut layer, (&input, &upstream), Subject::LayerNorm);
         }
         "dropout" => {
             let p: f64 = fixture.meta("p").parse().expect("meta p is a number");
@@ -562,40 +573,77 @@ fn norm_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
                 .array::<F, Ix2>("keep")
                 .mapv(|kept| kept != F::zero());
             let mut layer = L::dropout(p, 0);
-            layer.fix_mask(Some(keep));
+            layer.fix_mask(Some(keep.clone()));
+            let (wide_input, wide_upstream) = (input.mapv(F::as_f64), upstream.mapv(F::as_f64));
+            let evidence = Evidence {
+                subject: Some(Subject::Dropout),
+                input: Some(wide_input.view()),
+                upstream: Some(wide_upstream.view()),
+                dropout: Some((keep.view(), p)),
+                pass: Pass::First,
+                ..Evidence::default()
+            };
             let output = layer.forward(input.view());
-            fixture.compare("output", &output, "output");
+            fixture.compare_with("output", &output, "output", &evidence);
             let grad_input = layer.backward(upstream.view());
-            fixture.compare("dL/dinput", &grad_input, "grad_input");
+            fixture.compare_with("dL/dinput", &grad_input, "grad_input", &evidence);
         }
         other => panic!("{}: unknown normalization layer {other:?}", fixture.name),
     }
 }
 
-/// A normalization layer with the fixture's gamma and beta, one forward and backward, compared.
+/// A normalization layer's gamma and beta, widened to `f64`.
+fn widened_affine<F: Float, N: NormLayer<F>>(layer: &mut N) -> (Array1<f64>, Array1<f64>) {
+    let params = layer.params_mut();
+    (params.gamma.mapv(F::as_f64), params.beta.mapv(F::as_f64))
+}
+
+/// A normalization layer (`subject`) with the fixture's gamma and beta, one forward and
+/// backward, compared; a failure's diagnosis sees the layer, x, g and gamma.
 fn norm_pass<F: Float, N: NormLayer<F>>(
     fixture: &mut Fixture,
     layer: &mut N,
     (input, upstream): (&Array2<F>, &Array2<F>),
+    subject: Subject,
 ) {
     {
         let mut params = layer.params_mut();
         params.gamma.assign(&fixture.array::<F, Ix1>("gamma"));
         params.beta.assign(&fixture.array::<F, Ix1>("beta"));
     }
+    let (wide_input, wide_upstream) = (input.mapv(F::as_f64), upstream.mapv(F::as_f64));
+    let affine = widened_affine(layer);
+    let evidence = Evidence {
+        subject: Some(subject),
+        input: Some(wide_input.view()),
+        upstream: Some(wide_upstream.view()),
+        affine: Some((affine.0.view(), affine.1.view())),
+        pass: Pass::First,
+        ..Evidence::default()
+    };
     layer.zero_grad();
     let output = layer.forward(input.view());
-    fixture.compare("output", &output, "output");
+    fixture.compare_with("output", &output, "output", &evidence);
     let grad_input = layer.backward(upstream.view());
-    fixture.compare("dL/dinput", &grad_input, "grad_input");
+    fixture.compare_with("dL/dinput", &grad_input, "grad_input", &evidence);
     let params = layer.params_mut();
     let (grad_gamma, grad_beta) = (params.grad_gamma.to_owned(), params.grad_beta.to_owned());
-    fixture.compare("dL/dgamma", &grad_gamma, "grad_gamma");
-    fixture.compare("dL/dbeta", &grad_beta, "grad_beta");
+    fixture.compare_with("dL/dgamma", &grad_gamma, "grad_gamma", &evidence);
+    fixture.compare_with("dL/dbeta", &grad_beta, "grad_beta", &evidence);
 }
 
-/// Batch norm's running mean and variance against `running_mean{after}` and `running_var{after}`.
-fn compare_running<F: Float, N: NormLayer<F>>(fixture: &mut Fixture, layer: &mut N, after: &str) {
+/// Batch norm's running mean and variance against `running_mean{after}` and `running_var{after}`,
+/// after the training forwards on `batches` (which a failure's diagnosis replays).
+fn compare_running<F: Float, N: NormLayer<F>>(
+    fixture: &mut Fixture,
+    layer: &mut N,
+    after: &str,
+    batches: &[Array2<f64>],
+) {
+    let evidence = Evidence {
+        training_batches: Some(batches),
+        ..Evidence::default()
+    };
     let params = layer.params_mut();
     let (mean, var) = params
         .running
@@ -606,15 +654,17 @@ fn compare_running<F: Float, N: NormLayer<F>>(fixture: &mut Fixture, layer: &mut
     } else {
         "3 training forwards"
     };
-    fixture.compare(
+    fixture.compare_with(
         &format!("running mean after {forwards}"),
         &mean,
         &format!("running_mean{after}"),
+        &evidence,
     );
-    fixture.compare(
+    fixture.compare_with(
         &format!("running variance after {forwards}"),
         &var,
         &format!("running_var{after}"),
+        &evidence,
     );
 }
 
