@@ -247,10 +247,13 @@ pub fn panics_naming(check: &str, problem: &str, words: &[&str], action: impl Fn
         Err(payload) => panic_text(payload.as_ref()),
     };
     let lower = message.to_lowercase();
-    let names_it = !lower.contains("not yet implemented")
-        && words
-            .iter()
-            .any(|word| lower.contains(&word.to_lowercase()));
+    assert!(
+        !lower.contains("not yet implemented"),
+        "{check}: panicked with {message:?}: the code it runs is not written yet"
+    );
+    let names_it = words
+        .iter()
+        .any(|word| lower.contains(&word.to_lowercase()));
     assert!(
         names_it,
         "{check}: panicked with {message:?}, which does not name {problem}: say so in the \
