@@ -280,13 +280,22 @@ fn group_failures(root: &Path, package: &str, filters: &[&str]) -> Result<Vec<St
     if !failures.is_empty() {
         return Ok(failures);
     }
-    let tail: Vec<&str> = run.stderr.lines().rev().take(6).collect();
+    Ok(vec![failed_without_a_panic(package, filters, &run.stderr)])
+}
+
+/// The failure of a test run that ended without a test panic (an abort, a stack overflow, a
+/// killed process, output in another format, a build error): its rerun line and cargo's last
+/// lines, which say what happened.
+fn failed_without_a_panic(package: &str, filters: &[&str], stderr: &str) -> String {
+    let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Ok(vec![format!(
-        "{} failed at {rerun}\nthe run failed without a test panic; cargo's last lines:\n{}",
+    format!(
+        "{} failed at cargo test -p {package} {}\nthe run failed without a test panic; cargo's \
+         last lines:\n{}",
+        filters.join(" "),
         filters.join(" "),
         tail.join("\n")
-    )])
+    )
 }
 
 /// Runs the convolution group of `package` (`conv::`, the layers after normalization); returns
@@ -537,6 +546,14 @@ fn run_gate(root: &Path, package: &str, filter: &str) -> Result<Outcome, RunErro
         .next()
     {
         return Ok(Outcome::Fail(first));
+    }
+    if stdout.contains("\nrunning ") || stdout.starts_with("running ") {
+        // The tests were built and started, then the run failed without a test panic.
+        return Ok(Outcome::Fail(failed_without_a_panic(
+            package,
+            &[filter],
+            &stderr,
+        )));
     }
     // No test ran: the build failed (or the package does not exist); cargo says why on stderr.
     let problem: Vec<&str> = stderr

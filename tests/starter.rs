@@ -454,3 +454,75 @@ fn a_filled_starter_trains_evaluates_and_benches_with_no_edit_outside_its_crate(
         "Cargo.lock gained more than the new crate"
     );
 }
+
+/// `check` never says PASS for something that did not run: a crate whose `tests/harness.rs` is
+/// empty, matches no gate, aborts inside a gate, or passes the gates but has no edge, norm or
+/// stress check (or aborts in one) gets FAIL and a non-zero exit, with a message that says what
+/// happened.
+#[test]
+fn check_fails_when_the_suite_does_not_run() {
+    let workspace = scratch_workspace("hollow");
+    let crate_dir = workspace.join("crates/learner");
+    fs::create_dir_all(crate_dir.join("src")).unwrap();
+    fs::create_dir_all(crate_dir.join("tests")).unwrap();
+    fs::write(
+        crate_dir.join("Cargo.toml"),
+        "[package]\nname = \"learner\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n",
+    )
+    .unwrap();
+    fs::write(crate_dir.join("src/lib.rs"), "").unwrap();
+    let gates_pass = "mod basic {\n    #[test] fn gate1_a() {}\n    #[test] fn gate2_a() {}\n    \
+                      #[test] fn gate3_a() {}\n    #[test] fn gate4_a() {}\n}\n";
+    let abort_in_edge =
+        format!("{gates_pass}mod edge {{ #[test] fn a() {{ std::process::abort() }} }}\n");
+    // (the suite, what the report must say)
+    let suites: [(&str, &str, &[&str]); 5] = [
+        (
+            "empty",
+            "",
+            &["gate 1  single layer backward  FAIL", "no test matched"],
+        ),
+        (
+            "no gate's name",
+            "#[test]\nfn something_else() {}\n",
+            &["gate 1  single layer backward  FAIL", "no test matched"],
+        ),
+        (
+            "an abort in gate 1",
+            "mod basic { #[test] fn gate1_a() { std::process::abort() } }\n",
+            &[
+                "gate 1  single layer backward  FAIL",
+                "the run failed without a test panic",
+                "SIGABRT",
+            ],
+        ),
+        (
+            "gates only",
+            gates_pass,
+            &[
+                "gates pass, but: 1 edge/norm/stress check fails",
+                "no test ran",
+            ],
+        ),
+        (
+            "an abort in an edge check",
+            &abort_in_edge,
+            &["gates pass, but:", "the run failed without a test panic"],
+        ),
+    ];
+    for (suite, harness, says) in suites {
+        fs::write(crate_dir.join("tests/harness.rs"), harness).unwrap();
+        let (passed, report) = backprop_check(&workspace);
+        assert!(!passed, "{suite}: check passed:\n{report}");
+        for words in says {
+            assert!(
+                report.contains(words),
+                "{suite}: no {words:?} in:\n{report}"
+            );
+        }
+        assert!(
+            !report.contains("whole suite is green"),
+            "{suite}:\n{report}"
+        );
+    }
+}
