@@ -403,12 +403,15 @@ fn interrupting_training_leaves_no_half_written_file() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .spawn()
         .unwrap();
-    // Wait for the first epoch's metrics, then kill it mid-run.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !out.join("metrics.csv").exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    // Wait until the first epoch's model and checkpoint are in place (each is renamed into
+    // place whole), then kill it mid-run: the moment follows the run, not a clock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let first_epoch_written =
+        || out.join("model.npz").exists() && out.join("checkpoint.npz").exists();
+    while !first_epoch_written() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(first_epoch_written(), "no epoch finished in 10 minutes");
     let status = Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
         .status()
@@ -538,13 +541,24 @@ fn check_and_new_level_take_only_names_that_can_be_a_level_crate() {
         expect_failure(&output, 2, &[name, fragment]);
         assert!(output.stdout.is_empty(), "no gate ran for {name}");
     }
-    // new-level: no keyword, no name cargo would see twice.
-    let root = env!("CARGO_MANIFEST_DIR");
-    let crates = || {
-        fs::read_dir(Path::new(root).join("crates"))
-            .unwrap()
-            .count()
-    };
+    // new-level: no keyword, no name cargo would see twice. In a scratch copy of the workspace's
+    // manifests (never this checkout: a regression would leave a crate in the working tree).
+    let workspace = scratch("new-level-names");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        fs::copy(here.join(file), workspace.join(file)).unwrap();
+    }
+    for member in ["core", "harness", "level02"] {
+        let folder = workspace.join("crates").join(member);
+        fs::create_dir_all(&folder).unwrap();
+        fs::copy(
+            here.join("crates").join(member).join("Cargo.toml"),
+            folder.join("Cargo.toml"),
+        )
+        .unwrap();
+    }
+    let root = workspace.to_str().unwrap();
+    let crates = || fs::read_dir(workspace.join("crates")).unwrap().count();
     let before = crates();
     for (name, fragment) in [
         ("fn", "is a Rust keyword"),

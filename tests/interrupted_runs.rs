@@ -84,10 +84,19 @@ fn succeeded(output: &Output) {
     );
 }
 
-/// Starts `command` and kills it with SIGKILL after `delay`; true if it was still running.
-fn kill_after(command: &mut Command, delay: Duration) -> bool {
+/// Starts `command`, waits until `out` records `epochs` finished epochs (or the run ends), then
+/// after `extra` kills it with SIGKILL; true if it was still running. The moment follows the
+/// run's own progress, not a clock: the same trial lands at the same stage on any machine.
+fn kill_at_epoch(command: &mut Command, out: &Path, epochs: usize, extra: Duration) -> bool {
     let mut child = command.spawn().unwrap();
-    std::thread::sleep(delay);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while epochs_written(out) < epochs
+        && child.try_wait().unwrap().is_none()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(extra);
     let running = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     child.wait().unwrap();
@@ -105,23 +114,28 @@ fn runs_killed_at_random_moments_and_resumed_end_with_the_same_bytes() {
     let root = scratch("kill");
     let data = synthetic_data(&root);
     let reference = root.join("reference");
-    let started = Instant::now();
     succeeded(&train(&data, &reference, &[]).output().unwrap());
-    let duration = started.elapsed();
     let expected: Vec<Vec<u8>> = ["metrics.csv", "model.npz", "model.safetensors"]
         .iter()
         .map(|file| fs::read(reference.join(file)).unwrap())
         .collect();
 
+    // Each kill: after 0 to 7 finished epochs, then 0 to 20 ms more (inside the next epoch, or
+    // while the last one's files are being written).
     let mut rng = seeded_rng(2026);
-    let mut moment = || duration.mul_f64(rng.random_range(0.02..1.0));
+    let mut moment = |from: usize| {
+        let epochs = rng.random_range(from..8);
+        (epochs, Duration::from_millis(rng.random_range(0..20)))
+    };
     let (mut kills, mut epochs_at_kill, trials) = (0, Vec::new(), 20);
     for trial in 0..trials {
         let out = root.join(format!("trial{trial}"));
-        let mut killed = kill_after(&mut train(&data, &out, &[]), moment());
-        // Every other trial, the resumed run is killed too and resumed again.
+        let (epochs, extra) = moment(0);
+        let mut killed = kill_at_epoch(&mut train(&data, &out, &[]), &out, epochs, extra);
+        // Every other trial, the resumed run is killed too (later on) and resumed again.
         if trial % 2 == 1 && out.join("config.json").exists() {
-            killed |= kill_after(&mut resume(&out), moment());
+            let (later, extra) = moment(epochs_written(&out).min(7));
+            killed |= kill_at_epoch(&mut resume(&out), &out, later, extra);
         }
         if killed {
             kills += 1;
@@ -152,7 +166,7 @@ fn runs_killed_at_random_moments_and_resumed_end_with_the_same_bytes() {
     }
     eprintln!(
         "{trials} trials, {kills} killed while running; epochs finished at the kill: \
-         {epochs_at_kill:?}; the uninterrupted run took {duration:?}"
+         {epochs_at_kill:?}"
     );
     let mid_run = epochs_at_kill
         .iter()
@@ -184,7 +198,7 @@ fn a_folder_is_taken_by_one_run_at_a_time_and_never_mixed() {
 
     // While a run holds the folder, a second one is refused.
     let out = root.join("busy");
-    let mut first = train(&data, &out, &["--epochs", "200"]).spawn().unwrap();
+    let mut first = train(&data, &out, &["--epochs", "100000"]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !out.join("config.json").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
