@@ -196,18 +196,34 @@ mod tests {
         let data = numbered(10);
         let mut batches = Batches::new(&data, 4, 3).drop_last();
         assert_eq!(batches.per_epoch(), 2);
-        let mut firsts = Vec::new();
+        // Five cycling calls: epochs 1 and 2 whole, then the first batch of epoch 3.
+        let mut cycled: Vec<Vec<usize>> = Vec::new();
         for _ in 0..5 {
             let (images, labels) = batches.next_cycling();
             assert_eq!((images.nrows(), labels.len()), (4, 4));
-            firsts.push(labels[0]);
+            cycled.push(labels.to_vec());
         }
-        // Epoch 2 starts at the third call with a new order.
-        let mut again = Batches::new(&data, 4, 3).drop_last();
-        assert_eq!(
-            again.next_batch().map(|(_, labels)| labels[0]),
-            Some(firsts[0])
-        );
+        // The same batches, epoch by epoch, from next_batch (None between epochs).
+        let mut by_epoch = Batches::new(&data, 4, 3).drop_last();
+        let mut epochs: Vec<Vec<Vec<usize>>> = Vec::new();
+        for _ in 0..3 {
+            let mut epoch = Vec::new();
+            while let Some((_, labels)) = by_epoch.next_batch() {
+                epoch.push(labels.to_vec());
+            }
+            epochs.push(epoch);
+        }
+        assert_eq!(cycled[..2], epochs[0][..], "epoch 1");
+        assert_eq!(cycled[2..4], epochs[1][..], "epoch 2");
+        assert_eq!(cycled[4], epochs[2][0], "epoch 3 begins");
+        for epoch in &epochs {
+            // Two full batches of 8 distinct rows: the 2 left over are dropped.
+            let mut rows: Vec<usize> = epoch.concat();
+            rows.sort_unstable();
+            rows.dedup();
+            assert_eq!((epoch.len(), rows.len()), (2, 8), "{epoch:?}");
+        }
+        assert_ne!(epochs[0], epochs[1], "each epoch draws a new order");
     }
 
     #[test]

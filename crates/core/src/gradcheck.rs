@@ -242,10 +242,27 @@ pub fn model_gradients<M: Model<f64>>(
     model.loss(targets);
     let grad_input = model.backward();
     // Phases 2 and 3: numeric gradients of the loss, watching the ReLU pattern for kinks.
-    // Kinks are recomputed for a ReLU MLP only: its weights chain from the input's width. In
-    // other networks (convolutions, max pooling) none is flagged, so pick inputs away from ties.
-    let watch_relu =
-        model.activation() == Activation::Relu && chains_as_mlp(&model.linear_params(), input);
+    // Kinks are recomputed for a plain ReLU MLP only: its weights chain from the input's width
+    // and no normalization layer sits between them (the recomputation runs Linear and ReLU
+    // alone). In other networks (normalization, convolutions, max pooling) none is flagged, so
+    // pick inputs away from ties.
+    let mut norms = 0;
+    model.visit_norms(|_, _| norms += 1);
+    let watch_relu = model.activation() == Activation::Relu
+        && norms == 0
+        && chains_as_mlp(&model.linear_params(), input);
+    // Dropout in training (or any randomness) gives each forward its own loss: differences of
+    // two such losses mean nothing.
+    let loss_of = |model: &mut M| {
+        model.forward(input);
+        model.loss(targets)
+    };
+    let (once, again) = (loss_of(model), loss_of(model));
+    assert!(
+        once == again || (once.is_nan() && again.is_nan()),
+        "finite differences need a deterministic network: two forwards of the same input gave \
+         losses {once} and {again} (dropout in training? check in evaluation mode)"
+    );
     let evaluate = |model: &mut M, input: ArrayView2<'_, f64>| {
         model.forward(input);
         let loss = model.loss(targets);
@@ -257,16 +274,25 @@ pub fn model_gradients<M: Model<f64>>(
         (loss, pattern)
     };
     let no_kinks = Array2::from_elem(input.dim(), false);
-    let visit: VisitLinears<M> =
-        |model, visit| model.visit_linears(|index, layer| visit(Some(index), layer));
+    // Every parameter: each Linear's weight and bias, then each normalization layer's gamma and
+    // beta (moving them moves the loss through the statistics too).
+    let visit: VisitLinears<M> = |model, visit| {
+        model.visit_linears(|index, layer| visit(Some(("linear", index)), layer));
+        model.visit_norms(|index, norm| visit(Some(("norm", index)), norm.into_linear()));
+    };
     central_difference_reports(model, input, grad_input, no_kinks, visit, evaluate)
 }
 
-/// Calls back with every `Linear` layer of a checked object and its index in a model (`None`
-/// for a layer checked alone).
-type VisitLinears<T> = fn(&mut T, &mut dyn FnMut(Option<usize>, LinearMut<'_, f64>));
+/// Where a checked parameter pair sits in a model: `("linear", 0)` for the first `Linear`,
+/// `("norm", 1)` for the second normalization layer's gamma and beta; `None` for a layer
+/// checked alone.
+type Place = Option<(&'static str, usize)>;
 
-fn no_params<T: ?Sized>(_: &mut T, _: &mut dyn FnMut(Option<usize>, LinearMut<'_, f64>)) {}
+/// Calls back with every parameter pair of a checked object (a `Linear` layer's weight and bias,
+/// a normalization layer's gamma and beta as a one-row weight and a bias) and its [`Place`].
+type VisitLinears<T> = fn(&mut T, &mut dyn FnMut(Place, LinearMut<'_, f64>));
+
+fn no_params<T: ?Sized>(_: &mut T, _: &mut dyn FnMut(Place, LinearMut<'_, f64>)) {}
 
 /// Runs `f` on tensor `tensor` (0: weight, 1: bias) of the `layer`-th `Linear` layer visited.
 fn with_tensor<T: ?Sized>(
@@ -302,9 +328,13 @@ fn central_difference_reports<T: ?Sized>(
     // The analytic parameter gradients, named for display: `weight` or `linear1.weight`.
     let mut analytic_params: Vec<(String, (usize, usize), ArrayD<f64>)> = Vec::new();
     let mut layer = 0;
-    visit(target, &mut |index, linear| {
+    visit(target, &mut |place, linear| {
         for (tensor, (name, _, grad)) in linear.tensors().into_iter().enumerate() {
-            let name = index.map_or(name.to_string(), |index| format!("linear{index}.{name}"));
+            let name = match place {
+                None => name.to_string(),
+                Some(("norm", index)) => format!("norm{index}.{}", ["gamma", "beta"][tensor]),
+                Some((kind, index)) => format!("{kind}{index}.{name}"),
+            };
             analytic_params.push((name, (layer, tensor), grad.to_owned()));
         }
         layer += 1;

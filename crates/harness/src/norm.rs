@@ -405,8 +405,9 @@ pub fn constant_features_stay_finite<L: Level<f64>>() {
     );
 }
 
-/// Networks with batch norm or layer norm after each hidden `Linear`: every weight and bias
-/// gradient against central differences of the loss (tanh, so no ReLU kinks).
+/// Networks with batch norm or layer norm after each hidden `Linear`: every weight, bias, gamma
+/// and beta gradient (`norm0.gamma`, ...) against central differences of the loss (tanh, so no
+/// ReLU kinks).
 pub fn normalized_mlp_passes_finite_differences<L: Level<f64>>() {
     let input = uniform(6, 5, 350);
     let targets = classes(6, 3, 351);
@@ -419,6 +420,10 @@ pub fn normalized_mlp_passes_finite_differences<L: Level<f64>>() {
         let mut model = L::mlp_from_spec(&spec);
         let mut reports = model_gradients(&mut model, input.view(), Targets::Classes(&targets));
         let check = format!("finite differences, MLP [5, 7, 6, 3] tanh with {norm} norm");
+        assert!(
+            reports.iter().any(|report| report.tensor == "norm1.beta"),
+            "{check}: gamma and beta of both normalization layers are checked"
+        );
         if norm == Norm::Batch {
             // A bias right before batch norm shifts a whole feature, and the mean takes the shift
             // away: its gradient is exactly 0 (finite differences see only rounding there).

@@ -40,15 +40,40 @@ fn assert_hint_file(path: &str, why: &str) {
 #[test]
 fn every_check_group_has_a_non_empty_hint_file() {
     let checks = stamped_checks();
-    for group in ["basic", "edge", "stress"] {
+    // Every group the suite! macro stamps, and each group's checks point to its own page.
+    let groups = [
+        ("basic", "hints/basic.md"),
+        ("edge", "hints/edge.md"),
+        ("norm", "hints/hint-4-normalization.md"),
+        ("conv", "hints/hint-5-convolution.md"),
+        ("stress", "hints/stress.md"),
+    ];
+    for (group, page) in groups {
+        let members: Vec<&String> = checks
+            .iter()
+            .filter(|check| check.starts_with(&format!("{group}::")))
+            .collect();
         assert!(
-            checks
-                .iter()
-                .any(|check| check.starts_with(&format!("{group}::"))),
-            "no {group}:: checks found in the suite! macro: {checks:?}"
+            members.len() >= 5,
+            "{group}:: has {} checks in the suite! macro: {checks:?}",
+            members.len()
         );
+        for check in members {
+            let hint = hint_for(check);
+            let own_page = hint == page || (group == "basic" && hint.starts_with("hints/"));
+            assert!(
+                own_page && hint != "hints/README.md",
+                "{check} reads {hint}"
+            );
+        }
     }
-    assert!(checks.len() > 30, "{checks:?}");
+    let grouped = |check: &&String| {
+        groups
+            .iter()
+            .any(|(g, _)| check.starts_with(&format!("{g}::")))
+    };
+    assert!(checks.iter().all(|check| grouped(&check)), "{checks:?}");
+    assert!(checks.len() > 50, "{checks:?}");
     for check in &checks {
         assert_hint_file(hint_for(check), check);
     }

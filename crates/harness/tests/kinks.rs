@@ -46,3 +46,27 @@ fn an_mlp_flags_the_inputs_that_cross_a_relu_kink() {
     assert_eq!(reports[0].kinks, vec![vec![0, 0], vec![0, 1], vec![0, 2]]);
     assert!(reports.iter().all(|report| report.passes(1e-5)));
 }
+
+/// A network that gives a new loss on every forward (dropout in training) cannot be checked by
+/// differences: the check refuses it instead of reporting noise. In evaluation mode it runs.
+#[test]
+fn finite_differences_refuse_a_network_with_dropout_in_training() {
+    let spec = MlpSpec {
+        dropout: 0.5,
+        ..MlpSpec::classifier(&[3, 8, 2], 6)
+    };
+    let mut model = <Level02 as Level<f64>>::mlp_from_spec(&spec);
+    let input = array![[0.5, -1.0, 0.25], [1.0, 0.5, -0.5]];
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        model_gradients(&mut model, input.view(), Targets::Classes(&[1, 0]));
+    }))
+    .expect_err("a dropout network in training was checked");
+    let message = refused.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("need a deterministic network"),
+        "{message}"
+    );
+    backprop_core::Model::set_training(&mut model, false);
+    let reports = model_gradients(&mut model, input.view(), Targets::Classes(&[1, 0]));
+    assert!(reports.iter().all(|report| report.passes(1e-5)));
+}

@@ -2068,6 +2068,15 @@ fn normalization_and_misleading_cases_get_the_right_message() {
             &["dL/dgamma", "without x̂"],
         ),
         (
+            "dL/dgamma without x̂, inside a network",
+            with_bug(
+                GAMMA_GRAD_WITHOUT_XHAT,
+                norm::normalized_mlp_passes_finite_differences::<Mutant>,
+            ),
+            None,
+            &["with batch norm", "dL/dnorm0.gamma"],
+        ),
+        (
             "running statistics without the momentum",
             with_bug(
                 RUNNING_WITHOUT_MOMENTUM,
