@@ -1,6 +1,7 @@
 //! What watching the gradients costs: level03's SGD step of MLP [784, 256, 10] in f32 at batch
-//! 128, alone and followed by [`step_stats`] (every layer's norms, update ratio, dead units and
-//! largest logit), and with [`clip_grad_norm`] before the update.
+//! 128, alone and watched as `train --watch-gradients` does ([`weights_of`] before the step,
+//! [`step_stats`] and the update ratio measured after it: every layer's norms, update ratio, dead
+//! units and largest logit), and with [`clip_grad_norm`] before the update.
 //!
 //! ```sh
 //! cargo bench --bench gradient_stats            # 1 and 2 threads
@@ -15,7 +16,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use backprop::bench::{FLOPS_PER_SAMPLE, Plan, in_turns, mnist_train, pool, timed};
-use backprop_core::flow::{clip_grad_norm, step_stats, sum_of_squares};
+use backprop_core::flow::{clip_grad_norm, step_stats, sum_of_squares, weights_of};
 use backprop_core::optim::{Optimizer, Sgd};
 use backprop_core::{Level, MlpSpec, Model, Targets};
 use level03::Level03;
@@ -71,8 +72,13 @@ fn main() {
             };
             let mut with_stats = || {
                 timed(|| {
+                    // As `train --watch-gradients` does: the weights before the step, then the
+                    // statistics and the update ratio measured on the step taken.
+                    let before = weights_of(&mut watched);
                     watched.train_step(images, targets, &mut sgd_watched);
-                    black_box(step_stats(&mut watched, LEARNING_RATE));
+                    let mut stats = step_stats(&mut watched);
+                    stats.measure_update(&mut watched, &before);
+                    black_box(stats);
                 })
             };
             let mut with_clipping = || {

@@ -8,7 +8,7 @@
 //! - `ratio@init`: ‖dL/dW_first‖ / ‖dL/dW_last‖ at the first step, where the init alone decides;
 //! - `ratio`: the median of that ratio over the steps;
 //! - `upd@0`: the median over the steps of the first layer's log10 update ratio
-//!   lr ‖dL/dW‖ / ‖W‖ (of the step taken; about -3 is healthy);
+//!   ‖ΔW‖ / ‖W‖ (measured on the step taken, clipping included; about -3 is healthy);
 //! - `max ‖dW‖`: the median over the steps of the largest layer's gradient norm;
 //! - the verdict, from the gradients and the outcome together ([`Verdict::of`], whose thresholds
 //!   sit with their reasons in [`backprop_core::flow`]): `diverged@k` (the loss stopped being
@@ -25,9 +25,7 @@
 use std::path::{Path, PathBuf};
 
 use backprop_core::data::Batches;
-use backprop_core::flow::{
-    RunSummary, StepStats, Verdict, clip_coefficient, clip_grad_norm, step_stats,
-};
+use backprop_core::flow::{RunSummary, StepStats, Verdict, clip_grad_norm, step_stats, weights_of};
 use backprop_core::init::{seeded_rng, standard_normal};
 use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::optim::{Optimizer, Sgd};
@@ -245,18 +243,16 @@ fn run_one<L: Level<f32>>(
             break;
         }
         model.backward_params_only();
-        let mut stats = step_stats(&mut model, f64::from(config.lr));
+        // The gradient norms as computed (the problem clipping hides); the update ratio of the
+        // step actually taken, clipping included.
+        let mut stats = step_stats(&mut model);
         if clipped {
-            // The gradient norms stay as computed (the problem clipping hides); the update
-            // ratio becomes that of the step actually taken.
-            let total = clip_grad_norm(&mut model, config.clip);
-            let coefficient = clip_coefficient(total, config.clip);
-            for layer in &mut stats.layers {
-                layer.update_ratio_log10 += coefficient.log10();
-            }
+            clip_grad_norm(&mut model, config.clip);
         }
-        outcome.stats.push(stats);
+        let before = weights_of(&mut model);
         sgd.step(&mut model);
+        stats.measure_update(&mut model, &before);
+        outcome.stats.push(stats);
     }
     outcome
 }
@@ -402,9 +398,7 @@ fn write_plots(out: &Path, config: &DiagnoseConfig, outcomes: &[Outcome]) -> Res
             ),
             (
                 format!("update_ratio_{activation}.svg"),
-                format!(
-                    "{activation}: first layer's update ratio lr ‖dL/dW‖ / ‖W‖ (healthy near -3)"
-                ),
+                format!("{activation}: first layer's update ratio ‖ΔW‖ / ‖W‖ (healthy near -3)"),
                 ("step", "log10 update ratio"),
                 &ratio_lines,
             ),

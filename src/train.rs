@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use backprop_core::data::Batches;
-use backprop_core::flow::{step_stats, sum_of_squares};
+use backprop_core::flow::{step_stats, sum_of_squares, weights_of};
 use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::network::{LayerSpec, NetSpec};
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
@@ -24,6 +24,7 @@ use backprop_core::{
 };
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array2;
 
 use crate::arch::Arch;
 use crate::checkpoint::{Checkpoint, Digest, load_checkpoint, save_checkpoint};
@@ -710,8 +711,13 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             self.step += 1;
             let rows = labels.len();
             let targets = Targets::Classes(labels);
+            // Watching: the weights before the step, to measure the step the optimizer takes.
+            let before = self
+                .config
+                .watch_gradients
+                .then(|| weights_of(&mut self.model));
             let loss = self.model.train_step(images, targets, &mut self.optimizer);
-            let norms = self.observe(loss, epoch, &progress);
+            let norms = self.observe(loss, epoch, &progress, before.as_deref());
             if !loss.is_finite() {
                 progress.bar.finish_and_clear();
                 write_metrics(&self.config.out, &self.history, norms.len())?;
@@ -738,18 +744,24 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         Ok((metrics, predicted))
     }
 
-    /// ‖dL/dW‖ per layer after this step's update, and the watch's warnings when asked for.
-    fn observe(&mut self, loss: f32, epoch: usize, progress: &Progress) -> Vec<f64> {
-        let config = self.config;
-        if !(config.watch_gradients && loss.is_finite()) {
+    /// ‖dL/dW‖ per layer after this step's update, and the watch's warnings when asked for
+    /// (`before`: the weights before the step, from which its update ratios are measured).
+    fn observe(
+        &mut self,
+        loss: f32,
+        epoch: usize,
+        progress: &Progress,
+        before: Option<&[Array2<f32>]>,
+    ) -> Vec<f64> {
+        let (Some(before), true) = (before, loss.is_finite()) else {
             let mut norms = Vec::with_capacity(self.last_norms.len());
             self.model.visit_linears(|_, layer| {
                 norms.push(sum_of_squares(&layer.grad_weight).sqrt());
             });
             return norms;
-        }
-        let lr = config.optimizer.lr;
-        let stats = step_stats(&mut self.model, lr);
+        };
+        let mut stats = step_stats(&mut self.model);
+        stats.measure_update(&mut self.model, before);
         let warnings = self.watch.check(self.step, epoch, &stats);
         for warning in warnings {
             progress.bar.suspend(|| eprintln!("{warning}"));

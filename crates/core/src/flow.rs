@@ -12,17 +12,21 @@
 //!
 //! | statistic | what it says | healthy |
 //! |---|---|---|
-//! | `weight_grad_norm` = ‖dL/dW_i‖ | how hard layer i is pushed | within 10^3 of the last layer's |
+//! | `weight_grad_norm` = ‖dL/dW_i‖ | how hard layer i is pushed | above 10^-2 ([`LAGGING_RATIO`]) and below 10^3 ([`EXPLODING`]) times the last layer's |
 //! | `input_grad_norm` = ‖dL/dh_{i-1}‖ | the gradient layer i passes down | no steady shrink or growth |
-//! | `update_ratio_log10` = log10(lr ‖dL/dW_i‖ / ‖W_i‖) | the relative size of one SGD step | near -3 |
+//! | `update_ratio_log10` = log10(‖ΔW_i‖ / ‖W_i‖) | the relative size of the step the optimizer took | near -3 |
 //! | `dead_fraction` (ReLU) | units whose output is 0 for every sample of the batch | near 0 |
 //! | `saturated_fraction` (sigmoid, tanh) | outputs within 1% of an asymptote (act' ~ 0) | small |
 //! | `max_abs_logit` | how confident the last layer is | tens, not thousands |
 //!
+//! The update ratio is measured, not derived from the gradient: [`weights_of`] before the
+//! optimizer's step, [`StepStats::measure_update`] after it, so momentum, Adam, weight decay and
+//! clipping are all in it (with plain SGD it is lr ‖dL/dW‖ / ‖W‖).
+//!
 //! [`clip_grad_norm`] rescales every gradient by one factor so that their joint norm is at most
 //! `max_norm`, as PyTorch's `torch.nn.utils.clip_grad_norm_`.
 
-use ndarray::{ArrayBase, ArrayView2, Data, Dimension};
+use ndarray::{Array2, ArrayBase, ArrayView2, Data, Dimension};
 
 use crate::{Activation, Float, Model};
 
@@ -44,7 +48,7 @@ pub const LAGGING_RATIO: f64 = 1e-2;
 /// A gradient ratio or norm above this is exploding: a thousand times the last layer's push, or
 /// a norm that makes even a small learning rate's step overshoot.
 pub const EXPLODING: f64 = 1e3;
-/// A log10 update ratio (lr ‖dL/dW‖ / ‖W‖) below this moves the weights by less than 1e-4 of
+/// A log10 update ratio (‖ΔW‖ / ‖W‖) below this moves the weights by less than 1e-4 of
 /// their size per step: over the few hundred steps of a diagnose run they change by a few
 /// percent in all and keep their random init. The healthy guide is about -3 (Karpathy, CS231n),
 /// ten times more.
@@ -170,7 +174,7 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// Weights with at least this many entries get their two norms on two rayon tasks.
+/// Weights with at least this many entries get the two norms of their step on two rayon tasks.
 const PARALLEL_ELEMENTS: usize = 1 << 16;
 
 /// What the last forward and backward passes left behind inside a model, for [`step_stats`].
@@ -197,7 +201,8 @@ pub struct LayerStats {
     pub weight_grad_norm: f64,
     /// ‖dL/d(layer input)‖, when the model recorded it.
     pub input_grad_norm: Option<f64>,
-    /// log10(lr ‖dL/dW‖ / ‖W‖): -3 means one step moves the weights by a thousandth.
+    /// log10(‖ΔW‖ / ‖W‖) of the step taken (NaN until [`StepStats::measure_update`]): -3 means
+    /// the step moved the weights by a thousandth of their size.
     pub update_ratio_log10: f64,
     /// ReLU hidden layers: the fraction of units that output 0 for every sample of the batch.
     pub dead_fraction: Option<f64>,
@@ -216,8 +221,8 @@ pub struct StepStats {
 }
 
 impl StepStats {
-    /// ‖dL/dW_first‖ / ‖dL/dW_last‖: below 1e-3 the first layer barely learns (vanishing),
-    /// above 1e3 it is thrown around (exploding).
+    /// ‖dL/dW_first‖ / ‖dL/dW_last‖: below [`LAGGING_RATIO`] (1e-2) the first layer lags (it
+    /// vanishes when its step is frozen too), above [`EXPLODING`] (1e3) it is thrown around.
     pub fn first_to_last_ratio(&self) -> f64 {
         match (self.layers.first(), self.layers.last()) {
             (Some(first), Some(last)) => first.weight_grad_norm / last.weight_grad_norm,
@@ -268,27 +273,19 @@ pub fn max_abs<F: Float, S: Data<Elem = F>, D: Dimension>(values: &ArrayBase<S, 
     })
 }
 
-/// The statistics of the step whose backward pass just ran, before or after the update.
+/// The statistics of the step whose backward pass just ran, before or after the update; the
+/// update ratios are NaN until [`StepStats::measure_update`] gives them.
 ///
-/// `learning_rate` is the one the update uses (for the update ratio). Costs one pass over the
-/// weights and their gradients and one over the hidden activations.
-pub fn step_stats<F: Float>(model: &mut impl Model<F>, learning_rate: f64) -> StepStats {
+/// Costs one pass over the weights and their gradients and one over the hidden activations.
+pub fn step_stats<F: Float>(model: &mut impl Model<F>) -> StepStats {
     let activation = model.activation();
-    // Phase 1: the parameter-based columns, from weight{i} and its gradient.
+    // Phase 1: each weight gradient's norm.
     let mut layers = Vec::new();
     model.visit_linears(|_, layer| {
-        // Two independent passes over large arrays: one per thread when there are two.
-        let (weight, grad) = (&layer.weight, &layer.grad_weight);
-        let (grad_squares, weight_squares) = if weight.len() >= PARALLEL_ELEMENTS {
-            rayon::join(|| sum_of_squares(grad), || sum_of_squares(weight))
-        } else {
-            (sum_of_squares(grad), sum_of_squares(weight))
-        };
-        let (grad_norm, weight_norm) = (grad_squares.sqrt(), weight_squares.sqrt());
         layers.push(LayerStats {
-            weight_grad_norm: grad_norm,
+            weight_grad_norm: sum_of_squares(&layer.grad_weight).sqrt(),
             input_grad_norm: None,
-            update_ratio_log10: (learning_rate * grad_norm / weight_norm).log10(),
+            update_ratio_log10: f64::NAN,
             dead_fraction: None,
             saturated_fraction: None,
         });
@@ -317,6 +314,46 @@ pub fn step_stats<F: Float>(model: &mut impl Model<F>, learning_rate: f64) -> St
     StepStats {
         layers,
         max_abs_logit: Some(signals.max_abs_logit),
+    }
+}
+
+/// Each weight layer's weight, copied: take it before the optimizer's step, then
+/// [`StepStats::measure_update`] compares the weights after it.
+pub fn weights_of<F: Float>(model: &mut impl Model<F>) -> Vec<Array2<F>> {
+    let mut weights = Vec::new();
+    model.visit_linears(|_, layer| weights.push(layer.weight.to_owned()));
+    weights
+}
+
+impl StepStats {
+    /// Sets each layer's update ratio to log10(‖W_now - W_before‖ / ‖W_before‖): the step the
+    /// optimizer took since `before` ([`weights_of`]), whatever the optimizer.
+    ///
+    /// # Panics
+    /// If `before` does not hold one weight of each layer's shape.
+    pub fn measure_update<F: Float>(&mut self, model: &mut impl Model<F>, before: &[Array2<F>]) {
+        let mut ratios = Vec::with_capacity(before.len());
+        model.visit_linears(|_, layer| {
+            let old = &before[ratios.len()];
+            assert_eq!(old.dim(), layer.weight.dim(), "weights_of another model");
+            let step = || -> f64 {
+                old.iter()
+                    .zip(layer.weight.iter())
+                    .map(|(&a, &b)| (b.as_f64() - a.as_f64()).powi(2))
+                    .sum()
+            };
+            // Two independent passes over large arrays: one per thread when there are two.
+            let (step, size) = if old.len() >= PARALLEL_ELEMENTS {
+                rayon::join(step, || sum_of_squares(old))
+            } else {
+                (step(), sum_of_squares(old))
+            };
+            ratios.push((step.sqrt() / size.sqrt()).log10());
+        });
+        assert_eq!(ratios.len(), before.len(), "weights_of another model");
+        for (layer, ratio) in self.layers.iter_mut().zip(ratios) {
+            layer.update_ratio_log10 = ratio;
+        }
     }
 }
 

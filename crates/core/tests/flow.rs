@@ -1,6 +1,7 @@
 //! `flow`: clipping against values computed by hand, and the statistics of a tiny network.
 
-use backprop_core::flow::{clip_grad_norm, step_stats};
+use backprop_core::flow::{clip_grad_norm, step_stats, weights_of};
+use backprop_core::optim::{Adam, Optimizer, Sgd};
 use backprop_core::{Activation, Level, LossKind, Model, Targets};
 use level02::Level02;
 use ndarray::array;
@@ -65,7 +66,7 @@ fn statistics_count_dead_units_and_read_the_update_ratio() {
     model.loss(Targets::Classes(&[0, 1]));
     model.zero_grad();
     model.backward();
-    let both = step_stats(&mut model, 0.5);
+    let both = step_stats(&mut model);
     assert_eq!(both.layers[0].dead_fraction, Some(0.0));
     assert_eq!(both.layers[1].dead_fraction, None); // the last Linear has no activation
     assert_eq!(both.max_abs_logit, Some(2.0));
@@ -74,7 +75,11 @@ fn statistics_count_dead_units_and_read_the_update_ratio() {
     model.loss(Targets::Classes(&[0]));
     model.zero_grad();
     model.backward();
-    let one = step_stats(&mut model, 0.5);
+    let mut one = step_stats(&mut model);
+    // The update ratio of the step SGD takes with lr 0.5: ‖0.5 dL/dW‖ / ‖W‖.
+    let before = weights_of(&mut model);
+    Sgd::new(0.5).step(&mut model);
+    one.measure_update(&mut model, &before);
     assert_eq!(one.layers[0].dead_fraction, Some(0.5));
     // Layer 1 (W1 = I, ‖W1‖ = sqrt 2): logits = h = [1, 0], p = [e/(e+1), 1/(e+1)], y = [1, 0],
     // dL/dW1 = h^T (p - y) has one non-zero row [-1/(e+1), 1/(e+1)]: norm sqrt 2 / (e + 1).
@@ -86,6 +91,25 @@ fn statistics_count_dead_units_and_read_the_update_ratio() {
     // dL/dh = (p - y) W1^T = p - y: norm sqrt 2 / (e + 1) as well.
     let input_grad = one.layers[1].input_grad_norm.expect("recorded by backward");
     assert!((input_grad - grad_norm).abs() < 1e-12);
+}
+
+/// The update ratio is the step the optimizer took, not lr ‖dL/dW‖ / ‖W‖: Adam's first step
+/// moves every weight with a gradient by about lr whatever the gradient's size.
+#[test]
+fn the_update_ratio_is_measured_on_the_step_taken() {
+    let mut model = model_with_gradient_3_4();
+    let mut stats = step_stats(&mut model);
+    let before = weights_of(&mut model);
+    Adam::new(0.01).step(&mut model);
+    stats.measure_update(&mut model, &before);
+    // W0 = [1, -1] moves by 0.01 in each entry (m / sqrt(v) = ±1 on the first step):
+    // ‖ΔW0‖ / ‖W0‖ = 0.01 sqrt 2 / sqrt 2 = 0.01, where lr ‖g‖ / ‖W‖ = 0.01 * 5 / sqrt 2.
+    assert!(
+        (stats.layers[0].update_ratio_log10 - (-2.0)).abs() < 1e-6,
+        "{stats:?}"
+    );
+    // W1 has no gradient: Adam leaves it where it was.
+    assert_eq!(stats.layers[1].update_ratio_log10, f64::NEG_INFINITY);
 }
 
 /// A CNN's convolution weights reach the statistics and the clipping like a Linear's: one
@@ -116,7 +140,7 @@ fn statistics_and_clipping_reach_a_cnns_convolutions() {
     model.forward(input.view());
     model.loss(Targets::Classes(&[0, 1, 2, 1]));
     model.backward();
-    let stats = step_stats(&mut model, 0.1);
+    let stats = step_stats(&mut model);
     assert_eq!(stats.layers.len(), 2);
     assert!(
         stats
