@@ -434,7 +434,7 @@ impl DiagnoseArgs {
 /// The settings of `graph`.
 #[derive(Debug, Clone, Args)]
 pub struct GraphArgs {
-    /// Output folder for graph.dot (and graph.svg when Graphviz is installed).
+    /// Output folder for graph.svg (drawn here, no Graphviz needed) and graph.dot.
     #[arg(short, long, default_value = "runs/graph")]
     pub out: PathBuf,
     /// Print nothing but errors.

@@ -696,7 +696,6 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         self.write_outputs(&checkpoint.model, checkpoint.step, test_set, &predicted)
     }
 
-    /// One pass over the shuffled training set, then the accuracies.
     /// One pass over the shuffled training set, then the accuracies; returns the metrics and
     /// the predicted class of each test image (the pictures are drawn from them).
     fn epoch(
