@@ -34,6 +34,14 @@ use ndarray::Array2;
 
 use crate::error::RunError;
 use crate::limits::{check_batch_norm_rows, check_memory, training_bytes};
+use crate::train::SHUFFLE_SALT;
+
+/// The MNIST training images each configuration of the grid trains on (the first ones).
+pub const DIAGNOSE_IMAGES: usize = 10_000;
+
+/// Mixed into `--seed` for `--synthetic`'s data, so that it is not drawn from the stream of the
+/// initial weights.
+const SYNTHETIC_DATA_SALT: u64 = 0xda7a;
 use crate::output::{create_folder, write_atomically, write_svg};
 use crate::plots::{Panel, Series, panel_grid};
 
@@ -177,9 +185,9 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 /// in 32 dimensions (`--synthetic`).
 fn training_data(config: &DiagnoseConfig) -> Result<Dataset, RunError> {
     if !config.synthetic {
-        return Ok(load_mnist(&config.data)?.train.first(10_000));
+        return Ok(load_mnist(&config.data)?.train.first(DIAGNOSE_IMAGES));
     }
-    let mut rng = seeded_rng(config.seed ^ 0xda7a);
+    let mut rng = seeded_rng(config.seed ^ SYNTHETIC_DATA_SALT);
     let mut normal = || standard_normal(&mut rng) as f32;
     let centres = Array2::from_shape_simple_fn((10, 32), &mut normal);
     let labels: Vec<usize> = (0..4096).map(|index| index % 10).collect();
@@ -223,7 +231,7 @@ fn run_one<L: Level<f32>>(
     let mut sgd = Sgd::new(f64::from(config.lr));
     // The same shuffled batches for every configuration, full ones only.
     let batch_size = config.batch_size.min(data.len());
-    let mut batches = Batches::new(data, batch_size, config.seed ^ 0x5eed).drop_last();
+    let mut batches = Batches::new(data, batch_size, config.seed ^ SHUFFLE_SALT).drop_last();
     let mut outcome = Outcome {
         depth,
         activation,

@@ -12,13 +12,17 @@ use crate::model_file::{check_model, load_model};
 use crate::output::create_folder;
 use crate::pictures::{classes_of, write_pictures};
 
+/// Images per forward pass when a model is evaluated: the largest batch a run pushes through
+/// it besides its training batches (the memory estimate in [`crate::limits`] counts on it).
+pub const EVALUATION_ROWS: usize = 1000;
+
 /// The class `model` predicts for each image of `data` (the largest logit, the first on a
-/// tie), in evaluation mode (running statistics, no dropout), in chunks of 1,000.
+/// tie), in evaluation mode (running statistics, no dropout), [`EVALUATION_ROWS`] at a time.
 pub fn predictions(model: &mut impl Model<f32>, data: &Dataset) -> Vec<usize> {
     model.set_training(false);
     let mut predicted = Vec::with_capacity(data.len());
-    for start in (0..data.len()).step_by(1000) {
-        let end = (start + 1000).min(data.len());
+    for start in (0..data.len()).step_by(EVALUATION_ROWS) {
+        let end = (start + EVALUATION_ROWS).min(data.len());
         let logits = model.forward(data.images.slice(s![start..end, ..]));
         predicted.extend(classes_of(&logits));
     }

@@ -30,9 +30,7 @@ pub const MAX_DEPTH: usize = 1000;
 /// The most steps per configuration `diagnose` may be asked for.
 pub const MAX_STEPS: usize = 1_000_000;
 
-/// Rows of the largest batch a run pushes through the model: the accuracy passes go 1,000
-/// images at a time.
-const EVALUATION_ROWS: usize = 1000;
+use crate::eval::EVALUATION_ROWS;
 
 /// An upper estimate of the bytes a training run of an MLP with these layer `sizes` holds, in
 /// `f32`: each parameter with its gradient and `optimizer_buffers` more (0 for SGD, 1 for

@@ -494,17 +494,10 @@ pub fn read_model(npz: &mut NpzFile) -> Result<SavedModel, OutputError> {
     for index in 0..layers {
         let weight: Array2<f32> = npz.array(&format!("weight{index}"))?;
         let bias: Array1<f32> = npz.array(&format!("bias{index}"))?;
-        let fan_in_expected = params.last().map(|(previous, _)| previous.ncols());
-        if bias.len() != weight.ncols()
-            || fan_in_expected.is_some_and(|fan_in| fan_in != weight.nrows())
-        {
-            return Err(problem(format!(
-                "layer {index}: weight {:?} and bias {} do not chain",
-                weight.dim(),
-                bias.len()
-            )));
-        }
         params.push((weight, bias));
+    }
+    if let Some(broken) = backprop_core::model::chain_break(&params, None) {
+        return Err(problem(broken.to_string()));
     }
     let activation = text_entry(npz, "activation")?
         .parse()

@@ -43,6 +43,15 @@ use crate::run_folder::{Destination, RunFolder};
 use crate::safetensors_file::{load_tensors_for, save_safetensors};
 use crate::watch::GradientWatch;
 
+/// Mixed into `--seed` for the order of the training batches, so that the shuffle and the
+/// initial weights (seeded with `--seed` itself) are not drawn from one stream. `diagnose`
+/// shuffles the same way.
+pub const SHUFFLE_SALT: u64 = 0x5eed;
+
+/// The training images the per-epoch training accuracy is measured on (the first ones): a
+/// tenth of the time a full pass over 60,000 would take, and the same images every epoch.
+pub const TRAIN_ACCURACY_IMAGES: usize = 10_000;
+
 /// The update rules `--optimizer` offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OptimizerKind {
@@ -506,7 +515,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
                 .any(|layer| matches!(layer, LayerSpec::Dropout { .. })),
             optimizer: config.optimizer.build(),
             // Batch norm cannot train on a last batch of one row: that batch is skipped.
-            batches: Batches::new(train_set, config.batch_size, config.seed ^ 0x5eed)
+            batches: Batches::new(train_set, config.batch_size, config.seed ^ SHUFFLE_SALT)
                 .min_rows(if batch_norm { 2 } else { 1 }),
             watch: GradientWatch::new(
                 spec.activation(),
@@ -736,7 +745,11 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         let metrics = EpochMetrics {
             epoch,
             train_loss: loss_sum / steps,
-            train_accuracy: accuracy(&mut self.model, &self.train_set.first(10_000)).0,
+            train_accuracy: accuracy(
+                &mut self.model,
+                &self.train_set.first(TRAIN_ACCURACY_IMAGES),
+            )
+            .0,
             test_accuracy: accuracy_of(&predicted, test_set),
             grad_norms: norm_sums.iter().map(|sum| sum / steps).collect(),
         };

@@ -12,7 +12,7 @@ use backprop_core::{
     Activation, ImageShape, LayerSpec, Level, LossKind, MlpSpec, Model, NetSpec, Norm, NormMut,
     Targets,
 };
-use backprop_harness::expect::{close, close_scalar, model_gradients};
+use backprop_harness::expect::{close, close_scalar, parameter_gradients};
 use backprop_harness::fixtures::{classes, uniform};
 use level01::Level01;
 use level02::Level02;
@@ -65,7 +65,7 @@ fn compare_models(
         grad_input.0.view(),
         tolerance,
     );
-    let grads = (model_gradients(reference), model_gradients(other));
+    let grads = (parameter_gradients(reference), parameter_gradients(other));
     for ((name, expected), (_, got)) in grads.0.iter().zip(&grads.1) {
         close(
             case,

@@ -250,7 +250,7 @@ pub fn model_gradients<M: Model<f64>>(
     model.visit_norms(|_, _| norms += 1);
     let watch_relu = model.activation() == Activation::Relu
         && norms == 0
-        && chains_as_mlp(&model.linear_params(), input);
+        && crate::model::chain_break(&model.linear_params(), Some(input.ncols())).is_none();
     // Dropout in training (or any randomness) gives each forward its own loss: differences of
     // two such losses mean nothing.
     let loss_of = |model: &mut M| {
@@ -391,16 +391,6 @@ fn central_difference_reports<T: ?Sized>(
 }
 
 /// The sign pattern `z > 0` of every hidden pre-activation `z = h W + b` of a ReLU MLP.
-/// True when each weight takes the previous one's outputs, the first the input's columns.
-fn chains_as_mlp(layers: &LinearParams<f64>, input: ArrayView2<'_, f64>) -> bool {
-    let mut width = input.ncols();
-    layers.iter().all(|(weight, _)| {
-        let chains = weight.nrows() == width;
-        width = weight.ncols();
-        chains
-    })
-}
-
 fn relu_pattern(layers: &LinearParams<f64>, input: ArrayView2<'_, f64>) -> Vec<bool> {
     let mut pattern = Vec::new();
     let mut hidden = input.to_owned();

@@ -116,17 +116,12 @@ pub trait Level<F: Float>: 'static {
     #[track_caller]
     fn mlp_with(layers: LinearParams<F>, layout: &Layout) -> Self::Network {
         assert!(!layers.is_empty(), "an MLP needs at least one Linear layer");
-        let mut sizes = vec![layers[0].0.nrows()];
-        for (index, (weight, _)) in layers.iter().enumerate() {
-            assert_eq!(
-                weight.nrows(),
-                sizes[index],
-                "layer {index}: weight {:?} does not take the previous layer's {} outputs",
-                weight.dim(),
-                sizes[index]
-            );
-            sizes.push(weight.ncols());
+        if let Some(broken) = crate::model::chain_break(&layers, None) {
+            panic!("{broken}");
         }
+        let sizes: Vec<usize> = std::iter::once(layers[0].0.nrows())
+            .chain(layers.iter().map(|(weight, _)| weight.ncols()))
+            .collect();
         let spec = NetSpec::mlp(&sizes, layout)
             .unwrap_or_else(|error| panic!("MLP sizes {sizes:?}: {error}"));
         Self::network(layers, &spec)

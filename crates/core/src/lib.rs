@@ -101,7 +101,7 @@ pub use float::Float;
 pub use init::{Init, MlpSpec};
 pub use layer::{Layer, LinearLayer, LinearMut, Loss, Targets};
 pub use level::Level;
-pub use model::{Activation, Layout, LinearParams, LossKind, Model};
+pub use model::{Activation, ChainBreak, Layout, LinearParams, LossKind, Model};
 pub use network::{LayerSpec, NetSpec, SpecError};
 pub use norm::{DropoutLayer, Norm, NormLayer, NormMut};
 pub use optim::Optimizer;

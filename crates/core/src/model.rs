@@ -96,6 +96,80 @@ impl Layout {
 /// The weight `(fan_in, fan_out)` and bias `(fan_out,)` of every `Linear` layer, input first.
 pub type LinearParams<F> = Vec<(Array2<F>, Array1<F>)>;
 
+/// Where an MLP's `(weight, bias)` pairs stop fitting together ([`chain_break`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainBreak {
+    /// The layer that does not fit, from 0.
+    pub layer: usize,
+    /// Its weight's shape `(fan_in, fan_out)`.
+    pub weight: (usize, usize),
+    /// Its bias's length.
+    pub bias: usize,
+    /// What it should take: the previous layer's outputs (or the input's width), when its
+    /// weight is what does not fit.
+    pub inputs: Option<usize>,
+}
+
+impl fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (layer, weight) = (self.layer, self.weight);
+        match self.inputs {
+            Some(inputs) => write!(
+                f,
+                "layer {layer}: weight {weight:?} does not take the {inputs} {}",
+                if layer == 0 {
+                    "input features"
+                } else {
+                    "outputs of the layer before"
+                }
+            ),
+            None => write!(
+                f,
+                "layer {layer}: weight {weight:?} and bias {} do not fit (one bias per output)",
+                self.bias
+            ),
+        }
+    }
+}
+
+/// The first layer of `layers` whose weight does not take the previous layer's outputs (the
+/// first layer: `inputs` features, when given) or whose bias is not one number per output;
+/// `None` when they chain.
+///
+/// ```
+/// use backprop_core::model::chain_break;
+/// use ndarray::{Array1, Array2};
+///
+/// let layers = vec![
+///     (Array2::<f32>::zeros((4, 8)), Array1::zeros(8)),
+///     (Array2::zeros((6, 3)), Array1::zeros(3)),
+/// ];
+/// let broken = chain_break(&layers, Some(4)).unwrap();
+/// assert_eq!(broken.to_string(), "layer 1: weight (6, 3) does not take the 8 outputs of the layer before");
+/// ```
+pub fn chain_break<F>(
+    layers: &[(Array2<F>, Array1<F>)],
+    inputs: Option<usize>,
+) -> Option<ChainBreak> {
+    let mut expected = inputs;
+    for (layer, (weight, bias)) in layers.iter().enumerate() {
+        let broken = |inputs| ChainBreak {
+            layer,
+            weight: weight.dim(),
+            bias: bias.len(),
+            inputs,
+        };
+        if let Some(inputs) = expected.filter(|&inputs| inputs != weight.nrows()) {
+            return Some(broken(Some(inputs)));
+        }
+        if bias.len() != weight.ncols() {
+            return Some(broken(None));
+        }
+        expected = Some(weight.ncols());
+    }
+    None
+}
+
 /// A network with its loss, built from a [`NetSpec`](crate::NetSpec): the MLP preset
 /// `Linear, act, Linear, act, ..., Linear, loss`, a CNN, any list of layers. The last layer's
 /// output is the logits. One step of training:

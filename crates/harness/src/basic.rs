@@ -359,11 +359,8 @@ fn visited_layers_make_the_network(
     features: usize,
     logits_width: usize,
 ) {
-    let chained = params
-        .windows(2)
-        .all(|pair| pair[0].0.ncols() == pair[1].0.nrows());
-    let ends = params.first().map(|(weight, _)| weight.nrows()) == Some(features)
-        && params.last().map(|(weight, _)| weight.ncols()) == Some(logits_width);
+    let chained = backprop_core::model::chain_break(params, Some(features)).is_none();
+    let ends = params.last().map(|(weight, _)| weight.ncols()) == Some(logits_width);
     if chained && ends {
         return;
     }
@@ -428,7 +425,7 @@ pub(crate) fn check_model_against_reference<M: Model<f64>>(
         &after_logits,
     );
     let grad_input = model.backward();
-    let grads = expect::model_gradients(model);
+    let grads = expect::parameter_gradients(model);
     assert_eq!(
         grads.len(),
         2 * expected.grad_params.len(),

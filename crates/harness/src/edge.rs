@@ -355,9 +355,9 @@ pub fn gradients_accumulate_until_zero_grad<L: Level<f64>>() {
     };
     model.zero_grad();
     pass(&mut model);
-    let once = expect::model_gradients(&mut model);
+    let once = expect::parameter_gradients(&mut model);
     pass(&mut model);
-    let twice = expect::model_gradients(&mut model);
+    let twice = expect::parameter_gradients(&mut model);
     for ((name, single), (_, double)) in once.iter().zip(&twice) {
         let check = "second backward without zero_grad (gradients accumulate: += not =)";
         let evidence = Evidence {
@@ -374,14 +374,14 @@ pub fn gradients_accumulate_until_zero_grad<L: Level<f64>>() {
         );
     }
     model.zero_grad();
-    for (name, grad) in expect::model_gradients(&mut model) {
+    for (name, grad) in expect::parameter_gradients(&mut model) {
         assert!(
             grad.iter().all(|&g| g == 0.0),
             "after zero_grad: dL/d{name} is {grad}, not 0"
         );
     }
     pass(&mut model);
-    for ((name, again), (_, single)) in expect::model_gradients(&mut model).iter().zip(&once) {
+    for ((name, again), (_, single)) in expect::parameter_gradients(&mut model).iter().zip(&once) {
         close(
             "backward after zero_grad",
             &format!("dL/d{name}"),

@@ -275,8 +275,10 @@ pub fn widen<F: Float>(array: ArrayViewD<'_, F>) -> ArrayD<f64> {
     array.mapv(F::as_f64)
 }
 
-/// Every parameter gradient of `model` as `(name, gradient)`, widened to `f64`.
-pub fn model_gradients<F: Float, M: Model<F>>(model: &mut M) -> Vec<(String, ArrayD<f64>)> {
+/// Every weight layer's gradients as `(name, gradient)` (`linear0.weight`, `linear0.bias`,
+/// ...), widened to `f64`: what the model holds now. (The numeric gradients of the same
+/// tensors are [`backprop_core::gradcheck::model_gradients`].)
+pub fn parameter_gradients<F: Float, M: Model<F>>(model: &mut M) -> Vec<(String, ArrayD<f64>)> {
     let mut gradients = Vec::new();
     model.visit_linears(|index, layer| {
         for (name, _, grad) in layer.tensors() {

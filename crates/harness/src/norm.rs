@@ -427,7 +427,7 @@ pub fn normalized_mlp_passes_finite_differences<L: Level<f64>>() {
         if norm == Norm::Batch {
             // A bias right before batch norm shifts a whole feature, and the mean takes the shift
             // away: its gradient is exactly 0 (finite differences see only rounding there).
-            for (name, grad) in crate::expect::model_gradients(&mut model) {
+            for (name, grad) in crate::expect::parameter_gradients(&mut model) {
                 let before_norm = name.ends_with(".bias") && !name.starts_with("linear2");
                 let largest = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
                 assert!(

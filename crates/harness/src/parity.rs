@@ -22,7 +22,7 @@ use ndarray::{Array, Array1, Array2, ArrayD, Dimension, Ix1, Ix2};
 use ndarray_npy::{NpzReader, ReadableElement};
 
 use crate::diagnosis::{Evidence, Pass, Subject};
-use crate::expect::{close_to_pytorch, model_gradients};
+use crate::expect::{close_to_pytorch, parameter_gradients};
 
 /// The folder holding the `.npz` fixtures.
 pub fn fixture_dir() -> PathBuf {
@@ -400,7 +400,7 @@ fn compare_parameter_gradients<F: Float>(
     model: &mut impl Model<F>,
     evidence: &Evidence<'_>,
 ) {
-    for (index, pair) in model_gradients(model).chunks(2).enumerate() {
+    for (index, pair) in parameter_gradients(model).chunks(2).enumerate() {
         for ((name, grad), key) in pair
             .iter()
             .zip([format!("grad_weight{index}"), format!("grad_bias{index}")])
