@@ -315,25 +315,69 @@ pub struct Plan {
     pub json: Option<std::path::PathBuf>,
 }
 
+/// A bench binary's command line, as `cargo bench --bench NAME -- ARGS` passes it.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "bench",
+    about = "Times the levels against the GEMM floor; every argument that is not a flag keeps \
+             the rows whose name contains it (step/level03/128/2: table, level, batch, threads)"
+)]
+struct BenchArgs {
+    /// Passed by `cargo bench`: the full plan (else a quick one, as under `cargo test`).
+    #[arg(long)]
+    bench: bool,
+    /// Turns of steps and of epochs.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    turns: Option<u64>,
+    /// Steps per turn (the first a warm-up; at least 2).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: Option<u64>,
+    /// Write this run's medians (seconds, by row name) to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<std::path::PathBuf>,
+    /// Keep this run's medians under this name.
+    #[arg(long, value_name = "NAME")]
+    save_baseline: Option<String>,
+    /// Compare this run's medians with those saved under this name.
+    #[arg(long, value_name = "NAME")]
+    baseline: Option<String>,
+    /// libtest's flags, which `cargo test --benches` may pass: accepted and ignored.
+    #[arg(long, hide = true)]
+    nocapture: bool,
+    #[arg(long, hide = true)]
+    exact: bool,
+    #[arg(long, hide = true)]
+    ignored: bool,
+    #[arg(long, hide = true)]
+    include_ignored: bool,
+    #[arg(long, hide = true)]
+    test_threads: Option<String>,
+    #[arg(long, hide = true)]
+    color: Option<String>,
+    /// Only the rows whose name contains one of these texts (every row when none).
+    filters: Vec<String>,
+}
+
 impl Plan {
     /// The full plan when the binary runs under `cargo bench` (which passes `--bench`), the
     /// quick one otherwise. Every argument that is not a flag filters the rows
     /// (`cargo bench --bench train_throughput -- step/level03 epoch/level03`); `--turns N` sets
     /// the number of turns (of steps and of epochs), `--runs N` the steps per turn (the first a
-    /// warm-up), `--json PATH` writes the medians.
-    ///
-    /// # Panics
-    /// If a flag that takes a value has none, or `--turns` or `--runs` is not a positive number.
-    #[track_caller]
+    /// warm-up), `--json PATH` writes the medians. A bad flag or value prints clap's error,
+    /// naming it, and exits with status 2.
     pub fn from_args() -> Plan {
-        Plan::parse(std::env::args().skip(1))
+        Plan::parse(std::env::args()).unwrap_or_else(|error| error.exit())
     }
 
-    /// The plan for these arguments (the program's name left out).
-    #[track_caller]
-    fn parse(args: impl IntoIterator<Item = String>) -> Plan {
-        let args: Vec<String> = args.into_iter().collect();
-        let mut plan = if args.iter().any(|arg| arg == "--bench") {
+    /// The plan for these arguments (the program's name first).
+    ///
+    /// # Errors
+    /// An unknown flag, a flag without its value, or `--turns` or `--runs` not a positive
+    /// number.
+    fn parse(args: impl IntoIterator<Item = String>) -> Result<Plan, clap::Error> {
+        use clap::Parser as _;
+        let args = BenchArgs::try_parse_from(args)?;
+        let mut plan = if args.bench {
             Plan {
                 batches: vec![32, 64, 128, 256],
                 threads: vec![1, 2],
@@ -358,23 +402,16 @@ impl Plan {
                 json: None,
             }
         };
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
-            match arg.as_str() {
-                "--save-baseline" => plan.save_baseline = Some(value()),
-                "--baseline" => plan.baseline = Some(value()),
-                "--json" => plan.json = Some(value().into()),
-                "--turns" => {
-                    let turns = positive(&arg, value());
-                    (plan.step_turns.0, plan.epoch_turns) = (turns, turns);
-                }
-                "--runs" => plan.step_turns.1 = positive(&arg, value()).max(2),
-                flag if flag.starts_with('-') => {} // --bench and cargo's own flags
-                filter => plan.filters.push(filter.to_owned()),
-            }
+        if let Some(turns) = args.turns {
+            (plan.step_turns.0, plan.epoch_turns) = (turns as usize, turns as usize);
         }
-        plan
+        if let Some(runs) = args.runs {
+            plan.step_turns.1 = (runs as usize).max(2);
+        }
+        plan.filters = args.filters;
+        (plan.json, plan.save_baseline, plan.baseline) =
+            (args.json, args.save_baseline, args.baseline);
+        Ok(plan)
     }
 
     /// Whether the row named `name` runs.
@@ -385,19 +422,6 @@ impl Plan {
                 .iter()
                 .any(|filter| name.contains(filter.as_str()))
     }
-}
-
-/// `value` as a positive number, for `flag`.
-///
-/// # Panics
-/// If it is not one.
-#[track_caller]
-fn positive(flag: &str, value: String) -> usize {
-    value
-        .parse()
-        .ok()
-        .filter(|&number: &usize| number > 0)
-        .unwrap_or_else(|| panic!("{flag} takes a positive number, not {value:?}"))
 }
 
 /// One table row: `| level | batch | threads | us | samples/s | GFLOP/s | floor / time |`,
@@ -746,7 +770,15 @@ mod tests {
     use super::*;
 
     fn plan(args: &[&str]) -> Plan {
-        Plan::parse(args.iter().map(|arg| arg.to_string()))
+        let program = std::iter::once("bench".to_string());
+        Plan::parse(program.chain(args.iter().map(|arg| arg.to_string()))).unwrap()
+    }
+
+    fn refusal(args: &[&str]) -> String {
+        let program = std::iter::once("bench".to_string());
+        Plan::parse(program.chain(args.iter().map(|arg| arg.to_string())))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -780,14 +812,34 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "--turns takes a positive number, not \"0\"")]
-    fn zero_turns_are_refused() {
-        plan(&["--turns", "0"]);
+    fn a_row_faster_than_its_floor_is_flagged_with_a_rerun_line() {
+        let (floor, time) = (Duration::from_micros(132), Duration::from_micros(100));
+        assert_eq!(floor_cell("epoch/level03/128/2", floor, time), "1.32 !");
+        let at_the_floor = Duration::from_micros(104);
+        assert_eq!(floor_cell("step/level03/128/1", at_the_floor, time), "1.04");
+        assert_eq!(disturbed_note(&[]), None);
+        let note = disturbed_note(&[("epoch/level03/128/2".into(), 1.32)]).unwrap();
+        assert!(
+            note.contains("above 1.05 in epoch/level03/128/2 (1.32)")
+                && note.contains("disturbed")
+                && note.ends_with("-- epoch/level03/128/2"),
+            "{note}"
+        );
     }
 
     #[test]
-    #[should_panic(expected = "--json needs a value")]
-    fn a_flag_without_its_value_is_refused() {
-        plan(&["--json"]);
+    fn bad_flags_are_refused_with_their_name() {
+        let zero = refusal(&["--turns", "0"]);
+        assert!(zero.contains("--turns") && zero.contains("'0'"), "{zero}");
+        let bare = refusal(&["--json"]);
+        assert!(bare.contains("--json"), "{bare}");
+        let unknown = refusal(&["--turn", "3"]);
+        assert!(unknown.contains("--turn"), "{unknown}");
+        // What cargo test --benches may pass is accepted.
+        assert!(
+            plan(&["--nocapture", "--test-threads", "1"])
+                .filters
+                .is_empty()
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Deterministic inputs for the checks: the same numbers on every run and every level.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use backprop_core::init::seeded_rng;
 use backprop_core::mnist::{Dataset, load_split};
@@ -31,14 +32,25 @@ pub fn mnist_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist"))
 }
 
-/// The first `count` MNIST training images.
+/// The first `count` MNIST training images. The split is read (and checked) once per test
+/// process and kept: every later call copies its first rows.
 ///
 /// # Panics
-/// If the data cannot be loaded; the message names the file and the problem.
+/// If the data cannot be loaded; the message names the file, the problem and
+/// `BACKPROP_MNIST_DIR` (the default folder exists only inside this repository).
 pub fn mnist_train(count: usize) -> Dataset {
-    let dir = mnist_dir();
-    match load_split(&dir, "train") {
+    static TRAIN: OnceLock<Result<Dataset, String>> = OnceLock::new();
+    let train = TRAIN.get_or_init(|| {
+        let dir = mnist_dir();
+        load_split(&dir, "train").map_err(|error| {
+            format!(
+                "MNIST for the stress suite: {error} (set BACKPROP_MNIST_DIR to a folder with \
+                 train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz])"
+            )
+        })
+    });
+    match train {
         Ok(train) => train.first(count),
-        Err(error) => panic!("MNIST for the stress suite: {error}"),
+        Err(message) => panic!("{message}"),
     }
 }
