@@ -186,7 +186,7 @@ pub fn load_checkpoint(
         )));
     }
     // Adam counts its steps (its bias correction reads the count); SGD and momentum keep 0.
-    let counts_steps = buffer_names.contains(&"first_moment");
+    let counts_steps = buffer_names.contains(&backprop_core::optim::buffer::FIRST_MOMENT);
     let optimizer_steps = if counts_steps { progress[1] } else { 0 };
     if progress[2] != optimizer_steps {
         return Err(problem(format!(

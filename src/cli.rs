@@ -180,9 +180,9 @@ pub struct TrainArgs {
     /// Hidden layer widths, comma-separated: 256 or 512,128.
     #[arg(long, default_value = "256", value_delimiter = ',', value_parser = hidden_sizes)]
     pub hidden: Vec<usize>,
-    /// Activation between layers.
-    #[arg(short, long, default_value = "relu", value_parser = ["relu", "sigmoid", "tanh"])]
-    pub activation: String,
+    /// Activation between layers: relu, sigmoid or tanh.
+    #[arg(short, long, default_value = "relu", value_parser = activation)]
+    pub activation: Activation,
     /// Weight initialisation: pytorch, he, xavier or normal:STD.
     #[arg(long, default_value = "pytorch", value_parser = init)]
     pub init: Init,
@@ -273,10 +273,7 @@ impl TrainArgs {
             optimizer,
             arch: self.arch,
             hidden: self.hidden,
-            activation: self
-                .activation
-                .parse::<Activation>()
-                .expect("clap checked the activation"),
+            activation: self.activation,
             init: self.init,
             init_from: self.init_from,
             norm: self.norm,

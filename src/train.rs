@@ -17,7 +17,7 @@ use backprop_core::data::Batches;
 use backprop_core::flow::{step_stats, sum_of_squares, weights_of};
 use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::network::{LayerSpec, NetSpec};
-use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
+use backprop_core::optim::{Adam, AnyOptimizer, Sgd, buffer};
 use backprop_core::{
     Activation, Float, ImageShape, Init, Level, LinearParams, LossKind, MlpSpec, Model, Norm,
     Targets,
@@ -79,8 +79,8 @@ impl OptimizerKind {
     pub fn buffer_names(self) -> &'static [&'static str] {
         match self {
             OptimizerKind::Sgd => &[],
-            OptimizerKind::Momentum => &["velocity"],
-            OptimizerKind::Adam => &["first_moment", "second_moment"],
+            OptimizerKind::Momentum => &[buffer::VELOCITY],
+            OptimizerKind::Adam => &[buffer::FIRST_MOMENT, buffer::SECOND_MOMENT],
         }
     }
 
@@ -695,7 +695,9 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             )));
         }
         self.model = saved.build::<L>(config.dropout, config.seed);
-        self.optimizer.restore(checkpoint.optimizer);
+        self.optimizer
+            .restore(checkpoint.optimizer)
+            .map_err(problem)?;
         self.batches.skip_epochs(checkpoint.epochs_done);
         self.step = checkpoint.step;
         self.start_step = checkpoint.step;

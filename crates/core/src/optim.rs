@@ -97,6 +97,16 @@ impl<F: Float> LayerState<F> {
     }
 }
 
+/// The names of the optimizers' state buffers, as checkpoints store them.
+pub mod buffer {
+    /// SGD with momentum's velocity.
+    pub const VELOCITY: &str = "velocity";
+    /// Adam's running mean of the gradient.
+    pub const FIRST_MOMENT: &str = "first_moment";
+    /// Adam's running mean of the squared gradient.
+    pub const SECOND_MOMENT: &str = "second_moment";
+}
+
 /// An optimizer's state between two steps, for a checkpoint: its step count and its buffers by
 /// name, one `(weight, bias)` pair per layer (no pair before the first step). Restored into a
 /// fresh optimizer of the same kind and settings ([`AnyOptimizer::restore`]), it continues a run
@@ -697,22 +707,48 @@ impl<F: Float> AnyOptimizer<F> {
         match self {
             AnyOptimizer::Sgd(sgd) => OptimizerState {
                 steps: 0,
-                buffers: vec![("velocity", LayerState::to_params(&sgd.velocity))],
+                buffers: vec![(buffer::VELOCITY, LayerState::to_params(&sgd.velocity))],
             },
             AnyOptimizer::Adam(adam) => OptimizerState {
                 steps: adam.steps,
                 buffers: vec![
-                    ("first_moment", LayerState::to_params(&adam.first_moment)),
-                    ("second_moment", LayerState::to_params(&adam.second_moment)),
+                    (
+                        buffer::FIRST_MOMENT,
+                        LayerState::to_params(&adam.first_moment),
+                    ),
+                    (
+                        buffer::SECOND_MOMENT,
+                        LayerState::to_params(&adam.second_moment),
+                    ),
                 ],
             },
         }
     }
 
+    /// The buffers this optimizer keeps between steps ([`buffer`]): none for plain SGD.
+    pub fn buffer_names(&self) -> &'static [&'static str] {
+        match self {
+            AnyOptimizer::Sgd(sgd) if sgd.momentum == 0.0 => &[],
+            AnyOptimizer::Sgd(_) => &[buffer::VELOCITY],
+            AnyOptimizer::Adam(_) => &[buffer::FIRST_MOMENT, buffer::SECOND_MOMENT],
+        }
+    }
+
     /// Puts back a state taken by [`state`](AnyOptimizer::state) from an optimizer of the
-    /// same kind; a buffer it lacks starts empty (as before a first step).
-    pub fn restore(&mut self, state: OptimizerState<F>) {
+    /// same kind and settings.
+    ///
+    /// # Errors
+    /// The state lacks a buffer this optimizer keeps ([`buffer_names`](Self::buffer_names)):
+    /// the message names it.
+    pub fn restore(&mut self, state: OptimizerState<F>) -> Result<(), String> {
         let mut buffers = state.buffers;
+        if let Some(missing) = self
+            .buffer_names()
+            .iter()
+            .find(|name| !buffers.iter().any(|(buffer, _)| buffer == *name))
+        {
+            return Err(format!("the optimizer state has no {missing} buffer"));
+        }
         let mut take = |name: &str| {
             buffers
                 .iter_mut()
@@ -721,13 +757,15 @@ impl<F: Float> AnyOptimizer<F> {
                 .unwrap_or_default()
         };
         match self {
-            AnyOptimizer::Sgd(sgd) => sgd.velocity = take("velocity"),
+            // Plain SGD keeps no velocity: its buffer, if any, is empty.
+            AnyOptimizer::Sgd(sgd) => sgd.velocity = take(buffer::VELOCITY),
             AnyOptimizer::Adam(adam) => {
                 adam.steps = state.steps;
-                adam.first_moment = take("first_moment");
-                adam.second_moment = take("second_moment");
+                adam.first_moment = take(buffer::FIRST_MOMENT);
+                adam.second_moment = take(buffer::SECOND_MOMENT);
             }
         }
+        Ok(())
     }
 }
 
@@ -784,6 +822,36 @@ mod tests {
             run(1, true),
             expected,
             "a transposed parameter, element by element"
+        );
+    }
+
+    /// A state without a buffer the optimizer keeps is refused by name, never started empty;
+    /// plain SGD keeps none and restores from nothing.
+    #[test]
+    fn a_state_without_a_kept_buffer_is_refused_by_name() {
+        let mut adam = AnyOptimizer::<f64>::Adam(Adam::new(0.01));
+        let mut state = adam.state();
+        state
+            .buffers
+            .retain(|(name, _)| *name != buffer::SECOND_MOMENT);
+        assert_eq!(
+            adam.restore(state),
+            Err("the optimizer state has no second_moment buffer".to_string())
+        );
+        let mut momentum = AnyOptimizer::<f64>::Sgd(Sgd::new(0.1).with_momentum(0.9));
+        let bare = OptimizerState {
+            steps: 0,
+            buffers: Vec::new(),
+        };
+        assert!(
+            momentum
+                .restore(bare.clone())
+                .unwrap_err()
+                .contains(buffer::VELOCITY)
+        );
+        assert_eq!(
+            AnyOptimizer::<f64>::Sgd(Sgd::new(0.1)).restore(bare),
+            Ok(())
         );
     }
 
