@@ -174,23 +174,28 @@ pub fn workspace_package_dirs(root: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// The `name` of a manifest's `[package]` table.
+/// The `name` of a manifest's `[package]` table (`None` for a virtual manifest, or a file that
+/// is not TOML).
 fn package_name(manifest: &str) -> Option<String> {
-    let package = manifest.split("[package]").nth(1)?;
-    let line = package
-        .lines()
-        .take_while(|line| !line.trim_start().starts_with('['))
-        .find(|line| line.trim_start().starts_with("name"))?;
-    Some(line.split('"').nth(1)?.to_string())
+    let manifest = manifest.parse::<toml_edit::Document<String>>().ok()?;
+    let name = manifest.get("package")?.get("name")?.as_str()?;
+    Some(name.to_string())
 }
 
-/// Every package `Cargo.lock` names (dependencies included).
+/// Every package `Cargo.lock` names (dependencies included): the `name` of each
+/// `[[package]]`. Nothing when there is no lock file, or it is not TOML.
 fn locked_packages(root: &Path) -> Vec<String> {
-    fs::read_to_string(root.join("Cargo.lock"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.strip_prefix("name = \""))
-        .map(|rest| rest.trim_end_matches('"').to_string())
+    let Some(lock) = fs::read_to_string(root.join("Cargo.lock"))
+        .ok()
+        .and_then(|text| text.parse::<toml_edit::Document<String>>().ok())
+    else {
+        return Vec::new();
+    };
+    lock.get("package")
+        .and_then(|packages| packages.as_array_of_tables())
+        .into_iter()
+        .flatten()
+        .filter_map(|package| Some(package.get("name")?.as_str()?.to_string()))
         .collect()
 }
 
@@ -223,4 +228,30 @@ fn copy_renamed(from: &Path, to: &Path, name: &str) -> Result<(), (PathBuf, std:
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TOML as TOML: single quotes, a `name` in another table first, a virtual manifest.
+    #[test]
+    fn manifests_and_the_lock_file_are_read_as_toml() {
+        let manifest =
+            "[lib]\nname = \"not_it\"\n\n[package]\nversion = \"0.1.0\"\nname = 'my-level'\n";
+        assert_eq!(package_name(manifest).as_deref(), Some("my-level"));
+        assert_eq!(
+            package_name("[workspace]\nmembers = [\"crates/*\"]\n"),
+            None
+        );
+        assert_eq!(package_name("[package\nname = \"broken\""), None);
+        let root = tempfile::Builder::new()
+            .prefix("backprop-lock-")
+            .tempdir()
+            .unwrap();
+        let lock = "version = 4\n\n[[package]]\nname = \"ndarray\"\nversion = \"0.17.2\"\n\n\
+                    [[package]]\nversion = \"1.0.0\"\nname = \"rand\"\n";
+        fs::write(root.path().join("Cargo.lock"), lock).unwrap();
+        assert_eq!(locked_packages(root.path()), ["ndarray", "rand"]);
+    }
 }
