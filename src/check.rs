@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use backprop_core::hints::hint_for;
+use backprop_core::hints::{hint_for, page};
 
 use crate::error::RunError;
 use crate::new_level::{check_package_name, workspace_package_dirs};
@@ -226,20 +226,20 @@ pub fn hint_for_failure(check: &str, message: &str) -> String {
 /// as spaces, or a check's words), if any.
 fn page_of_layer(text: &str) -> Option<&'static str> {
     const PAGES: [(&str, &str); 14] = [
-        ("conv2d", "hints/hint-5-convolution.md"),
-        ("max pool", "hints/hint-5-convolution.md"),
-        ("maxpool2d", "hints/hint-5-convolution.md"),
-        ("batch norm", "hints/hint-4-normalization.md"),
-        ("layer norm", "hints/hint-4-normalization.md"),
-        ("dropout", "hints/hint-4-normalization.md"),
-        ("linear", "hints/hint-2-linear-backward.md"),
-        ("relu", "hints/hint-1-chain-rule.md"),
-        ("sigmoid", "hints/hint-1-chain-rule.md"),
-        ("tanh", "hints/hint-1-chain-rule.md"),
-        ("softmax", "hints/math-refresh.md"),
-        ("cross-entropy", "hints/math-refresh.md"),
-        ("cross entropy", "hints/math-refresh.md"),
-        ("mse", "hints/math-refresh.md"),
+        ("conv2d", page::CONVOLUTION),
+        ("max pool", page::CONVOLUTION),
+        ("maxpool2d", page::CONVOLUTION),
+        ("batch norm", page::NORMALIZATION),
+        ("layer norm", page::NORMALIZATION),
+        ("dropout", page::NORMALIZATION),
+        ("linear", page::LINEAR_BACKWARD),
+        ("relu", page::CHAIN_RULE),
+        ("sigmoid", page::CHAIN_RULE),
+        ("tanh", page::CHAIN_RULE),
+        ("softmax", page::MATH_REFRESH),
+        ("cross-entropy", page::MATH_REFRESH),
+        ("cross entropy", page::MATH_REFRESH),
+        ("mse", page::MATH_REFRESH),
     ];
     PAGES
         .iter()

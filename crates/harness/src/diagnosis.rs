@@ -34,7 +34,7 @@
 use backprop_core::{Activation, Targets};
 use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Axis, Ix2};
 
-pub use backprop_core::hints::{HINTS_BY_CHECK, hint_for};
+pub use backprop_core::hints::{HINTS_BY_CHECK, hint_for, page};
 
 /// A mistake the harness can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -164,21 +164,21 @@ impl Mistake {
             Mistake::NoMaxShift
             | Mistake::LogOfUnderflow
             | Mistake::ReluMaskAtZero
-            | Mistake::Overwrite => "hints/edge.md",
+            | Mistake::Overwrite => page::EDGE,
             Mistake::TransposedProduct | Mistake::TransposedWeight | Mistake::BiasNotSummed => {
-                "hints/hint-2-linear-backward.md"
+                page::LINEAR_BACKWARD
             }
             Mistake::ReluMaskOnUpstream
             | Mistake::DerivativeFromInput
             | Mistake::WrongLocalDerivative
-            | Mistake::UpstreamNotMultiplied => "hints/hint-1-chain-rule.md",
+            | Mistake::UpstreamNotMultiplied => page::CHAIN_RULE,
             Mistake::SignFlip
             | Mistake::MseMissingTwo
             | Mistake::MissingMean
             | Mistake::MeanTwice
             | Mistake::LossNotMean
             | Mistake::OnehotNotSubtracted
-            | Mistake::BatchMaxShift => "hints/math-refresh.md",
+            | Mistake::BatchMaxShift => page::MATH_REFRESH,
             Mistake::NormPathMissing
             | Mistake::NormUnbiasedVariance
             | Mistake::GammaGradWithoutNormalized
@@ -186,7 +186,7 @@ impl Mistake {
             | Mistake::BiasedRunningVariance
             | Mistake::BatchStatisticsInEvaluation
             | Mistake::DropoutWithoutScale
-            | Mistake::DropoutWithoutMask => "hints/hint-4-normalization.md",
+            | Mistake::DropoutWithoutMask => page::NORMALIZATION,
         }
     }
 
@@ -255,11 +255,11 @@ impl Subject {
     /// The hint page about this layer or loss.
     pub fn hint(self) -> &'static str {
         match self {
-            Subject::Linear => "hints/hint-2-linear-backward.md",
-            Subject::Activation(_) => "hints/hint-1-chain-rule.md",
-            Subject::SoftmaxCrossEntropy | Subject::Mse => "hints/math-refresh.md",
+            Subject::Linear => page::LINEAR_BACKWARD,
+            Subject::Activation(_) => page::CHAIN_RULE,
+            Subject::SoftmaxCrossEntropy | Subject::Mse => page::MATH_REFRESH,
             Subject::BatchNorm { .. } | Subject::LayerNorm | Subject::Dropout => {
-                "hints/hint-4-normalization.md"
+                page::NORMALIZATION
             }
         }
     }
