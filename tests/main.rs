@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod cross_level;
 mod diagnose_verdicts;
+mod flow_statistics;
 mod fuzz_inputs;
 mod gradient_flow;
 mod graph;

@@ -25,33 +25,18 @@
 //! network from an [`MlpSpec`] (sizes, activation, loss, init, seed), then repeat
 //! `zero_grad -> forward -> loss -> backward -> optimizer step`:
 //!
+//! ```text
+//! model = L::mlp_from_spec(&MlpSpec::classifier(&[2, 8, 2], 7))   // Linear, ReLU, Linear, loss
+//! for each step:
+//!     model.zero_grad()                     // gradients accumulate: clear them first
+//!     model.forward(inputs)                 // logits; caches each layer's input
+//!     loss = model.loss(Targets::Classes(&classes))
+//!     model.backward()                      // dL/dW and dL/db for every layer
+//!     sgd.step(&mut model)                  // W <- W - lr dL/dW
 //! ```
-//! use backprop_core::optim::{Optimizer, Sgd};
-//! use backprop_core::{Level, Model, MlpSpec, Targets};
-//! use level02::Level02;
-//! use ndarray::array;
 //!
-//! // Four points in 2-D, two classes: the sign of x0 * x1 (XOR).
-//! let inputs = array![[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]];
-//! let classes = [0, 1, 1, 0];
-//!
-//! // [2, 8, 2]: Linear(2, 8), ReLU, Linear(8, 2), softmax cross-entropy.
-//! let mut model = <Level02 as Level<f64>>::mlp_from_spec(&MlpSpec::classifier(&[2, 8, 2], 7));
-//!
-//! let mut sgd = Sgd::new(0.5);
-//! let mut first_loss = None;
-//! for _step in 0..200 {
-//!     model.zero_grad();                         // gradients accumulate: clear them first
-//!     model.forward(inputs.view());              // logits (4, 2); caches each layer's input
-//!     let loss = model.loss(Targets::Classes(&classes));
-//!     model.backward();                          // dL/dW and dL/db for every layer
-//!     sgd.step(&mut model);                      // W <- W - 0.5 dL/dW
-//!     first_loss.get_or_insert(loss);
-//! }
-//! model.forward(inputs.view());
-//! let last_loss = model.loss(Targets::Classes(&classes));
-//! assert!(last_loss < 0.1 * first_loss.unwrap(), "{first_loss:?} -> {last_loss}");
-//! ```
+//! This crate implements no layer, so the loop runs in a level's crate docs: level02's trains
+//! XOR this way.
 //!
 //! ## The gradient rule
 //!

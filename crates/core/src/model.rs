@@ -223,17 +223,8 @@ pub trait Model<F: Float>: Debug {
 
     /// Calls `visit(index, layer)` for every layer with a weight (`Linear`, and `Conv2d` with
     /// its `(C kh kw, out)` weight matrix), input layer first, with its weight, bias and their
-    /// gradients.
-    ///
-    /// ```
-    /// use backprop_core::{Level, Model, MlpSpec};
-    /// use level02::Level02;
-    ///
-    /// let mut model = <Level02 as Level<f64>>::mlp_from_spec(&MlpSpec::classifier(&[4, 8, 3], 0));
-    /// let mut shapes = Vec::new();
-    /// model.visit_linears(|index, layer| shapes.push((index, layer.weight.dim())));
-    /// assert_eq!(shapes, [(0, (4, 8)), (1, (8, 3))]);
-    /// ```
+    /// gradients: for `MlpSpec::classifier(&[4, 8, 3], _)`, `(0, weight (4, 8))` then
+    /// `(1, weight (8, 3))` (runnable in level02's crate docs).
     fn visit_linears(&mut self, visit: impl FnMut(usize, LinearMut<'_, F>))
     where
         Self: Sized;

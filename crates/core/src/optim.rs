@@ -7,19 +7,9 @@
 //! included but for one reciprocal in Adam), and the harness's gate 4 checks three steps of each
 //! against PyTorch.
 //!
-//! ```
-//! use backprop_core::optim::{Adam, Sgd};
-//! use backprop_core::{Level, Model, MlpSpec, Targets};
-//! use level02::Level02;
-//! use ndarray::array;
-//!
-//! let mut model = <Level02 as Level<f64>>::mlp_from_spec(&MlpSpec::classifier(&[2, 4, 2], 0));
-//! let inputs = array![[0.5, -1.0], [1.5, 2.0]];
-//! let mut sgd = Sgd::new(0.1).with_momentum(0.9).with_nesterov();
-//! model.train_step(inputs.view(), Targets::Classes(&[0, 1]), &mut sgd);
-//! let mut adam = Adam::new(1e-3);
-//! model.train_step(inputs.view(), Targets::Classes(&[0, 1]), &mut adam);
-//! ```
+//! `Sgd::new(0.1).with_momentum(0.9).with_nesterov()` and `Adam::new(1e-3)` each step any
+//! level's model with `model.train_step(inputs, targets, &mut optimizer)` (runnable in level02's
+//! crate docs).
 //!
 //! Each update is one elementwise pass per tensor over the parameter, its gradient and the
 //! optimizer's state (a loop over slices, vectorized), cut into one piece per rayon thread when

@@ -21,15 +21,61 @@
 //!
 //! The model is [`backprop_core::Sequential`] over these layers.
 //!
+//! ## Training a tiny MLP
+//!
+//! Build a network from an [`MlpSpec`](backprop_core::MlpSpec) (sizes, activation, loss, init,
+//! seed), then repeat `zero_grad -> forward -> loss -> backward -> optimizer step`:
+//!
 //! ```
-//! use backprop_core::optim::Sgd;
+//! use backprop_core::optim::{Optimizer, Sgd};
 //! use backprop_core::{Level, Model, MlpSpec, Targets};
 //! use level02::Level02;
+//! use ndarray::array;
 //!
-//! let mut model = <Level02 as Level<f32>>::mlp_from_spec(&MlpSpec::classifier(&[4, 3, 2], 1));
-//! let x = ndarray::Array2::<f32>::ones((5, 4));
-//! let loss = model.train_step(x.view(), Targets::Classes(&[0, 1, 0, 1, 1]), &mut Sgd::new(0.1));
+//! // Four points in 2-D, two classes: the sign of x0 * x1 (XOR).
+//! let inputs = array![[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]];
+//! let classes = [0, 1, 1, 0];
+//!
+//! // [2, 8, 2]: Linear(2, 8), ReLU, Linear(8, 2), softmax cross-entropy.
+//! let mut model = <Level02 as Level<f64>>::mlp_from_spec(&MlpSpec::classifier(&[2, 8, 2], 7));
+//!
+//! let mut sgd = Sgd::new(0.5);
+//! let mut first_loss = None;
+//! for _step in 0..200 {
+//!     model.zero_grad();                         // gradients accumulate: clear them first
+//!     model.forward(inputs.view());              // logits (4, 2); caches each layer's input
+//!     let loss = model.loss(Targets::Classes(&classes));
+//!     model.backward();                          // dL/dW and dL/db for every layer
+//!     sgd.step(&mut model);                      // W <- W - 0.5 dL/dW
+//!     first_loss.get_or_insert(loss);
+//! }
+//! model.forward(inputs.view());
+//! let last_loss = model.loss(Targets::Classes(&classes));
+//! assert!(last_loss < 0.1 * first_loss.unwrap(), "{first_loss:?} -> {last_loss}");
+//! ```
+//!
+//! ## Optimizers and parameters
+//!
+//! `train_step` is that loop's body; any of core's optimizers steps the model, and
+//! `visit_linears` hands out every weight layer in order:
+//!
+//! ```
+//! use backprop_core::optim::{Adam, Sgd};
+//! use backprop_core::{Level, Model, MlpSpec, Targets};
+//! use level02::Level02;
+//! use ndarray::array;
+//!
+//! let mut model = <Level02 as Level<f64>>::mlp_from_spec(&MlpSpec::classifier(&[2, 4, 2], 0));
+//! let inputs = array![[0.5, -1.0], [1.5, 2.0]];
+//! let mut sgd = Sgd::new(0.1).with_momentum(0.9).with_nesterov();
+//! model.train_step(inputs.view(), Targets::Classes(&[0, 1]), &mut sgd);
+//! let mut adam = Adam::new(1e-3);
+//! let loss = model.train_step(inputs.view(), Targets::Classes(&[0, 1]), &mut adam);
 //! assert!(loss.is_finite());
+//!
+//! let mut shapes = Vec::new();
+//! model.visit_linears(|index, layer| shapes.push((index, layer.weight.dim())));
+//! assert_eq!(shapes, [(0, (2, 4)), (1, (4, 2))]);
 //! ```
 #![warn(missing_docs)]
 

@@ -1,4 +1,5 @@
-//! `flow`: clipping against values computed by hand, and the statistics of a tiny network.
+//! `backprop_core::flow`: clipping against values computed by hand, and the statistics of a
+//! tiny network (here, beside a level: backprop-core depends on no level, not even in tests).
 
 use backprop_core::flow::{clip_grad_norm, step_stats, weights_of};
 use backprop_core::optim::{Adam, Optimizer, Sgd};
