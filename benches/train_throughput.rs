@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use backprop::arch::Arch;
 use backprop::bench::{
-    Contestant, FLOPS_PER_SAMPLE, NetworkFloor, Plan, finish, floor_cell, in_turns, mnist_train,
-    network_flops_per_sample, pool, quick_row, record, tables, timed,
+    Contestant, ContestantOf, FLOPS_PER_SAMPLE, NetworkFloor, Plan, finish, floor_cell, in_turns,
+    mnist_train, network_flops_per_sample, pool, quick_row, record, tables, timed,
 };
-use backprop::levels::{BuiltinLevel, WithLevel};
+use backprop::levels::BuiltinLevel;
 use backprop_core::mnist::Dataset;
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
 use backprop_core::{ImageShape, Level, MlpSpec, Model, Norm, Targets};
@@ -31,16 +31,6 @@ use level01::Level01;
 use level02::Level02;
 use level03::Level03;
 use ndarray::s;
-
-/// A built-in level's row.
-struct RowOf;
-
-impl WithLevel for RowOf {
-    type Output = Contestant;
-    fn run<L: Level<f32> + Level<f64>>(self) -> Contestant {
-        Contestant::of::<L>()
-    }
-}
 
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
@@ -53,14 +43,14 @@ fn main() {
         .partition(|&level| level == BuiltinLevel::Loops);
     let contestants: Vec<Contestant> = fast
         .into_iter()
-        .map(|level| level.dispatch(RowOf))
+        .map(|level| level.dispatch(ContestantOf))
         .collect();
     tables(&plan, &data, &contestants);
     if plan.runs("step/level01/32/1") {
         println!("The loops level, once (1 turn of 4 steps) against the floor:");
         backprop::bench::header("us / step");
         for level in loops {
-            quick_row(&plan, &data, level.dispatch(RowOf), 32);
+            quick_row(&plan, &data, level.dispatch(ContestantOf), 32);
         }
         println!();
     }

@@ -36,6 +36,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::levels::{BuiltinLevel, WithLevel};
 use backprop_core::data::Batches;
 use backprop_core::mnist::{Dataset, load_mnist};
 use backprop_core::network::{LayerPlan, NetSpec};
@@ -750,16 +751,37 @@ pub fn finish(plan: &Plan) {
     }
 }
 
-/// The whole `main` of a learner's bench: the tables with level02, level03 and `L`.
+/// A built-in level's contestant ([`BuiltinLevel::dispatch`]).
+#[derive(Debug)]
+pub struct ContestantOf;
+
+impl WithLevel for ContestantOf {
+    type Output = Contestant;
+    fn run<L: Level<f32> + Level<f64>>(self) -> Contestant {
+        Contestant::of::<L>()
+    }
+}
+
+/// The built-in levels fast enough to be timed in turns: every one of
+/// [`BuiltinLevel::ALL`] but the loops level (a step of its takes seconds).
+pub fn timed_builtin_levels() -> Vec<BuiltinLevel> {
+    BuiltinLevel::ALL
+        .into_iter()
+        .filter(|&level| level != BuiltinLevel::Loops)
+        .collect()
+}
+
+/// The whole `main` of a learner's bench: the tables with the built-in levels that are timed
+/// in turns (level02, level03) and `L`.
 pub fn main<L: Level<f32>>() {
     if std::env::args().any(|arg| arg == "--list") {
         return; // `cargo test --benches` under nextest asks for a list of tests: there are none
     }
-    let contestants = [
-        Contestant::of::<level02::Level02>(),
-        Contestant::of::<level03::Level03>(),
-        Contestant::of::<L>(),
-    ];
+    let mut contestants: Vec<Contestant> = timed_builtin_levels()
+        .into_iter()
+        .map(|level| level.dispatch(ContestantOf))
+        .collect();
+    contestants.push(Contestant::of::<L>());
     let plan = Plan::from_args();
     tables(&plan, &mnist_train(), &contestants);
     finish(&plan);
