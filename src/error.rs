@@ -10,9 +10,18 @@ use crate::output::OutputError;
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// A flag combination that cannot run; the message names the flag.
+    /// A flag combination that cannot run; the message names the flag (exit status 2).
     #[error("{0}")]
     Flag(String),
+    /// The machine refused what a correct command asked for (threads that cannot start); the
+    /// message names what was asked (exit status 1).
+    #[error("{what}: {problem}")]
+    System {
+        /// What was asked, as a flag or a step: `--threads 4`.
+        what: String,
+        /// The operating system's answer.
+        problem: String,
+    },
     /// The data set could not be read.
     #[error(transparent)]
     Data(#[from] DataError),

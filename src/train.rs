@@ -453,7 +453,15 @@ pub fn train<L: Level<f32>>(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads.unwrap_or(0))
         .build()
-        .map_err(|error| RunError::Flag(format!("--threads: cannot start the threads: {error}")))?;
+        .map_err(|error| RunError::System {
+            what: format!(
+                "--threads {}",
+                config
+                    .threads
+                    .map_or("(one per core)".to_string(), |n| n.to_string())
+            ),
+            problem: format!("cannot start the threads: {error}"),
+        })?;
     let settings = run_settings(&config, &[&train_set, &mnist.test]);
     let accuracy = pool.install(|| {
         let mut trainer = Trainer::<L>::new(&config, &train_set, &spec, settings);
