@@ -355,6 +355,63 @@ impl<'a> Evidence<'a> {
     }
 }
 
+/// What a compared tensor is, read from its name once, here: the names the checks give
+/// (`"output"`, `"output in evaluation"`, `"loss"`, `"dL/dinput"`, `"dL/dlogits"`,
+/// `"dL/dlinear0.weight"`, `"dL/dbias"`, `"dL/dgamma"`, `"running mean after ..."`, ...). The
+/// candidates of each mistake are chosen from this, never from the name's letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantity {
+    /// A layer's output (or a network's logits).
+    Output,
+    /// A loss value.
+    Loss,
+    /// The gradient with respect to a layer's (or a loss's) input.
+    InputGradient,
+    /// A weight's gradient.
+    WeightGradient,
+    /// A bias's gradient.
+    BiasGradient,
+    /// A normalization layer's gamma gradient.
+    GammaGradient,
+    /// A normalization layer's beta gradient.
+    BetaGradient,
+    /// Batch norm's running mean.
+    RunningMean,
+    /// Batch norm's running variance.
+    RunningVariance,
+    /// Anything else (a sequence of losses, an input gradient in evaluation, ...).
+    Other,
+}
+
+impl Quantity {
+    /// The quantity a check's tensor name denotes.
+    pub fn of(tensor: &str) -> Quantity {
+        if tensor == "loss" {
+            return Quantity::Loss;
+        }
+        if tensor.starts_with("output") || tensor == "logits" {
+            return Quantity::Output;
+        }
+        if tensor.starts_with("running mean") {
+            return Quantity::RunningMean;
+        }
+        if tensor.starts_with("running variance") {
+            return Quantity::RunningVariance;
+        }
+        let Some(of) = tensor.strip_prefix("dL/d") else {
+            return Quantity::Other;
+        };
+        match of {
+            "input" | "logits" | "x" => Quantity::InputGradient,
+            _ if of.ends_with("weight") => Quantity::WeightGradient,
+            _ if of.ends_with("bias") => Quantity::BiasGradient,
+            _ if of.ends_with("gamma") => Quantity::GammaGradient,
+            _ if of.ends_with("beta") => Quantity::BetaGradient,
+            _ => Quantity::Other,
+        }
+    }
+}
+
 /// Recognises the pattern of `ours` against `reference` (same shape), given the check's
 /// `evidence`, or `None` when nothing stands out.
 pub fn diagnose(
@@ -416,7 +473,8 @@ fn non_finite(
         };
         // On the loss alone, -ln p of an underflowed p can give the same infinity.
         let batch_max = batch_max_softmax(tensor, logits, classes);
-        let log_of_p = (tensor == "loss").then(|| log_of_probability_loss(logits, classes));
+        let log_of_p = (Quantity::of(tensor) == Quantity::Loss)
+            .then(|| log_of_probability_loss(logits, classes));
         if fits(&batch_max) && !fits(&log_of_p) {
             return named(
                 Mistake::BatchMaxShift,
@@ -447,7 +505,7 @@ fn non_finite(
     }
     // -ln p of a p that underflowed to 0 makes the loss +inf (its gradient p - onehot is
     // computed apart; a -inf or a NaN loss is something else).
-    let plus_infinity = *value == f64::INFINITY && tensor == "loss";
+    let plus_infinity = *value == f64::INFINITY && Quantity::of(tensor) == Quantity::Loss;
     if let (Some(logits), Some(classes), true) = (softmax_logits, classes, plus_infinity) {
         // ln p[target] with p[target] = e^(z - max) / Σ e^(z - max) = 0 in floating point.
         let underflows = logits.outer_iter().zip(classes).any(|(row, &target)| {
@@ -512,7 +570,7 @@ fn batch_max_softmax(
     let exp = logits.mapv(|z| (z - max).exp());
     let sums = exp.sum_axis(Axis(1));
     let batch = logits.nrows() as f64;
-    if tensor == "loss" {
+    if Quantity::of(tensor) == Quantity::Loss {
         let picked: Option<f64> = classes
             .iter()
             .enumerate()
@@ -568,6 +626,7 @@ fn candidates(tensor: &str, evidence: &Evidence<'_>) -> Vec<Candidate> {
     let (Some(subject), Some(x)) = (evidence.subject, evidence.input) else {
         return found;
     };
+    let is_loss = Quantity::of(tensor) == Quantity::Loss;
     match (subject, evidence.upstream, evidence.targets) {
         (Subject::BatchNorm { training }, g, _) => {
             norm_candidates(tensor, x, g, evidence.affine, Some(training), &mut add)
@@ -584,12 +643,10 @@ fn candidates(tensor: &str, evidence: &Evidence<'_>) -> Vec<Candidate> {
         (Subject::Activation(activation), Some(g), _) => {
             activation_candidates(activation, x, g, &mut add)
         }
-        (Subject::SoftmaxCrossEntropy, _, Some(Targets::Classes(classes))) if tensor != "loss" => {
+        (Subject::SoftmaxCrossEntropy, _, Some(Targets::Classes(classes))) if !is_loss => {
             softmax_candidates(x, classes, &mut add)
         }
-        (Subject::Mse, _, Some(Targets::Values(t))) if tensor != "loss" => {
-            mse_candidates(x, t, &mut add)
-        }
+        (Subject::Mse, _, Some(Targets::Values(t))) if !is_loss => mse_candidates(x, t, &mut add),
         _ => {}
     }
     found
@@ -604,7 +661,8 @@ fn linear_candidates(
     add: &mut impl FnMut(Mistake, &'static str, ArrayD<f64>),
 ) {
     let batch = x.nrows() as f64;
-    if tensor.contains("weight") {
+    let quantity = Quantity::of(tensor);
+    if quantity == Quantity::WeightGradient {
         let right = x.t().dot(&g);
         if right.is_square() {
             let transposed = right.t().to_owned().into_dyn();
@@ -617,7 +675,7 @@ fn linear_candidates(
         if batch >= 2.0 {
             add(Mistake::MeanTwice, "x^T g / N", (right / batch).into_dyn());
         }
-    } else if tensor.contains("bias") {
+    } else if quantity == Quantity::BiasGradient {
         let first_row = g.row(0).to_owned().into_dyn();
         add(Mistake::BiasNotSummed, "g's first row alone", first_row);
         if let (true, Some(mean)) = (batch >= 2.0, g.mean_axis(Axis(0))) {
@@ -805,7 +863,8 @@ fn norm_candidates(
     };
     let affine_output = |xhat: Array2<f64>| (xhat * gamma + beta).into_dyn();
     let statistics_of_batch = training != Some(false);
-    let output = tensor.starts_with("output");
+    let quantity = Quantity::of(tensor);
+    let output = quantity == Quantity::Output;
     if output && columns.nrows() >= 2 {
         let unbiased = affine_output(normalized(true));
         if statistics_of_batch {
@@ -833,7 +892,7 @@ fn norm_candidates(
         return;
     };
     let xhat = normalized(false);
-    if tensor.contains("gamma") {
+    if quantity == Quantity::GammaGradient {
         let formula = "Σ g over the rows, without x̂";
         add(
             Mistake::GammaGradWithoutNormalized,
@@ -847,7 +906,7 @@ fn norm_candidates(
             (&g * &x).sum_axis(Axis(0)).into_dyn(),
         );
     }
-    if tensor != "dL/dinput" {
+    if quantity != Quantity::InputGradient {
         return;
     }
     // d = g gamma, then in the statistics' orientation: s d, s (d - mean d), s (d - x̂ mean(d x̂)).
@@ -893,14 +952,15 @@ fn dropout_candidates(
 ) {
     let mask = keep.mapv(|kept| if kept { 1.0 } else { 0.0 });
     let scale = 1.0 / (1.0 - p);
-    if tensor == "output" {
+    let quantity = Quantity::of(tensor);
+    if quantity == Quantity::Output {
         add(
             Mistake::DropoutWithoutScale,
             "x m, without the 1 / (1 - p)",
             (&x * &mask).into_dyn(),
         );
     }
-    if let (Some(g), "dL/dinput") = (g, tensor) {
+    if let (Some(g), Quantity::InputGradient) = (g, quantity) {
         add(
             Mistake::DropoutWithoutScale,
             "g m, without the 1 / (1 - p)",
@@ -923,10 +983,11 @@ fn running_candidates(
     batches: &[Array2<f64>],
     add: &mut impl FnMut(Mistake, &'static str, ArrayD<f64>),
 ) {
-    let variance = tensor.starts_with("running variance");
-    if !variance && !tensor.starts_with("running mean") {
-        return;
-    }
+    let variance = match Quantity::of(tensor) {
+        Quantity::RunningMean => false,
+        Quantity::RunningVariance => true,
+        _ => return,
+    };
     let Some(first) = batches.first() else {
         return;
     };
@@ -982,7 +1043,8 @@ fn transposed(
             .zip(b.iter())
             .all(|(x, y)| (x - y).abs() <= 1e-9 * (1.0 + y.abs()))
     };
-    let fits = tensor.contains("weight") && ours.is_square() && ours.nrows() > 1;
+    let fits =
+        Quantity::of(tensor) == Quantity::WeightGradient && ours.is_square() && ours.nrows() > 1;
     if fits && !same(reference, reference.t()) && same(ours, reference.t()) {
         return named(
             Mistake::TransposedProduct,
@@ -1035,7 +1097,7 @@ fn constant_factor(
             ),
         );
     }
-    if tensor == "loss" {
+    if Quantity::of(tensor) == Quantity::Loss {
         let summed = [
             batch,
             loss_entries.filter(|_| evidence.subject == Some(Subject::Mse)),
@@ -1077,7 +1139,7 @@ fn normalization_sums(
     };
     let x = evidence.input?;
     let ours = ours.view().into_dimensionality::<Ix2>().ok()?;
-    if tensor != "dL/dinput" || ours.dim() != x.dim() || x.nrows() < 2 {
+    if Quantity::of(tensor) != Quantity::InputGradient || ours.dim() != x.dim() || x.nrows() < 2 {
         return None;
     }
     let (ours, x) = if layer_norm {
@@ -1121,7 +1183,7 @@ fn normalization_sums(
 /// Only a bias gradient is wrong, the layer's input and weight gradients having matched on one
 /// fresh backward.
 fn only_the_bias(tensor: &str, evidence: &Evidence<'_>) -> Option<Diagnosis> {
-    let fits = tensor.contains("bias")
+    let fits = Quantity::of(tensor) == Quantity::BiasGradient
         && evidence.subject == Some(Subject::Linear)
         && evidence.pass == Pass::First
         && evidence.earlier_matched;
@@ -1283,6 +1345,33 @@ mod tests {
             named(&diagnosis("loss", &inf, &finite, &loss)),
             [Mistake::LogOfUnderflow]
         );
+    }
+
+    #[test]
+    fn each_checks_tensor_name_is_read_as_its_quantity() {
+        use Quantity::*;
+        let names = [
+            ("output", Output),
+            ("output in evaluation", Output),
+            ("logits", Output),
+            ("loss", Loss),
+            ("loss at each step", Other),
+            ("dL/dinput", InputGradient),
+            ("dL/dlogits", InputGradient),
+            ("dL/dinput in evaluation", Other),
+            ("dL/dweight", WeightGradient),
+            ("dL/dlinear2.weight", WeightGradient),
+            ("dL/dbias", BiasGradient),
+            ("dL/dlinear0.bias", BiasGradient),
+            ("dL/dgamma", GammaGradient),
+            ("dL/dbeta", BetaGradient),
+            ("running mean after 3 training forwards", RunningMean),
+            ("running variance", RunningVariance),
+            ("weights of the update", Other),
+        ];
+        for (name, quantity) in names {
+            assert_eq!(Quantity::of(name), quantity, "{name}");
+        }
     }
 
     #[test]
