@@ -49,7 +49,7 @@ pub fn run_gates(root: &Path, package: &str) -> Result<Vec<Outcome>, RunError> {
     let members = workspace_package_dirs(root);
     let Some((_, dir)) = members.iter().find(|(member, _)| member == package) else {
         let names: Vec<&str> = members.iter().map(|(name, _)| name.as_str()).collect();
-        return Err(RunError::Flag(format!(
+        return Err(RunError::Argument(format!(
             "{package:?} is not a package of the workspace at {} (its packages: {}); make one \
              with: backprop new-level {package}",
             root.display(),
@@ -57,7 +57,7 @@ pub fn run_gates(root: &Path, package: &str) -> Result<Vec<Outcome>, RunError> {
         )));
     };
     if !dir.join("tests/harness.rs").is_file() {
-        return Err(RunError::Flag(format!(
+        return Err(RunError::Argument(format!(
             "{package:?} is not a level crate: it has no tests/harness.rs (a level crate runs \
              the suite there with backprop_harness::suite!); make one with: backprop new-level \
              my-level"

@@ -465,7 +465,9 @@ pub fn exit_code(outcome: Result<(), RunError>) -> ExitCode {
         Err(error) => {
             eprintln!("error: {error}");
             match error {
-                RunError::Flag(_) => ExitCode::from(2),
+                RunError::Flag(_) | RunError::Argument(_) | RunError::RunFolder { .. } => {
+                    ExitCode::from(2)
+                }
                 _ => ExitCode::FAILURE,
             }
         }

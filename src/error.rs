@@ -13,6 +13,21 @@ pub enum RunError {
     /// A flag combination that cannot run; the message names the flag (exit status 2).
     #[error("{0}")]
     Flag(String),
+    /// A command's argument that cannot be used: a package name, a hint topic; the message
+    /// names it (exit status 2).
+    #[error("{0}")]
+    Argument(String),
+    /// The run folder a flag names cannot be used as asked: it holds a run (without
+    /// `--force`) or, for `--resume`, none (exit status 2).
+    #[error("{flag} {}: {problem}", path.display())]
+    RunFolder {
+        /// `--out` or `--resume`.
+        flag: &'static str,
+        /// The folder.
+        path: PathBuf,
+        /// What is in the way.
+        problem: String,
+    },
     /// The machine refused what a correct command asked for (threads that cannot start); the
     /// message names what was asked (exit status 1).
     #[error("{what}: {problem}")]

@@ -64,7 +64,7 @@ pub fn hint(topic: &str, more: usize) -> Result<String, RunError> {
         .iter()
         .find(|candidate| topic.contains(candidate.name))
         .ok_or_else(|| {
-            RunError::Flag(format!(
+            RunError::Argument(format!(
                 "hint: no hints for {topic:?}; the topics are {}",
                 known()
             ))

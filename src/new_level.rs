@@ -29,7 +29,7 @@ pub fn new_level(root: &Path, name: &str) -> Result<PathBuf, RunError> {
         .chain(locked_packages(root))
         .any(|package| package.replace('_', "-") == name.replace('_', "-"));
     if taken {
-        return Err(RunError::Flag(format!(
+        return Err(RunError::Argument(format!(
             "{name:?}: a package of that name is already in this workspace or its dependencies \
              (Cargo.lock); pick another name, e.g. my-level"
         )));
@@ -127,7 +127,7 @@ const RESERVED_NAMES: [&str; 56] = [
 /// with a letter, and not a Rust keyword or a built-in crate.
 ///
 /// # Errors
-/// [`RunError::Flag`] saying which rule `name` breaks.
+/// [`RunError::Argument`] saying which rule `name` breaks.
 pub fn check_package_name(name: &str) -> Result<(), RunError> {
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name.len() <= 64
@@ -135,13 +135,13 @@ pub fn check_package_name(name: &str) -> Result<(), RunError> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid {
-        return Err(RunError::Flag(format!(
+        return Err(RunError::Argument(format!(
             "{name:?} is not a usable crate name: use up to 64 lowercase letters, digits, - and \
              _, starting with a letter (e.g. my-level)"
         )));
     }
     if RESERVED_NAMES.contains(&name.replace('-', "_").as_str()) {
-        return Err(RunError::Flag(format!(
+        return Err(RunError::Argument(format!(
             "{name:?} is a Rust keyword or a built-in crate, so its library could not be named; \
              pick another name, e.g. my-level"
         )));

@@ -50,11 +50,13 @@ pub enum Destination {
 
 /// The error for `--resume DIR` where DIR holds no `config.json`.
 pub fn nothing_to_resume(path: &Path) -> RunError {
-    RunError::Flag(format!(
-        "--resume {}: no config.json there, so no run to continue (a run stopped before its \
-         data loaded has nothing to resume: start it again with --out)",
-        path.display()
-    ))
+    RunError::RunFolder {
+        flag: "--resume",
+        path: path.to_path_buf(),
+        problem: "no config.json there, so no run to continue (a run stopped before its data \
+                  loaded has nothing to resume: start it again with --out)"
+            .into(),
+    }
 }
 
 /// A run's folder, locked for this process while the value lives.
@@ -81,13 +83,16 @@ impl RunFolder {
                 let folder = Self::lock(path)?;
                 let existing = folder.run_files();
                 if !existing.is_empty() && !force {
-                    return Err(RunError::Flag(format!(
-                        "--out {}: holds a run already ({}); pass --force to replace it, or \
-                         --resume {} to continue it",
-                        path.display(),
-                        existing.join(", "),
-                        path.display()
-                    )));
+                    return Err(RunError::RunFolder {
+                        flag: "--out",
+                        path: path.clone(),
+                        problem: format!(
+                            "holds a run already ({}); pass --force to replace it, or --resume \
+                             {} to continue it",
+                            existing.join(", "),
+                            path.display()
+                        ),
+                    });
                 }
                 // Only files are removed, and only once all of them can be: a folder (or
                 // anything else) under a run file's name leaves the old run whole.

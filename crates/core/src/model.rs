@@ -51,7 +51,13 @@ impl FromStr for Activation {
         Activation::ALL
             .into_iter()
             .find(|activation| activation.name() == text)
-            .ok_or_else(|| format!("unknown activation {text:?}: expected relu, sigmoid or tanh"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Activation::ALL.iter().map(|a| a.name()).collect();
+                format!(
+                    "unknown activation {text:?}: the activations are {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
