@@ -319,7 +319,8 @@ pub fn diagnose<L: Level<f32>>(config: &DiagnoseConfig) -> Result<Vec<Outcome>, 
 fn table_header(config: &DiagnoseConfig) -> String {
     format!(
         "{} steps of SGD (lr {}, batch {}), hidden width {}, clipping to norm {}, dropout {}; \
-         ratio = ‖dL/dW_first‖ / ‖dL/dW_last‖, upd@0 = log10(lr ‖dL/dW_first‖ / ‖W_first‖)\n\
+         ratio = ‖dL/dW_first‖ / ‖dL/dW_last‖, upd@0 = log10(‖ΔW_first‖ / ‖W_first‖) of the step \
+         taken (-inf: the step moved no weight)\n\
          | depth | activation | norm  | init      | clip | ratio@init |    ratio | upd@0 | max ‖dW‖ | verdict      |   loss@1 | final loss |\n\
          |------:|------------|-------|-----------|------|-----------:|---------:|------:|---------:|--------------|---------:|-----------:|",
         config.steps, config.lr, config.batch_size, config.width, config.clip, config.dropout
