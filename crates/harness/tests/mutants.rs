@@ -42,7 +42,7 @@
 //! variance, without the path through the variance, dgamma without x̂, running statistics
 //! without the momentum, the batch's statistics in evaluation, layer norm's direct path alone,
 //! softmax shifted by the whole batch's max, and a `visit_linears` that skips the last layer
-//! (p computed two ways): 46 in all.
+//! (p computed two ways), and batch norm without the path through the mean: 47 in all.
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -101,6 +101,7 @@ const LAYER_NORM_DIRECT_PATH_ONLY: u8 = 43;
 const SOFTMAX_BATCH_MAX: u8 = 44;
 const VISIT_LINEARS_SKIPS_LAST: u8 = 45;
 const SOFTMAX_BATCH_MAX_LOG_PROBS: u8 = 46;
+const BATCH_NORM_NO_MEAN_PATH: u8 = 47;
 
 /// level02 with a bug planted: each layer it builds takes the bug of [`planted_bug`] (0: none).
 #[derive(Debug)]
@@ -847,6 +848,14 @@ impl<F: Float> Layer<F> for MutantBatchNorm<F> {
             params.grad_gamma -= &right;
             params.grad_gamma += &grad_output.sum_axis(Axis(0));
             return grad_input;
+        }
+        if self.bug == BATCH_NORM_NO_MEAN_PATH {
+            // The bug: dx = s (d - x̂ mean(d x̂)), the path through the mean forgotten.
+            let gamma = self.inner.params_mut().gamma.to_owned();
+            let d = &grad_output * &gamma;
+            let rows = F::of(d.nrows() as f64);
+            let mean_d_xhat = (&d * &xhat).sum_axis(Axis(0)) / rows;
+            return (d - &xhat * &mean_d_xhat) * inv_std;
         }
         if self.bug == BATCH_NORM_NO_VARIANCE_PATH {
             // The bug: dx = s (d - mean d), the path through the variance forgotten.
@@ -1937,6 +1946,11 @@ fn planted_bugs_against_named_diagnoses() {
             Some(BatchMaxShift),
             SOFTMAX_BATCH_MAX_LOG_PROBS,
         ),
+        (
+            "batch norm dx without the mean path",
+            Some(NormPathMissing),
+            BATCH_NORM_NO_MEAN_PATH,
+        ),
     ];
     assert!(planted.len() >= 20);
 
@@ -2048,6 +2062,15 @@ fn normalization_and_misleading_cases_get_the_right_message() {
             ),
             Some(Mistake::NormPathMissing),
             &["no path through the variance"],
+        ),
+        (
+            "batch norm backward: no mean path",
+            with_bug(
+                BATCH_NORM_NO_MEAN_PATH,
+                norm::normalization_matches_reference::<Mutant>,
+            ),
+            Some(Mistake::NormPathMissing),
+            &["no path through the mean"],
         ),
         (
             "batch norm over the N - 1 variance",
