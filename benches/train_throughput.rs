@@ -24,9 +24,9 @@ use backprop::bench::{
     mnist_train, network_flops_per_sample, pool, quick_row, record, tables, timed,
 };
 use backprop::levels::BuiltinLevel;
-use backprop_core::mnist::Dataset;
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
 use backprop_core::{ImageShape, Level, MlpSpec, Model, Norm, Targets};
+use backprop_data::mnist::Dataset;
 use level01::Level01;
 use level02::Level02;
 use level03::Level03;

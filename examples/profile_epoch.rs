@@ -1,10 +1,10 @@
 //! Runs whole shuffled epochs of level03 (MLP [784, 256, 10], f32, SGD, batches gathered by
 //! `Batches`) for a profiler, and prints each epoch's time:
 //! `cargo run --release --features tools --example profile_epoch -- EPOCHS THREADS BATCH` (default 3 1 128).
-use backprop_core::data::Batches;
-use backprop_core::mnist::load_mnist;
 use backprop_core::optim::Sgd;
 use backprop_core::{Level, MlpSpec, Model, Targets};
+use backprop_data::batches::Batches;
+use backprop_data::mnist::load_mnist;
 use level03::Level03;
 
 fn main() {

@@ -2,9 +2,9 @@
 //! `cargo run --release --features tools --example profile_step -- BATCH STEPS THREADS [ARCH]` (default 128 1000
 //! 1, the MLP [784, 256, 10]); ARCH is `--arch` text, e.g. `lenet`. Prints the mean step time.
 use backprop::arch::Arch;
-use backprop_core::mnist::load_mnist;
 use backprop_core::optim::Sgd;
 use backprop_core::{ImageShape, Level, MlpSpec, Model, Targets};
+use backprop_data::mnist::load_mnist;
 use level03::Level03;
 
 fn main() {

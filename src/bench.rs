@@ -37,11 +37,11 @@
 use std::time::{Duration, Instant};
 
 use crate::levels::{BuiltinLevel, WithLevel};
-use backprop_core::data::Batches;
-use backprop_core::mnist::{Dataset, load_mnist};
 use backprop_core::network::{LayerPlan, NetSpec};
 use backprop_core::optim::Sgd;
 use backprop_core::{Level, MlpSpec, Model, Targets};
+use backprop_data::batches::Batches;
+use backprop_data::mnist::{Dataset, load_mnist};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
 

@@ -9,7 +9,7 @@
 //! `history.grad_norms` (epochs, layers), and `last_norms`), and `settings`: the settings that
 //! shape the run, as JSON, compared with `config.json` on `--resume`; and `digest`, of all of
 //! these values, checked on reading. The batch order needs no array: it is the seed's, replayed
-//! ([`backprop_core::data::Batches::skip_epochs`]).
+//! ([`backprop_data::batches::Batches::skip_epochs`]).
 
 use std::path::Path;
 

@@ -13,8 +13,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use backprop_core::files::open_regular;
 use backprop_core::{Activation, Init, Level, Norm};
+use backprop_data::files::open_regular;
 use clap::{Args, Parser, Subcommand};
 
 use crate::arch::Arch;

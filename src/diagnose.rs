@@ -24,12 +24,12 @@
 
 use std::path::{Path, PathBuf};
 
-use backprop_core::data::Batches;
 use backprop_core::flow::{RunSummary, StepStats, Verdict, clip_grad_norm, step_stats, weights_of};
 use backprop_core::init::{seeded_rng, standard_normal};
-use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::optim::{Optimizer, Sgd};
 use backprop_core::{Activation, Init, Level, LossKind, MlpSpec, Model, Norm, Targets};
+use backprop_data::batches::Batches;
+use backprop_data::mnist::{CLASSES, Dataset, load_mnist};
 use ndarray::Array2;
 
 use crate::error::RunError;

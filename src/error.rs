@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use backprop_core::mnist::DataError;
+use backprop_data::mnist::DataError;
 
 use crate::output::OutputError;
 

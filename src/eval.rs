@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::{Level, Model};
+use backprop_data::mnist::{CLASSES, Dataset, load_mnist};
 use ndarray::{Array2, Axis, s};
 
 use crate::error::RunError;

@@ -13,8 +13,8 @@
 //! | `.npz` arrays | [`crate::model_file::MAX_ARRAY_BYTES`] each | |
 
 use backprop_core::Norm;
-use backprop_core::memory::{human_bytes, memory_available};
 use backprop_core::network::{LayerPlan, NetSpec};
+use backprop_data::memory::{human_bytes, memory_available};
 
 use crate::error::RunError;
 
@@ -119,7 +119,7 @@ pub fn check_memory(flags: &str, estimate: Option<u128>) -> Result<(), RunError>
 /// (`images`) below 2. One row has no variance to normalize by (PyTorch refuses it too). A
 /// longer epoch's last batch of one row is skipped instead ([`Batches::min_rows`]).
 ///
-/// [`Batches::min_rows`]: backprop_core::data::Batches::min_rows
+/// [`Batches::min_rows`]: backprop_data::batches::Batches::min_rows
 ///
 /// # Errors
 /// [`RunError::Flag`] naming the batch size or the number of images.

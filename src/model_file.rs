@@ -13,10 +13,10 @@ use std::fs;
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
-use backprop_core::files::open_regular;
-use backprop_core::mnist::{CLASSES, Dataset};
 use backprop_core::network::NetSpec;
 use backprop_core::{Activation, ImageShape, Layout, Level, LinearParams, LossKind, Model, Norm};
+use backprop_data::files::open_regular;
+use backprop_data::mnist::{CLASSES, Dataset};
 use ndarray::{Array, Array1, Array2, Dimension};
 use ndarray_npy::{NpzWriter, ReadNpyExt, ReadableElement, WriteNpzError};
 use zip::{CompressionMethod, ZipArchive};

@@ -4,7 +4,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use backprop_core::files::open_regular;
+use backprop_data::files::open_regular;
 
 use crate::error::RunError;
 use crate::output::OutputError;

@@ -8,8 +8,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use backprop_core::mnist::{CLASSES, Dataset};
 use backprop_core::network::LayerPlan;
+use backprop_data::mnist::{CLASSES, Dataset};
 use ndarray::{Array2, ArrayView1};
 
 use crate::model_file::SavedModel;

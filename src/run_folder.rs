@@ -13,7 +13,7 @@ use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use backprop_core::files::check_regular_or_missing;
+use backprop_data::files::check_regular_or_missing;
 
 use crate::error::RunError;
 use crate::output::{OutputError, PARTIAL, create_folder};

@@ -30,10 +30,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::path::Path;
 
-use backprop_core::files::open_regular;
 use backprop_core::network::{LayerPlan, LayerSpec, NetSpec};
 use backprop_core::norm::{BATCH_NORM_MOMENTUM, NORM_EPS};
 use backprop_core::{Activation, ImageShape, LinearParams, LossKind, Norm};
+use backprop_data::files::open_regular;
 use ndarray::{Array1, Array2};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};

@@ -13,15 +13,15 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use backprop_core::data::Batches;
 use backprop_core::flow::{step_stats, sum_of_squares, weights_of};
-use backprop_core::mnist::{CLASSES, Dataset, load_mnist};
 use backprop_core::network::{LayerSpec, NetSpec};
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd, buffer};
 use backprop_core::{
     Activation, Float, ImageShape, Init, Level, LinearParams, LossKind, MlpSpec, Model, Norm,
     Targets,
 };
+use backprop_data::batches::Batches;
+use backprop_data::mnist::{CLASSES, Dataset, load_mnist};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 use backprop::model_file::load_model;
-use backprop_core::mnist::{CLASSES, parse_idx_images, parse_idx_labels};
+use backprop_data::mnist::{CLASSES, parse_idx_images, parse_idx_labels};
 use backprop_harness::alloc::{
     CountingAllocator, count_this_thread, live_bytes, peak_live_bytes, reset_peak,
 };

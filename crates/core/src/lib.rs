@@ -48,14 +48,12 @@
 //! ## What else lives here
 //!
 //! - [`optim`]: SGD (momentum, Nesterov, weight decay) and Adam, as PyTorch defines them;
-//! - [`data`]: shuffled batches gathered into one reused buffer, for every training loop;
 //! - [`init`]: PyTorch's `nn.Linear` default, He and Xavier initialisers over a seeded
 //!   ChaCha8 generator, so one seed gives one network in every level;
 //! - [`flow`]: per-layer gradient statistics of a training step (norms, update ratio, dead and
 //!   saturated units) and clipping by global norm, for watching gradients vanish or explode;
 //! - [`gradcheck`]: central differences in `f64` and reports that name the tensor, the worst
 //!   entry, analytic against numeric, and the ReLU kinks they skipped;
-//! - [`mnist`]: the IDX reader (raw or gzip'd) with errors that name the file and the problem;
 //! - [`network`]: a network as a list of layers ([`NetSpec`]), checked once; the MLP is one
 //!   preset of it, a small CNN another; [`conv`]: the geometry of convolution and pooling over
 //!   images kept as rows;
@@ -64,8 +62,6 @@
 #![warn(missing_docs)]
 
 pub mod conv;
-pub mod data;
-pub mod files;
 pub mod float;
 pub mod flow;
 pub mod gradcheck;
@@ -73,8 +69,6 @@ pub mod hints;
 pub mod init;
 pub mod layer;
 pub mod level;
-pub mod memory;
-pub mod mnist;
 pub mod model;
 pub mod network;
 pub mod norm;

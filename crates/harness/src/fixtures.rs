@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use backprop_core::init::seeded_rng;
-use backprop_core::mnist::{Dataset, load_split};
+use backprop_data::mnist::{Dataset, load_split};
 use ndarray::Array2;
 use rand::RngExt;
 

@@ -4,7 +4,8 @@
 use ndarray::{Array2, ArrayView2, ArrayViewMut1, Zip, s};
 use rand::seq::SliceRandom;
 
-use crate::init::{SeededRng, seeded_rng};
+use backprop_core::init::{SeededRng, seeded_rng};
+
 use crate::mnist::Dataset;
 
 /// Walks a [`Dataset`] in shuffled batches of `batch_size` rows.
@@ -16,8 +17,8 @@ use crate::mnist::Dataset;
 /// [`min_rows`](Batches::min_rows) for at least so many rows.
 ///
 /// ```
-/// use backprop_core::data::Batches;
-/// use backprop_core::mnist::Dataset;
+/// use backprop_data::batches::Batches;
+/// use backprop_data::mnist::Dataset;
 /// use ndarray::Array2;
 ///
 /// let data = Dataset { images: Array2::zeros((10, 4)), labels: vec![0; 10], rows: 2, cols: 2 };

@@ -5,7 +5,7 @@
 //! refuses anything but a regular file.
 //!
 //! ```
-//! use backprop_core::files::open_regular;
+//! use backprop_data::files::open_regular;
 //!
 //! // A folder is not a regular file either: refused with a message naming what it is.
 //! let error = open_regular(std::env::temp_dir().as_path()).unwrap_err();
