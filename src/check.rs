@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use backprop_core::hints::{hint_for, page};
+use backprop_core::hints::{Mistake, hint_for, page};
 
 use crate::error::RunError;
 use crate::new_level::{check_package_name, workspace_package_dirs};
@@ -115,10 +115,13 @@ fn single_named_cause(failures: &[String]) -> Option<&str> {
         .then_some(first.as_str())
 }
 
-/// The headline of the mistake a failure message names ("likely mistake: HEADLINE: ...").
-fn named_mistake(message: &str) -> Option<&str> {
-    let (_, rest) = message.split_once("likely mistake: ")?;
-    Some(rest.split_once(": ").map_or(rest, |(headline, _)| headline))
+/// The one mistake a failure message names ("likely mistake: HEADLINE"), read against the
+/// harness's own table of mistakes ([`Mistake`]).
+fn named_mistake(message: &str) -> Option<Mistake> {
+    match Mistake::named_in(message).as_slice() {
+        [mistake] => Some(*mistake),
+        _ => None,
+    }
 }
 
 /// Runs the four gates (as [`run_gates`]); returns the report to print and whether every gate
@@ -180,12 +183,16 @@ pub fn report(package: &str, outcomes: &[Outcome], cause: Option<&str>) -> Strin
     report
 }
 
-/// The hint for a failed check, from the most specific evidence in its message: the file its
-/// diagnosis names ("(read FILE)"); else the page of the layer whose source file panicked (the
+/// The hint for a failed check, from the most specific evidence in its message: the page of the
+/// mistake its diagnosis names, or the file a diagnosis without one names ("(read FILE)"); else the page of the layer whose source file panicked (the
 /// location "failed at crates/NAME/src/FILE.rs:L:C", outside the harness); else the page of the
 /// one layer or loss a gate's check is about; else the check group's page. A check of a whole
 /// network names no layer: any layer can make its gradients wrong.
 pub fn hint_for_failure(check: &str, message: &str) -> String {
+    if let Some(mistake) = named_mistake(message) {
+        return mistake.hint().to_string();
+    }
+    // A diagnosis that names no mistake still names the page of the layer it compared.
     if let Some((file, _)) = message
         .split_once("(read ")
         .and_then(|(_, rest)| rest.split_once(')'))
