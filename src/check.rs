@@ -124,20 +124,6 @@ fn named_mistake(message: &str) -> Option<Mistake> {
     }
 }
 
-/// Runs the four gates (as [`run_gates`]); returns the report to print and whether every gate
-/// passed.
-///
-/// # Errors
-/// `cargo` could not be started.
-pub fn check(root: &Path, package: &str) -> Result<(String, bool), RunError> {
-    let outcomes = run_gates(root, package)?;
-    let cause = cause_of_failed_gate(root, package, &outcomes)?;
-    Ok((
-        report(package, &outcomes, cause.as_deref()),
-        all_pass(&outcomes),
-    ))
-}
-
 /// True when all four gates ran and passed.
 pub fn all_pass(outcomes: &[Outcome]) -> bool {
     outcomes.len() == GATES.len() && outcomes.iter().all(|outcome| *outcome == Outcome::Pass)

@@ -173,6 +173,24 @@ impl<'a> Evidence<'a> {
         }
     }
 
+    /// A normalization layer's input, upstream gradient (`None` where only the output is
+    /// compared) and gamma and beta, on its first backward.
+    pub fn normalization(
+        subject: Subject,
+        input: ArrayView2<'a, f64>,
+        upstream: Option<ArrayView2<'a, f64>>,
+        (gamma, beta): (&'a Array1<f64>, &'a Array1<f64>),
+    ) -> Self {
+        Evidence {
+            subject: Some(subject),
+            input: Some(input),
+            upstream,
+            affine: Some((gamma.view(), beta.view())),
+            pass: Pass::First,
+            ..Evidence::default()
+        }
+    }
+
     /// A whole network on a batch of `batch` rows.
     pub fn network(batch: usize) -> Self {
         Evidence {

@@ -45,14 +45,7 @@ fn compare_pass<N: NormLayer<f64> + ?Sized>(
         let params = layer.params_mut();
         (params.gamma.to_owned(), params.beta.to_owned())
     };
-    let evidence = Evidence {
-        subject: Some(subject),
-        input: Some(x.view()),
-        upstream: Some(g.view()),
-        affine: Some((gamma.view(), beta.view())),
-        pass: Pass::First,
-        ..Evidence::default()
-    };
+    let evidence = Evidence::normalization(subject, x.view(), Some(g.view()), (&gamma, &beta));
     let compare = |tensor: &str,
                    got: ndarray::ArrayViewD<'_, f64>,
                    reference: ndarray::ArrayViewD<'_, f64>| {
@@ -97,14 +90,8 @@ pub fn batch_norm_matches_hand_computation<L: Level<f64>>() {
     let (a, s) = (1.0 / (1.0 + eps).sqrt(), 1.0 / (1.0 + eps).sqrt());
     let mut layer = L::batch_norm(2);
     let (gamma, beta) = (Array1::ones(2), Array1::zeros(2));
-    let evidence = Evidence {
-        subject: Some(Subject::BatchNorm { training: true }),
-        input: Some(x.view()),
-        upstream: Some(g.view()),
-        affine: Some((gamma.view(), beta.view())),
-        pass: Pass::First,
-        ..Evidence::default()
-    };
+    let training = Subject::BatchNorm { training: true };
+    let evidence = Evidence::normalization(training, x.view(), Some(g.view()), (&gamma, &beta));
     let output = layer.forward(x.view());
     let expected = array![[-a, -a], [a, a]];
     close_with(
@@ -358,12 +345,8 @@ pub fn batch_norm_refuses_one_row_in_training<L: Level<f64>>() {
             });
     let expected = row.mapv(|x| x / (1.0 + backprop_core::norm::NORM_EPS).sqrt());
     let (gamma, beta) = (Array1::ones(3), Array1::zeros(3));
-    let evidence = Evidence {
-        subject: Some(Subject::BatchNorm { training: false }),
-        input: Some(row.view()),
-        affine: Some((gamma.view(), beta.view())),
-        ..Evidence::default()
-    };
+    let evaluation = Subject::BatchNorm { training: false };
+    let evidence = Evidence::normalization(evaluation, row.view(), None, (&gamma, &beta));
     close_with(
         check,
         "output",

@@ -551,12 +551,12 @@ fn norm_fixture<F: Float, L: Level<F>>(fixture: &mut Fixture) {
             layer.set_training(false);
             let output = layer.forward(input.view());
             let (wide_input, affine) = (input.mapv(F::as_f64), widened_affine(&mut layer));
-            let evaluation = Evidence {
-                subject: Some(Subject::BatchNorm { training: false }),
-                input: Some(wide_input.view()),
-                affine: Some((affine.0.view(), affine.1.view())),
-                ..Evidence::default()
-            };
+            let evaluation = Evidence::normalization(
+                Subject::BatchNorm { training: false },
+                wide_input.view(),
+                None,
+                (&affine.0, &affine.1),
+            );
             fixture.compare_with("output in evaluation", &output, "output_eval", &evaluation);
             let grad_input = layer.backward(upstream.view());
             fixture.compare("dL/dinput in evaluation", &grad_input, "grad_input_eval");
@@ -613,14 +613,12 @@ fn norm_pass<F: Float, N: NormLayer<F>>(
     }
     let (wide_input, wide_upstream) = (input.mapv(F::as_f64), upstream.mapv(F::as_f64));
     let affine = widened_affine(layer);
-    let evidence = Evidence {
-        subject: Some(subject),
-        input: Some(wide_input.view()),
-        upstream: Some(wide_upstream.view()),
-        affine: Some((affine.0.view(), affine.1.view())),
-        pass: Pass::First,
-        ..Evidence::default()
-    };
+    let evidence = Evidence::normalization(
+        subject,
+        wide_input.view(),
+        Some(wide_upstream.view()),
+        (&affine.0, &affine.1),
+    );
     layer.zero_grad();
     let output = layer.forward(input.view());
     fixture.compare_with("output", &output, "output", &evidence);
