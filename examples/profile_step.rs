@@ -1,6 +1,8 @@
 //! Runs level03 training steps in a loop, for a profiler:
 //! `cargo run --release --features tools --example profile_step -- BATCH STEPS THREADS [ARCH]` (default 128 1000
-//! 1, the MLP [784, 256, 10]); ARCH is `--arch` text, e.g. `lenet`. Prints the mean step time.
+//! 1, the MLP [784, 256, 10]); ARCH is `--arch` text, e.g. `lenet`, or `mlp:NORM:P` for that MLP
+//! with a normalization (`none`, `batch`, `layer`) and dropout P, e.g. `mlp:batch:0.2`. Prints the
+//! mean step time.
 use backprop::arch::Arch;
 use backprop_core::optim::Sgd;
 use backprop_core::{ImageShape, Level, MlpSpec, Model, Targets};
@@ -19,6 +21,19 @@ fn main() {
         .train;
     let images = data.images.slice(ndarray::s![..batch, ..]);
     let spec = match args.get(3) {
+        Some(mlp) if mlp.starts_with("mlp:") => {
+            let mut parts = mlp.split(':').skip(1);
+            let norm = parts.next().unwrap_or("none");
+            let dropout = parts.next().unwrap_or("0");
+            MlpSpec {
+                norm: norm
+                    .parse()
+                    .unwrap_or_else(|error| panic!("{mlp:?}: {error}")),
+                dropout: dropout.parse().expect("a dropout probability"),
+                ..MlpSpec::classifier(&[784, 256, 10], 1)
+            }
+            .net_spec()
+        }
         Some(arch) => arch
             .parse::<Arch>()
             .and_then(|arch| arch.classifier(ImageShape::new(1, data.rows, data.cols), 10))

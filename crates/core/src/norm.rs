@@ -21,16 +21,13 @@
 //! no running statistics, identical in training and evaluation.
 //!
 //! **Dropout(p)**, inverted: in training y = x m / (1 - p) with m_ij = 1 kept, 0 dropped; in
-//! evaluation y = x. The mask is drawn by [`draw_keep_mask`] from the layer's own seeded
-//! generator, one uniform per entry in row-major order (kept when u >= p), so every level draws
-//! the same masks from the same seed; [`DropoutLayer::fix_mask`] replaces it (finite
-//! differences, PyTorch's fixtures).
+//! evaluation y = x. The masks come from the layer's own [`DropoutMasks`], a counter-based
+//! stream decided by its seed, so every level draws the same masks from the same seed;
+//! [`DropoutLayer::fix_mask`] replaces them (finite differences, PyTorch's fixtures).
 
 use ndarray::{Array2, ArrayViewMut1, Axis};
-use rand::RngExt;
 
 use crate::Float;
-use crate::init::SeededRng;
 use crate::layer::{Layer, LinearMut};
 #[cfg(doc)]
 use crate::{Level, Model};
@@ -93,15 +90,129 @@ pub trait DropoutLayer<F: Float>: Layer<F> {
     fn fix_mask(&mut self, keep: Option<Array2<bool>>);
 }
 
-/// Draws a dropout mask of `shape` from `rng`: one uniform u in [0, 1) per entry, row-major,
-/// kept when u >= p.
-pub fn draw_keep_mask(rng: &mut SeededRng, p: f64, shape: (usize, usize)) -> Array2<bool> {
-    Array2::from_shape_simple_fn(shape, || rng.random::<f64>() >= p)
+/// The dropout masks of one layer, one after another, from a counter-based generator.
+///
+/// The layer's stream of draws is u_0, u_1, ...: u_2k and u_2k+1 are the low and high 32 bits
+/// of SplitMix64's output for counter k under the layer's key (from its seed). Masks take the
+/// stream in turn, each row-major: entry n of a mask is kept when its draw u >= ceil(p 2^32),
+/// with probability 1 - p (to 2^-32). Each entry is a pure function of the seed and its place
+/// in the stream, a few multiplications: a level can fill a mask in any order, on any number of
+/// threads, fused into another pass, and every level draws the same masks from the same seed.
+#[derive(Debug, Clone)]
+pub struct DropoutMasks {
+    key: u64,
+    /// The place in the stream of the next mask's first entry.
+    next: u64,
+    /// ceil(p 2^32): a draw below it is a dropped unit.
+    threshold: u64,
 }
 
-/// One entry of [`draw_keep_mask`], for levels that fill their own buffer in row-major order.
-pub fn draw_keep(rng: &mut SeededRng, p: f64) -> bool {
-    rng.random::<f64>() >= p
+/// One mask of a [`DropoutMasks`] stream: [`DropoutMask::keeps`] gives each of its entries.
+#[derive(Debug, Clone, Copy)]
+pub struct DropoutMask {
+    key: u64,
+    first: u64,
+    threshold: u64,
+}
+
+impl DropoutMasks {
+    /// The masks of dropout probability `p` drawn from `seed`.
+    ///
+    /// # Panics
+    /// Unless 0 <= p < 1.
+    #[track_caller]
+    pub fn new(p: f64, seed: u64) -> Self {
+        assert!(
+            (0.0..1.0).contains(&p),
+            "dropout probability {p} is not in [0, 1)"
+        );
+        DropoutMasks {
+            key: mix64(seed ^ DROPOUT_KEY_SALT),
+            next: 0,
+            threshold: (p * DRAWS_PER_UNIT).ceil() as u64,
+        }
+    }
+
+    /// The next mask, of `len` entries (row-major): the stream moves past it.
+    pub fn next_mask(&mut self, len: usize) -> DropoutMask {
+        let mask = DropoutMask {
+            key: self.key,
+            first: self.next,
+            threshold: self.threshold,
+        };
+        self.next = self.next.wrapping_add(len as u64);
+        mask
+    }
+
+    /// The next mask of `shape`, whole (true: kept).
+    pub fn draw(&mut self, shape: (usize, usize)) -> Array2<bool> {
+        let mask = self.next_mask(shape.0 * shape.1);
+        let mut index = 0;
+        Array2::from_shape_simple_fn(shape, || {
+            index += 1;
+            mask.keeps(index - 1)
+        })
+    }
+}
+
+impl DropoutMask {
+    /// Whether entry `index` (row-major: row r, column c of a `cols`-wide mask is r cols + c)
+    /// is kept.
+    #[inline]
+    pub fn keeps(&self, index: usize) -> bool {
+        let place = self.first.wrapping_add(index as u64);
+        let bits = self.pair_bits(place >> 1);
+        let draw = match place & 1 {
+            0 => bits & 0xffff_ffff,
+            _ => bits >> 32,
+        };
+        draw >= self.threshold
+    }
+
+    /// `visit(keeps(index))` for each index of `first..first + len` in order, one SplitMix64
+    /// output per two entries (what a level's inner loop over a row calls).
+    #[inline]
+    pub fn visit_row(&self, first: usize, len: usize, mut visit: impl FnMut(bool)) {
+        let mut place = self.first.wrapping_add(first as u64);
+        let end = place.wrapping_add(len as u64);
+        if place & 1 == 1 && place != end {
+            visit(self.pair_bits(place >> 1) >> 32 >= self.threshold);
+            place = place.wrapping_add(1);
+        }
+        while end.wrapping_sub(place) >= 2 {
+            let bits = self.pair_bits(place >> 1);
+            visit(bits & 0xffff_ffff >= self.threshold);
+            visit(bits >> 32 >= self.threshold);
+            place = place.wrapping_add(2);
+        }
+        if place != end {
+            visit(self.pair_bits(place >> 1) & 0xffff_ffff >= self.threshold);
+        }
+    }
+
+    /// SplitMix64's output for counter `pair`: the draws of entries 2 pair and 2 pair + 1.
+    #[inline]
+    fn pair_bits(&self, pair: u64) -> u64 {
+        mix64(self.key.wrapping_add(pair.wrapping_mul(GOLDEN_GAMMA)))
+    }
+}
+
+/// 2^32: the number of values a 32-bit draw takes.
+const DRAWS_PER_UNIT: f64 = 4_294_967_296.0;
+/// SplitMix64's increment (2^64 / the golden ratio, odd).
+const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Mixed into a dropout layer's seed, so that its key is not the one a weight generator with
+/// the same seed would start from.
+const DROPOUT_KEY_SALT: u64 = 0xd80b_0075;
+
+/// SplitMix64's output function (Steele, Lea and Flood 2014): a bijection of u64 whose outputs
+/// for consecutive inputs pass BigCrush.
+#[inline]
+fn mix64(state: u64) -> u64 {
+    let mut z = state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The normalization after each hidden `Linear` of an MLP.
@@ -144,5 +255,58 @@ impl std::str::FromStr for Norm {
             .into_iter()
             .find(|norm| norm.name() == text)
             .ok_or_else(|| format!("unknown normalization {text:?}: expected none, batch or layer"))
+    }
+}
+
+#[cfg(test)]
+mod dropout_mask_tests {
+    use super::*;
+
+    /// Over 2^20 entries, the kept fraction is 1 - p to within 5 standard deviations
+    /// (sqrt(p (1 - p) / n) ~ 4e-4), for each p; seeds are fixed, so the count is too.
+    #[test]
+    fn the_kept_fraction_is_one_minus_p() {
+        let entries = 1 << 20;
+        for (p, seed) in [(0.1, 0), (0.2, 1), (0.5, 2), (0.9, 3)] {
+            let mask = DropoutMasks::new(p, seed).next_mask(entries);
+            let kept = (0..entries).filter(|&index| mask.keeps(index)).count();
+            let fraction = kept as f64 / entries as f64;
+            let deviation = (p * (1.0 - p) / entries as f64).sqrt();
+            assert!(
+                (fraction - (1.0 - p)).abs() < 5.0 * deviation,
+                "p {p}: kept {fraction}"
+            );
+        }
+        let mask = DropoutMasks::new(0.0, 4).next_mask(1000);
+        assert!(
+            (0..1000).all(|index| mask.keeps(index)),
+            "p = 0 drops nothing"
+        );
+    }
+
+    /// Masks take the stream in turn: two masks of n entries are the first 2n entries of one
+    /// stream, whole or entry by entry, and a second mask is not the first again.
+    #[test]
+    fn masks_follow_each_other_in_one_stream() {
+        let mut pair = DropoutMasks::new(0.5, 7);
+        let (first, second) = (pair.draw((4, 8)), pair.draw((4, 8)));
+        assert_ne!(first, second);
+        let long = DropoutMasks::new(0.5, 7).next_mask(64);
+        let entries: Vec<bool> = first.iter().chain(second.iter()).copied().collect();
+        assert_eq!(
+            entries,
+            (0..64).map(|index| long.keeps(index)).collect::<Vec<_>>()
+        );
+        // A row visited from any start, odd or even, is the same entries.
+        for (first, len) in [(0, 64), (1, 63), (3, 10), (5, 0), (7, 1), (8, 1)] {
+            let mut visited = Vec::new();
+            long.visit_row(first, len, |kept| visited.push(kept));
+            let one_by_one: Vec<bool> = (first..first + len)
+                .map(|index| long.keeps(index))
+                .collect();
+            assert_eq!(visited, one_by_one, "row from {first}, {len} entries");
+        }
+        // Another seed, another stream.
+        assert_ne!(DropoutMasks::new(0.5, 8).draw((4, 8)), first);
     }
 }

@@ -1,7 +1,6 @@
 //! `Dropout`: inverted dropout in loops, the mask kept for backward.
 
-use backprop_core::init::{SeededRng, seeded_rng};
-use backprop_core::norm::draw_keep;
+use backprop_core::norm::DropoutMasks;
 use backprop_core::{DropoutLayer, Float, Layer, assert_same_shape};
 use ndarray::{Array2, ArrayView2};
 
@@ -16,7 +15,7 @@ use ndarray::{Array2, ArrayView2};
 #[derive(Debug, Clone)]
 pub struct Dropout<F> {
     p: f64,
-    rng: SeededRng,
+    masks: DropoutMasks,
     training: bool,
     fixed: Option<Array2<bool>>,
     /// m / (1 - p) of the last training forward; `None` after an identity forward.
@@ -30,13 +29,9 @@ impl<F: Float> Dropout<F> {
     /// Unless 0 <= p < 1.
     #[track_caller]
     pub fn new(p: f64, seed: u64) -> Self {
-        assert!(
-            (0.0..1.0).contains(&p),
-            "dropout probability {p} is not in [0, 1)"
-        );
         Dropout {
             p,
-            rng: seeded_rng(seed),
+            masks: DropoutMasks::new(p, seed),
             training: true,
             fixed: None,
             scaled_mask: None,
@@ -58,12 +53,13 @@ impl<F: Float> Layer<F> for Dropout<F> {
         let scale = F::of(1.0 / (1.0 - self.p));
         let mut scaled_mask = Array2::zeros((batch, width));
         let mut output = Array2::zeros((batch, width));
-        // One draw per entry, row-major: the order every level draws in.
+        // The stream's next mask: entry (row, col) is its draw number row * width + col.
+        let mask = self.masks.next_mask(batch * width);
         for row in 0..batch {
             for col in 0..width {
                 let kept = match &self.fixed {
                     Some(keep) => keep[[row, col]],
-                    None => draw_keep(&mut self.rng, self.p),
+                    None => mask.keeps(row * width + col),
                 };
                 if kept {
                     scaled_mask[[row, col]] = scale;

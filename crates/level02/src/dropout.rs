@@ -1,7 +1,6 @@
 //! `Dropout`: inverted dropout, the mask kept for backward.
 
-use backprop_core::init::{SeededRng, seeded_rng};
-use backprop_core::norm::draw_keep_mask;
+use backprop_core::norm::DropoutMasks;
 use backprop_core::{DropoutLayer, Float, Layer, assert_same_shape};
 use ndarray::{Array2, ArrayView2};
 
@@ -13,7 +12,7 @@ use ndarray::{Array2, ArrayView2};
 #[derive(Debug, Clone)]
 pub struct Dropout<F> {
     p: f64,
-    rng: SeededRng,
+    masks: DropoutMasks,
     training: bool,
     fixed: Option<Array2<bool>>,
     /// m / (1 - p) of the last training forward; `None` after an identity forward.
@@ -27,13 +26,9 @@ impl<F: Float> Dropout<F> {
     /// Unless 0 <= p < 1.
     #[track_caller]
     pub fn new(p: f64, seed: u64) -> Self {
-        assert!(
-            (0.0..1.0).contains(&p),
-            "dropout probability {p} is not in [0, 1)"
-        );
         Dropout {
             p,
-            rng: seeded_rng(seed),
+            masks: DropoutMasks::new(p, seed),
             training: true,
             fixed: None,
             scaled_mask: None,
@@ -50,7 +45,7 @@ impl<F: Float> Layer<F> for Dropout<F> {
         }
         let keep = match &self.fixed {
             Some(keep) => keep.clone(),
-            None => draw_keep_mask(&mut self.rng, self.p, input.dim()),
+            None => self.masks.draw(input.dim()),
         };
         assert_same_shape("Dropout mask", keep.dim(), input.dim());
         let scale = F::of(1.0 / (1.0 - self.p));

@@ -1,18 +1,19 @@
-//! Dropout in place: the mask drawn into a reused buffer and applied again in backward.
+//! Dropout in place: the mask drawn into a reused buffer, in the same pass that applies it, and
+//! applied again in backward.
 
-use backprop_core::init::{SeededRng, seeded_rng};
-use backprop_core::norm::draw_keep;
+use backprop_core::norm::DropoutMasks;
 use backprop_core::{DropoutLayer, Float, Layer, assert_same_shape};
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 
 use crate::buffer::RowBuffer;
+use crate::parallel::PARALLEL_ELEMENTS;
 
-/// Inverted dropout's state: probability, generator, and the last training forward's mask
+/// Inverted dropout's state: probability, mask stream, and the last training forward's mask
 /// m / (1 - p) (0 for a dropped unit) in a buffer that grows only for a larger batch.
 #[derive(Debug, Clone)]
 pub(crate) struct DropoutState<F> {
     p: f64,
-    rng: SeededRng,
+    masks: DropoutMasks,
     pub(crate) training: bool,
     fixed: Option<Array2<bool>>,
     scaled_mask: RowBuffer<F>,
@@ -21,19 +22,15 @@ pub(crate) struct DropoutState<F> {
 }
 
 impl<F: Float> DropoutState<F> {
-    /// Probability `p`, masks from the generator seeded `seed`.
+    /// Probability `p`, masks from the stream seeded `seed`.
     ///
     /// # Panics
     /// Unless 0 <= p < 1.
     #[track_caller]
     pub(crate) fn new(p: f64, seed: u64) -> Self {
-        assert!(
-            (0.0..1.0).contains(&p),
-            "dropout probability {p} is not in [0, 1)"
-        );
         DropoutState {
             p,
-            rng: seeded_rng(seed),
+            masks: DropoutMasks::new(p, seed),
             training: true,
             fixed: None,
             scaled_mask: RowBuffer::default(),
@@ -41,36 +38,62 @@ impl<F: Float> DropoutState<F> {
         }
     }
 
-    /// `values <- values m / (1 - p)` with a fresh mask (drawn row-major, as every level draws),
-    /// or the fixed one; nothing in evaluation.
+    /// `output <- input m / (1 - p)` with the stream's next mask (or the fixed one), drawn in
+    /// the same pass: one read of `input`, one write of `output` and of the mask. Rows are
+    /// independent (entry (r, c) is draw r width + c of the mask), so a large batch is split
+    /// across the rayon threads with the same result. In evaluation, `output <- input`.
     #[track_caller]
-    pub(crate) fn forward_inplace(&mut self, values: ArrayViewMut2<'_, F>) {
+    pub(crate) fn forward_into(
+        &mut self,
+        input: ArrayView2<'_, F>,
+        mut output: ArrayViewMut2<'_, F>,
+    ) {
+        assert_same_shape("Dropout output", output.dim(), input.dim());
         self.active = self.training && self.p > 0.0;
         if !self.active {
+            output.assign(&input);
             return;
         }
-        let (batch, width) = values.dim();
+        let (batch, width) = input.dim();
         self.scaled_mask.resize(batch, width);
         let scale = F::of(1.0 / (1.0 - self.p));
-        let mut mask = self.scaled_mask.view_mut();
-        match &self.fixed {
-            Some(keep) => {
-                assert_same_shape("Dropout mask", keep.dim(), (batch, width));
-                Zip::from(&mut mask)
-                    .and(keep)
-                    .for_each(|m, &kept| *m = if kept { scale } else { F::zero() });
-            }
-            None => {
-                for m in mask.iter_mut() {
-                    *m = if draw_keep(&mut self.rng, self.p) {
-                        scale
-                    } else {
-                        F::zero()
-                    };
-                }
-            }
+        let mut mask_values = self.scaled_mask.view_mut();
+        if let Some(keep) = &self.fixed {
+            assert_same_shape("Dropout mask", keep.dim(), (batch, width));
+            Zip::from(&mut mask_values)
+                .and(keep)
+                .and(&mut output)
+                .and(&input)
+                .for_each(|m, &kept, y, &x| {
+                    *m = if kept { scale } else { F::zero() };
+                    *y = x * *m;
+                });
+            return;
         }
-        Zip::from(values).and(&mask).for_each(|x, &m| *x *= m);
+        let mask = self.masks.next_mask(batch * width);
+        let rows = Zip::indexed(mask_values.rows_mut())
+            .and(output.rows_mut())
+            .and(input.rows());
+        // m = scale [kept], picked by index: a branch on a random bit would mispredict p of the
+        // time.
+        let factors = [F::zero(), scale];
+        let fill_row = |row: usize,
+                        mut m_row: ArrayViewMut1<'_, F>,
+                        mut y_row: ArrayViewMut1<'_, F>,
+                        x_row: ArrayView1<'_, F>| {
+            let mut entries = m_row.iter_mut().zip(y_row.iter_mut()).zip(x_row.iter());
+            mask.visit_row(row * width, width, |kept| {
+                if let Some(((m, y), &x)) = entries.next() {
+                    *m = factors[usize::from(kept)];
+                    *y = x * *m;
+                }
+            });
+        };
+        if batch * width >= PARALLEL_ELEMENTS && rayon::current_num_threads() > 1 {
+            rows.par_for_each(fill_row);
+        } else {
+            rows.for_each(fill_row);
+        }
     }
 
     /// `grad <- grad m / (1 - p)` with the forward's mask.
@@ -91,7 +114,7 @@ pub struct Dropout<F> {
 }
 
 impl<F: Float> Dropout<F> {
-    /// Dropout with probability `p`, masks from the generator seeded `seed`.
+    /// Dropout with probability `p`, masks from the stream seeded `seed`.
     ///
     /// # Panics
     /// Unless 0 <= p < 1.
@@ -105,8 +128,8 @@ impl<F: Float> Dropout<F> {
 
 impl<F: Float> Layer<F> for Dropout<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
-        let mut output = input.to_owned();
-        self.state.forward_inplace(output.view_mut());
+        let mut output = Array2::zeros(input.dim());
+        self.state.forward_into(input, output.view_mut());
         output
     }
 

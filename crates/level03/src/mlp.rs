@@ -194,8 +194,7 @@ impl<F: Float> Mlp<F> {
                 (self.dropouts.get_mut(index), self.dropped.get_mut(index))
             {
                 dropped.resize(batch, rest[0].view().ncols());
-                dropped.view_mut().assign(&rest[0].view());
-                dropout.forward_inplace(dropped.view_mut());
+                dropout.forward_into(rest[0].view(), dropped.view_mut());
             }
         }
         self.stage = Stage::Forward;

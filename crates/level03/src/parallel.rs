@@ -10,7 +10,7 @@ use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 /// 128 x 256 hidden layer (32,768 elements) took 14 us on one thread and 71 us split on two (the
 /// hand-off costs more than the work), so only passes as big as the first layer's SGD update
 /// (200,704 weights) are split.
-const PARALLEL_ELEMENTS: usize = 1 << 17;
+pub(crate) const PARALLEL_ELEMENTS: usize = 1 << 17;
 
 /// `f(x)` on every element.
 pub(crate) fn for_each<F: Float>(values: ArrayViewMut2<'_, F>, f: impl Fn(&mut F) + Sync + Send) {

@@ -1,6 +1,6 @@
 //! `Dropout`: inverted dropout, the mask kept for backward.
 
-use backprop_core::init::{SeededRng, seeded_rng};
+use backprop_core::norm::DropoutMasks;
 use backprop_core::{DropoutLayer, Float, Layer};
 use ndarray::{Array2, ArrayView2};
 
@@ -9,7 +9,7 @@ use ndarray::{Array2, ArrayView2};
 #[derive(Debug, Clone)]
 pub struct Dropout<F> {
     p: f64,
-    rng: SeededRng,
+    masks: DropoutMasks,
     training: bool,
     /// A mask to use instead of drawing one ([`DropoutLayer::fix_mask`]).
     fixed: Option<Array2<bool>>,
@@ -20,10 +20,10 @@ pub struct Dropout<F> {
 impl<F: Float> Dropout<F> {
     /// Dropout with probability `p`, masks from the generator seeded `seed`.
     pub fn new(p: f64, seed: u64) -> Self {
-        assert!((0.0..1.0).contains(&p), "dropout probability {p} is not in [0, 1)");
         Dropout {
             p,
-            rng: seeded_rng(seed),
+            // Panics unless 0 <= p < 1.
+            masks: DropoutMasks::new(p, seed),
             training: true,
             fixed: None,
             mask: None,
@@ -34,10 +34,10 @@ impl<F: Float> Dropout<F> {
 impl<F: Float> Layer<F> for Dropout<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         // TODO: in evaluation (or with p = 0), return x unchanged. In training, take the fixed
-        // mask if there is one, else draw one with backprop_core::norm::draw_keep_mask(&mut
-        // self.rng, self.p, input.dim()); scale the kept units so their expected value is unchanged; keep what
-        // backward needs. Hint: hints/hint-4-normalization.md
-        let _ = (input, &self.mask, &self.rng, self.p, self.training);
+        // mask if there is one, else draw the next one with self.masks.draw(input.dim()) (true:
+        // kept); scale the kept units so their expected value is unchanged; keep what backward
+        // needs. Hint: hints/hint-4-normalization.md
+        let _ = (input, &self.mask, &mut self.masks, self.p, self.training);
         todo!("Dropout::forward: drop, scale, remember the mask (hints/hint-4-normalization.md)")
     }
 
