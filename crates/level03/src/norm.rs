@@ -2,7 +2,7 @@
 
 use backprop_core::norm::{BATCH_NORM_MOMENTUM, NORM_EPS};
 use backprop_core::{Float, Layer, Norm, NormLayer, NormMut, assert_same_shape};
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 
 use crate::buffer::RowBuffer;
 
@@ -57,7 +57,10 @@ impl<F: Float> NormState<F> {
         }
     }
 
-    /// `values` (batch, features) <- gamma x̂ + beta, keeping x̂.
+    /// `values` (batch, features) <- gamma x̂ + beta, keeping x̂: the statistics (two passes for
+    /// batch norm, one per row for layer norm), then x̂ and y in one pass. Every loop runs over
+    /// contiguous rows (the `Mlp`'s buffers are; the layer makes its input so), which the
+    /// compiler vectorizes.
     #[track_caller]
     pub(crate) fn forward_inplace(&mut self, mut values: ArrayViewMut2<'_, F>) {
         let (batch, features) = values.dim();
@@ -71,20 +74,38 @@ impl<F: Float> NormState<F> {
             Norm::Batch => self.batch_statistics_forward(values.view()),
             _ => self.row_statistics_forward(values.view()),
         }
-        // x̂ = (x - mean) s was written by the statistics pass; now y = gamma x̂ + beta.
-        for (mut out, normalized) in values
-            .outer_iter_mut()
-            .zip(self.normalized.view().outer_iter())
-        {
-            Zip::from(&mut out)
-                .and(&normalized)
-                .and(&self.gamma)
-                .and(&self.beta)
-                .for_each(|y, &x_hat, &gamma, &beta| *y = gamma * x_hat + beta);
+        // x̂ = (x - mean) s, kept for backward, and y = gamma x̂ + beta, in one pass: the mean
+        // and s per feature (batch norm) or per row (layer norm).
+        let (gamma, beta) = (self.gamma.view(), self.beta.view());
+        let (gamma, beta) = (contiguous(&gamma), contiguous(&beta));
+        let mut normalized = self.normalized.view_mut();
+        let rows = values.rows_mut().into_iter().zip(normalized.rows_mut());
+        for (index, (mut out, mut x_hats)) in rows.enumerate() {
+            let (out, x_hats) = (contiguous_mut(&mut out), contiguous_mut(&mut x_hats));
+            let parameters = gamma.iter().zip(beta);
+            match self.kind {
+                Norm::Batch => {
+                    let statistics = self.sums.iter().zip(&self.inv_std);
+                    let entries = out.iter_mut().zip(x_hats.iter_mut()).zip(parameters);
+                    for (((y, x_hat), (&gamma, &beta)), (&mean, &s)) in entries.zip(statistics) {
+                        *x_hat = (*y - mean) * s;
+                        *y = gamma * *x_hat + beta;
+                    }
+                }
+                _ => {
+                    let (mean, s) = (self.sums[index], self.inv_std[index]);
+                    let entries = out.iter_mut().zip(x_hats.iter_mut()).zip(parameters);
+                    for ((y, x_hat), (&gamma, &beta)) in entries {
+                        *x_hat = (*y - mean) * s;
+                        *y = gamma * *x_hat + beta;
+                    }
+                }
+            }
         }
     }
 
-    /// Per feature over the rows: mean, biased variance, running statistics (training), x̂.
+    /// Per feature over the rows: mean (into `sums`), biased variance, running statistics
+    /// (training), s; in evaluation the running statistics.
     #[track_caller]
     fn batch_statistics_forward(&mut self, values: ArrayView2<'_, F>) {
         let (batch, features) = values.dim();
@@ -101,11 +122,13 @@ impl<F: Float> NormState<F> {
             mean.resize(features, F::zero());
             var.clear();
             var.resize(features, F::zero());
-            for row in values.outer_iter() {
+            for row in values.rows() {
+                let row = contiguous(&row);
                 mean.iter_mut().zip(row).for_each(|(m, &x)| *m += x);
             }
             mean.iter_mut().for_each(|m| *m /= rows);
-            for row in values.outer_iter() {
+            for row in values.rows() {
+                let row = contiguous(&row);
                 for ((v, &m), &x) in var.iter_mut().zip(mean.iter()).zip(row) {
                     *v += (x - m) * (x - m);
                 }
@@ -128,30 +151,23 @@ impl<F: Float> NormState<F> {
         let eps = F::of(NORM_EPS);
         self.inv_std
             .extend(var.iter().map(|&v| F::one() / (v + eps).sqrt()));
-        let mut normalized = self.normalized.view_mut();
-        for (mut out, row) in normalized.outer_iter_mut().zip(values.outer_iter()) {
-            for (((x_hat, &x), &m), &s) in
-                out.iter_mut().zip(row).zip(mean.iter()).zip(&self.inv_std)
-            {
-                *x_hat = (x - m) * s;
-            }
-        }
     }
 
-    /// Per row over its features: mean, biased variance, x̂.
+    /// Per row over its features: mean (into `sums`), biased variance, s.
     fn row_statistics_forward(&mut self, values: ArrayView2<'_, F>) {
         let width = F::of(values.ncols() as f64);
         let eps = F::of(NORM_EPS);
+        self.sums.clear();
         self.inv_std.clear();
-        let mut normalized = self.normalized.view_mut();
-        for (mut out, row) in normalized.outer_iter_mut().zip(values.outer_iter()) {
-            let mean = row.sum() / width;
-            let var = row.fold(F::zero(), |acc, &x| acc + (x - mean) * (x - mean)) / width;
-            let s = F::one() / (var + eps).sqrt();
-            self.inv_std.push(s);
-            Zip::from(&mut out)
-                .and(&row)
-                .for_each(|x_hat, &x| *x_hat = (x - mean) * s);
+        for row in values.rows() {
+            let row = contiguous(&row);
+            let mean = row.iter().fold(F::zero(), |acc, &x| acc + x) / width;
+            let var = row
+                .iter()
+                .fold(F::zero(), |acc, &x| acc + (x - mean) * (x - mean))
+                / width;
+            self.sums.push(mean);
+            self.inv_std.push(F::one() / (var + eps).sqrt());
         }
         self.batch_statistics = true;
     }
@@ -166,26 +182,40 @@ impl<F: Float> NormState<F> {
             self.grad_gamma.fill(F::zero());
             self.grad_beta.fill(F::zero());
         }
-        // dL/dbeta = Σ_rows g, dL/dgamma = Σ_rows g x̂ (per feature, in both kinds).
-        for (g_row, x_row) in grad.outer_iter().zip(normalized.outer_iter()) {
-            Zip::from(&mut self.grad_beta)
-                .and(&mut self.grad_gamma)
-                .and(&g_row)
-                .and(&x_row)
-                .for_each(|db, dg, &g, &x_hat| {
-                    *db += g;
-                    *dg += g * x_hat;
-                });
+        // Per feature over the rows, one pass: Σ g (dL/dbeta) and Σ g x̂ (dL/dgamma), in both
+        // kinds; batch norm's backward uses the same two sums.
+        let features = grad.ncols();
+        let (sums, sums_xhat) = (&mut self.sums, &mut self.sums_with_normalized);
+        sums.clear();
+        sums.resize(features, F::zero());
+        sums_xhat.clear();
+        sums_xhat.resize(features, F::zero());
+        for (g_row, x_row) in grad.rows().into_iter().zip(normalized.rows()) {
+            let (g_row, x_row) = (contiguous(&g_row), contiguous(&x_row));
+            let entries = sums.iter_mut().zip(sums_xhat.iter_mut()).zip(g_row);
+            for (((sum, sum_x), &g), &x_hat) in entries.zip(x_row) {
+                *sum += g;
+                *sum_x += g * x_hat;
+            }
         }
+        Zip::from(&mut self.grad_beta)
+            .and(&mut self.grad_gamma)
+            .and(&ArrayView1::from(&sums[..]))
+            .and(&ArrayView1::from(&sums_xhat[..]))
+            .for_each(|db, dg, &sum, &sum_x| {
+                *db += sum;
+                *dg += sum_x;
+            });
         match (self.kind, self.batch_statistics) {
             (Norm::Batch, true) => self.batch_backward(grad.view_mut()),
             (Norm::Batch, false) => {
-                let inv_std = ArrayView1::from(&self.inv_std[..]);
-                for mut g_row in grad.outer_iter_mut() {
-                    Zip::from(&mut g_row)
-                        .and(&self.gamma)
-                        .and(&inv_std)
-                        .for_each(|g, &gamma, &s| *g = *g * gamma * s);
+                let gamma = self.gamma.view();
+                let gamma = contiguous(&gamma);
+                for mut g_row in grad.rows_mut() {
+                    let entries = contiguous_mut(&mut g_row).iter_mut().zip(gamma);
+                    for ((g, &gamma), &s) in entries.zip(&self.inv_std) {
+                        *g = *g * gamma * s;
+                    }
                 }
             }
             _ => self.row_backward(grad.view_mut()),
@@ -193,38 +223,12 @@ impl<F: Float> NormState<F> {
     }
 
     /// Batch norm through the batch statistics: per feature,
-    /// `dz = gamma s (g - Σg / N - x̂ Σ(g x̂) / N)`; the two sums are gamma's and beta's
-    /// gradients of this pass, recomputed here so accumulation does not disturb them.
+    /// `dz = gamma s (g - Σg / N - x̂ Σ(g x̂) / N)`, the two sums those of `backward_inplace`.
     fn batch_backward(&mut self, mut grad: ArrayViewMut2<'_, F>) {
         let normalized = self.normalized.view();
         let rows = F::of(grad.nrows() as f64);
-        let features = grad.ncols();
-        let (sums, sums_xhat) = (&mut self.sums, &mut self.sums_with_normalized);
-        sums.clear();
-        sums.resize(features, F::zero());
-        sums_xhat.clear();
-        sums_xhat.resize(features, F::zero());
-        for (g_row, x_row) in grad.outer_iter().zip(normalized.outer_iter()) {
-            for (((sum, sum_x), &g), &x_hat) in sums
-                .iter_mut()
-                .zip(sums_xhat.iter_mut())
-                .zip(g_row)
-                .zip(x_row)
-            {
-                *sum += g;
-                *sum_x += g * x_hat;
-            }
-        }
-        // Per feature: scale = gamma s, and the two means; then one pass over the rows.
-        for (((sum, sum_x), &gamma), &s) in sums
-            .iter_mut()
-            .zip(sums_xhat.iter_mut())
-            .zip(&self.gamma)
-            .zip(&self.inv_std)
-        {
-            *sum = gamma * s * *sum / rows;
-            *sum_x = gamma * s * *sum_x / rows;
-        }
+        let (shift, tilt) = (&mut self.sums, &mut self.sums_with_normalized);
+        // Per feature: scale = gamma s, and the two means times it; then one pass over the rows.
         self.scales.clear();
         let scales = self
             .gamma
@@ -232,20 +236,18 @@ impl<F: Float> NormState<F> {
             .zip(&self.inv_std)
             .map(|(&gamma, &s)| gamma * s);
         self.scales.extend(scales);
-        let (shift, tilt) = (
-            ArrayView1::from(&sums[..]),
-            ArrayView1::from(&sums_xhat[..]),
-        );
-        let scale = ArrayView1::from(&self.scales[..]);
-        for (mut g_row, x_row) in grad.outer_iter_mut().zip(normalized.outer_iter()) {
-            Zip::from(&mut g_row)
-                .and(&x_row)
-                .and(&scale)
-                .and(&shift)
-                .and(&tilt)
-                .for_each(|g, &x_hat, &scale, &shift, &tilt| {
-                    *g = scale * *g - shift - x_hat * tilt;
-                });
+        for ((sum, sum_x), &scale) in shift.iter_mut().zip(tilt.iter_mut()).zip(&self.scales) {
+            *sum = scale * *sum / rows;
+            *sum_x = scale * *sum_x / rows;
+        }
+        for (mut g_row, x_row) in grad.rows_mut().into_iter().zip(normalized.rows()) {
+            let entries = contiguous_mut(&mut g_row)
+                .iter_mut()
+                .zip(contiguous(&x_row));
+            let per_feature = self.scales.iter().zip(shift.iter()).zip(tilt.iter());
+            for ((g, &x_hat), ((&scale, &shift), &tilt)) in entries.zip(per_feature) {
+                *g = scale * *g - shift - x_hat * tilt;
+            }
         }
     }
 
@@ -254,17 +256,17 @@ impl<F: Float> NormState<F> {
     fn row_backward(&mut self, mut grad: ArrayViewMut2<'_, F>) {
         let normalized = self.normalized.view();
         let width = F::of(grad.ncols() as f64);
-        for ((mut g_row, x_row), &s) in grad
-            .outer_iter_mut()
-            .zip(normalized.outer_iter())
-            .zip(&self.inv_std)
-        {
+        let gamma = self.gamma.view();
+        let gamma = contiguous(&gamma);
+        let rows = grad.rows_mut().into_iter().zip(normalized.rows());
+        for ((mut g_row, x_row), &s) in rows.zip(&self.inv_std) {
+            let (g_row, x_row) = (contiguous_mut(&mut g_row), contiguous(&x_row));
             let (mut sum, mut sum_x) = (F::zero(), F::zero());
-            for ((&g, &gamma), &x_hat) in g_row.iter().zip(&self.gamma).zip(x_row) {
+            for ((&g, &gamma), &x_hat) in g_row.iter().zip(gamma).zip(x_row) {
                 sum += g * gamma;
                 sum_x += g * gamma * x_hat;
             }
-            for ((g, &gamma), &x_hat) in g_row.iter_mut().zip(&self.gamma).zip(x_row) {
+            for ((g, &gamma), &x_hat) in g_row.iter_mut().zip(gamma).zip(x_row) {
                 *g = s * (*g * gamma - sum / width - x_hat * sum_x / width);
             }
         }
@@ -302,13 +304,13 @@ impl<F: Float> NormalizationLayer<F> {
 
 impl<F: Float> Layer<F> for NormalizationLayer<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
-        let mut output = input.to_owned();
+        let mut output = input.as_standard_layout().into_owned();
         self.state.forward_inplace(output.view_mut());
         output
     }
 
     fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Array2<F> {
-        let mut grad = grad_output.to_owned();
+        let mut grad = grad_output.as_standard_layout().into_owned();
         self.state.backward_inplace(grad.view_mut(), false);
         grad
     }
@@ -322,4 +324,16 @@ impl<F: Float> NormLayer<F> for NormalizationLayer<F> {
     fn params_mut(&mut self) -> NormMut<'_, F> {
         self.state.params_mut()
     }
+}
+
+/// A row (or gamma, beta) as a slice: the normalization's buffers are in standard layout.
+fn contiguous<'a, F>(row: &'a ArrayView1<'_, F>) -> &'a [F] {
+    row.as_slice()
+        .expect("the normalization's rows are contiguous (standard layout)")
+}
+
+/// A mutable row as a slice: the normalization's buffers are in standard layout.
+fn contiguous_mut<'a, F>(row: &'a mut ArrayViewMut1<'_, F>) -> &'a mut [F] {
+    row.as_slice_mut()
+        .expect("the normalization's rows are contiguous (standard layout)")
 }
