@@ -161,11 +161,8 @@ impl<F: Float> NormState<F> {
         self.inv_std.clear();
         for row in values.rows() {
             let row = contiguous(&row);
-            let mean = row.iter().fold(F::zero(), |acc, &x| acc + x) / width;
-            let var = row
-                .iter()
-                .fold(F::zero(), |acc, &x| acc + (x - mean) * (x - mean))
-                / width;
+            let mean = sum_in_lanes(row, |x| x) / width;
+            let var = sum_in_lanes(row, |x| (x - mean) * (x - mean)) / width;
             self.sums.push(mean);
             self.inv_std.push(F::one() / (var + eps).sqrt());
         }
@@ -261,11 +258,7 @@ impl<F: Float> NormState<F> {
         let rows = grad.rows_mut().into_iter().zip(normalized.rows());
         for ((mut g_row, x_row), &s) in rows.zip(&self.inv_std) {
             let (g_row, x_row) = (contiguous_mut(&mut g_row), contiguous(&x_row));
-            let (mut sum, mut sum_x) = (F::zero(), F::zero());
-            for ((&g, &gamma), &x_hat) in g_row.iter().zip(gamma).zip(x_row) {
-                sum += g * gamma;
-                sum_x += g * gamma * x_hat;
-            }
+            let (sum, sum_x) = two_sums_in_lanes(g_row, gamma, x_row);
             for ((g, &gamma), &x_hat) in g_row.iter_mut().zip(gamma).zip(x_row) {
                 *g = s * (*g * gamma - sum / width - x_hat * sum_x / width);
             }
@@ -336,4 +329,50 @@ fn contiguous<'a, F>(row: &'a ArrayView1<'_, F>) -> &'a [F] {
 fn contiguous_mut<'a, F>(row: &'a mut ArrayViewMut1<'_, F>) -> &'a mut [F] {
     row.as_slice_mut()
         .expect("the normalization's rows are contiguous (standard layout)")
+}
+
+/// Partial sums a row reduction keeps: a sum in one running total cannot be vectorized (float
+/// addition is not associative, so the compiler keeps its order), eight interleaved ones can.
+const LANES: usize = 8;
+
+/// Σ term(x) over `row`, in [`LANES`] interleaved partial sums added at the end.
+fn sum_in_lanes<F: Float>(row: &[F], term: impl Fn(F) -> F) -> F {
+    let mut lanes = [F::zero(); LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane += term(x);
+        }
+    }
+    let total = rest.iter().fold(F::zero(), |total, &x| total + term(x));
+    lanes.iter().fold(total, |total, &lane| total + lane)
+}
+
+/// (Σ g gamma, Σ g gamma x̂) over a row, each in [`LANES`] interleaved partial sums.
+fn two_sums_in_lanes<F: Float>(grad: &[F], gamma: &[F], normalized: &[F]) -> (F, F) {
+    let (mut sums, mut sums_x) = ([F::zero(); LANES], [F::zero(); LANES]);
+    let chunks = grad
+        .chunks_exact(LANES)
+        .zip(gamma.chunks_exact(LANES))
+        .zip(normalized.chunks_exact(LANES));
+    for ((g, gamma), x_hat) in chunks {
+        for lane in 0..LANES {
+            let d = g[lane] * gamma[lane];
+            sums[lane] += d;
+            sums_x[lane] += d * x_hat[lane];
+        }
+    }
+    let whole = grad.len() - grad.len() % LANES;
+    let (mut sum, mut sum_x) = (F::zero(), F::zero());
+    for index in whole..grad.len() {
+        let d = grad[index] * gamma[index];
+        sum += d;
+        sum_x += d * normalized[index];
+    }
+    for lane in 0..LANES {
+        sum += sums[lane];
+        sum_x += sums_x[lane];
+    }
+    (sum, sum_x)
 }
