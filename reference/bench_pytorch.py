@@ -22,8 +22,13 @@ Then the CNN table: the `--arch lenet` preset as `nn.Sequential(Conv2d(1, 8, 3, 
 MaxPool2d(2), Conv2d(8, 16, 3, padding=1), ReLU(), MaxPool2d(2), Flatten(), Linear(784, 10))`, the
 same SGD step at batch 64 on images shaped (B, 1, 28, 28).
 
+Then the normalization table: the MLP's step at batch 128 with `nn.BatchNorm1d(256)` or
+`nn.LayerNorm(256)` between the hidden `Linear` and the ReLU, and batch norm with `nn.Dropout(0.2)`
+after the ReLU (the network `backprop train --norm batch --dropout 0.2` builds), in training mode,
+the four timed in turns.
+
 `--json PATH` writes the medians in seconds by row name (`step/pytorch/128/1`,
-`epoch/pytorch/128/2`, `cnn/pytorch/64/1`), the names the Rust bench's `--save-baseline` files
+`epoch/pytorch/128/2`, `cnn/pytorch/64/1`, `norm/pytorch/batch+dropout/128/2`), the names the Rust bench's `--save-baseline` files
 use.
 """
 
@@ -65,22 +70,37 @@ def mnist_train_images():
 
 
 class Trainer:
-    """One network and its optimizer: `step(x, y)` is a whole training step."""
+    """One network and its optimizer: `step(x, y)` is a whole training step. With `norm`
+    ("batch" or "layer") and `dropout` p, the hidden layer is Linear, norm, ReLU, Dropout(p):
+    the network `backprop train --norm NORM --dropout P` builds."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, norm="none", dropout=0.0):
         torch.manual_seed(seed)
-        self.hidden = torch.nn.Linear(784, 256)
-        self.output = torch.nn.Linear(256, 10)
-        parameters = list(self.hidden.parameters()) + list(self.output.parameters())
-        self.sgd = torch.optim.SGD(parameters, lr=0.01)
+        nn = torch.nn
+        normalization = {"none": nn.Identity, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}[norm]
+        hidden = [nn.Linear(784, 256)] + ([normalization(256)] if norm != "none" else [])
+        hidden += [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+        self.network = nn.Sequential(*hidden, nn.Linear(256, 10))
+        self.network.train()
+        self.sgd = torch.optim.SGD(self.network.parameters(), lr=0.01)
 
     def step(self, images, labels):
         self.sgd.zero_grad()
-        logits = self.output(F.relu(self.hidden(images)))
-        loss = F.cross_entropy(logits, labels)
+        loss = F.cross_entropy(self.network(images), labels)
         loss.backward()
         self.sgd.step()
         return loss
+
+
+# The normalization rows of the Rust bench (`norm/level03/NAME/128/THREADS`): name, norm, dropout.
+NORM_ROWS = [("plain", "none", 0.0), ("batch", "batch", 0.0), ("layer", "layer", 0.0), ("batch+dropout", "batch", 0.2)]
+NORM_BATCH = 128
+
+
+def norm_step_timer(images, labels, norm, dropout):
+    trainer = Trainer(seed=1, norm=norm, dropout=dropout)
+    x, y = images[:NORM_BATCH].contiguous(), labels[:NORM_BATCH].contiguous()
+    return lambda: timed(lambda: trainer.step(x, y))
 
 
 class CnnTrainer:
@@ -194,6 +214,15 @@ def main():
         [seconds] = in_turns(args.turns, args.runs, [cnn_step_timer(images, labels, CNN_BATCH)])
         medians[f"cnn/pytorch/{CNN_BATCH}/{threads}"] = seconds
         row("pytorch", CNN_BATCH, threads, seconds, CNN_BATCH, CNN_FLOPS_PER_SAMPLE)
+    print()
+    print(f"MLP [784, 256, 10] with nn.BatchNorm1d / nn.LayerNorm / nn.Dropout(0.2) after the hidden Linear, batch {NORM_BATCH}, in turns")
+    header("us / step")
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        timers = [norm_step_timer(images, labels, norm, dropout) for _, norm, dropout in NORM_ROWS]
+        for (name, _, _), seconds in zip(NORM_ROWS, in_turns(args.turns, args.runs, timers)):
+            medians[f"norm/pytorch/{name}/{NORM_BATCH}/{threads}"] = seconds
+            row(name[:8], NORM_BATCH, threads, seconds, NORM_BATCH)
     if args.json:
         # Written whole or not at all: a temporary file in the same folder, then a rename.
         with tempfile.NamedTemporaryFile("w", dir=args.json.parent, delete=False, suffix=".tmp") as file:

@@ -6,9 +6,11 @@
     python reference/bench_side_by_side.py --turns 9
 
 Each turn runs the Rust bench once (`cargo bench --bench train_throughput -- --turns 1
-step/level03 epoch/level03 cnn/level03`: the floor and level03, 41 steps per batch size and
-thread count, one epoch after a warm-up epoch, and the `--arch lenet` CNN step at batch 64) and then `reference/bench_pytorch.py --turns 1` (the same steps and
-epochs in PyTorch), so a machine whose speed drifts slows both alike. Each figure is the median of
+step/level03 epoch/level03 cnn/level03 norm/level03`: the floor and level03, 41 steps per batch
+size and thread count, one epoch after a warm-up epoch, the `--arch lenet` CNN step at batch 64,
+and the batch-128 step plain, with batch norm, layer norm and batch norm + dropout 0.2) and then
+`reference/bench_pytorch.py --turns 1` (the same steps and epochs in PyTorch, the normalized ones
+with nn.BatchNorm1d, nn.LayerNorm and nn.Dropout), so a machine whose speed drifts slows both alike. Each figure is the median of
 its per-turn medians; the two ratios are medians of the per-turn ratios (the floor and level03
 of one turn ran side by side, and PyTorch right after them), so a slow turn moves them less than
 it moves the times. "pytorch / level03" is PyTorch's time over level03's: above 1, level03 is
@@ -53,7 +55,7 @@ def one_turn(binary, folder):
     """One run of each side; their medians by row name."""
     rust_json, torch_json = folder / "rust.json", folder / "pytorch.json"
     subprocess.run(
-        [binary, "--bench", "--turns", "1", "--runs", str(RUNS), "--json", str(rust_json), "step/level03", "epoch/level03", "cnn/level03"],
+        [binary, "--bench", "--turns", "1", "--runs", str(RUNS), "--json", str(rust_json), "step/level03", "epoch/level03", "cnn/level03", "norm/level03"],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
     )
     subprocess.run(
@@ -102,6 +104,29 @@ def table(turns, kind, sizes, unit, samples_of, flops_per_sample=FLOPS_PER_SAMPL
     print()
 
 
+NORM_NAMES = ["plain", "batch", "layer", "batch+dropout"]
+
+
+def norm_table(turns, batch=128):
+    """Each side's step with normalization and dropout, and what each costs it (plain / time)."""
+    print(f"| norm          | threads | level03 us | plain / time | pytorch us | plain / time | pytorch / level03 |")
+    print("|---------------|--------:|-----------:|-------------:|-----------:|-------------:|------------------:|")
+    for threads in THREADS:
+        for name in NORM_NAMES:
+            ours, torch, ours_plain, torch_plain = (
+                [turn[f"norm/{side}/{row}/{batch}/{threads}"] for turn in turns]
+                for side, row in (("level03", name), ("pytorch", name), ("level03", "plain"), ("pytorch", "plain"))
+            )
+            ours_cost = statistics.median(p / t for p, t in zip(ours_plain, ours))
+            torch_cost = statistics.median(p / t for p, t in zip(torch_plain, torch))
+            ratio = statistics.median(t / o for t, o in zip(torch, ours))
+            print(
+                f"| {name:<13} | {threads:>7} | {statistics.median(ours) * 1e6:>10.1f} | {ours_cost:>12.3f} | "
+                f"{statistics.median(torch) * 1e6:>10.1f} | {torch_cost:>12.3f} | {ratio:>17.2f} |"
+            )
+    print()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=5)
@@ -117,6 +142,7 @@ def main():
     table(turns, "step", BATCHES, "us", lambda batch: batch)
     table(turns, "epoch", [EPOCH_BATCH], "ms", lambda batch: EPOCH_SAMPLES)
     table(turns, "cnn", [CNN_BATCH], "us", lambda batch: batch, CNN_FLOPS_PER_SAMPLE)
+    norm_table(turns)
     # On a shared machine the second core is not always there: the floor's own speedup says so.
     speedups = ", ".join(
         f"batch {batch} {statistics.median(t[f'step/floor/{batch}/1'] / t[f'step/floor/{batch}/2'] for t in turns):.2f}"
