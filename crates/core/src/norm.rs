@@ -25,6 +25,7 @@
 //! stream decided by its seed, so every level draws the same masks from the same seed;
 //! [`DropoutLayer::fix_mask`] replaces them (finite differences, PyTorch's fixtures).
 
+use multiversion::multiversion;
 use ndarray::{Array2, ArrayViewMut1, Axis};
 
 use crate::Float;
@@ -169,31 +170,72 @@ impl DropoutMask {
         draw >= self.threshold
     }
 
-    /// `visit(keeps(index))` for each index of `first..first + len` in order, one SplitMix64
-    /// output per two entries (what a level's inner loop over a row calls).
+    /// A row of the scaled mask inverted dropout multiplies by: `values[i] = scale` where entry
+    /// `first + i` is kept, 0 where it is dropped. One SplitMix64 output per two entries, in
+    /// loops the compiler vectorizes (what a level's pass over a row calls).
     #[inline]
-    pub fn visit_row(&self, first: usize, len: usize, mut visit: impl FnMut(bool)) {
-        let mut place = self.first.wrapping_add(first as u64);
-        let end = place.wrapping_add(len as u64);
-        if place & 1 == 1 && place != end {
-            visit(self.pair_bits(place >> 1) >> 32 >= self.threshold);
-            place = place.wrapping_add(1);
-        }
-        while end.wrapping_sub(place) >= 2 {
-            let bits = self.pair_bits(place >> 1);
-            visit(bits & 0xffff_ffff >= self.threshold);
-            visit(bits >> 32 >= self.threshold);
-            place = place.wrapping_add(2);
-        }
-        if place != end {
-            visit(self.pair_bits(place >> 1) & 0xffff_ffff >= self.threshold);
-        }
+    pub fn scaled_row<F: Float>(&self, first: usize, scale: F, values: &mut [F]) {
+        let place = self.first.wrapping_add(first as u64);
+        scaled_row(self.key, self.threshold, place, scale, values);
     }
 
     /// SplitMix64's output for counter `pair`: the draws of entries 2 pair and 2 pair + 1.
     #[inline]
     fn pair_bits(&self, pair: u64) -> u64 {
-        mix64(self.key.wrapping_add(pair.wrapping_mul(GOLDEN_GAMMA)))
+        pair_bits(self.key, pair)
+    }
+}
+
+/// SplitMix64's output for counter `pair` under `key`.
+#[inline]
+fn pair_bits(key: u64, pair: u64) -> u64 {
+    mix64(key.wrapping_add(pair.wrapping_mul(GOLDEN_GAMMA)))
+}
+
+/// Entries drawn at a time into flags on the stack, before they become values.
+const FLAGS_PER_PIECE: usize = 128;
+
+/// [`DropoutMask::scaled_row`] from stream place `place`, a piece at a time: the kept flags,
+/// then a select. Compiled for AVX-512 (whose 64-bit multiply does eight hashes at once), AVX2
+/// and the baseline, picked at run time; the same integers on each, so the same mask.
+#[multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2"))]
+fn scaled_row<F: Float>(key: u64, threshold: u64, place: u64, scale: F, values: &mut [F]) {
+    let mut flags = [false; FLAGS_PER_PIECE];
+    for (start, piece) in (0..)
+        .step_by(FLAGS_PER_PIECE)
+        .zip(values.chunks_mut(FLAGS_PER_PIECE))
+    {
+        let kept = &mut flags[..piece.len()];
+        fill_kept(key, threshold, place.wrapping_add(start), kept);
+        // A select, not a branch: a branch on a random bit would mispredict p of the time.
+        for (value, &kept) in piece.iter_mut().zip(&*kept) {
+            *value = if kept { scale } else { F::zero() };
+        }
+    }
+}
+
+/// `kept[i]`: whether the draw at stream place `place + i` is at least `threshold`.
+#[inline(always)]
+fn fill_kept(key: u64, threshold: u64, place: u64, kept: &mut [bool]) {
+    // An entry at an odd place is the high half of its pair's draw.
+    let (place, kept) = match kept.split_first_mut() {
+        Some((head, rest)) if place & 1 == 1 => {
+            *head = pair_bits(key, place >> 1) >> 32 >= threshold;
+            (place.wrapping_add(1), rest)
+        }
+        _ => (place, kept),
+    };
+    // SplitMix64's state for the first pair, then one GOLDEN_GAMMA further per pair (an add,
+    // where pair_bits multiplies).
+    let mut state = key.wrapping_add((place >> 1).wrapping_mul(GOLDEN_GAMMA));
+    let (pairs, tail) = kept.as_chunks_mut::<2>();
+    for pair in pairs {
+        let bits = mix64(state);
+        *pair = [bits & 0xffff_ffff >= threshold, bits >> 32 >= threshold];
+        state = state.wrapping_add(GOLDEN_GAMMA);
+    }
+    if let [last] = tail {
+        *last = mix64(state) & 0xffff_ffff >= threshold;
     }
 }
 
@@ -297,15 +339,31 @@ mod dropout_mask_tests {
             entries,
             (0..64).map(|index| long.keeps(index)).collect::<Vec<_>>()
         );
-        // A row visited from any start, odd or even, is the same entries.
-        for (first, len) in [(0, 64), (1, 63), (3, 10), (5, 0), (7, 1), (8, 1)] {
-            let mut visited = Vec::new();
-            long.visit_row(first, len, |kept| visited.push(kept));
-            let one_by_one: Vec<bool> = (first..first + len)
-                .map(|index| long.keeps(index))
+        // A row filled from any start, odd or even, is the same entries; so is a mask that
+        // starts at an odd place in the stream.
+        let scaled = |kept: bool| if kept { 2.0 } else { 0.0 };
+        for (first, len) in [(0, 64), (1, 63), (3, 10), (5, 0), (7, 1), (8, 1), (2, 3)] {
+            let mut row = vec![-1.0; len];
+            long.scaled_row(first, 2.0, &mut row);
+            let one_by_one: Vec<f64> = (first..first + len)
+                .map(|index| scaled(long.keeps(index)))
                 .collect();
-            assert_eq!(visited, one_by_one, "row from {first}, {len} entries");
+            assert_eq!(row, one_by_one, "row from {first}, {len} entries");
         }
+        let mut stream = DropoutMasks::new(0.5, 7);
+        stream.next_mask(3);
+        let mut row = vec![-1.0f32; 20];
+        stream.next_mask(20).scaled_row(0, 2.0, &mut row);
+        let entries: Vec<f32> = (3..23)
+            .map(|index| scaled(long.keeps(index)) as f32)
+            .collect();
+        assert_eq!(row, entries, "a mask from place 3");
+        // Rows longer than the pieces the flags are drawn in, from an odd place.
+        let long = DropoutMasks::new(0.3, 9).next_mask(1000);
+        let mut row = vec![-1.0; 700];
+        long.scaled_row(5, 2.0, &mut row);
+        let one_by_one: Vec<f64> = (5..705).map(|index| scaled(long.keeps(index))).collect();
+        assert_eq!(row, one_by_one, "700 entries from place 5");
         // Another seed, another stream.
         assert_ne!(DropoutMasks::new(0.5, 8).draw((4, 8)), first);
     }

@@ -1,7 +1,7 @@
 //! `RowBuffer`: a matrix allocated once for the largest batch seen, then reused.
 
 use backprop_core::Float;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, s};
 
 /// A `(capacity, width)` matrix whose first `batch` rows are the live data.
 ///
@@ -37,4 +37,20 @@ impl<F: Float> RowBuffer<F> {
     pub(crate) fn bytes(&self) -> usize {
         self.data.len() * std::mem::size_of::<F>()
     }
+}
+
+/// A row (or gamma, beta) as a slice: the buffers and the inputs the in-place passes read are
+/// in standard layout.
+///
+/// # Panics
+/// If the row is not contiguous.
+pub(crate) fn contiguous<'a, F>(row: &'a ArrayView1<'_, F>) -> &'a [F] {
+    row.as_slice()
+        .expect("an in-place pass's rows are contiguous (standard layout)")
+}
+
+/// A mutable row as a slice (see [`contiguous`]).
+pub(crate) fn contiguous_mut<'a, F>(row: &'a mut ArrayViewMut1<'_, F>) -> &'a mut [F] {
+    row.as_slice_mut()
+        .expect("an in-place pass's rows are contiguous (standard layout)")
 }

@@ -5,7 +5,7 @@ use backprop_core::norm::DropoutMasks;
 use backprop_core::{DropoutLayer, Float, Layer, assert_same_shape};
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 
-use crate::buffer::RowBuffer;
+use crate::buffer::{RowBuffer, contiguous, contiguous_mut};
 use crate::parallel::PARALLEL_ELEMENTS;
 
 /// Inverted dropout's state: probability, mask stream, and the last training forward's mask
@@ -42,6 +42,9 @@ impl<F: Float> DropoutState<F> {
     /// the same pass: one read of `input`, one write of `output` and of the mask. Rows are
     /// independent (entry (r, c) is draw r width + c of the mask), so a large batch is split
     /// across the rayon threads with the same result. In evaluation, `output <- input`.
+    ///
+    /// # Panics
+    /// If the shapes differ, or (training) if `input` or `output` is not in standard layout.
     #[track_caller]
     pub(crate) fn forward_into(
         &mut self,
@@ -74,20 +77,19 @@ impl<F: Float> DropoutState<F> {
         let rows = Zip::indexed(mask_values.rows_mut())
             .and(output.rows_mut())
             .and(input.rows());
-        // m = scale [kept], picked by index: a branch on a random bit would mispredict p of the
-        // time.
-        let factors = [F::zero(), scale];
+        // A row at a time: m = scale [kept] (core's vectorized draw), then y = x m.
         let fill_row = |row: usize,
                         mut m_row: ArrayViewMut1<'_, F>,
                         mut y_row: ArrayViewMut1<'_, F>,
                         x_row: ArrayView1<'_, F>| {
-            let mut entries = m_row.iter_mut().zip(y_row.iter_mut()).zip(x_row.iter());
-            mask.visit_row(row * width, width, |kept| {
-                if let Some(((m, y), &x)) = entries.next() {
-                    *m = factors[usize::from(kept)];
-                    *y = x * *m;
-                }
-            });
+            let m_row = contiguous_mut(&mut m_row);
+            mask.scaled_row(row * width, scale, m_row);
+            let entries = contiguous_mut(&mut y_row)
+                .iter_mut()
+                .zip(contiguous(&x_row));
+            for ((y, &x), &m) in entries.zip(&*m_row) {
+                *y = x * m;
+            }
         };
         if batch * width >= PARALLEL_ELEMENTS && rayon::current_num_threads() > 1 {
             rows.par_for_each(fill_row);
@@ -129,7 +131,8 @@ impl<F: Float> Dropout<F> {
 impl<F: Float> Layer<F> for Dropout<F> {
     fn forward(&mut self, input: ArrayView2<'_, F>) -> Array2<F> {
         let mut output = Array2::zeros(input.dim());
-        self.state.forward_into(input, output.view_mut());
+        let input = input.as_standard_layout();
+        self.state.forward_into(input.view(), output.view_mut());
         output
     }
 

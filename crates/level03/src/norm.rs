@@ -2,9 +2,9 @@
 
 use backprop_core::norm::{BATCH_NORM_MOMENTUM, NORM_EPS};
 use backprop_core::{Float, Layer, Norm, NormLayer, NormMut, assert_same_shape};
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
-use crate::buffer::RowBuffer;
+use crate::buffer::{RowBuffer, contiguous, contiguous_mut};
 
 /// One normalization's parameters and what its backward needs, kept in buffers that grow only
 /// for a larger batch. Batch norm normalizes each feature over the rows, layer norm each row over
@@ -317,18 +317,6 @@ impl<F: Float> NormLayer<F> for NormalizationLayer<F> {
     fn params_mut(&mut self) -> NormMut<'_, F> {
         self.state.params_mut()
     }
-}
-
-/// A row (or gamma, beta) as a slice: the normalization's buffers are in standard layout.
-fn contiguous<'a, F>(row: &'a ArrayView1<'_, F>) -> &'a [F] {
-    row.as_slice()
-        .expect("the normalization's rows are contiguous (standard layout)")
-}
-
-/// A mutable row as a slice: the normalization's buffers are in standard layout.
-fn contiguous_mut<'a, F>(row: &'a mut ArrayViewMut1<'_, F>) -> &'a mut [F] {
-    row.as_slice_mut()
-        .expect("the normalization's rows are contiguous (standard layout)")
 }
 
 /// Partial sums a row reduction keeps: a sum in one running total cannot be vectorized (float
