@@ -179,26 +179,30 @@ impl<F: Float> NormState<F> {
             self.grad_gamma.fill(F::zero());
             self.grad_beta.fill(F::zero());
         }
-        // Per feature over the rows, one pass: Σ g (dL/dbeta) and Σ g x̂ (dL/dgamma), in both
-        // kinds; batch norm's backward uses the same two sums.
+        // Per feature over the rows: Σ g (dL/dbeta) and Σ g x̂ (dL/dgamma), in both kinds; batch
+        // norm's backward uses the same two sums, layer norm's takes them in its own pass.
         let features = grad.ncols();
-        let (sums, sums_xhat) = (&mut self.sums, &mut self.sums_with_normalized);
-        sums.clear();
-        sums.resize(features, F::zero());
-        sums_xhat.clear();
-        sums_xhat.resize(features, F::zero());
-        for (g_row, x_row) in grad.rows().into_iter().zip(normalized.rows()) {
-            let (g_row, x_row) = (contiguous(&g_row), contiguous(&x_row));
-            let entries = sums.iter_mut().zip(sums_xhat.iter_mut()).zip(g_row);
-            for (((sum, sum_x), &g), &x_hat) in entries.zip(x_row) {
-                *sum += g;
-                *sum_x += g * x_hat;
+        for sums in [&mut self.sums, &mut self.sums_with_normalized] {
+            sums.clear();
+            sums.resize(features, F::zero());
+        }
+        if self.kind == Norm::Layer {
+            self.row_backward(grad.view_mut());
+        } else {
+            let (sums, sums_xhat) = (&mut self.sums, &mut self.sums_with_normalized);
+            for (g_row, x_row) in grad.rows().into_iter().zip(normalized.rows()) {
+                let (g_row, x_row) = (contiguous(&g_row), contiguous(&x_row));
+                let entries = sums.iter_mut().zip(sums_xhat.iter_mut()).zip(g_row);
+                for (((sum, sum_x), &g), &x_hat) in entries.zip(x_row) {
+                    *sum += g;
+                    *sum_x += g * x_hat;
+                }
             }
         }
         Zip::from(&mut self.grad_beta)
             .and(&mut self.grad_gamma)
-            .and(&ArrayView1::from(&sums[..]))
-            .and(&ArrayView1::from(&sums_xhat[..]))
+            .and(&ArrayView1::from(&self.sums[..]))
+            .and(&ArrayView1::from(&self.sums_with_normalized[..]))
             .for_each(|db, dg, &sum, &sum_x| {
                 *db += sum;
                 *dg += sum_x;
@@ -215,7 +219,7 @@ impl<F: Float> NormState<F> {
                     }
                 }
             }
-            _ => self.row_backward(grad.view_mut()),
+            _ => {} // layer norm: done above
         }
     }
 
@@ -249,18 +253,23 @@ impl<F: Float> NormState<F> {
     }
 
     /// Layer norm through each row's statistics: `dz = s (d - mean(d) - x̂ mean(d x̂))` with
-    /// `d = gamma g`, the means over the row.
+    /// `d = gamma g`, the means over the row. One pass over a row reads g and x̂ for both its
+    /// means and its share of the per-feature sums of `backward_inplace` (Σ g, Σ g x̂, in
+    /// `sums` and `sums_with_normalized`), a second writes dz.
     fn row_backward(&mut self, mut grad: ArrayViewMut2<'_, F>) {
         let normalized = self.normalized.view();
         let width = F::of(grad.ncols() as f64);
         let gamma = self.gamma.view();
         let gamma = contiguous(&gamma);
+        let (feature_sums, feature_sums_x) = (&mut self.sums, &mut self.sums_with_normalized);
         let rows = grad.rows_mut().into_iter().zip(normalized.rows());
         for ((mut g_row, x_row), &s) in rows.zip(&self.inv_std) {
             let (g_row, x_row) = (contiguous_mut(&mut g_row), contiguous(&x_row));
-            let (sum, sum_x) = two_sums_in_lanes(g_row, gamma, x_row);
+            let feature_sums = (&mut feature_sums[..], &mut feature_sums_x[..]);
+            let (sum, sum_x) = row_and_feature_sums(g_row, gamma, x_row, feature_sums);
+            let (mean, mean_x) = (sum / width, sum_x / width);
             for ((g, &gamma), &x_hat) in g_row.iter_mut().zip(gamma).zip(x_row) {
-                *g = s * (*g * gamma - sum / width - x_hat * sum_x / width);
+                *g = s * (*g * gamma - mean - x_hat * mean_x);
             }
         }
     }
@@ -326,8 +335,7 @@ const LANES: usize = 8;
 /// Σ term(x) over `row`, in [`LANES`] interleaved partial sums added at the end.
 fn sum_in_lanes<F: Float>(row: &[F], term: impl Fn(F) -> F) -> F {
     let mut lanes = [F::zero(); LANES];
-    let chunks = row.chunks_exact(LANES);
-    let rest = chunks.remainder();
+    let (chunks, rest) = row.as_chunks::<LANES>();
     for chunk in chunks {
         for (lane, &x) in lanes.iter_mut().zip(chunk) {
             *lane += term(x);
@@ -337,13 +345,26 @@ fn sum_in_lanes<F: Float>(row: &[F], term: impl Fn(F) -> F) -> F {
     lanes.iter().fold(total, |total, &lane| total + lane)
 }
 
-/// (Σ g gamma, Σ g gamma x̂) over a row, each in [`LANES`] interleaved partial sums.
-fn two_sums_in_lanes<F: Float>(grad: &[F], gamma: &[F], normalized: &[F]) -> (F, F) {
+/// (Σ d, Σ d x̂) over a row with d = g gamma, each in [`LANES`] interleaved partial sums, after
+/// adding g and g x̂ to the per-feature sums `(sums, sums_x)` (the row, just read, is in the
+/// core's first-level cache for the second loop; each loop alone vectorizes).
+fn row_and_feature_sums<F: Float>(
+    grad: &[F],
+    gamma: &[F],
+    normalized: &[F],
+    (feature_sums, feature_sums_x): (&mut [F], &mut [F]),
+) -> (F, F) {
+    let features = feature_sums.iter_mut().zip(feature_sums_x.iter_mut());
+    for ((sum, sum_x), (&g, &x_hat)) in features.zip(grad.iter().zip(normalized)) {
+        *sum += g;
+        *sum_x += g * x_hat;
+    }
     let (mut sums, mut sums_x) = ([F::zero(); LANES], [F::zero(); LANES]);
-    let chunks = grad
-        .chunks_exact(LANES)
-        .zip(gamma.chunks_exact(LANES))
-        .zip(normalized.chunks_exact(LANES));
+    // Arrays of LANES, not slices: the compiler sees each lane's bounds.
+    let (grad_chunks, _) = grad.as_chunks::<LANES>();
+    let (gamma_chunks, _) = gamma.as_chunks::<LANES>();
+    let (normalized_chunks, _) = normalized.as_chunks::<LANES>();
+    let chunks = grad_chunks.iter().zip(gamma_chunks).zip(normalized_chunks);
     for ((g, gamma), x_hat) in chunks {
         for lane in 0..LANES {
             let d = g[lane] * gamma[lane];
