@@ -1,6 +1,8 @@
 //! Runs whole shuffled epochs of level03 (MLP [784, 256, 10], f32, SGD, batches gathered by
-//! `Batches`) for a profiler, and prints each epoch's time:
+//! `Batches::for_each_batch`, as `train` gathers them) for a profiler, and prints each epoch's time:
 //! `cargo run --release --features tools --example profile_epoch -- EPOCHS THREADS BATCH` (default 3 1 128).
+use std::ops::ControlFlow;
+
 use backprop_core::optim::Sgd;
 use backprop_core::{Level, MlpSpec, Model, Targets};
 use backprop_data::batches::Batches;
@@ -28,9 +30,10 @@ fn main() {
     pool.install(|| {
         for epoch in 0..epochs {
             let start = std::time::Instant::now();
-            while let Some((images, labels)) = batches.next_batch() {
+            let _: ControlFlow<()> = batches.for_each_batch(|images, labels| {
                 model.train_step(images, Targets::Classes(labels), &mut sgd);
-            }
+                ControlFlow::Continue(())
+            });
             println!("epoch {epoch}: {:?}", start.elapsed());
         }
     });

@@ -14,8 +14,9 @@
 //! *GEMM floor*: the same five matrix products alone, through matrixmultiply's sgemm (ndarray's
 //! `general_mat_mul`, a direct call), with the two big ones cut in two halves on rayon when the
 //! pool has two threads, as level03 cuts them. Then whole shuffled epochs over the 60,000
-//! training images at batch 128 (batch gathering included) against the floor of the same
-//! epoch's products.
+//! training images at batch 128 (batch gathering included: on 1 thread a helper thread gathers
+//! the next batch beside the step, as `train` does) against the floor of the same epoch's
+//! products.
 //!
 //! The floor and the levels are measured in turns (floor, level02, level03, floor, ...), so a
 //! machine whose speed drifts (a shared virtual machine) slows them alike; each figure is the
@@ -34,6 +35,7 @@
 //! turn at batch 64 on one thread and an epoch of 2,048 images: a smoke test, not a
 //! measurement.
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use crate::levels::{BuiltinLevel, WithLevel};
@@ -277,16 +279,18 @@ fn step_of<L: Level<f32>>(data: &Dataset, batch: usize) -> Timed<'_> {
     })
 }
 
-/// A shuffled epoch of level `L`, batches gathered by [`Batches`].
+/// A shuffled epoch of level `L`, batches gathered as `train` gathers them
+/// ([`Batches::for_each_batch`]: on one rayon thread, by a helper thread beside the step).
 fn epoch_of<L: Level<f32>>(data: &Dataset) -> Timed<'_> {
     let mut model = L::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 1));
     let mut sgd = Sgd::new(0.01);
     let mut batches = Batches::new(data, EPOCH_BATCH, 5);
     Box::new(move || {
         timed(|| {
-            while let Some((images, labels)) = batches.next_batch() {
+            let _: ControlFlow<()> = batches.for_each_batch(|images, labels| {
                 model.train_step(images, Targets::Classes(labels), &mut sgd);
-            }
+                ControlFlow::Continue(())
+            });
         })
     })
 }
@@ -534,7 +538,8 @@ pub fn tables(plan: &Plan, data: &Dataset, contestants: &[Contestant]) {
         let epoch_data = data.first(plan.epoch_samples);
         println!(
             "Epoch: {} shuffled images at batch {EPOCH_BATCH}, median of {} timed epochs \
-             (each after a warm-up epoch)",
+             (each after a warm-up epoch); on 1 thread a second, helper thread gathers the \
+             next batch while the step runs (as `train --threads 1` does)",
             epoch_data.len(),
             plan.epoch_turns
         );

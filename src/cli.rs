@@ -201,7 +201,8 @@ pub struct TrainArgs {
     /// Seed for the weights, the shuffling and the dropout masks.
     #[arg(short, long, default_value_t = 0)]
     pub seed: u64,
-    /// rayon threads (default: all cores; at most 256).
+    /// rayon threads (default: all cores; at most 256). With 1, a helper thread that only copies
+    /// rows gathers the next batch while the step runs.
     #[arg(short, long, value_parser = at_most(MAX_THREADS))]
     pub threads: Option<usize>,
     /// Folder with the four IDX files, gzip'd or not (default: data/mnist in the current

@@ -10,6 +10,7 @@
 //!   `model.npz`, each atomically.
 
 use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -477,6 +478,9 @@ pub fn train<L: Level<f32>>(
     Ok((accuracy, folder.path.clone()))
 }
 
+/// Why `Trainer::batches` is always there: an epoch takes it and puts it back.
+const BATCHES_BACK: &str = "the batches are back after each epoch";
+
 /// The state of a training run between steps.
 struct Trainer<'a, L: Level<f32>> {
     config: &'a TrainConfig,
@@ -489,7 +493,8 @@ struct Trainer<'a, L: Level<f32>> {
     /// The network has dropout layers.
     has_dropout: bool,
     optimizer: AnyOptimizer<f32>,
-    batches: Batches<'a>,
+    /// The training batches; `None` only while an epoch runs them.
+    batches: Option<Batches<'a>>,
     watch: GradientWatch,
     /// Steps taken so far, over all epochs.
     step: usize,
@@ -523,8 +528,10 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
                 .any(|layer| matches!(layer, LayerSpec::Dropout { .. })),
             optimizer: config.optimizer.build(),
             // Batch norm cannot train on a last batch of one row: that batch is skipped.
-            batches: Batches::new(train_set, config.batch_size, config.seed ^ SHUFFLE_SALT)
-                .min_rows(if batch_norm { 2 } else { 1 }),
+            batches: Some(
+                Batches::new(train_set, config.batch_size, config.seed ^ SHUFFLE_SALT)
+                    .min_rows(if batch_norm { 2 } else { 1 }),
+            ),
             watch: GradientWatch::new(
                 spec.activation(),
                 norms.first().copied().unwrap_or(Norm::None),
@@ -681,14 +688,13 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
                 }
             }
         }
-        let steps_expected = checkpoint.epochs_done * self.batches.per_epoch();
+        let per_epoch = self.batches().per_epoch();
+        let steps_expected = checkpoint.epochs_done * per_epoch;
         if checkpoint.step != steps_expected {
             return Err(problem(format!(
                 "it counts {} steps after {} epochs, but an epoch of this run is {} steps \
                  (expected {steps_expected}): not a checkpoint of this run's batches",
-                checkpoint.step,
-                checkpoint.epochs_done,
-                self.batches.per_epoch()
+                checkpoint.step, checkpoint.epochs_done, per_epoch
             )));
         }
         if self.has_dropout {
@@ -706,13 +712,18 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         self.optimizer
             .restore(checkpoint.optimizer)
             .map_err(problem)?;
-        self.batches.skip_epochs(checkpoint.epochs_done);
+        self.batches().skip_epochs(checkpoint.epochs_done);
         self.step = checkpoint.step;
         self.start_step = checkpoint.step;
         self.last_norms = checkpoint.last_norms;
         self.history = checkpoint.history;
         let predicted = predictions(&mut self.model, test_set);
         self.write_outputs(&checkpoint.model, checkpoint.step, test_set, &predicted)
+    }
+
+    /// The training batches, between epochs.
+    fn batches(&mut self) -> &mut Batches<'a> {
+        self.batches.as_mut().expect(BATCHES_BACK)
     }
 
     /// One pass over the shuffled training set, then the accuracies; returns the metrics and
@@ -725,7 +736,9 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
         let progress = Progress::new(self.config, epoch, self.train_set.len());
         let (mut loss_sum, mut steps) = (0.0f64, 0usize);
         let mut norm_sums = vec![0.0f64; self.last_norms.len()];
-        while let Some((images, labels)) = self.batches.next_batch() {
+        // The batches leave `self` for the epoch, so that each step can borrow the rest of it.
+        let mut batches = self.batches.take().expect(BATCHES_BACK);
+        let stopped = batches.for_each_batch(|images, labels| {
             self.step += 1;
             let rows = labels.len();
             let targets = Targets::Classes(labels);
@@ -737,9 +750,7 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             let loss = self.model.train_step(images, targets, &mut self.optimizer);
             let norms = self.observe(loss, epoch, &progress, before.as_deref());
             if !loss.is_finite() {
-                progress.bar.finish_and_clear();
-                write_metrics(&self.config.out, &self.history, norms.len())?;
-                return Err(self.non_finite(epoch, loss, &norms));
+                return ControlFlow::Break((loss, norms));
             }
             for (sum, norm) in norm_sums.iter_mut().zip(&norms) {
                 *sum += norm;
@@ -748,6 +759,13 @@ impl<'a, L: Level<f32>> Trainer<'a, L> {
             loss_sum += f64::from(loss);
             steps += 1;
             progress.advance(rows, loss_sum / steps as f64, steps);
+            ControlFlow::Continue(())
+        });
+        self.batches = Some(batches);
+        if let ControlFlow::Break((loss, norms)) = stopped {
+            progress.bar.finish_and_clear();
+            write_metrics(&self.config.out, &self.history, norms.len())?;
+            return Err(self.non_finite(epoch, loss, &norms));
         }
         progress.bar.finish_and_clear();
         let steps = steps.max(1) as f64;

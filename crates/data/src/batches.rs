@@ -1,6 +1,9 @@
 //! Shuffled mini-batches, gathered into one reused buffer: the batch loop of every training run
 //! (`backprop train`, `backprop diagnose`, the epoch benches).
 
+use std::ops::{ControlFlow, Range};
+use std::sync::mpsc;
+
 use ndarray::{Array2, ArrayView2, ArrayViewMut1, Zip, s};
 use rand::seq::SliceRandom;
 
@@ -116,23 +119,120 @@ impl<'d> Batches<'d> {
             return None; // an epoch too small for one batch
         }
         self.position = Some(start + rows);
-        // Gather the rows of this batch into the reused buffer: random rows of a large array,
-        // so the copy waits on memory; with more than one rayon thread each takes a share.
         let indices = &self.order[start..start + rows];
-        let mut batch_images = self.images.slice_mut(s![..rows, ..]);
-        let gather = Zip::from(batch_images.rows_mut()).and(indices);
-        let copy_row = |mut row: ArrayViewMut1<'_, f32>, &index: &usize| {
-            row.assign(&self.data.images.row(index));
-        };
-        if rayon::current_num_threads() > 1 {
-            gather.par_for_each(copy_row);
-        } else {
-            gather.for_each(copy_row);
-        }
-        for (label, &index) in self.labels.iter_mut().zip(indices) {
-            *label = self.data.labels[index];
-        }
+        let parallel = rayon::current_num_threads() > 1;
+        gather(
+            self.data,
+            indices,
+            (&mut self.images, &mut self.labels),
+            parallel,
+        );
         Some((self.images.slice(s![..rows, ..]), &self.labels[..rows]))
+    }
+
+    /// The rest of the current epoch (a whole one if none has started), each batch handed to
+    /// `step` in the order [`next_batch`](Batches::next_batch) gives them, the same rows and
+    /// labels; `ControlFlow::Break` stops it after that batch, and the next call goes on from
+    /// the batch after it. The epoch is over when it returns `Continue`.
+    ///
+    /// Called in a rayon pool of one thread, a helper thread gathers batch k + 1 into a second
+    /// buffer while `step` runs on batch k, so the copy of random rows out of a large array
+    /// waits on memory beside the step instead of before it: the helper only copies rows, and
+    /// every computation stays on the calling thread. With more rayon threads, they gather each
+    /// batch together before its step (a helper beside them measured slower: it takes a core
+    /// from the step's products).
+    pub fn for_each_batch<B>(
+        &mut self,
+        mut step: impl FnMut(ArrayView2<'_, f32>, &[usize]) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        if rayon::current_num_threads() > 1 {
+            while let Some((images, labels)) = self.next_batch() {
+                step(images, labels)?;
+            }
+            return ControlFlow::Continue(());
+        }
+        // The batches of the epoch from here, as next_batch would cut them.
+        let mut ranges = Vec::new();
+        if self.epoch_over() {
+            self.position = None;
+        }
+        let mut start = match self.position {
+            Some(start) => start,
+            None => {
+                self.order.shuffle(&mut self.rng);
+                0
+            }
+        };
+        loop {
+            let rows = (self.order.len() - start).min(self.batch_size);
+            if rows == 0 || rows < self.min_rows {
+                break;
+            }
+            ranges.push(start..start + rows);
+            start += rows;
+        }
+        let Some(first) = ranges.first() else {
+            self.position = None;
+            return ControlFlow::Continue(());
+        };
+        let (data, order) = (self.data, &self.order);
+        gather(
+            data,
+            &order[first.clone()],
+            (&mut self.images, &mut self.labels),
+            false,
+        );
+        let mut spare = (
+            Array2::zeros(self.images.raw_dim()),
+            vec![0; self.labels.len()],
+        );
+        let current = (&mut self.images, &mut self.labels);
+        let mut stopped_after = None;
+        std::thread::scope(|scope| {
+            let (to_helper, helper_inbox) = mpsc::channel::<(Buffers, Range<usize>)>();
+            let (helper_outbox, from_helper) = mpsc::channel::<Buffers>();
+            scope.spawn(move || {
+                for ((mut images, mut labels), range) in helper_inbox {
+                    gather(data, &order[range], (&mut images, &mut labels), false);
+                    if helper_outbox.send((images, labels)).is_err() {
+                        return;
+                    }
+                }
+            });
+            for (index, range) in ranges.iter().enumerate() {
+                // The next batch into the spare buffers, beside this step.
+                let next = ranges.get(index + 1).cloned();
+                if let Some(next) = next.clone() {
+                    let buffers = std::mem::take(&mut spare);
+                    to_helper
+                        .send((buffers, next))
+                        .expect("the gathering thread is running");
+                }
+                let (images, labels) = (&*current.0, &*current.1);
+                let flow = step(images.slice(s![..range.len(), ..]), &labels[..range.len()]);
+                if next.is_some() {
+                    spare = from_helper
+                        .recv()
+                        .expect("the gathering thread sends back what it gathered");
+                    std::mem::swap(current.0, &mut spare.0);
+                    std::mem::swap(current.1, &mut spare.1);
+                }
+                if let ControlFlow::Break(value) = flow {
+                    stopped_after = Some((range.end, value));
+                    return;
+                }
+            }
+        });
+        match stopped_after {
+            Some((end, value)) => {
+                self.position = Some(end);
+                ControlFlow::Break(value)
+            }
+            None => {
+                self.position = None;
+                ControlFlow::Continue(())
+            }
+        }
     }
 
     /// The next batch, starting a new epoch whenever one ends (for a fixed number of steps).
@@ -160,6 +260,33 @@ impl<'d> Batches<'d> {
             let remaining = self.order.len() - start;
             remaining == 0 || remaining < self.min_rows
         })
+    }
+}
+
+/// A batch's images `(batch_size, features)` and labels.
+type Buffers = (Array2<f32>, Vec<usize>);
+
+/// Copies rows `indices` of `data` and their labels into the first rows of the buffers: random
+/// rows of a large array, so the copy waits on memory; with `parallel`, each rayon thread takes
+/// a share.
+fn gather(
+    data: &Dataset,
+    indices: &[usize],
+    (images, labels): (&mut Array2<f32>, &mut Vec<usize>),
+    parallel: bool,
+) {
+    let mut batch_images = images.slice_mut(s![..indices.len(), ..]);
+    let rows = Zip::from(batch_images.rows_mut()).and(indices);
+    let copy_row = |mut row: ArrayViewMut1<'_, f32>, &index: &usize| {
+        row.assign(&data.images.row(index));
+    };
+    if parallel {
+        rows.par_for_each(copy_row);
+    } else {
+        rows.for_each(copy_row);
+    }
+    for (label, &index) in labels.iter_mut().zip(indices) {
+        *label = data.labels[index];
     }
 }
 
@@ -225,6 +352,47 @@ mod tests {
             assert_eq!((epoch.len(), rows.len()), (2, 8), "{epoch:?}");
         }
         assert_ne!(epochs[0], epochs[1], "each epoch draws a new order");
+    }
+
+    /// `for_each_batch` gives the batches `next_batch` gives, rows and labels, with its helper
+    /// thread (a pool of one thread) and without (two), and goes on after a `Break` from the
+    /// batch after it.
+    #[test]
+    fn for_each_batch_gives_next_batchs_batches_and_resumes_after_a_break() {
+        let data = numbered(23);
+        let one_epoch = |batches: &mut Batches| {
+            let mut seen = Vec::new();
+            while let Some((images, labels)) = batches.next_batch() {
+                seen.push((images.to_owned(), labels.to_vec()));
+            }
+            seen
+        };
+        let mut reference = Batches::new(&data, 4, 3).min_rows(2);
+        let expected: Vec<_> = (0..3).map(|_| one_epoch(&mut reference)).collect();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+            pool.expect("a rayon pool").install(|| {
+                let mut batches = Batches::new(&data, 4, 3).min_rows(2);
+                for (epoch, expected) in expected.iter().enumerate() {
+                    let mut seen = Vec::new();
+                    let mut visit = |stop_at: Option<usize>| {
+                        batches.for_each_batch(|images, labels| {
+                            seen.push((images.to_owned(), labels.to_vec()));
+                            match Some(seen.len()) == stop_at {
+                                true => ControlFlow::Break(()),
+                                false => ControlFlow::Continue(()),
+                            }
+                        })
+                    };
+                    // The second epoch stops after its second batch, then goes on.
+                    if epoch == 1 {
+                        assert_eq!(visit(Some(2)), ControlFlow::Break(()));
+                    }
+                    assert_eq!(visit(None), ControlFlow::Continue(()));
+                    assert_eq!(&seen, expected, "{threads} thread(s), epoch {epoch}");
+                }
+            });
+        }
     }
 
     #[test]
