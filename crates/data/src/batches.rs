@@ -151,11 +151,12 @@ impl<'d> Batches<'d> {
             }
             return ControlFlow::Continue(());
         }
+        if self.epoch_over() {
+            self.position = None; // as next_batch's None: this epoch had no batch left
+            return ControlFlow::Continue(());
+        }
         // The batches of the epoch from here, as next_batch would cut them.
         let mut ranges = Vec::new();
-        if self.epoch_over() {
-            self.position = None;
-        }
         let mut start = match self.position {
             Some(start) => start,
             None => {
@@ -356,7 +357,8 @@ mod tests {
 
     /// `for_each_batch` gives the batches `next_batch` gives, rows and labels, with its helper
     /// thread (a pool of one thread) and without (two), and goes on after a `Break` from the
-    /// batch after it.
+    /// batch after it (after the last batch: the next call ends the epoch, and no batch of the
+    /// next one comes with it).
     #[test]
     fn for_each_batch_gives_next_batchs_batches_and_resumes_after_a_break() {
         let data = numbered(23);
@@ -384,9 +386,12 @@ mod tests {
                             }
                         })
                     };
-                    // The second epoch stops after its second batch, then goes on.
-                    if epoch == 1 {
-                        assert_eq!(visit(Some(2)), ControlFlow::Break(()));
+                    // The second epoch stops after its second batch, then goes on; the third
+                    // after its last, and the call after that only ends it.
+                    match epoch {
+                        1 => assert_eq!(visit(Some(2)), ControlFlow::Break(())),
+                        2 => assert_eq!(visit(Some(expected.len())), ControlFlow::Break(())),
+                        _ => {}
                     }
                     assert_eq!(visit(None), ControlFlow::Continue(()));
                     assert_eq!(&seen, expected, "{threads} thread(s), epoch {epoch}");
