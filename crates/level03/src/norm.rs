@@ -2,6 +2,7 @@
 
 use backprop_core::norm::{BATCH_NORM_MOMENTUM, NORM_EPS};
 use backprop_core::{Float, Layer, Norm, NormLayer, NormMut, assert_same_shape};
+use multiversion::multiversion;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
 use crate::buffer::{RowBuffer, contiguous, contiguous_mut};
@@ -70,36 +71,25 @@ impl<F: Float> NormState<F> {
             (batch, self.gamma.len()),
         );
         self.normalized.resize(batch, features);
-        match self.kind {
-            Norm::Batch => self.batch_statistics_forward(values.view()),
-            _ => self.row_statistics_forward(values.view()),
+        if self.kind == Norm::Layer {
+            self.layer_norm_forward(values);
+            return;
         }
+        self.batch_statistics_forward(values.view());
         // x̂ = (x - mean) s, kept for backward, and y = gamma x̂ + beta, in one pass: the mean
         // and s per feature (batch norm) or per row (layer norm).
         let (gamma, beta) = (self.gamma.view(), self.beta.view());
         let (gamma, beta) = (contiguous(&gamma), contiguous(&beta));
         let mut normalized = self.normalized.view_mut();
         let rows = values.rows_mut().into_iter().zip(normalized.rows_mut());
-        for (index, (mut out, mut x_hats)) in rows.enumerate() {
+        for (mut out, mut x_hats) in rows {
             let (out, x_hats) = (contiguous_mut(&mut out), contiguous_mut(&mut x_hats));
             let parameters = gamma.iter().zip(beta);
-            match self.kind {
-                Norm::Batch => {
-                    let statistics = self.sums.iter().zip(&self.inv_std);
-                    let entries = out.iter_mut().zip(x_hats.iter_mut()).zip(parameters);
-                    for (((y, x_hat), (&gamma, &beta)), (&mean, &s)) in entries.zip(statistics) {
-                        *x_hat = (*y - mean) * s;
-                        *y = gamma * *x_hat + beta;
-                    }
-                }
-                _ => {
-                    let (mean, s) = (self.sums[index], self.inv_std[index]);
-                    let entries = out.iter_mut().zip(x_hats.iter_mut()).zip(parameters);
-                    for ((y, x_hat), (&gamma, &beta)) in entries {
-                        *x_hat = (*y - mean) * s;
-                        *y = gamma * *x_hat + beta;
-                    }
-                }
+            let statistics = self.sums.iter().zip(&self.inv_std);
+            let entries = out.iter_mut().zip(x_hats.iter_mut()).zip(parameters);
+            for (((y, x_hat), (&gamma, &beta)), (&mean, &s)) in entries.zip(statistics) {
+                *x_hat = (*y - mean) * s;
+                *y = gamma * *x_hat + beta;
             }
         }
     }
@@ -153,18 +143,19 @@ impl<F: Float> NormState<F> {
             .extend(var.iter().map(|&v| F::one() / (v + eps).sqrt()));
     }
 
-    /// Per row over its features: mean (into `sums`), biased variance, s.
-    fn row_statistics_forward(&mut self, values: ArrayView2<'_, F>) {
-        let width = F::of(values.ncols() as f64);
-        let eps = F::of(NORM_EPS);
+    /// Layer norm, a row at a time: its mean (into `sums`) and s, then x̂ and y, while the row
+    /// is in the first-level cache.
+    fn layer_norm_forward(&mut self, mut values: ArrayViewMut2<'_, F>) {
+        let (gamma, beta) = (self.gamma.view(), self.beta.view());
+        let (gamma, beta) = (contiguous(&gamma), contiguous(&beta));
+        let mut normalized = self.normalized.view_mut();
         self.sums.clear();
         self.inv_std.clear();
-        for row in values.rows() {
-            let row = contiguous(&row);
-            let mean = sum_in_lanes(row, |x| x) / width;
-            let var = sum_in_lanes(row, |x| (x - mean) * (x - mean)) / width;
+        for (mut out, mut x_hats) in values.rows_mut().into_iter().zip(normalized.rows_mut()) {
+            let (out, x_hats) = (contiguous_mut(&mut out), contiguous_mut(&mut x_hats));
+            let (mean, s) = layer_norm_row_forward(out, x_hats, gamma, beta);
             self.sums.push(mean);
-            self.inv_std.push(F::one() / (var + eps).sqrt());
+            self.inv_std.push(s);
         }
         self.batch_statistics = true;
     }
@@ -258,7 +249,6 @@ impl<F: Float> NormState<F> {
     /// `sums` and `sums_with_normalized`), a second writes dz.
     fn row_backward(&mut self, mut grad: ArrayViewMut2<'_, F>) {
         let normalized = self.normalized.view();
-        let width = F::of(grad.ncols() as f64);
         let gamma = self.gamma.view();
         let gamma = contiguous(&gamma);
         let (feature_sums, feature_sums_x) = (&mut self.sums, &mut self.sums_with_normalized);
@@ -266,11 +256,7 @@ impl<F: Float> NormState<F> {
         for ((mut g_row, x_row), &s) in rows.zip(&self.inv_std) {
             let (g_row, x_row) = (contiguous_mut(&mut g_row), contiguous(&x_row));
             let feature_sums = (&mut feature_sums[..], &mut feature_sums_x[..]);
-            let (sum, sum_x) = row_and_feature_sums(g_row, gamma, x_row, feature_sums);
-            let (mean, mean_x) = (sum / width, sum_x / width);
-            for ((g, &gamma), &x_hat) in g_row.iter_mut().zip(gamma).zip(x_row) {
-                *g = s * (*g * gamma - mean - x_hat * mean_x);
-            }
+            layer_norm_row_backward(g_row, (gamma, x_row, s), feature_sums);
         }
     }
 
@@ -328,11 +314,53 @@ impl<F: Float> NormLayer<F> for NormalizationLayer<F> {
     }
 }
 
+// Layer norm's row kernels, each compiled for AVX-512, AVX2 and the baseline (multiversion),
+// picked at run time. Their sums run in explicit lanes and no multiply-add is fused, so every
+// build computes the same bits.
+
+/// One row of layer norm forward: `(mean, s)` of `out` (biased variance, s = 1 / sqrt(var +
+/// eps)), then `x̂ = (x - mean) s` into `x_hats` and `y = gamma x̂ + beta` over `out`.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+fn layer_norm_row_forward<F: Float>(
+    out: &mut [F],
+    x_hats: &mut [F],
+    gamma: &[F],
+    beta: &[F],
+) -> (F, F) {
+    let width = F::of(out.len() as f64);
+    let mean = sum_in_lanes(out, |x| x) / width;
+    let var = sum_in_lanes(out, |x| (x - mean) * (x - mean)) / width;
+    let s = F::one() / (var + F::of(NORM_EPS)).sqrt();
+    let entries = out.iter_mut().zip(x_hats.iter_mut());
+    for ((y, x_hat), (&gamma, &beta)) in entries.zip(gamma.iter().zip(beta)) {
+        *x_hat = (*y - mean) * s;
+        *y = gamma * *x_hat + beta;
+    }
+    (mean, s)
+}
+
+/// One row of layer norm backward: `g <- s (d - mean(d) - x̂ mean(d x̂))` with `d = gamma g`,
+/// after adding g and g x̂ to the per-feature sums.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+fn layer_norm_row_backward<F: Float>(
+    grad: &mut [F],
+    (gamma, normalized, s): (&[F], &[F], F),
+    feature_sums: (&mut [F], &mut [F]),
+) {
+    let width = F::of(grad.len() as f64);
+    let (sum, sum_x) = row_and_feature_sums(grad, gamma, normalized, feature_sums);
+    let (mean, mean_x) = (sum / width, sum_x / width);
+    for ((g, &gamma), &x_hat) in grad.iter_mut().zip(gamma).zip(normalized) {
+        *g = s * (*g * gamma - mean - x_hat * mean_x);
+    }
+}
+
 /// Partial sums a row reduction keeps: a sum in one running total cannot be vectorized (float
 /// addition is not associative, so the compiler keeps its order), eight interleaved ones can.
 const LANES: usize = 8;
 
 /// Σ term(x) over `row`, in [`LANES`] interleaved partial sums added at the end.
+#[inline(always)]
 fn sum_in_lanes<F: Float>(row: &[F], term: impl Fn(F) -> F) -> F {
     let mut lanes = [F::zero(); LANES];
     let (chunks, rest) = row.as_chunks::<LANES>();
@@ -348,6 +376,7 @@ fn sum_in_lanes<F: Float>(row: &[F], term: impl Fn(F) -> F) -> F {
 /// (Σ d, Σ d x̂) over a row with d = g gamma, each in [`LANES`] interleaved partial sums, after
 /// adding g and g x̂ to the per-feature sums `(sums, sums_x)` (the row, just read, is in the
 /// core's first-level cache for the second loop; each loop alone vectorizes).
+#[inline(always)]
 fn row_and_feature_sums<F: Float>(
     grad: &[F],
     gamma: &[F],
