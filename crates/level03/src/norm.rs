@@ -339,19 +339,28 @@ fn layer_norm_row_forward<F: Float>(
     (mean, s)
 }
 
-/// One row of layer norm backward: `g <- s (d - mean(d) - x̂ mean(d x̂))` with `d = gamma g`,
-/// after adding g and g x̂ to the per-feature sums.
+/// One row of layer norm backward: `g <- s (d - mean(d) - x̂ mean(d x̂))` with `d = gamma g`.
+/// First g and g x̂ are added to the per-feature sums (dL/dbeta, dL/dgamma) and g becomes d in
+/// place; then the two row sums, each in [`LANES`] partial sums (a loop of one running sum per
+/// lane is what the compiler vectorizes); then dz.
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
 fn layer_norm_row_backward<F: Float>(
     grad: &mut [F],
     (gamma, normalized, s): (&[F], &[F], F),
-    feature_sums: (&mut [F], &mut [F]),
+    (feature_sums, feature_sums_x): (&mut [F], &mut [F]),
 ) {
     let width = F::of(grad.len() as f64);
-    let (sum, sum_x) = row_and_feature_sums(grad, gamma, normalized, feature_sums);
-    let (mean, mean_x) = (sum / width, sum_x / width);
-    for ((g, &gamma), &x_hat) in grad.iter_mut().zip(gamma).zip(normalized) {
-        *g = s * (*g * gamma - mean - x_hat * mean_x);
+    let features = feature_sums.iter_mut().zip(feature_sums_x.iter_mut());
+    let entries = grad.iter_mut().zip(gamma).zip(normalized);
+    for ((sum, sum_x), ((g, &gamma), &x_hat)) in features.zip(entries) {
+        *sum += *g;
+        *sum_x += *g * x_hat;
+        *g *= gamma;
+    }
+    let mean = sum_in_lanes(grad, |d| d) / width;
+    let mean_x = products_in_lanes(grad, normalized) / width;
+    for (d, &x_hat) in grad.iter_mut().zip(normalized) {
+        *d = s * (*d - mean - x_hat * mean_x);
     }
 }
 
@@ -373,44 +382,18 @@ fn sum_in_lanes<F: Float>(row: &[F], term: impl Fn(F) -> F) -> F {
     lanes.iter().fold(total, |total, &lane| total + lane)
 }
 
-/// (Σ d, Σ d x̂) over a row with d = g gamma, each in [`LANES`] interleaved partial sums, after
-/// adding g and g x̂ to the per-feature sums `(sums, sums_x)` (the row, just read, is in the
-/// core's first-level cache for the second loop; each loop alone vectorizes).
+/// Σ a b over two rows, in [`LANES`] interleaved partial sums added at the end.
 #[inline(always)]
-fn row_and_feature_sums<F: Float>(
-    grad: &[F],
-    gamma: &[F],
-    normalized: &[F],
-    (feature_sums, feature_sums_x): (&mut [F], &mut [F]),
-) -> (F, F) {
-    let features = feature_sums.iter_mut().zip(feature_sums_x.iter_mut());
-    for ((sum, sum_x), (&g, &x_hat)) in features.zip(grad.iter().zip(normalized)) {
-        *sum += g;
-        *sum_x += g * x_hat;
-    }
-    let (mut sums, mut sums_x) = ([F::zero(); LANES], [F::zero(); LANES]);
-    // Arrays of LANES, not slices: the compiler sees each lane's bounds.
-    let (grad_chunks, _) = grad.as_chunks::<LANES>();
-    let (gamma_chunks, _) = gamma.as_chunks::<LANES>();
-    let (normalized_chunks, _) = normalized.as_chunks::<LANES>();
-    let chunks = grad_chunks.iter().zip(gamma_chunks).zip(normalized_chunks);
-    for ((g, gamma), x_hat) in chunks {
-        for lane in 0..LANES {
-            let d = g[lane] * gamma[lane];
-            sums[lane] += d;
-            sums_x[lane] += d * x_hat[lane];
+fn products_in_lanes<F: Float>(a: &[F], b: &[F]) -> F {
+    let mut lanes = [F::zero(); LANES];
+    let (a_chunks, a_rest) = a.as_chunks::<LANES>();
+    let (b_chunks, b_rest) = b.as_chunks::<LANES>();
+    for (a, b) in a_chunks.iter().zip(b_chunks) {
+        for ((lane, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
+            *lane += a * b;
         }
     }
-    let whole = grad.len() - grad.len() % LANES;
-    let (mut sum, mut sum_x) = (F::zero(), F::zero());
-    for index in whole..grad.len() {
-        let d = grad[index] * gamma[index];
-        sum += d;
-        sum_x += d * normalized[index];
-    }
-    for lane in 0..LANES {
-        sum += sums[lane];
-        sum_x += sums_x[lane];
-    }
-    (sum, sum_x)
+    let rest = a_rest.iter().zip(b_rest);
+    let total = rest.fold(F::zero(), |total, (&a, &b)| total + a * b);
+    lanes.iter().fold(total, |total, &lane| total + lane)
 }
