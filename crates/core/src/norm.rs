@@ -162,7 +162,7 @@ impl DropoutMask {
     #[inline]
     pub fn keeps(&self, index: usize) -> bool {
         let place = self.first.wrapping_add(index as u64);
-        let bits = self.pair_bits(place >> 1);
+        let bits = pair_bits(self.key, place >> 1);
         let draw = match place & 1 {
             0 => bits & 0xffff_ffff,
             _ => bits >> 32,
@@ -178,15 +178,10 @@ impl DropoutMask {
         let place = self.first.wrapping_add(first as u64);
         scaled_row(self.key, self.threshold, place, scale, values);
     }
-
-    /// SplitMix64's output for counter `pair`: the draws of entries 2 pair and 2 pair + 1.
-    #[inline]
-    fn pair_bits(&self, pair: u64) -> u64 {
-        pair_bits(self.key, pair)
-    }
 }
 
-/// SplitMix64's output for counter `pair` under `key`.
+/// SplitMix64's output for counter `pair` under `key`: the draws of entries 2 pair and
+/// 2 pair + 1.
 #[inline]
 fn pair_bits(key: u64, pair: u64) -> u64 {
     mix64(key.wrapping_add(pair.wrapping_mul(GOLDEN_GAMMA)))

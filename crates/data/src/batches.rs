@@ -103,6 +103,25 @@ impl<'d> Batches<'d> {
     /// The next batch of the current epoch (shuffling first if the epoch has not started), or
     /// `None` when the epoch is over; the call after `None` starts the next epoch.
     pub fn next_batch(&mut self) -> Option<(ArrayView2<'_, f32>, &[usize])> {
+        let range = self.next_range()?;
+        let indices = &self.order[range.clone()];
+        let parallel = rayon::current_num_threads() > 1;
+        gather(
+            self.data,
+            indices,
+            (&mut self.images, &mut self.labels),
+            parallel,
+        );
+        Some((
+            self.images.slice(s![..range.len(), ..]),
+            &self.labels[..range.len()],
+        ))
+    }
+
+    /// Where the next batch lies in `order`, moving past it (shuffling first if the epoch has
+    /// not started), or `None` when the epoch is over; the call after `None` starts the next
+    /// epoch.
+    fn next_range(&mut self) -> Option<Range<usize>> {
         if self.epoch_over() {
             self.position = None;
             return None;
@@ -119,15 +138,7 @@ impl<'d> Batches<'d> {
             return None; // an epoch too small for one batch
         }
         self.position = Some(start + rows);
-        let indices = &self.order[start..start + rows];
-        let parallel = rayon::current_num_threads() > 1;
-        gather(
-            self.data,
-            indices,
-            (&mut self.images, &mut self.labels),
-            parallel,
-        );
-        Some((self.images.slice(s![..rows, ..]), &self.labels[..rows]))
+        Some(start..start + rows)
     }
 
     /// The rest of the current epoch (a whole one if none has started), each batch handed to
@@ -151,29 +162,9 @@ impl<'d> Batches<'d> {
             }
             return ControlFlow::Continue(());
         }
-        if self.epoch_over() {
-            self.position = None; // as next_batch's None: this epoch had no batch left
-            return ControlFlow::Continue(());
-        }
-        // The batches of the epoch from here, as next_batch would cut them.
-        let mut ranges = Vec::new();
-        let mut start = match self.position {
-            Some(start) => start,
-            None => {
-                self.order.shuffle(&mut self.rng);
-                0
-            }
-        };
-        loop {
-            let rows = (self.order.len() - start).min(self.batch_size);
-            if rows == 0 || rows < self.min_rows {
-                break;
-            }
-            ranges.push(start..start + rows);
-            start += rows;
-        }
+        // The rest of the epoch's batches, cut as next_batch cuts them (which ends the epoch).
+        let ranges: Vec<_> = std::iter::from_fn(|| self.next_range()).collect();
         let Some(first) = ranges.first() else {
-            self.position = None;
             return ControlFlow::Continue(());
         };
         let (data, order) = (self.data, &self.order);
@@ -202,11 +193,11 @@ impl<'d> Batches<'d> {
             });
             for (index, range) in ranges.iter().enumerate() {
                 // The next batch into the spare buffers, beside this step.
-                let next = ranges.get(index + 1).cloned();
-                if let Some(next) = next.clone() {
+                let next = ranges.get(index + 1);
+                if let Some(next) = next {
                     let buffers = std::mem::take(&mut spare);
                     to_helper
-                        .send((buffers, next))
+                        .send((buffers, next.clone()))
                         .expect("the gathering thread is running");
                 }
                 let (images, labels) = (&*current.0, &*current.1);
@@ -224,15 +215,13 @@ impl<'d> Batches<'d> {
                 }
             }
         });
+        // The ranges moved `position` to the epoch's end; a stop goes back to the batch after it.
         match stopped_after {
             Some((end, value)) => {
                 self.position = Some(end);
                 ControlFlow::Break(value)
             }
-            None => {
-                self.position = None;
-                ControlFlow::Continue(())
-            }
+            None => ControlFlow::Continue(()),
         }
     }
 

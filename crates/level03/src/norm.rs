@@ -58,10 +58,10 @@ impl<F: Float> NormState<F> {
         }
     }
 
-    /// `values` (batch, features) <- gamma x̂ + beta, keeping x̂: the statistics (two passes for
-    /// batch norm, one per row for layer norm), then x̂ and y in one pass. Every loop runs over
-    /// contiguous rows (the `Mlp`'s buffers are; the layer makes its input so), which the
-    /// compiler vectorizes.
+    /// `values` (batch, features) <- gamma x̂ + beta, keeping x̂. Batch norm: the statistics per
+    /// feature (two passes), then x̂ and y in one pass; layer norm: all of it a row at a time.
+    /// Every loop runs over contiguous rows (the `Mlp`'s buffers are; the layer makes its input
+    /// so), which the compiler vectorizes.
     #[track_caller]
     pub(crate) fn forward_inplace(&mut self, mut values: ArrayViewMut2<'_, F>) {
         let (batch, features) = values.dim();
@@ -76,8 +76,8 @@ impl<F: Float> NormState<F> {
             return;
         }
         self.batch_statistics_forward(values.view());
-        // x̂ = (x - mean) s, kept for backward, and y = gamma x̂ + beta, in one pass: the mean
-        // and s per feature (batch norm) or per row (layer norm).
+        // x̂ = (x - mean) s, kept for backward, and y = gamma x̂ + beta, in one pass, with the
+        // mean and s of each feature.
         let (gamma, beta) = (self.gamma.view(), self.beta.view());
         let (gamma, beta) = (contiguous(&gamma), contiguous(&beta));
         let mut normalized = self.normalized.view_mut();
