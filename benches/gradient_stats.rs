@@ -15,7 +15,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use backprop::bench::{FLOPS_PER_SAMPLE, Plan, in_turns, mnist_train, pool, timed};
+use backprop::bench::{FLOPS_PER_SAMPLE, Plan, in_pool, in_turns, mnist_train, timed};
 use backprop_core::flow::{clip_grad_norm, step_stats, sum_of_squares, weights_of};
 use backprop_core::optim::{Optimizer, Sgd};
 use backprop_core::{Level, MlpSpec, Model, Targets};
@@ -58,7 +58,7 @@ fn main() {
         if !plan.runs(&format!("stats/{threads}")) || (turns == 1 && threads > 1) {
             continue;
         }
-        pool(threads).install(|| {
+        in_pool(threads, || {
             let (mut plain, mut watched, mut clipped) = (new_model(), new_model(), new_model());
             let (mut sgd_plain, mut sgd_watched, mut sgd_clipped) = (
                 Sgd::new(LEARNING_RATE),
@@ -109,7 +109,12 @@ fn main() {
             );
             row("train_step", threads, medians[0], medians[0]);
             row("train_step + step_stats", threads, medians[1], medians[0]);
-            row("backward, clip_grad_norm, update", threads, medians[2], medians[0]);
+            row(
+                "backward, clip_grad_norm, update",
+                threads,
+                medians[2],
+                medians[0],
+            );
             let norm = medians[3].as_secs_f64() * 1e6;
             let share = 100.0 * medians[3].as_secs_f64() / medians[0].as_secs_f64();
             println!(

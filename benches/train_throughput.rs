@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use backprop::arch::Arch;
 use backprop::bench::{
-    Contestant, ContestantOf, FLOPS_PER_SAMPLE, NetworkFloor, Plan, finish, floor_cell, in_turns,
-    mnist_train, network_flops_per_sample, pool, quick_row, record, tables, timed,
+    Contestant, ContestantOf, FLOPS_PER_SAMPLE, NetworkFloor, Plan, finish, floor_cell, in_pool,
+    in_turns, mnist_train, network_flops_per_sample, quick_row, record, tables, timed,
 };
 use backprop::levels::BuiltinLevel;
 use backprop_core::optim::{Adam, AnyOptimizer, Sgd};
@@ -105,7 +105,7 @@ fn cnn_table(plan: &Plan, data: &Dataset, batch: usize) {
         );
     };
     for &threads in &plan.threads {
-        pool(threads).install(|| {
+        in_pool(threads, || {
             let mut floor = NetworkFloor::new(&spec, batch);
             let mut level02 = <Level02 as Level<f32>>::network_from_spec(&spec);
             let mut level03 = <Level03 as Level<f32>>::network_from_spec(&spec);
@@ -136,7 +136,7 @@ fn cnn_table(plan: &Plan, data: &Dataset, batch: usize) {
     }
     if runs("level01", 1) {
         // The loops level once: 1 turn of 2 steps (the first a warm-up) on one thread.
-        pool(1).install(|| {
+        in_pool(1, || {
             let mut floor = NetworkFloor::new(&spec, batch);
             let mut level01 = <Level01 as Level<f32>>::network_from_spec(&spec);
             let mut sgd = Sgd::new(0.01);
@@ -221,7 +221,7 @@ fn level03_rows(
     let images = data.images.slice(s![..batch, ..]);
     let targets = Targets::Classes(&data.labels[..batch]);
     for &threads in plan.threads.iter().filter(|threads| runs(threads)) {
-        pool(threads).install(|| {
+        in_pool(threads, || {
             let mut timers: Vec<Box<dyn FnMut() -> std::time::Duration>> = rows
                 .iter()
                 .map(|(_, spec, optimizer)| {

@@ -44,6 +44,7 @@ use backprop_core::optim::Sgd;
 use backprop_core::{Level, MlpSpec, Model, Targets};
 use backprop_data::batches::Batches;
 use backprop_data::mnist::{Dataset, load_mnist};
+use backprop_data::workers::with_workers_awake;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
 
@@ -61,12 +62,15 @@ pub fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
-/// A rayon pool of `threads` threads.
-pub fn pool(threads: usize) -> rayon::ThreadPool {
+/// Runs `work` in a new rayon pool of `threads` threads, its other workers polling for work
+/// while it runs ([`with_workers_awake`], as each epoch of `train` does): the floor and every
+/// level of a table run in the same pool, so they pay alike for handing work to a thread.
+pub fn in_pool<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .expect("a rayon pool")
+        .install(|| with_workers_awake(work))
 }
 
 /// How long `action` takes.
@@ -529,7 +533,9 @@ pub fn tables(plan: &Plan, data: &Dataset, contestants: &[Contestant]) {
         header("us / step");
         for &threads in &plan.threads {
             for &batch in &plan.batches {
-                pool(threads).install(|| step_rows(plan, data, contestants, (batch, threads)));
+                in_pool(threads, || {
+                    step_rows(plan, data, contestants, (batch, threads))
+                });
             }
         }
         println!();
@@ -545,7 +551,9 @@ pub fn tables(plan: &Plan, data: &Dataset, contestants: &[Contestant]) {
         );
         header("us / epoch");
         for &threads in &plan.threads {
-            pool(threads).install(|| epoch_rows(plan, &epoch_data, contestants, threads));
+            in_pool(threads, || {
+                epoch_rows(plan, &epoch_data, contestants, threads)
+            });
         }
         println!();
     }
@@ -653,7 +661,7 @@ pub fn quick_row(plan: &Plan, data: &Dataset, contestant: Contestant, batch: usi
     if !plan.runs(&format!("step/{}/{batch}/1", contestant.name)) {
         return;
     }
-    pool(1).install(|| {
+    in_pool(1, || {
         let mut floor = GemmFloor::new(&data.images, batch);
         let mut timers: Vec<Timed<'_>> = vec![
             Box::new(|| timed(|| floor.products(batch))),

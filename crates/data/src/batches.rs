@@ -10,6 +10,7 @@ use rand::seq::SliceRandom;
 use backprop_core::init::{SeededRng, seeded_rng};
 
 use crate::mnist::Dataset;
+use crate::workers::with_workers_awake;
 
 /// Walks a [`Dataset`] in shuffled batches of `batch_size` rows.
 ///
@@ -151,16 +152,19 @@ impl<'d> Batches<'d> {
     /// waits on memory beside the step instead of before it: the helper only copies rows, and
     /// every computation stays on the calling thread. With more rayon threads, they gather each
     /// batch together before its step (a helper beside them measured slower: it takes a core
-    /// from the step's products).
+    /// from the step's products), and the other workers poll for work through the epoch instead
+    /// of sleeping between the step's forks ([`with_workers_awake`]).
     pub fn for_each_batch<B>(
         &mut self,
         mut step: impl FnMut(ArrayView2<'_, f32>, &[usize]) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
         if rayon::current_num_threads() > 1 {
-            while let Some((images, labels)) = self.next_batch() {
-                step(images, labels)?;
-            }
-            return ControlFlow::Continue(());
+            return with_workers_awake(|| {
+                while let Some((images, labels)) = self.next_batch() {
+                    step(images, labels)?;
+                }
+                ControlFlow::Continue(())
+            });
         }
         // The rest of the epoch's batches, cut as next_batch cuts them (which ends the epoch).
         let ranges: Vec<_> = std::iter::from_fn(|| self.next_range()).collect();
