@@ -158,14 +158,37 @@ fn update_elements<F: Float, D: Dimension, const N: usize>(
             in_pieces(pieces, param, grad, states, &kernel);
         }
         _ => {
-            // Every tensor in logical order, element by element.
-            let mut states = states.each_mut().map(|state| state.iter_mut());
-            for (p, g) in param.iter_mut().zip(&grad) {
-                let states = states
+            // Lane by lane along the last axis (a piece of a matrix cut by columns has
+            // contiguous rows), each lane as slices when all are contiguous, else element by
+            // element; every tensor in logical order.
+            let last = Axis(param.ndim().saturating_sub(1));
+            let mut state_lanes = states
+                .each_mut()
+                .map(|state| state.lanes_mut(last).into_iter());
+            for (mut param, grad) in param.lanes_mut(last).into_iter().zip(grad.lanes(last)) {
+                let mut states = state_lanes
                     .each_mut()
-                    .map(|state| state.next().expect("same shape"));
-                let states = states.map(std::slice::from_mut);
-                kernel(std::slice::from_mut(p), std::slice::from_ref(g), states);
+                    .map(|lanes| lanes.next().expect("same shape"));
+                let all_slices = grad.as_slice().is_some()
+                    && states.iter().all(|state| state.as_slice().is_some());
+                match (all_slices, param.as_slice_mut()) {
+                    (true, Some(param)) => {
+                        let states = states
+                            .each_mut()
+                            .map(|state| state.as_slice_mut().expect("checked to be contiguous"));
+                        kernel(param, grad.as_slice().expect("checked"), states);
+                    }
+                    _ => {
+                        let mut states = states.each_mut().map(|state| state.iter_mut());
+                        for (p, g) in param.iter_mut().zip(&grad) {
+                            let states = states
+                                .each_mut()
+                                .map(|state| state.next().expect("same shape"));
+                            let states = states.map(std::slice::from_mut);
+                            kernel(std::slice::from_mut(p), std::slice::from_ref(g), states);
+                        }
+                    }
+                }
             }
         }
     }
@@ -783,35 +806,56 @@ mod tests {
     use super::*;
 
     /// A parameter stored transposed (a learner's level may keep any layout) takes the
-    /// element-by-element path; contiguous ones the slice path, cut in pieces on 2 threads.
-    /// Three momentum steps give the same numbers on every path.
+    /// element-by-element path; pieces of a matrix cut by columns (as level03 cuts a product
+    /// whose output is wide) the row-by-row path; contiguous ones the slice path, cut in pieces
+    /// on 2 threads. Three momentum steps give the same numbers on every path.
     #[test]
     fn every_memory_layout_and_thread_count_gives_the_same_update() {
         let shape = (400, 400); // 160,000 elements: cut in pieces on 2 threads
         let grad = Array2::from_shape_fn(shape, |(row, col)| ((row * 7 + col * 3) % 11) as f64);
         let sgd = Sgd::<f64>::new(0.1).with_momentum(0.9).with_nesterov();
-        let run = |threads: usize, transposed: bool| {
+        let run = |threads: usize, layout: &str| {
             let mut param = Array2::from_shape_fn(shape, |(row, col)| (row + 2 * col) as f64);
-            if transposed {
+            if layout == "transposed" {
                 param = param.t().as_standard_layout().into_owned().reversed_axes();
             }
             let mut velocity = Array2::zeros(shape);
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
             pool.expect("a rayon pool").install(|| {
                 for _ in 0..3 {
-                    let state = [Some(velocity.view_mut()), None];
-                    sgd.rule().apply(param.view_mut(), grad.view(), state);
+                    if layout == "column pieces" {
+                        let (param, velocity) = (param.view_mut(), velocity.view_mut());
+                        let (param_left, param_right) = param.split_at(Axis(1), 150);
+                        let (velocity_left, velocity_right) = velocity.split_at(Axis(1), 150);
+                        let (grad_left, grad_right) = grad.view().split_at(Axis(1), 150);
+                        let left = [Some(velocity_left), None];
+                        sgd.rule().apply(param_left, grad_left, left);
+                        let right = [Some(velocity_right), None];
+                        sgd.rule().apply(param_right, grad_right, right);
+                    } else {
+                        let state = [Some(velocity.view_mut()), None];
+                        sgd.rule().apply(param.view_mut(), grad.view(), state);
+                    }
                 }
             });
             (param.as_standard_layout().into_owned(), velocity)
         };
-        let expected = run(1, false);
+        let expected = run(1, "standard");
         assert_ne!(expected.0[[1, 2]], 5.0, "the update ran");
-        assert_eq!(run(2, false), expected, "cut in two pieces on 2 threads");
         assert_eq!(
-            run(1, true),
+            run(2, "standard"),
+            expected,
+            "cut in two pieces on 2 threads"
+        );
+        assert_eq!(
+            run(1, "transposed"),
             expected,
             "a transposed parameter, element by element"
+        );
+        assert_eq!(
+            run(1, "column pieces"),
+            expected,
+            "pieces cut by columns, row by row"
         );
     }
 
