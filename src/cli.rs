@@ -202,7 +202,8 @@ pub struct TrainArgs {
     #[arg(short, long, default_value_t = 0)]
     pub seed: u64,
     /// rayon threads (default: all cores; at most 256). With 1, a helper thread that only copies
-    /// rows gathers the next batch while the step runs.
+    /// rows gathers the next batch while the step runs; with more, the threads stay busy polling
+    /// for work through each epoch (no sleep and wake-up between a step's parallel parts).
     #[arg(short, long, value_parser = at_most(MAX_THREADS))]
     pub threads: Option<usize>,
     /// Folder with the four IDX files, gzip'd or not (default: data/mnist in the current

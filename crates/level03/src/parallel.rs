@@ -7,9 +7,12 @@ use backprop_core::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 
 /// Passes with at least this many elements run on rayon. Measured on 2 cores: a ReLU pass over a
-/// 128 x 256 hidden layer (32,768 elements) took 14 us on one thread and 71 us split on two (the
-/// hand-off costs more than the work), so only passes as big as the first layer's SGD update
-/// (200,704 weights) are split.
+/// 128 x 256 hidden layer (32,768 elements) took 14 us on one thread and 71 us split on two with
+/// the second worker asleep between forks (the hand-off costs more than the work). With the
+/// workers kept awake (`backprop_data::workers`, as in training and the benches), ReLU's forward
+/// and backward cut in row halves still measured no faster: 567-578 us per step against 555-587
+/// uncut (`examples/profile_step 128 3000 2`, three runs each). So only passes as big as the
+/// first layer's SGD update (200,704 weights) are split.
 pub(crate) const PARALLEL_ELEMENTS: usize = 1 << 17;
 
 /// `f(x)` on every element.
