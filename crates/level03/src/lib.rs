@@ -23,11 +23,15 @@
 //!   half on the thread that computed it while it is still in that core's cache. The result is
 //!   bit-identical to backward then `optimizer.step` (`tests/fused_update.rs`).
 //! - **rayon where it pays.** The two big products of a step (the first layer's forward and its
-//!   weight gradient) are cut into two halves (by rows, or by columns for a small batch's
-//!   forward, so that the weight is packed once); the first layer's update runs in the halves of
-//!   its gradient product; other large elementwise passes run on rayon. Each output element is
-//!   computed the same way whatever the cut, so 1 and 2 threads give bit-identical weights
-//!   (tested over 100 steps, and for every optimizer in `tests/fused_update.rs`).
+//!   weight gradient) are cut into two halves along the same axis of the weight (by its rows,
+//!   unless the layer is at least 4x wider than its input): the gradient by rows of dW, the
+//!   forward by cutting its sum over the input features in two and adding the halves, so each
+//!   thread reads the half of the weight it updated itself and that half stays in its core's
+//!   cache; the first layer's update runs in the halves of its gradient product; other large
+//!   elementwise passes run on rayon. Each output element is computed the same way whatever the
+//!   number of threads (the forward's sum is cut on one thread too), so 1 and 2 threads give
+//!   bit-identical weights (tested over 100 steps, and for every optimizer in
+//!   `tests/fused_update.rs`).
 //! - **No unsafe.** Splitting a product is `ArrayViewMut::split_at`; nothing needed more.
 //! - **Any other network** ([`Network`]): a CNN or any list of layers that is not a plain MLP
 //!   runs as `Sequential` over this level's layers, each computing into the model's reused
@@ -40,9 +44,9 @@
 //! ## Allocations
 //!
 //! matrixmultiply allocates one packing buffer per product (freed at its end). A training step
-//! of [784, 256, 10] makes 5 products (forward: 2; backward: dW1, dL/dh, dW0), 7 when the two big
-//! ones are split on two threads: that is the whole count, whatever the batch size and the
-//! number of steps. The harness's `stress::allocations_per_training_step` counts it with a
+//! of [784, 256, 10] makes 6 products on one thread (forward: the first layer's in two halves of
+//! its sum, and the second; backward: dW1, dL/dh, dW0), 7 on two, where dW0 is cut in halves
+//! too: that is the whole count, whatever the batch size and the number of steps. The harness's `stress::allocations_per_training_step` counts it with a
 //! counting global allocator.
 //!
 //! ## Memory
@@ -54,7 +58,7 @@
 //! |-----------------------------------------|-----------------------------|--------------------------|
 //! | per parameter (value + gradient)        | 8                           | 8                        |
 //! | held between steps, per sample of batch | 5,283 (every layer's caches)| 2,088 (hidden output, its gradient, logits: 522 floats) |
-//! | allocated during a step, batch 64 / 128 / 256 | 3.02 / 3.94 / 5.76 MB | 0.52 / 0.63 / 0.83 MB (matrixmultiply's packing buffers) |
+//! | allocated during a step, batch 64 / 128 / 256 | 3.02 / 3.93 / 5.75 MB | 0.85 / 0.95 / 1.16 MB (matrixmultiply's packing buffers) |
 //! | peak transient during a step, batch 64 / 128 / 256 | 1.13 / 1.40 / 1.93 MB | 0.33 / 0.33 / 0.33 MB |
 //!
 //! The 203,530 parameters and their gradients take 1.63 MB in both. level03's buffers grow only

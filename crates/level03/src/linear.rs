@@ -5,13 +5,14 @@ use backprop_core::{Float, Layer, LinearLayer, LinearMut, assert_same_shape};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 use crate::buffer::RowBuffer;
-use crate::gemm::{gemm, gemm_then};
+use crate::gemm::{gemm, gemm_then, layer_forward_gemm};
 
 /// A fully connected layer: `y = x W + b`.
 ///
 /// Shapes: input x `(batch, fan_in)`, weight W `(fan_in, fan_out)`, bias b `(fan_out,)`,
 /// output y `(batch, fan_out)`. It keeps a copy of its input (dL/dW needs it) in a buffer sized
-/// for the largest batch seen.
+/// for the largest batch seen, and, once a forward product is large enough to cut its sum in
+/// two, a buffer of the output's shape for one half of the sum.
 #[derive(Debug, Clone)]
 pub struct Linear<F> {
     weight: Array2<F>,
@@ -19,6 +20,7 @@ pub struct Linear<F> {
     grad_weight: Array2<F>,
     grad_bias: Array1<F>,
     input: RowBuffer<F>,
+    sum_rest: RowBuffer<F>,
 }
 
 impl<F: Float> Linear<F> {
@@ -41,19 +43,22 @@ impl<F: Float> Linear<F> {
             weight,
             bias,
             input: RowBuffer::default(),
+            sum_rest: RowBuffer::default(),
         }
     }
 }
 
-/// `y <- x W + b`: the bias broadcast into every row, then `y <- 1 x W + 1 y` (gemm).
+/// `y <- x W + b`: the bias broadcast into every row, then `y <- x W + y`
+/// ([`layer_forward_gemm`], `sum_rest` its buffer for half of a sum cut in two).
 pub(crate) fn linear_forward<F: Float>(
     input: ArrayView2<'_, F>,
     weight: ArrayView2<'_, F>,
     bias: &Array1<F>,
     mut output: ArrayViewMut2<'_, F>,
+    sum_rest: &mut RowBuffer<F>,
 ) {
     output.assign(bias);
-    gemm(F::one(), input, weight, F::one(), output);
+    layer_forward_gemm(input, weight, output, sum_rest);
 }
 
 /// `dW (+)= x^T g` and `db (+)= Σ_rows g`; with `overwrite`, `=` instead of `+=` (the gradients
@@ -111,7 +116,8 @@ impl<F: Float> Layer<F> for Linear<F> {
         assert_same_shape("Linear forward_into output", output.dim(), (batch, fan_out));
         self.input.resize(batch, fan_in);
         self.input.view_mut().assign(&input);
-        linear_forward(input, self.weight.view(), &self.bias, output);
+        let sum_rest = &mut self.sum_rest;
+        linear_forward(input, self.weight.view(), &self.bias, output, sum_rest);
     }
 
     #[track_caller]

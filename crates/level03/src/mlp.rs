@@ -38,7 +38,9 @@ enum Stage {
 ///   tanh: their derivative in terms of the output). The last one holds the logits, then, once
 ///   the loss has run, dL/dlogits in their place;
 /// - `grads[i]` `(batch, sizes[i + 1])` for hidden layers: dL/d(pre-activation), written by the
-///   product `g W^T` and then multiplied in place by the activation's derivative;
+///   product `g W^T` and then multiplied in place by the activation's derivative; during the
+///   forward pass, half of layer i's product when its sum is cut in two
+///   (`gemm::layer_forward_gemm`);
 /// - the input gradient `(batch, sizes[0])`, only when [`Model::backward`] asks for it: training
 ///   ([`Model::train_step`], [`Model::backward_params_only`]) skips the first layer's `g W^T`;
 /// - with normalization, each hidden layer's `NormState` (x̂ and its statistics), applied in
@@ -71,6 +73,8 @@ pub struct Mlp<F> {
     outputs: Vec<RowBuffer<F>>,
     grads: Vec<RowBuffer<F>>,
     grad_input: RowBuffer<F>,
+    /// Half of the last layer's forward sum when it is cut (grads[i] serves the others).
+    last_sum_rest: RowBuffer<F>,
     /// One per hidden layer, or none.
     norms: Vec<NormState<F>>,
     dropouts: Vec<DropoutState<F>>,
@@ -139,6 +143,7 @@ impl<F: Float> Mlp<F> {
             outputs: vec![RowBuffer::default(); depth],
             grads: vec![RowBuffer::default(); depth - 1],
             grad_input: RowBuffer::default(),
+            last_sum_rest: RowBuffer::default(),
             stage: Stage::Empty,
             loss: F::zero(),
             input_grad_norms: vec![None; depth],
@@ -154,7 +159,7 @@ impl<F: Float> Mlp<F> {
             .iter()
             .chain(&self.grads)
             .chain(&self.dropped)
-            .chain([&self.input_copy, &self.grad_input]);
+            .chain([&self.input_copy, &self.grad_input, &self.last_sum_rest]);
         buffers.map(RowBuffer::bytes).sum()
     }
 
@@ -179,9 +184,15 @@ impl<F: Float> Mlp<F> {
                 (_, Some(dropped)) => dropped.view(),
                 (_, None) => earlier[index - 1].view(),
             };
-            // outputs[i] <- activation(norm(h W_i + b_i)), each in place.
+            // outputs[i] <- activation(norm(h W_i + b_i)), each in place. The product's sum cut
+            // in two keeps one half in grads[i], free until backward, or for the last layer in
+            // a buffer of its own.
             let (weight, bias) = (self.weights[index].view(), &self.biases[index]);
-            linear_forward(layer_input, weight, bias, rest[0].view_mut());
+            let sum_rest = match self.grads.get_mut(index) {
+                Some(grad) => grad,
+                None => &mut self.last_sum_rest,
+            };
+            linear_forward(layer_input, weight, bias, rest[0].view_mut(), sum_rest);
             if index + 1 == depth {
                 break;
             }
