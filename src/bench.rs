@@ -17,9 +17,9 @@
 //! halves when the pool has two threads, and the products of both halves computed on the
 //! two threads. The floor and each level run with the pool's other workers polling for work
 //! ([`with_workers_awake`], as in `train`). Then whole shuffled epochs over the 60,000
-//! training images at batch 128 (batch gathering included: on 1 thread a helper thread gathers
-//! the next batch beside the step, as `train` does) against the floor of the same epoch's
-//! products.
+//! training images at batch 128 (batch gathering included: the next batch gathered beside the
+//! step, as `train` does, on 1 thread by a helper thread, on 2 by the other rayon worker
+//! between the step's forks) against the floor of the same epoch's products.
 //!
 //! The floor and the levels are measured in turns (floor, level02, level03, floor, ...), so a
 //! machine whose speed drifts (a shared virtual machine) slows them alike; each figure is the
@@ -304,7 +304,8 @@ fn step_of<L: Level<f32>>(data: &Dataset, batch: usize) -> Timed<'_> {
 }
 
 /// A shuffled epoch of level `L`, batches gathered as `train` gathers them
-/// ([`Batches::for_each_batch`]: on one rayon thread, by a helper thread beside the step).
+/// ([`Batches::for_each_batch`]: beside the step, by a helper thread on one rayon thread, by
+/// the other workers between the step's forks on more).
 fn epoch_of<L: Level<f32>>(data: &Dataset) -> Timed<'_> {
     let mut model = L::mlp_from_spec(&MlpSpec::classifier(&[784, 256, 10], 1));
     let mut sgd = Sgd::new(0.01);
@@ -564,8 +565,9 @@ pub fn tables(plan: &Plan, data: &Dataset, contestants: &[Contestant]) {
         let epoch_data = data.first(plan.epoch_samples);
         println!(
             "Epoch: {} shuffled images at batch {EPOCH_BATCH}, median of {} timed epochs \
-             (each after a warm-up epoch); on 1 thread a second, helper thread gathers the \
-             next batch while the step runs (as `train --threads 1` does)",
+             (each after a warm-up epoch); the next batch is gathered while the step runs, \
+             as `train` does: on 1 thread by a second, helper thread, on 2 by the other rayon \
+             worker between the step's forks",
             epoch_data.len(),
             plan.epoch_turns
         );

@@ -147,78 +147,39 @@ impl<'d> Batches<'d> {
     /// labels; `ControlFlow::Break` stops it after that batch, and the next call goes on from
     /// the batch after it. The epoch is over when it returns `Continue`.
     ///
-    /// Called in a rayon pool of one thread, a helper thread gathers batch k + 1 into a second
-    /// buffer while `step` runs on batch k, so the copy of random rows out of a large array
-    /// waits on memory beside the step instead of before it: the helper only copies rows, and
-    /// every computation stays on the calling thread. With more rayon threads, they gather each
-    /// batch together before its step (a helper beside them measured slower: it takes a core
-    /// from the step's products), and the other workers poll for work through the epoch instead
-    /// of sleeping between the step's forks ([`with_workers_awake`]).
+    /// While `step` runs on batch k, batch k + 1 is gathered into a second buffer, so the copy
+    /// of random rows out of a large array waits on memory beside the step instead of before
+    /// it:
+    ///
+    /// - in a rayon pool of one thread, by a helper thread that only copies rows (every
+    ///   computation stays on the calling thread);
+    /// - with more rayon threads, by a job on the pool's other workers, a few rows at a time,
+    ///   the worker taking any job the step has forked before its next rows: the copy fills the
+    ///   time the worker would otherwise wait between the step's forks. The other workers poll
+    ///   for work through the epoch instead of sleeping ([`with_workers_awake`]).
     pub fn for_each_batch<B>(
         &mut self,
         mut step: impl FnMut(ArrayView2<'_, f32>, &[usize]) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
-        if rayon::current_num_threads() > 1 {
-            return with_workers_awake(|| {
-                while let Some((images, labels)) = self.next_batch() {
-                    step(images, labels)?;
-                }
-                ControlFlow::Continue(())
-            });
-        }
         // The rest of the epoch's batches, cut as next_batch cuts them (which ends the epoch).
         let ranges: Vec<_> = std::iter::from_fn(|| self.next_range()).collect();
         let Some(first) = ranges.first() else {
             return ControlFlow::Continue(());
         };
+        let pooled = rayon::current_num_threads() > 1;
         let (data, order) = (self.data, &self.order);
-        gather(
+        let mut current = (&mut self.images, &mut self.labels);
+        gather(data, &order[first.clone()], (current.0, current.1), pooled);
+        let epoch = Epoch {
             data,
-            &order[first.clone()],
-            (&mut self.images, &mut self.labels),
-            false,
-        );
-        let mut spare = (
-            Array2::zeros(self.images.raw_dim()),
-            vec![0; self.labels.len()],
-        );
-        let current = (&mut self.images, &mut self.labels);
-        let mut stopped_after = None;
-        std::thread::scope(|scope| {
-            let (to_helper, helper_inbox) = mpsc::channel::<(Buffers, Range<usize>)>();
-            let (helper_outbox, from_helper) = mpsc::channel::<Buffers>();
-            scope.spawn(move || {
-                for ((mut images, mut labels), range) in helper_inbox {
-                    gather(data, &order[range], (&mut images, &mut labels), false);
-                    if helper_outbox.send((images, labels)).is_err() {
-                        return;
-                    }
-                }
-            });
-            for (index, range) in ranges.iter().enumerate() {
-                // The next batch into the spare buffers, beside this step.
-                let next = ranges.get(index + 1);
-                if let Some(next) = next {
-                    let buffers = std::mem::take(&mut spare);
-                    to_helper
-                        .send((buffers, next.clone()))
-                        .expect("the gathering thread is running");
-                }
-                let (images, labels) = (&*current.0, &*current.1);
-                let flow = step(images.slice(s![..range.len(), ..]), &labels[..range.len()]);
-                if next.is_some() {
-                    spare = from_helper
-                        .recv()
-                        .expect("the gathering thread sends back what it gathered");
-                    std::mem::swap(current.0, &mut spare.0);
-                    std::mem::swap(current.1, &mut spare.1);
-                }
-                if let ControlFlow::Break(value) = flow {
-                    stopped_after = Some((range.end, value));
-                    return;
-                }
-            }
-        });
+            order,
+            ranges: &ranges,
+        };
+        let stopped_after = if pooled {
+            with_workers_awake(|| epoch.run_gathering_between_jobs(&mut current, &mut step))
+        } else {
+            epoch.run_with_helper(&mut current, &mut step)
+        };
         // The ranges moved `position` to the epoch's end; a stop goes back to the batch after it.
         match stopped_after {
             Some((end, value)) => {
@@ -259,6 +220,127 @@ impl<'d> Batches<'d> {
 
 /// A batch's images `(batch_size, features)` and labels.
 type Buffers = (Array2<f32>, Vec<usize>);
+
+/// The batch buffers [`Batches`] hands to the step.
+type Current<'b> = (&'b mut Array2<f32>, &'b mut Vec<usize>);
+
+/// The rest of an epoch for [`Batches::for_each_batch`]: its batches' ranges of `order`.
+struct Epoch<'e> {
+    data: &'e Dataset,
+    order: &'e [usize],
+    ranges: &'e [Range<usize>],
+}
+
+impl Epoch<'_> {
+    /// Empty buffers the size of `current`, for the next batch.
+    fn spare(current: &Current<'_>) -> Buffers {
+        (Array2::zeros(current.0.raw_dim()), vec![0; current.1.len()])
+    }
+
+    /// Batch `index` of `current` (its first rows) handed to `step`.
+    fn step_on<B>(
+        &self,
+        index: usize,
+        current: &Current<'_>,
+        step: &mut impl FnMut(ArrayView2<'_, f32>, &[usize]) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        let rows = self.ranges[index].len();
+        step(current.0.slice(s![..rows, ..]), &current.1[..rows])
+    }
+
+    /// Every batch (the first already in `current`), the next one gathered by a job on the
+    /// rayon pool while the step runs; the end of the batch `step` stopped after, if it did.
+    fn run_gathering_between_jobs<B>(
+        &self,
+        current: &mut Current<'_>,
+        step: &mut impl FnMut(ArrayView2<'_, f32>, &[usize]) -> ControlFlow<B>,
+    ) -> Option<(usize, B)> {
+        let mut spare = Self::spare(current);
+        for (index, range) in self.ranges.iter().enumerate() {
+            let next = self.ranges.get(index + 1);
+            let flow = rayon::in_place_scope(|scope| {
+                if let Some(next) = next {
+                    let (spare, rows) = (&mut spare, &self.order[next.clone()]);
+                    scope.spawn(move |_| gather_between_jobs(self.data, rows, spare));
+                }
+                self.step_on(index, current, step)
+            });
+            if next.is_some() {
+                std::mem::swap(current.0, &mut spare.0);
+                std::mem::swap(current.1, &mut spare.1);
+            }
+            if let ControlFlow::Break(value) = flow {
+                return Some((range.end, value));
+            }
+        }
+        None
+    }
+
+    /// Every batch (the first already in `current`), the next one gathered by a helper thread
+    /// while the step runs; the end of the batch `step` stopped after, if it did.
+    fn run_with_helper<B>(
+        &self,
+        current: &mut Current<'_>,
+        step: &mut impl FnMut(ArrayView2<'_, f32>, &[usize]) -> ControlFlow<B>,
+    ) -> Option<(usize, B)> {
+        let mut spare = Self::spare(current);
+        let (data, order) = (self.data, self.order);
+        std::thread::scope(|scope| {
+            let (to_helper, helper_inbox) = mpsc::channel::<(Buffers, Range<usize>)>();
+            let (helper_outbox, from_helper) = mpsc::channel::<Buffers>();
+            scope.spawn(move || {
+                for ((mut images, mut labels), range) in helper_inbox {
+                    gather(data, &order[range], (&mut images, &mut labels), false);
+                    if helper_outbox.send((images, labels)).is_err() {
+                        return;
+                    }
+                }
+            });
+            for (index, range) in self.ranges.iter().enumerate() {
+                // The next batch into the spare buffers, beside this step.
+                let next = self.ranges.get(index + 1);
+                if let Some(next) = next {
+                    let buffers = std::mem::take(&mut spare);
+                    to_helper
+                        .send((buffers, next.clone()))
+                        .expect("the gathering thread is running");
+                }
+                let flow = self.step_on(index, current, step);
+                if next.is_some() {
+                    spare = from_helper
+                        .recv()
+                        .expect("the gathering thread sends back what it gathered");
+                    std::mem::swap(current.0, &mut spare.0);
+                    std::mem::swap(current.1, &mut spare.1);
+                }
+                if let ControlFlow::Break(value) = flow {
+                    return Some((range.end, value));
+                }
+            }
+            None
+        })
+    }
+}
+
+/// Rows gathered between jobs: [`ROWS_BETWEEN_JOBS`] rows (about 12 KB of MNIST) take a few
+/// microseconds, so a product the step forks waits at most that long for the worker.
+const ROWS_BETWEEN_JOBS: usize = 4;
+
+/// [`gather`] on a rayon worker, [`ROWS_BETWEEN_JOBS`] rows at a time, running one waiting job
+/// of the pool (a half of the step's product) between them ([`rayon::yield_now`]).
+fn gather_between_jobs(data: &Dataset, indices: &[usize], (images, labels): &mut Buffers) {
+    for (chunk, rows) in indices.chunks(ROWS_BETWEEN_JOBS).enumerate() {
+        let start = chunk * ROWS_BETWEEN_JOBS;
+        let mut chunk_images = images.slice_mut(s![start..start + rows.len(), ..]);
+        for (mut row, &index) in chunk_images.rows_mut().into_iter().zip(rows) {
+            row.assign(&data.images.row(index));
+        }
+        rayon::yield_now();
+    }
+    for (label, &index) in labels.iter_mut().zip(indices) {
+        *label = data.labels[index];
+    }
+}
 
 /// Copies rows `indices` of `data` and their labels into the first rows of the buffers: random
 /// rows of a large array, so the copy waits on memory; with `parallel`, each rayon thread takes
