@@ -3,10 +3,11 @@
 
 use backprop_core::norm::DropoutMasks;
 use backprop_core::{DropoutLayer, Float, Layer, assert_same_shape};
+use multiversion::multiversion;
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 
 use crate::buffer::{RowBuffer, contiguous, contiguous_mut};
-use crate::parallel::PARALLEL_ELEMENTS;
+use crate::parallel::{PARALLEL_ELEMENTS, for_each_pair};
 
 /// Inverted dropout's state: probability, mask stream, and the last training forward's mask
 /// m / (1 - p) (0 for a dropped unit) in a buffer that grows only for a larger batch.
@@ -84,12 +85,7 @@ impl<F: Float> DropoutState<F> {
                         x_row: ArrayView1<'_, F>| {
             let m_row = contiguous_mut(&mut m_row);
             mask.scaled_row(row * width, scale, m_row);
-            let entries = contiguous_mut(&mut y_row)
-                .iter_mut()
-                .zip(contiguous(&x_row));
-            for ((y, &x), &m) in entries.zip(&*m_row) {
-                *y = x * m;
-            }
+            masked_row(contiguous_mut(&mut y_row), contiguous(&x_row), m_row);
         };
         if batch * width >= PARALLEL_ELEMENTS && rayon::current_num_threads() > 1 {
             rows.par_for_each(fill_row);
@@ -104,8 +100,16 @@ impl<F: Float> DropoutState<F> {
         if self.active {
             let mask = self.scaled_mask.view();
             assert_same_shape("Dropout backward grad", grad.dim(), mask.dim());
-            Zip::from(grad).and(&mask).for_each(|g, &m| *g *= m);
+            for_each_pair(grad, mask, |g, &m| *g *= m);
         }
+    }
+}
+
+/// `y = x m` over a row, compiled for AVX-512, AVX2 and the baseline (the same bits in each).
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+fn masked_row<F: Float>(output: &mut [F], input: &[F], mask: &[F]) {
+    for ((y, &x), &m) in output.iter_mut().zip(input).zip(mask) {
+        *y = x * m;
     }
 }
 

@@ -3,9 +3,10 @@
 use backprop_core::Float;
 use backprop_core::optim::TensorUpdate;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 use crate::buffer::RowBuffer;
+use crate::parallel::for_each_pair;
 
 /// Products of at least this many multiply-adds are split in two on rayon (when it has more than
 /// one thread). A 32 x 784 x 256 forward product is 6.4 million.
@@ -151,7 +152,7 @@ pub(crate) fn layer_forward_gemm<F: Float>(
             rayon::join(first_half, rest_half);
         }
     }
-    Zip::from(output).and(&rest).for_each(|c, &s| *c += s);
+    for_each_pair(output, rest.view(), |c, &s| *c += s);
 }
 
 /// What [`gemm_then`] cuts along with C.

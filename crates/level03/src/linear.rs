@@ -6,6 +6,7 @@ use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 use crate::buffer::RowBuffer;
 use crate::gemm::{gemm, gemm_then, layer_forward_gemm};
+use crate::parallel::add_rows;
 
 /// A fully connected layer: `y = x W + b`.
 ///
@@ -67,7 +68,7 @@ pub(crate) fn linear_forward<F: Float>(
 pub(crate) fn linear_param_grads<F: Float>(
     input: ArrayView2<'_, F>,
     grad_output: ArrayView2<'_, F>,
-    (grad_weight, mut grad_bias): (ArrayViewMut2<'_, F>, ArrayViewMut1<'_, F>),
+    (grad_weight, grad_bias): (ArrayViewMut2<'_, F>, ArrayViewMut1<'_, F>),
     overwrite: bool,
     weight_update: Option<(ArrayViewMut2<'_, F>, TensorUpdate<'_, F>)>,
 ) {
@@ -87,12 +88,7 @@ pub(crate) fn linear_param_grads<F: Float>(
             }
         },
     );
-    if overwrite {
-        grad_bias.fill(F::zero());
-    }
-    for row in grad_output.rows() {
-        grad_bias += &row;
-    }
+    add_rows(grad_bias, grad_output, overwrite);
 }
 
 impl<F: Float> Layer<F> for Linear<F> {

@@ -6,6 +6,7 @@ use multiversion::multiversion;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
 use crate::buffer::{RowBuffer, contiguous, contiguous_mut};
+use crate::parallel::add_row;
 
 /// One normalization's parameters and what its backward needs, kept in buffers that grow only
 /// for a larger batch. Batch norm normalizes each feature over the rows, layer norm each row over
@@ -91,13 +92,7 @@ impl<F: Float> NormState<F> {
         let rows = values.rows_mut().into_iter().zip(normalized.rows_mut());
         for (mut out, mut x_hats) in rows {
             let (out, x_hats) = (contiguous_mut(&mut out), contiguous_mut(&mut x_hats));
-            let parameters = gamma.iter().zip(beta);
-            let statistics = self.sums.iter().zip(&self.inv_std);
-            let entries = out.iter_mut().zip(x_hats.iter_mut()).zip(parameters);
-            for (((y, x_hat), (&gamma, &beta)), (&mean, &s)) in entries.zip(statistics) {
-                *x_hat = (*y - mean) * s;
-                *y = gamma * *x_hat + beta;
-            }
+            normalize_row(out, x_hats, (gamma, beta), (&self.sums, &self.inv_std));
         }
     }
 
@@ -120,15 +115,11 @@ impl<F: Float> NormState<F> {
             var.clear();
             var.resize(features, F::zero());
             for row in values.rows() {
-                let row = contiguous(&row);
-                mean.iter_mut().zip(row).for_each(|(m, &x)| *m += x);
+                add_row(mean, contiguous(&row));
             }
             mean.iter_mut().for_each(|m| *m /= rows);
             for row in values.rows() {
-                let row = contiguous(&row);
-                for ((v, &m), &x) in var.iter_mut().zip(mean.iter()).zip(row) {
-                    *v += (x - m) * (x - m);
-                }
+                add_squared_deviations(var, mean, contiguous(&row));
             }
             var.iter_mut().for_each(|v| *v /= rows);
             // Running statistics: 10% of the way to this batch's, the variance unbiased.
@@ -190,11 +181,7 @@ impl<F: Float> NormState<F> {
             let (sums, sums_xhat) = (&mut self.sums, &mut self.sums_with_normalized);
             for (g_row, x_row) in grad.rows().into_iter().zip(normalized.rows()) {
                 let (g_row, x_row) = (contiguous(&g_row), contiguous(&x_row));
-                let entries = sums.iter_mut().zip(sums_xhat.iter_mut()).zip(g_row);
-                for (((sum, sum_x), &g), &x_hat) in entries.zip(x_row) {
-                    *sum += g;
-                    *sum_x += g * x_hat;
-                }
+                add_gradient_sums((sums, sums_xhat), g_row, x_row);
             }
         }
         Zip::from(&mut self.grad_beta)
@@ -211,10 +198,7 @@ impl<F: Float> NormState<F> {
                 let gamma = self.gamma.view();
                 let gamma = contiguous(&gamma);
                 for mut g_row in grad.rows_mut() {
-                    let entries = contiguous_mut(&mut g_row).iter_mut().zip(gamma);
-                    for ((g, &gamma), &s) in entries.zip(&self.inv_std) {
-                        *g = *g * gamma * s;
-                    }
+                    scale_row(contiguous_mut(&mut g_row), gamma, &self.inv_std);
                 }
             }
             _ => {} // layer norm: done above
@@ -240,13 +224,8 @@ impl<F: Float> NormState<F> {
             *sum_x = scale * *sum_x / rows;
         }
         for (mut g_row, x_row) in grad.rows_mut().into_iter().zip(normalized.rows()) {
-            let entries = contiguous_mut(&mut g_row)
-                .iter_mut()
-                .zip(contiguous(&x_row));
-            let per_feature = self.scales.iter().zip(shift.iter()).zip(tilt.iter());
-            for ((g, &x_hat), ((&scale, &shift), &tilt)) in entries.zip(per_feature) {
-                *g = scale * *g - shift - x_hat * tilt;
-            }
+            let (g_row, x_row) = (contiguous_mut(&mut g_row), contiguous(&x_row));
+            batch_backward_row(g_row, x_row, (&self.scales, shift, tilt));
         }
     }
 
@@ -321,9 +300,72 @@ impl<F: Float> NormLayer<F> for NormalizationLayer<F> {
     }
 }
 
-// Layer norm's row kernels, each compiled for AVX-512, AVX2 and the baseline (multiversion),
-// picked at run time. Their sums run in explicit lanes and no multiply-add is fused, so every
-// build computes the same bits.
+// The row kernels, each compiled for AVX-512, AVX2 and the baseline (multiversion), picked at
+// run time. Batch norm's sums run per feature (one lane per feature, the rows in order), layer
+// norm's in explicit lanes, and no multiply-add is fused, so every build computes the same bits.
+
+/// Batch norm's variance pass over one row: `var[j] += (x[j] - mean[j])^2`.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+fn add_squared_deviations<F: Float>(var: &mut [F], mean: &[F], row: &[F]) {
+    for ((v, &m), &x) in var.iter_mut().zip(mean).zip(row) {
+        *v += (x - m) * (x - m);
+    }
+}
+
+/// One row of batch norm forward, with each feature's `(mean, s)`: `x̂ = (x - mean) s` into
+/// `x_hats`, `y = gamma x̂ + beta` over `out`.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+fn normalize_row<F: Float>(
+    out: &mut [F],
+    x_hats: &mut [F],
+    (gamma, beta): (&[F], &[F]),
+    (mean, inv_std): (&[F], &[F]),
+) {
+    let entries = out.iter_mut().zip(x_hats.iter_mut());
+    let parameters = gamma.iter().zip(beta);
+    let statistics = mean.iter().zip(inv_std);
+    for (((y, x_hat), (&gamma, &beta)), (&mean, &s)) in entries.zip(parameters).zip(statistics) {
+        *x_hat = (*y - mean) * s;
+        *y = gamma * *x_hat + beta;
+    }
+}
+
+/// One row's share of batch norm's per-feature sums in backward: `Σ g`, `Σ g x̂`.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+fn add_gradient_sums<F: Float>(
+    (sums, sums_with_normalized): (&mut [F], &mut [F]),
+    grad: &[F],
+    normalized: &[F],
+) {
+    let features = sums.iter_mut().zip(sums_with_normalized.iter_mut());
+    for ((sum, sum_x), (&g, &x_hat)) in features.zip(grad.iter().zip(normalized)) {
+        *sum += g;
+        *sum_x += g * x_hat;
+    }
+}
+
+/// One row of batch norm backward: `g <- scale g - shift - x̂ tilt` per feature (scale = gamma
+/// s, shift and tilt the two means times it).
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+fn batch_backward_row<F: Float>(
+    grad: &mut [F],
+    normalized: &[F],
+    (scales, shifts, tilts): (&[F], &[F], &[F]),
+) {
+    let entries = grad.iter_mut().zip(normalized);
+    let per_feature = scales.iter().zip(shifts).zip(tilts);
+    for ((g, &x_hat), ((&scale, &shift), &tilt)) in entries.zip(per_feature) {
+        *g = scale * *g - shift - x_hat * tilt;
+    }
+}
+
+/// One row of batch norm backward in evaluation: `g <- g gamma s` per feature.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2"))]
+fn scale_row<F: Float>(grad: &mut [F], gamma: &[F], inv_std: &[F]) {
+    for ((g, &gamma), &s) in grad.iter_mut().zip(gamma).zip(inv_std) {
+        *g = *g * gamma * s;
+    }
+}
 
 /// One row of layer norm forward: `(mean, s)` of `out` (biased variance, s = 1 / sqrt(var +
 /// eps)), then `x̂ = (x - mean) s` into `x_hats` and `y = gamma x̂ + beta` over `out`.
