@@ -1,4 +1,4 @@
-//! The optimizers' update loop alone, per parameter: what an SGD, momentum or Adam step costs
+//! The optimizers' update loop alone, per parameter: what an SGD, Nesterov or Adam update costs
 //! beside the products, and whether it is bound by memory or by arithmetic:
 //! `cargo run --release --features tools --example update_loop -- [THREADS]` (default 1).
 //!
